@@ -1,0 +1,119 @@
+"""Typed training configuration: one dataclass, a help string per field, YAML round trip.
+
+The CLI builds its flags from these fields (``cnnlab train --help``), recipes in
+``configs/*.yaml`` set them, and every run saves the full config as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnlab.errors import CnnlabError
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with a help string (shown by ``--help``)."""
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to repeat a training run."""
+
+    dataset: str = _f("digits", "dataset name (`cnnlab datasets`), e.g. digits, cifar10, npz:PATH")
+    model: str = _f("lenet5", "model name (`cnnlab models`)")
+    model_kwargs: dict = _f({}, "extra keyword arguments for the model builder, e.g. {width: 2}")
+    data_dir: str = _f("~/.cache/cnnlab", "where downloaded datasets are cached and looked for")
+    image_size: int = _f(0, "resize folder images to this square size (0: dataset default)")
+    val_split: float = _f(
+        0.0,
+        "hold out this many training images (>=1) or this fraction (<1) for validation; "
+        "0 evaluates on the dataset's test split (or holds out 10%% if it has none)",
+    )
+    limit_train: int = _f(0, "use only the first N training images after the split (0: all)")
+    epochs: int = _f(20, "passes over the training set")
+    batch_size: int = _f(128, "images per optimizer step")
+    optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
+    lr: float = _f(0.05, "peak learning rate, reached after warm-up")
+    momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)")
+    nesterov: bool = _f(True, "use Nesterov momentum with SGD")
+    weight_decay: float = _f(5e-4, "weight decay on weights (not on biases or norm layers)")
+    warmup_epochs: float = _f(1.0, "linear warm-up from 0 to lr over this many epochs")
+    schedule: str = _f("cosine", "decay after warm-up: cosine, linear or constant")
+    label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss")
+    ema: float = _f(0.0, "decay of an exponential moving average of weights (0: off)")
+    tta: bool = _f(False, "test-time augmentation: average predictions with the flipped image")
+    crop_padding: int = _f(0, "random translation by up to this many pixels (pad-and-crop)")
+    flip: bool = _f(True, "random horizontal flips, where the dataset allows them")
+    cutout: int = _f(0, "side of a random square erased from each training image (0: off)")
+    seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
+    compile: bool = _f(False, "compile the model with torch.compile")
+    eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)")
+    name: str = _f("", "run folder name under out_dir (default: dataset-model-time)")
+    out_dir: str = _f("runs", "folder that holds run folders")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.lr > 0, "lr must be positive"),
+            (self.optimizer in ("sgd", "adamw"), "optimizer must be sgd or adamw"),
+            (self.schedule in ("cosine", "linear", "constant"),
+             "schedule must be cosine, linear or constant"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (self.val_split >= 0, "val_split must be >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
+            (self.eval_every >= 1, "eval_every must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CnnlabError(f"bad config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CnnlabError(f"unknown config keys {unknown}; see `cnnlab train --help`")
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        from cnnlab.io import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise CnnlabError(f"config file {path} not found; pass an existing YAML file")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise CnnlabError(f"config file {path} is not valid YAML ({e.__class__.__name__})")
+        if not isinstance(d, dict):
+            raise CnnlabError(f"config file {path} must hold a mapping of field: value")
+        return cls.from_dict(d)
+
+    def differences(self, other: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+        """Fields whose values differ, as 'field: old -> new' strings."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in ignore and a[k] != b[k]]
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(TrainConfig))

@@ -1,0 +1,133 @@
+"""Datasets: one registry, ``load_dataset(name)`` and the train/validation split of a run.
+
+Names: ``digits`` (embedded, the default), ``shapes`` (procedural), ``cifar10``, ``cifar100``,
+``mnist``, ``fashion-mnist``, ``folder:PATH`` and ``npz:PATH``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.data.base import DatasetSplits, ImageDataset, split_holdout
+from cnnlab.errors import CnnlabError
+from cnnlab.registry import Registry
+
+# A loader takes (argument after "name:", data folder, image size) and returns the splits.
+DATASETS: Registry[Callable[[str, Path, int], DatasetSplits]] = Registry("dataset")
+
+DESCRIPTIONS = {
+    "digits": "1,797 real 8x8 handwritten digits shipped with scikit-learn (offline default)",
+    "shapes": "procedural coloured shapes on textured backgrounds, 4 classes, seeded (offline)",
+    "cifar10": "60,000 32x32 colour images, 10 classes (official binary release)",
+    "cifar100": "60,000 32x32 colour images, 100 classes (official binary release)",
+    "mnist": "70,000 28x28 handwritten digits (official IDX files)",
+    "fashion-mnist": "70,000 28x28 clothing images, 10 classes (official IDX files)",
+    "folder": "folder:PATH, your images, one sub-folder per class (train/ and test/ optional)",
+    "npz": "npz:PATH, arrays x (uint8 N x H x W x C) and y; optional x_test, y_test, classes",
+}
+
+
+@DATASETS.register("digits")
+def _digits(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+    from cnnlab.data.digits import load_digits_splits
+
+    return load_digits_splits()
+
+
+@DATASETS.register("shapes")
+def _shapes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+    from cnnlab.data.shapes import load_shapes_splits
+
+    return load_shapes_splits(image_size)
+
+
+def _cifar(name: str):
+    def load(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+        from cnnlab.data.cifar import load_cifar_splits
+
+        return load_cifar_splits(name, data_dir)
+
+    return load
+
+
+def _idx(name: str):
+    def load(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+        from cnnlab.data.idx import load_idx_splits
+
+        return load_idx_splits(name, data_dir)
+
+    return load
+
+
+for _name in ("cifar10", "cifar100"):
+    DATASETS.register(_name)(_cifar(_name))
+for _name in ("mnist", "fashion-mnist"):
+    DATASETS.register(_name)(_idx(_name))
+
+
+@DATASETS.register("folder")
+def _folder(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+    from cnnlab.data.files import load_folder_splits
+
+    return load_folder_splits(arg, image_size)
+
+
+@DATASETS.register("npz")
+def _npz(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+    from cnnlab.data.files import load_npz_splits
+
+    return load_npz_splits(arg)
+
+
+def list_datasets() -> list[str]:
+    return DATASETS.names()
+
+
+def load_dataset(name: str, data_dir: str | Path = "~/.cache/cnnlab", image_size: int = 0) -> DatasetSplits:
+    """Load a dataset's official splits into memory, e.g. ``load_dataset("cifar10")``."""
+    kind, _, arg = name.partition(":")
+    if kind in ("folder", "npz") and not arg:
+        raise CnnlabError(f"dataset {kind} needs a path: {kind}:PATH")
+    return DATASETS.get(kind)(arg, Path(data_dir).expanduser(), image_size)
+
+
+@dataclass
+class RunData:
+    """The images a run trains and evaluates on, and how they were split."""
+
+    train: ImageDataset
+    val: ImageDataset
+    val_name: str
+    """``test`` (the official test split) or ``val`` (held out from train)."""
+    source: str
+
+
+def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float, seed: int,
+                 limit_train: int = 0) -> RunData:
+    """Load ``dataset`` and choose its evaluation set.
+
+    ``val_split`` > 0 holds out that many training images (or that fraction) as validation;
+    0 evaluates on the official test split, or holds out 10% when there is none.
+    """
+    splits = load_dataset(dataset, data_dir, image_size)
+    train, test = splits.train, splits.test
+    if val_split == 0 and test is None:
+        val_split = 0.1
+    if val_split > 0:
+        n_val = int(round(val_split * len(train))) if val_split < 1 else int(val_split)
+        train, val = split_holdout(train, n_val, seed=seed)
+        val_name = "val"
+    else:
+        val, val_name = test, "test"
+    if limit_train:
+        train = train.subset(range(min(limit_train, len(train))))
+    if val.image_shape != train.image_shape:
+        raise CnnlabError(f"{dataset}: test images are {val.image_shape}, train images "
+                          f"{train.image_shape}; give both splits one shape")
+    return RunData(train, val, val_name, splits.source)
+
+
+__all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "list_datasets", "load_dataset",
+           "prepare_data"]

@@ -1,0 +1,51 @@
+"""Batch augmentation on tensors, on whatever device trains (as in airbench), not per-image PIL.
+
+All functions take a float batch (B, C, H, W) and a ``torch.Generator`` so that a seed fixes
+every random choice.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Pad by ``pad`` pixels (reflect) and crop back at a random offset per image."""
+    if pad == 0:
+        return x
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    rows = (torch.arange(h, device=x.device) + dy[:, None])[:, None, :, None]  # (B, 1, H, 1)
+    cols = (torch.arange(w, device=x.device) + dx[:, None])[:, None, None, :]  # (B, 1, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Flip each image left-right with probability 1/2."""
+    flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(flip, x.flip(-1), x)
+
+
+def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Erase one random ``size`` x ``size`` square per image (DeVries & Taylor 2017)."""
+    if size == 0:
+        return x
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=gen).to(x.device)[:, None, None]
+    cx = torch.randint(0, w, (b,), generator=gen).to(x.device)[:, None, None]
+    yy = torch.arange(h, device=x.device)[None, :, None]
+    xx = torch.arange(w, device=x.device)[None, None, :]
+    inside = ((yy - cy).abs() <= size // 2) & ((xx - cx).abs() <= size // 2)  # (B, H, W)
+    return x.masked_fill(inside[:, None], 0.0)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 0, flip: bool = False,
+            cutout_size: int = 0) -> torch.Tensor:
+    x = random_translate(x, pad, gen)
+    if flip:
+        x = random_flip(x, gen)
+    return cutout(x, cutout_size, gen)

@@ -1,0 +1,10 @@
+"""User-facing errors.
+
+A ``CnnlabError`` is a user mistake or a bad input (unknown model, corrupt file, NaN loss).
+The CLI prints its message as one line and exits with status 2; it never shows a traceback
+for one. Messages name the problem and the fix.
+"""
+
+
+class CnnlabError(Exception):
+    """A problem the user can fix; its message says how."""

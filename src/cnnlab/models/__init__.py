@@ -1,0 +1,103 @@
+"""Models: one registry, ``create_model(name, **kwargs)``, ``list_models()``, ``model_stats``.
+
+Every builder takes ``num_classes``, ``in_channels``, ``image_size`` and the normalization
+``mean``/``std``, so any model adapts to any dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models.base import ImageClassifier
+from cnnlab.models.fastnet import FastNet
+from cnnlab.models.lenet import LeNet5
+from cnnlab.models.mlp import MLP
+from cnnlab.models.resnet import CifarResNet, ResNet18
+from cnnlab.registry import Registry
+
+MODELS: Registry[Callable[..., ImageClassifier]] = Registry("model")
+
+DESCRIPTIONS = {
+    "mlp": "multi-layer perceptron (2 hidden layers), the locality-blind baseline",
+    "lenet5": "LeNet-5 (LeCun et al. 1998), reads 32x32",
+    "resnet20": "CIFAR ResNet-20 (He et al. 2016), option-A shortcuts",
+    "resnet56": "CIFAR ResNet-56 (He et al. 2016), option-A shortcuts",
+    "resnet18": "ResNet-18 with a CIFAR stem (torchvision layers)",
+    "fastnet": "airbench-style fast CIFAR net: whitening stem, 3 conv groups, no residuals",
+}
+
+
+@MODELS.register("mlp")
+def mlp(**kw) -> ImageClassifier:
+    return MLP(**kw)
+
+
+@MODELS.register("lenet5")
+def lenet5(**kw) -> ImageClassifier:
+    return LeNet5(**kw)
+
+
+@MODELS.register("resnet20")
+def resnet20(**kw) -> ImageClassifier:
+    return CifarResNet(depth=20, **kw)
+
+
+@MODELS.register("resnet56")
+def resnet56(**kw) -> ImageClassifier:
+    return CifarResNet(depth=56, **kw)
+
+
+@MODELS.register("resnet18")
+def resnet18(**kw) -> ImageClassifier:
+    return ResNet18(**kw)
+
+
+@MODELS.register("fastnet")
+def fastnet(**kw) -> ImageClassifier:
+    return FastNet(**kw)
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+def create_model(name: str, **kwargs) -> ImageClassifier:
+    """Build a registered model, e.g. ``create_model("resnet20", num_classes=100)``."""
+    builder = MODELS.get(name)
+    try:
+        return builder(**kwargs)
+    except TypeError as e:
+        raise CnnlabError(f"model {name}: bad arguments ({e}); see its builder's signature") from None
+
+
+@dataclass
+class ModelStats:
+    params: int
+    """Trainable and frozen parameters in total."""
+    first_layer_params: int
+    macs: int
+    """Multiply-accumulates for one image (forward pass), counted by torch's FLOP counter."""
+
+
+def model_stats(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelStats:
+    """Parameter counts and multiply-accumulates per image of shape (C, H, W)."""
+    params = sum(p.numel() for p in model.parameters())
+    first = model.first_layer() if isinstance(model, ImageClassifier) else None
+    first_params = sum(p.numel() for p in first.parameters()) if first is not None else 0
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *input_shape, device=device))
+    model.train(was_training)
+    return ModelStats(params, first_params, counter.get_total_flops() // 2)
+
+
+__all__ = ["MODELS", "ImageClassifier", "ModelStats", "create_model", "list_models", "model_stats"]

@@ -1,0 +1,170 @@
+"""The core report sections, in model-card order (orders 10..90; later analyses slot between).
+
+10 run and environment, 20 data card, 30 training curves, 40 accuracy and per-class metrics,
+50 confusion matrix and most-confused pairs, 60 misclassified examples, 70 calibration,
+80 MLP versus CNN (cnnlab run), 990 limitations.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cnnlab.evaluate.metrics import reliability
+from cnnlab.report import ReportContext, Section, esc, img, section, table
+from cnnlab.report import plots as P
+from cnnlab.run import load_npz
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _kpis(items: list[tuple[str, str]]) -> str:
+    return '<div class="kpis">' + "".join(
+        f'<div class="kpi"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in items) + "</div>"
+
+
+@section(10, "run")
+def run_section(ctx: ReportContext) -> Section:
+    m, cfg = ctx.metrics, ctx.run.config
+    env = m.get("environment", {})
+    kpis = _kpis([("accuracy", _pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
+                  ("MACs per image", f"{m['macs']:,}"), ("training time", f"{m['train_time_s']:.1f} s"),
+                  ("images / s (train)", f"{m['train_images_per_s']:,.0f}")])
+    keys = ["dataset", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
+            "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "tta",
+            "crop_padding", "flip", "cutout", "val_split", "seed"]
+    conf = table(["setting", "value"], [[k, getattr(cfg, k)] for k in keys])
+    envt = table(["", ""], [[k, v] for k, v in env.items() if v is not None])
+    body = (kpis + '<div class="cols"><div><h3>Configuration</h3>' + conf +
+            '<p class="note">Full config: config.yaml in the run folder.</p></div>'
+            '<div><h3>Environment</h3>' + envt + "</div></div>")
+    return Section("Run and environment", body)
+
+
+@section(20, "data")
+def data_section(ctx: ReportContext) -> Section:
+    meta, ex, m = ctx.run.meta, load_npz(ctx.run.path / "examples.npz"), ctx.metrics
+    classes = meta["classes"]
+    c, h, w = meta["input_shape"]
+    rows = [["source", meta.get("dataset_source", "")], ["image shape (C, H, W)", f"{c} x {h} x {w}"],
+            ["classes", len(classes)], ["training images", f"{m['n_train']:,}"],
+            [f"evaluation images ({m['split']} split)", f"{m['n']:,}"],
+            ["normalization mean", ", ".join(f"{v:.3f}" for v in meta["normalization"]["mean"])],
+            ["normalization std", ", ".join(f"{v:.3f}" for v in meta["normalization"]["std"])]]
+    counts = [[r["class"], r["support"]] for r in m["per_class"]]
+    body = table(["", ""], rows)
+    if m["split"] == "val":
+        body += ('<p class="note">The evaluation split is held out from the training images '
+                 "(seeded by the run's seed); no test split was used.</p>")
+    if ex:
+        uri = P.save(P.image_grid(ex["samples"], ex["sample_labels"], classes), ctx.plots_dir,
+                     "samples")
+        body += "<h3>Sample training images</h3>" + img(uri, "sample images per class", "720px")
+    if len(classes) <= 20:
+        body += f"<h3>Evaluation images per class</h3>{table(['class', 'images'], counts)}"
+    return Section("Data card", body)
+
+
+@section(30, "training")
+def training_section(ctx: ReportContext) -> Section | None:
+    if not ctx.history:
+        return None
+    uri = P.save(P.training_curves(ctx.history), ctx.plots_dir, "training_curves")
+    note = ('<p class="note">Training accuracy is measured on augmented batches while the '
+            "weights change, so it can sit below validation accuracy.</p>")
+    return Section("Training curves", img(uri, "training curves") + note)
+
+
+@section(40, "metrics")
+def metrics_section(ctx: ReportContext) -> Section:
+    m = ctx.metrics
+    kpis = _kpis([("accuracy", _pct(m["accuracy"])), ("top-5 accuracy", _pct(m["top5_accuracy"])),
+                  ("macro F1", f"{m['macro_f1']:.3f}"), ("ECE", f"{m['ece']:.3f}"),
+                  ("loss", f"{m['loss']:.4f}" if m["loss"] is not None else "n/a")])
+    rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
+             r["support"]] for r in m["per_class"]]
+    best = (f'<p class="note">Reported: the weights after the last epoch ({m["epochs"]}). '
+            f"The best validation accuracy during training was {_pct(m['best_val_acc'])} at epoch "
+            f"{m['best_epoch']}; picking that epoch would use the evaluation set for selection, "
+            "so it is not the headline.</p>")
+    return Section("Accuracy and per-class metrics", kpis + best +
+                   table(["class", "precision", "recall", "F1", "support"], rows))
+
+
+@section(50, "confusion")
+def confusion_section(ctx: ReportContext) -> Section:
+    m, classes = ctx.metrics, ctx.run.meta["classes"]
+    cm = np.array(m["confusion_matrix"])
+    uri = P.save(P.confusion(cm, classes), ctx.plots_dir, "confusion_matrix")
+    pairs = [[p["a"], p["b"], p["a_as_b"], p["b_as_a"], p["total"]] for p in m["most_confused"]]
+    body = img(uri, "confusion matrix", "760px")
+    body += "<h3>Most-confused pairs</h3>"
+    body += table(["class A", "class B", "A predicted as B", "B predicted as A", "total"], pairs) \
+        if pairs else "<p>No confusions.</p>"
+    return Section("Confusion matrix", body)
+
+
+@section(60, "misclassified")
+def misclassified_section(ctx: ReportContext) -> Section | None:
+    ex = load_npz(ctx.run.path / "examples.npz")
+    if not ex or len(ex["wrong"]) == 0:
+        return None
+    fig = P.misclassified(ex["wrong"], ex["wrong_labels"], ex["wrong_probs"], ctx.run.meta["classes"])
+    uri = P.save(fig, ctx.plots_dir, "misclassified")
+    note = ('<p class="note">The most confidently wrong evaluation images: true class above '
+            "(green), the model's top-3 probabilities below (red).</p>")
+    return Section("Misclassified examples", note + img(uri, "misclassified images", "900px"))
+
+
+@section(70, "calibration")
+def calibration_section(ctx: ReportContext) -> Section | None:
+    pred = load_npz(ctx.run.path / "predictions.npz")
+    if not pred:
+        return None
+    rel = reliability(pred["probs"], pred["y"])
+    uri = P.save(P.reliability(rel), ctx.plots_dir, "reliability")
+    note = (f"<p>Expected calibration error (15 equal-width bins, Guo et al. 2017): "
+            f"<b>{ctx.metrics['ece']:.3f}</b>. Bars below the diagonal mean over-confidence.</p>")
+    return Section("Calibration", note + img(uri, "reliability diagram", "420px"))
+
+
+@section(80, "mlp_vs_cnn")
+def comparison_section(ctx: ReportContext) -> Section | None:
+    path = ctx.run.path / "compare.json"
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text())["models"]
+    header = ["model", "parameters", "first-layer parameters", "MACs / image", "accuracy",
+              "training time (s)"]
+    body = table(header, [[r["model"], f"{r['params']:,}", f"{r['first_layer_params']:,}",
+                           f"{r['macs']:,}", _pct(r["accuracy"]), f"{r['train_time_s']:.1f}"]
+                          for r in rows])
+    fig = P.bars([r["model"] for r in rows], [r["first_layer_params"] for r in rows],
+                 "First-layer parameters", "weights and biases (log scale)", log=True)
+    body += img(P.save(fig, ctx.plots_dir, "first_layer_params"), "first-layer parameters", "640px")
+    body += ("<p>An MLP's first layer has one weight per input pixel for every hidden unit, so its "
+             "size grows with the image. A convolution slides one small window of shared weights "
+             "over every position, so its first layer stays tiny and it sees local structure.</p>")
+    return Section("MLP versus CNN", body)
+
+
+@section(990, "limitations")
+def limitations_section(ctx: ReportContext) -> Section:
+    m = ctx.metrics
+    items = [
+        f"Accuracy is measured on {m['n']:,} images of the {m['split']} split; with that many "
+        f"images its standard error is about "
+        f"{100 * np.sqrt(m['accuracy'] * (1 - m['accuracy']) / max(m['n'], 1)):.2f} points.",
+        "One training run with one seed: seed-to-seed variation is not shown here.",
+        "The evaluation images come from the same source as the training images; accuracy on "
+        "images from elsewhere (other cameras, writers, lighting) is likely lower.",
+        "High accuracy says nothing about robustness to adversarial or corrupted inputs, or about "
+        "performance on sub-groups; those need their own analyses.",
+    ]
+    if m["ece"] > 0.05:
+        items.append(f"The probabilities are not well calibrated (ECE {m['ece']:.3f}); do not read "
+                     "them as the chance of being right.")
+    return Section("Limitations", "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")

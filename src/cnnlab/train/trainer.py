@@ -1,0 +1,244 @@
+"""The training loop: ``train_one_epoch`` and ``evaluate``, with the schedule written inline.
+
+Reproducibility: the model is initialised from ``seed``; at the start of every epoch the
+global RNG and the data generator are reseeded from ``(seed, epoch)``. So a resumed run needs
+only the epoch number to restore every random choice, and two CPU runs with one seed repeat
+exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cnnlab.config import TrainConfig
+from cnnlab.data import RunData
+from cnnlab.data.augment import augment
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.predict import predict_probs
+from cnnlab.io import atomic_write
+from cnnlab.models import ImageClassifier, create_model
+from cnnlab.train import checkpoint as ckpt
+
+Log = Callable[[str], None]
+COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time", "elapsed"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnlabError(f"device {name} asked for, but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine/linear decay to 0."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if schedule == "constant":
+        return peak
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "linear":
+        return peak * (1 - progress)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
+    c, h, w = data.train.image_shape
+    mean, std = data.train.mean_std()
+    kwargs = dict(num_classes=data.train.num_classes, in_channels=c, image_size=h, mean=mean,
+                  std=std, **cfg.model_kwargs)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **kwargs)
+    model.build_kwargs = kwargs  # saved in weights/meta.json so the model can be rebuilt
+    if hasattr(model, "init_from_data"):
+        model.init_from_data(data.train.x[:5000].float() / 255)
+    return model
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Weight decay on weights only: biases and norm layers are left alone."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    elapsed: float = 0.0
+    images_seen: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
+                    total_steps: int, warmup_steps: int, device: torch.device,
+                    progress: bool) -> tuple[float, float]:
+    model.train()
+    x, y = data.train.x, data.train.y
+    batch = min(cfg.batch_size, len(x))
+    steps = len(x) // batch  # drop the last partial batch; each epoch reshuffles
+    gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
+    order = torch.randperm(len(x), generator=gen)
+    flip = cfg.flip and data.train.flip_ok
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
+    for i in range(steps):
+        idx = order[i * batch: (i + 1) * batch]
+        # 1. Fetch the batch, scale to [0, 1] and augment it as one tensor on the device.
+        xb = x[idx].to(device, non_blocking=True).float().div_(255)
+        yb = y[idx].to(device, non_blocking=True)
+        xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        # 2. Set this step's learning rate from the schedule.
+        lr = lr_at(state.step, total_steps, warmup_steps, cfg.lr, cfg.schedule)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        # 3. Forward (bf16 autocast on CUDA), loss, backward, step.
+        with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise CnnlabError(
+                f"the loss became {loss.item()} at epoch {state.epoch + 1}, step {i + 1}; "
+                f"lower --lr (now {cfg.lr:g}) or check the data for bad values")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        state.step += 1
+        state.images_seen += len(idx)
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.argmax(1) == yb).sum()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    n = steps * batch
+    return float(loss_sum) / n, float(correct) / n
+
+
+def _bar(total: int, desc: str, progress: bool):
+    if not progress or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, unit="step")
+
+
+def evaluate(model, data: RunData, cfg: TrainConfig, device: torch.device):
+    """Probabilities on the validation set, and the loss and accuracy they give."""
+    probs, loss = predict_probs(model, data.val.x, tta=cfg.tta, device=device,
+                                channels_last=cfg.channels_last, y=data.val.y)
+    acc = float((probs.argmax(1) == data.val.y.numpy()).mean())
+    return probs, loss, acc
+
+
+def eval_model(model, ema):
+    """The model to evaluate and save: the EMA of weights when enabled."""
+    return ema.module if ema is not None else model
+
+
+def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
+        log: Log = print, progress: bool = True) -> tuple[ImageClassifier, TrainState]:
+    """Train ``cfg.model`` on ``data``, checkpointing into ``run_dir/weights`` every epoch."""
+    device = resolve_device(cfg.device)
+    model = build_model(cfg, data).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+           if cfg.ema else None)
+    state = TrainState()
+    if resume:
+        state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema)
+        log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
+    step_model = torch.compile(model) if cfg.compile else model
+    steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    while state.epoch < cfg.epochs:
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
+        train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
+                                                total_steps, warmup_steps, device, progress)
+        last = state.epoch + 1 == cfg.epochs
+        row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": train_loss, "train_acc": train_acc, "val_loss": None, "val_acc": None}
+        if last or (state.epoch + 1) % cfg.eval_every == 0:
+            _, row["val_loss"], row["val_acc"] = evaluate(eval_model(model, ema), data, cfg, device)
+        epoch_time = time.perf_counter() - t0
+        state.elapsed += epoch_time
+        row.update(epoch_time=epoch_time, elapsed=state.elapsed)
+        state.history.append(row)
+        state.epoch += 1
+        if row["val_acc"] is not None and row["val_acc"] > state.best_acc:
+            state.best_acc, state.best_epoch = row["val_acc"], state.epoch
+            ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
+                              eval_model(model, ema).state_dict(), {"epoch": state.epoch})
+        save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state)
+        write_results_csv(run_dir / "results.csv", state.history)
+        log(format_row(row, cfg.epochs))
+    return eval_model(model, ema), state
+
+
+def format_row(row: dict, epochs: int) -> str:
+    val = (f"  val_loss {row['val_loss']:.4f}  val_acc {100 * row['val_acc']:.2f}%"
+           if row["val_acc"] is not None else "")
+    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4f}  train_loss "
+            f"{row['train_loss']:.4f}  train_acc {100 * row['train_acc']:.2f}%{val}  "
+            f"{row['epoch_time']:.1f}s")
+
+
+def write_results_csv(path: Path, history: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(history)
+
+    atomic_write(path, write)
+
+
+def save_training_state(path: Path, model, optimizer, ema, state: TrainState) -> None:
+    tensors = ckpt.prefixed("model.", model.state_dict())
+    opt_tensors, opt_rest = ckpt.optimizer_to_tensors(optimizer)
+    tensors.update(opt_tensors)
+    if ema is not None:
+        tensors.update(ckpt.prefixed("ema.", ema.state_dict()))
+    meta = {"train_state": {k: v for k, v in vars(state).items()}, "optimizer": opt_rest}
+    ckpt.save_tensors(path, tensors, meta)
+
+
+def load_training_state(path: Path, model, optimizer, ema) -> TrainState:
+    tensors, meta = ckpt.load_tensors(path)
+    if "train_state" not in meta:
+        raise CnnlabError(f"{path} holds no training state; it cannot be resumed")
+    model.load_state_dict(ckpt.strip_prefix("model.", tensors))
+    ckpt.optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+    if ema is not None:
+        ema.load_state_dict(ckpt.strip_prefix("ema.", tensors))
+    return TrainState(**meta["train_state"])
