@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -34,7 +33,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     types = {"int": int, "float": _fraction_or_float, "str": str, "dict": _parse_mapping}
     for f in config_fields():
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata.get('help', '')} (default: {f.default if f.default is not dataclasses.MISSING else '{}'})"
+        default = f.default if f.default is not dataclasses.MISSING else "{}"
+        help_ = f"{f.metadata.get('help', '')} (default: {default})"
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:

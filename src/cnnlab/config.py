@@ -104,7 +104,7 @@ class TrainConfig:
         try:
             d = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise CnnlabError(f"config file {path} is not valid YAML ({e.__class__.__name__})")
+            raise CnnlabError(f"config file {path} is not valid YAML ({e.__class__.__name__})") from None
         if not isinstance(d, dict):
             raise CnnlabError(f"config file {path} must hold a mapping of field: value")
         return cls.from_dict(d)

@@ -88,7 +88,8 @@ def from_numpy(x: np.ndarray, y: np.ndarray, classes: list[str], name: str, **kw
         x = x.transpose(0, 3, 1, 2)
     elif x.ndim != 4:
         raise CnnlabError(f"dataset {name}: images must have 3 or 4 dimensions, got {x.shape}")
-    return ImageDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)),
+    return ImageDataset(torch.from_numpy(np.require(x, requirements=["C", "W"])),
+                        torch.from_numpy(y.astype(np.int64)),
                         classes, name, **kw)
 
 

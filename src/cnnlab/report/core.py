@@ -62,7 +62,7 @@ def data_section(ctx: ReportContext) -> Section:
     if ex:
         uri = P.save(P.image_grid(ex["samples"], ex["sample_labels"], classes), ctx.plots_dir,
                      "samples")
-        body += "<h3>Sample training images</h3>" + img(uri, "sample images per class", "720px")
+        body += "<h3>Sample training images</h3>" + img(uri, "sample images per class", "560px")
     if len(classes) <= 20:
         body += f"<h3>Evaluation images per class</h3>{table(['class', 'images'], counts)}"
     return Section("Data card", body)
@@ -116,7 +116,7 @@ def misclassified_section(ctx: ReportContext) -> Section | None:
     uri = P.save(fig, ctx.plots_dir, "misclassified")
     note = ('<p class="note">The most confidently wrong evaluation images: true class above '
             "(green), the model's top-3 probabilities below (red).</p>")
-    return Section("Misclassified examples", note + img(uri, "misclassified images", "900px"))
+    return Section("Misclassified examples", note + img(uri, "misclassified images"))
 
 
 @section(70, "calibration")

@@ -86,7 +86,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], per_r
     """Sample images, one row per class (labels sorted), titled by class."""
     rows = sorted(set(labels.tolist()))
     n_rows = min(len(rows), 20)
-    fig, axes = plt.subplots(n_rows, per_row, figsize=(per_row * 1.1, n_rows * 1.2), squeeze=False)
+    fig, axes = plt.subplots(n_rows, per_row, figsize=(per_row * 0.8, n_rows * 0.85), squeeze=False)
     for r, c in enumerate(rows[:n_rows]):
         imgs = images[labels == c][:per_row]
         for j in range(per_row):
@@ -103,8 +103,9 @@ def image_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], per_r
 def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
                   per_row: int = 6):
     n = len(images)
+    per_row = min(per_row, n)
     rows = (n + per_row - 1) // per_row
-    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 2.3, rows * 2.9), squeeze=False)
+    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 2.0, rows * 2.75), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
@@ -113,8 +114,9 @@ def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
         ax.axis("on")
         top = np.argsort(-probs[i])[:3]
         lines = [f"{_short(classes[t])} {100 * probs[i][t]:.0f}%" for t in top]
-        ax.set_title(f"true: {_short(classes[labels[i]])}", fontsize=9, color="tab:green")
-        ax.set_xlabel("\n".join(lines), fontsize=8.5, color="tab:red")
+        ax.set_title(f"true: {_short(classes[labels[i]])}", fontsize=12, color="tab:green",
+                     fontweight="bold")
+        ax.set_xlabel("\n".join(lines), fontsize=11, color="tab:red")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,183 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.data import load_dataset, prepare_data
+from cnnlab.data.augment import cutout, random_flip, random_translate
+from cnnlab.data.idx import read_idx
+from cnnlab.data.shapes import make_shapes
+from cnnlab.errors import CnnlabError
+from conftest import write_cifar_bin, write_idx
+
+
+def test_digits_is_embedded_and_real():
+    splits = load_dataset("digits")
+    assert len(splits.train) + len(splits.test) == 1797
+    assert splits.train.image_shape == (1, 8, 8) and splits.train.num_classes == 10
+    assert not splits.train.flip_ok  # a flipped 2 is not a 2
+
+
+def test_cifar_binary_reader(cifar10_dir):
+    data_dir, images, labels = cifar10_dir
+    splits = load_dataset("cifar10", data_dir)
+    assert len(splits.train) == 20 and len(splits.test) == 4
+    assert torch.equal(splits.train.x, torch.from_numpy(images[:20]))
+    assert splits.train.y.tolist() == labels[:20].tolist()
+    assert splits.train.classes[3] == "cat"
+
+
+def test_cifar100_binary_reader_takes_the_fine_label(tmp_path, rng):
+    folder = tmp_path / "cifar100" / "cifar-100-binary"
+    folder.mkdir(parents=True)
+    images = rng.integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    labels = np.array([0, 42, 99, 7, 63])
+    write_cifar_bin(folder / "train.bin", images, labels, coarse=True)
+    write_cifar_bin(folder / "test.bin", images[:2], labels[:2], coarse=True)
+    splits = load_dataset("cifar100", tmp_path)
+    assert splits.train.y.tolist() == labels.tolist() and splits.train.num_classes == 100
+
+
+def test_corrupt_cifar_file_is_a_clear_error(cifar10_dir):
+    data_dir, _, _ = cifar10_dir
+    f = data_dir / "cifar10" / "cifar-10-batches-bin" / "data_batch_2.bin"
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(CnnlabError, match="data_batch_2.bin is corrupt.*download"):
+        load_dataset("cifar10", data_dir)
+
+
+def test_missing_dataset_offline_says_what_to_place_where(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tvu, "download_url", offline)
+    with pytest.raises(CnnlabError, match=r"place that file at .*cifar-10-binary.tar.gz"):
+        load_dataset("cifar10", tmp_path)
+
+
+def _write_mnist(folder, rng, n=6):
+    folder.mkdir(parents=True)
+    xtr, ytr = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10
+    for name, arr in [("train-images-idx3-ubyte.gz", xtr), ("train-labels-idx1-ubyte.gz", ytr),
+                      ("t10k-images-idx3-ubyte.gz", xtr[:2]), ("t10k-labels-idx1-ubyte.gz", ytr[:2])]:
+        write_idx(folder / name, arr)
+    return xtr, ytr
+
+
+def test_idx_reader_matches_torchvision(tmp_path, rng):
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    arr = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "a.idx", arr)
+    ours = read_idx(tmp_path / "a.idx")
+    ref = read_sn3_pascalvincent_tensor(str(tmp_path / "a.idx"))
+    assert np.array_equal(ours, ref.numpy()) and np.array_equal(ours, arr)
+
+
+def test_mnist_from_idx_gz_in_data_dir(tmp_path, rng, monkeypatch):
+    import cnnlab.data.idx as idx
+
+    xtr, ytr = _write_mnist(tmp_path / "mnist", rng)
+    monkeypatch.setattr(idx, "fetch", lambda url, folder, f, md5, name: folder / f)  # skip MD5
+    splits = load_dataset("mnist", tmp_path)
+    assert torch.equal(splits.train.x[:, 0], torch.from_numpy(xtr))
+    assert splits.train.y.tolist() == ytr.tolist() and splits.test.image_shape == (1, 28, 28)
+
+
+def test_idx_with_wrong_checksum_is_refused(tmp_path, rng):
+    _write_mnist(tmp_path / "mnist", rng)
+    with pytest.raises(CnnlabError, match="train-images-idx3-ubyte.gz is corrupt"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_truncated_idx_is_a_clear_error(tmp_path, rng):
+    write_idx(tmp_path / "x.idx.gz", rng.integers(0, 256, (3, 28, 28), dtype=np.uint8))
+    raw = gzip.decompress((tmp_path / "x.idx.gz").read_bytes())[:-5]
+    (tmp_path / "x.idx.gz").write_bytes(gzip.compress(raw))
+    with pytest.raises(CnnlabError, match="truncated or corrupt"):
+        read_idx(tmp_path / "x.idx.gz")
+
+
+def _write_folder(root, rng, per_class=3, size=20):
+    for c in ["cat", "dog"]:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                root / c / f"{i}.png")
+
+
+def test_image_folder(tmp_path, rng):
+    _write_folder(tmp_path / "imgs", rng)
+    splits = load_dataset(f"folder:{tmp_path / 'imgs'}", image_size=16)
+    assert splits.train.classes == ["cat", "dog"] and splits.test is None
+    assert splits.train.image_shape == (3, 16, 16) and splits.train.y.tolist() == [0] * 3 + [1] * 3
+
+
+def test_image_folder_with_a_non_image_is_a_clear_error(tmp_path, rng):
+    _write_folder(tmp_path / "imgs", rng)
+    (tmp_path / "imgs" / "cat" / "bad.png").write_text("not an image")
+    with pytest.raises(CnnlabError, match="bad.png is not a readable image"):
+        load_dataset(f"folder:{tmp_path / 'imgs'}")
+
+
+def test_npz_and_its_errors(tmp_path, digits_npz):
+    splits = load_dataset(f"npz:{digits_npz}")
+    assert len(splits.train) == 1797 and splits.train.image_shape == (1, 8, 8)
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(CnnlabError, match="not a readable .npz"):
+        load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+    np.savez(tmp_path / "nolabels.npz", x=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(CnnlabError, match="arrays named x and y"):
+        load_dataset(f"npz:{tmp_path / 'nolabels.npz'}")
+    np.savez(tmp_path / "shape.npz", x=np.zeros((2, 4, 4), np.uint8), y=np.zeros(3))
+    with pytest.raises(CnnlabError, match="one label per image"):
+        load_dataset(f"npz:{tmp_path / 'shape.npz'}")
+    with pytest.raises(CnnlabError, match="not found"):
+        load_dataset(f"npz:{tmp_path / 'missing.npz'}")
+
+
+def test_unknown_dataset():
+    with pytest.raises(CnnlabError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet")
+
+
+def test_holdout_split_is_seeded_and_disjoint(digits_npz):
+    a = prepare_data(f"npz:{digits_npz}", "", 0, 300, seed=1)
+    b = prepare_data(f"npz:{digits_npz}", "", 0, 300, seed=1)
+    assert len(a.val) == 300 and len(a.train) == 1497 and a.val_name == "val"
+    assert torch.equal(a.val.x, b.val.x)
+    joined = torch.cat([a.train.x.flatten(1), a.val.x.flatten(1)])
+    assert len(joined) == 1797
+
+
+def test_shapes_are_seeded_with_boxes_and_masks():
+    a, b = make_shapes(20, 32, seed=3), make_shapes(20, 32, seed=3)
+    assert torch.equal(a.x, b.x) and a.x.shape == (20, 3, 32, 32)
+    boxes, masks = a.extras["boxes"], a.extras["masks"]
+    for box, mask in zip(boxes, masks, strict=True):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_colour_bias_ties_classes_to_hues():
+    biased = make_shapes(200, 16, seed=0, color_bias=1.0)
+    fg = [biased.x[i].float().permute(1, 2, 0)[biased.extras["masks"][i]].mean(0)
+          for i in range(200)]
+    circles = torch.stack([f for f, y in zip(fg, biased.y, strict=True) if y == 0])
+    assert circles.std(0).max() < 25  # one hue (red) for every circle
+
+
+def test_augmentations_keep_shape_and_are_seeded():
+    x = torch.rand(8, 3, 12, 12)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(random_translate(x, 0, g()), x)
+    t = random_translate(x, 2, g())
+    assert t.shape == x.shape and torch.equal(t, random_translate(x, 2, g()))
+    f = random_flip(x, g())
+    assert all(torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1)) for i in range(8))
+    c = cutout(x, 4, g())
+    assert ((c == 0).flatten(1).sum(1) > 0).all()

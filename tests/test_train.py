@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.config import TrainConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.train import checkpoint as ckpt
+from cnnlab.train.trainer import lr_at
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    base = dict(dataset="digits", model="lenet5", epochs=3, batch_size=64, lr=0.05,
+                crop_padding=1, out_dir=str(tmp_path / "runs"), name="r", limit_train=640)
+    return TrainConfig(**(base | kw))
+
+
+def test_training_on_digits_lowers_the_loss_and_beats_chance(tmp_path):
+    run = cnnlab.train(tiny(tmp_path, epochs=4), log=lambda s: None, report=False)
+    import csv
+
+    rows = list(csv.DictReader(open(run.path / "results.csv")))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert run.metrics["accuracy"] > 0.5  # chance is 0.1
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = cnnlab.train(tiny(tmp_path, name="a", model="mlp"), log=lambda s: None, report=False)
+    b = cnnlab.train(tiny(tmp_path, name="b", model="mlp"), log=lambda s: None, report=False)
+    c = cnnlab.train(tiny(tmp_path, name="c", model="mlp", seed=1), log=lambda s: None, report=False)
+    assert a.metrics["loss"] == b.metrics["loss"] and a.metrics["accuracy"] == b.metrics["accuracy"]
+    assert a.metrics["loss"] != c.metrics["loss"]
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, ema):
+    full = cnnlab.train(tiny(tmp_path, name="full", ema=ema, model="resnet20"), log=lambda s: None,
+                        report=False)
+
+    def interrupt_after_epoch_2(line: str) -> None:
+        if line.startswith("epoch   2/"):
+            raise KeyboardInterrupt
+
+    cfg = tiny(tmp_path, name="cut", ema=ema, model="resnet20")
+    with pytest.raises(KeyboardInterrupt):
+        cnnlab.train(cfg, log=interrupt_after_epoch_2, report=False)
+    resumed = cnnlab.train(tiny(tmp_path, name="cut", ema=ema, model="resnet20"), resume=True,
+                           log=lambda s: None, report=False)
+    a, _ = ckpt.load_tensors(full.path / "weights" / "last.safetensors")
+    b, _ = ckpt.load_tensors(resumed.path / "weights" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full.metrics["accuracy"] == resumed.metrics["accuracy"]
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
+    with pytest.raises(CnnlabError, match=r"refuses a changed config \(lr: 0.05 -> 0.1\)"):
+        cnnlab.train(tiny(tmp_path, epochs=1, lr=0.1), resume=True, log=lambda s: None)
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
+    with pytest.raises(CnnlabError, match="already exists"):
+        cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None)
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+    with pytest.raises(CnnlabError, match="loss became (nan|inf).*lower --lr"):
+        cnnlab.train(tiny(tmp_path, model="mlp", lr=1e12, epochs=2), log=lambda s: None)
+
+
+def test_saved_run_predicts_like_the_trained_model(tmp_path):
+    run = cnnlab.train(tiny(tmp_path, epochs=2), log=lambda s: None, report=False)
+    loaded = cnnlab.load_run(run.path)
+    again = loaded.evaluate(split="test")
+    assert again["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    x = cnnlab.load_dataset("digits").test.x[:5]
+    assert loaded.predict(x).shape == (5, 10)
+    with pytest.raises(CnnlabError, match="the model reads"):
+        loaded.predict(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    lrs = [lr_at(s, 100, 10, 1.0, "cosine") for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False)) and lrs[-1] < 0.01
+    assert lr_at(55, 100, 10, 1.0, "linear") == pytest.approx(0.5)
+
+
+def test_every_recipe_loads():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        cfg = TrainConfig.load(path)
+        assert cfg.model in cnnlab.list_models(), path
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_bad_config_values_are_refused():
+    with pytest.raises(CnnlabError, match="optimizer must be sgd or adamw"):
+        TrainConfig(optimizer="lion")
+    with pytest.raises(CnnlabError, match="unknown config keys"):
+        TrainConfig.from_dict({"epoch": 3})
