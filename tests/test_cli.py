@@ -35,12 +35,17 @@ def test_run_end_to_end_writes_every_file(tmp_path, capsys):
                  "--name", "lecture"])
     assert code == 0
     run = tmp_path / "lecture"
-    for f in EXPECTED_RUN_FILES + ["compare.json", "baselines/mlp/report.html"]:
+    analyses = [f"analysis/{a}.json" for a in ("mlp_vs_cnn", "permutation", "filters", "tree",
+                                                 "robustness")]
+    for f in EXPECTED_RUN_FILES + analyses + ["baselines/mlp/weights/last.safetensors"]:
         assert (run / f).is_file(), f
-    compare = json.loads((run / "compare.json").read_text())
-    assert [m["model"] for m in compare["models"]] == ["mlp", "lenet5"]
+    compare = json.loads((run / "analysis" / "mlp_vs_cnn.json").read_text())
+    assert [m["model"] for m in compare["models"]] == ["mlp", "lenet5", "resnet20"]
     html = (run / "report.html").read_text()
-    assert "MLP versus CNN" in html and "data:image/png;base64," in html
+    for title in ("MLP versus CNN", "The permutation test", "What convolutions see",
+                  "Confusion sets and the CNN tree", "Adversarial robustness", "Limitations"):
+        assert title in html, title
+    assert "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "report:" in capsys.readouterr().out
 

@@ -68,7 +68,62 @@ def cmd_run(args) -> None:
     from cnnlab.pipeline import run_lecture
 
     run_lecture(args.dataset, args.epochs, args.seed, args.name or "", args.out_dir, args.data_dir,
-                args.limit_train)
+                args.limit_train, args.seeds)
+
+
+def _run_or_main(args, prefix: str):
+    """The run named by --run, or a new main run on --dataset (as cnnlab run trains it)."""
+    from cnnlab.pipeline import main_run
+    from cnnlab.run import load_run
+
+    if args.run:
+        return load_run(args.run)
+    return main_run(args.dataset, args.epochs, args.seed, "", args.out_dir, args.data_dir,
+                    args.limit_train, print, True, prefix=prefix)
+
+
+def cmd_experiment(args) -> None:
+    from cnnlab.analysis.experiments import mlp_vs_cnn, permutation_test
+    from cnnlab.report import render_report
+
+    run = _run_or_main(args, args.which)
+    if args.which == "mlp-vs-cnn":
+        mlp_vs_cnn(run, models=tuple(args.models.split(",")))
+    else:
+        permutation_test(run, cnn=args.cnn, seeds=tuple(range(args.seeds)))
+    print(f"report: {render_report(run)}")
+
+
+def cmd_explain(args) -> None:
+    from cnnlab.explain.filters import explain_filters
+    from cnnlab.report import render_report
+    from cnnlab.run import load_run
+
+    run = load_run(args.run)
+    explain_filters(run, args.index, args.image)
+    print(f"report: {render_report(run)}")
+
+
+def cmd_tree(args) -> None:
+    from cnnlab.analysis.tree import build_tree
+    from cnnlab.report import render_report
+    from cnnlab.run import load_run
+
+    run = load_run(args.run)
+    build_tree(run, args.top_k, args.threshold, args.max_node_size, args.epochs)
+    print(f"report: {render_report(run)}")
+
+
+def cmd_attack(args) -> None:
+    from cnnlab.report import render_report
+    from cnnlab.robustness.analysis import robustness_analysis
+    from cnnlab.run import load_run
+
+    run = load_run(args.run)
+    attacks = tuple(a.strip() for a in args.attack.split(","))
+    curve = tuple(a.strip() for a in args.curve.split(",") if a.strip())
+    robustness_analysis(run, attacks, args.eps, args.n, curve, not args.no_corruptions)
+    print(f"report: {render_report(run)}")
 
 
 def cmd_train(args) -> None:
@@ -154,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "of trust that come with it.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = sub.add_parser("run", help="the main job: MLP vs LeNet-5 on one dataset, with a report")
+    p = sub.add_parser("run", help="the main job: the whole lecture on one dataset, one report")
     p.add_argument("--dataset", default="digits", help="dataset name (default: digits, embedded)")
     p.add_argument("--epochs", type=int, default=0, help="epochs per model (0: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
@@ -162,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="runs")
     p.add_argument("--data-dir", default="~/.cache/cnnlab")
     p.add_argument("--limit-train", type=int, default=0, help="use only N training images")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm of the permutation test")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("train", help="train one model; --resume RUN continues an interrupted run")
@@ -169,6 +225,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
     add_config_flags(p)
     p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("experiment", help="the lecture's experiments: mlp-vs-cnn, permutation")
+    p.add_argument("which", choices=["mlp-vs-cnn", "permutation"])
+    p.add_argument("--run", help="add the experiment to this run (default: train a new main run)")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--epochs", type=int, default=0, help="epochs per model (0: the recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=3, help="permutation: seeds per arm")
+    p.add_argument("--models", default="mlp,lenet5,resnet20", help="mlp-vs-cnn: models to compare")
+    p.add_argument("--cnn", default="lenet5", help="permutation: the CNN to test")
+    p.add_argument("--out-dir", default="runs")
+    p.add_argument("--data-dir", default="~/.cache/cnnlab")
+    p.add_argument("--limit-train", type=int, default=0)
+    p.set_defaults(fn=cmd_experiment)
+
+    p = sub.add_parser("explain", help="explanations of a run's model: filters")
+    p.add_argument("what", choices=["filters"])
+    p.add_argument("run")
+    p.add_argument("--index", type=int, default=0, help="which evaluation image to show")
+    p.add_argument("--image", help="an image file to show instead")
+    p.set_defaults(fn=cmd_explain)
+
+    p = sub.add_parser("tree", help="confusion sets and a CNN tree grown from a run's model")
+    p.add_argument("run")
+    p.add_argument("--top-k", type=int, default=2, help="confusion sets from the top-k predictions")
+    p.add_argument("--threshold", type=float, default=0.1, help="minimum confusion frequency")
+    p.add_argument("--max-node-size", type=int, default=4, help="most classes per node")
+    p.add_argument("--epochs", type=int, default=0, help="node fine-tuning epochs (0: a quarter)")
+    p.set_defaults(fn=cmd_tree)
+
+    p = sub.add_parser("attack", help="adversarial attacks, robustness curve and corruptions")
+    p.add_argument("run")
+    p.add_argument("--attack", default="fgsm,pgd,autoattack",
+                   help="comma-separated: fgsm, pgd, pgd-l2, apgd-ce, apgd-dlr, autoattack, square, "
+                        "deepfool (robust = every one fails)")
+    p.add_argument("--eps", type=_fraction_or_float, default=8 / 255, help="radius, e.g. 8/255")
+    p.add_argument("--n", type=int, default=1000, help="evaluation images to attack")
+    p.add_argument("--curve", default="fgsm,pgd", help="attacks for the accuracy-vs-eps curve")
+    p.add_argument("--no-corruptions", action="store_true", help="skip the common corruptions")
+    p.set_defaults(fn=cmd_attack)
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on a dataset")
     p.add_argument("run")

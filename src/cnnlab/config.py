@@ -38,6 +38,8 @@ class TrainConfig:
         "0 evaluates on the dataset's test split (or holds out 10%% if it has none)",
     )
     limit_train: int = _f(0, "use only the first N training images after the split (0: all)")
+    permute_pixels: bool = _f(
+        False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
     epochs: int = _f(20, "passes over the training set")
     batch_size: int = _f(128, "images per optimizer step")
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
@@ -53,6 +55,11 @@ class TrainConfig:
     crop_padding: int = _f(0, "random translation by up to this many pixels (pad-and-crop)")
     flip: bool = _f(True, "random horizontal flips, where the dataset allows them")
     cutout: int = _f(0, "side of a random square erased from each training image (0: off)")
+    adv: str = _f("", "adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
+    adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works")
+    adv_steps: int = _f(7, "PGD steps per batch in adversarial training")
+    adv_alpha: float = _f(0.0, "attack step size (0: 2.5*eps/steps for pgd, 1.25*eps for fgsm-rs)")
+    adv_eval: int = _f(500, "validation images attacked (PGD-10) at each evaluation when --adv is set")
     seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
@@ -74,7 +81,10 @@ class TrainConfig:
             (self.val_split >= 0, "val_split must be >= 0"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
+            (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
+            (not (self.permute_pixels and (self.crop_padding or self.cutout)),
+             "permute_pixels needs crop_padding 0 and cutout 0 (shifts of shuffled pixels mean nothing)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -74,7 +74,7 @@ class Run:
     def predict(self, images: torch.Tensor | np.ndarray, which: str = "last",
                 tta: bool | None = None) -> np.ndarray:
         """Class probabilities for uint8 images (N, C, H, W) or (N, H, W, C)."""
-        x = _as_uint8_nchw(images, self.meta["input_shape"])
+        x = self._permuted(_as_uint8_nchw(images, self.meta["input_shape"]))
         model = self.load_model(which)
         tta = self.config.tta if tta is None else tta
         return predict_probs(model, x, tta=tta)[0]
@@ -92,8 +92,18 @@ class Run:
             raise CnnlabError(f"{name} images are {ds.image_shape} (C, H, W) but the model "
                               f"reads {expected}; evaluate on data of the shape it was trained on")
         model = self.load_model(which)
-        probs, loss = predict_probs(model, ds.x, tta=self.config.tta, y=ds.y)
+        probs, loss = predict_probs(model, self._permuted(ds.x), tta=self.config.tta, y=ds.y)
         return classification_report(probs, ds.y.numpy(), ds.classes, loss)
+
+
+    def _permuted(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the run's fixed pixel permutation, if it was trained on permuted images."""
+        if not self.config.permute_pixels:
+            return x
+        from cnnlab.data import ImageDataset, permute_pixels, pixel_permutation
+
+        ds = ImageDataset(x, torch.zeros(len(x), dtype=torch.long), ["?"])
+        return permute_pixels(ds, pixel_permutation(*x.shape[2:])).x
 
 
 def load_run(path: str | Path) -> Run:
@@ -135,7 +145,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bo
     _check_run_dir(run_dir, cfg, resume)
     cfg.save(run_dir / "config.yaml")
     data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed,
-                        cfg.limit_train)
+                        cfg.limit_train, cfg.permute_pixels)
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
     model, state = fit(cfg, data, run_dir, resume=resume, log=log, progress=progress)
@@ -181,8 +191,8 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         n_train=len(data.train), environment=environment(device),
     )
     atomic_write_json(run_dir / "metrics.json", metrics)
-    _save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
-    _save_npz(run_dir / "examples.npz", **_examples(data, probs))
+    save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
+    save_npz(run_dir / "examples.npz", **_examples(data, probs))
     meta = {
         "model": cfg.model, "model_kwargs": model.build_kwargs, "classes": data.train.classes,
         "input_shape": list(data.train.image_shape),
@@ -195,7 +205,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     return metrics
 
 
-def _save_npz(path: Path, **arrays) -> None:
+def save_npz(path: Path, **arrays) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from cnnlab.data.base import DatasetSplits, ImageDataset, split_holdout
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
@@ -104,8 +106,23 @@ class RunData:
     source: str
 
 
+PERMUTATION_SEED = 1234  # one fixed permutation for every run, model and split
+
+
+def pixel_permutation(height: int, width: int) -> torch.Tensor:
+    """The fixed random permutation of the height*width pixel positions."""
+    return torch.randperm(height * width, generator=torch.Generator().manual_seed(PERMUTATION_SEED))
+
+
+def permute_pixels(ds: ImageDataset, perm: torch.Tensor) -> ImageDataset:
+    """Pixel j of every output image is pixel perm[j] of the input, in every channel."""
+    n, c, h, w = ds.x.shape
+    x = ds.x.reshape(n, c, h * w)[:, :, perm].reshape(n, c, h, w)
+    return ImageDataset(x.contiguous(), ds.y, ds.classes, ds.name, flip_ok=False)
+
+
 def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float, seed: int,
-                 limit_train: int = 0) -> RunData:
+                 limit_train: int = 0, permute: bool = False) -> RunData:
     """Load ``dataset`` and choose its evaluation set.
 
     ``val_split`` > 0 holds out that many training images (or that fraction) as validation;
@@ -126,8 +143,13 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     if val.image_shape != train.image_shape:
         raise CnnlabError(f"{dataset}: test images are {val.image_shape}, train images "
                           f"{train.image_shape}; give both splits one shape")
-    return RunData(train, val, val_name, splits.source)
+    source = splits.source
+    if permute:
+        perm = pixel_permutation(*train.image_shape[1:])
+        train, val = permute_pixels(train, perm), permute_pixels(val, perm)
+        source += f"; pixels permuted by one fixed permutation (seed {PERMUTATION_SEED})"
+    return RunData(train, val, val_name, source)
 
 
 __all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "list_datasets", "load_dataset",
-           "prepare_data"]
+           "permute_pixels", "pixel_permutation", "prepare_data"]

@@ -55,6 +55,11 @@ def esc(x: object) -> str:
     return html.escape(str(x))
 
 
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with two decimals ('n/a' for None)."""
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
 def table(header: list[str], rows: list[list], cls: str = "") -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -77,7 +82,7 @@ def read_history(path: Path) -> list[dict]:
 
 def render_report(run) -> Path:
     """Render ``run.path/report.html`` from the files in the run folder; return its path."""
-    from cnnlab.report import core  # noqa: F401  (registers the core sections)
+    from cnnlab.report import core, lecture, robustness  # noqa: F401  (register their sections)
 
     ctx = ReportContext(run=run, plots_dir=run.path / "plots", metrics=run.metrics,
                         history=read_history(run.path / "results.csv"))
@@ -97,4 +102,5 @@ def render_report(run) -> Path:
     return out
 
 
-__all__ = ["ReportContext", "SECTIONS", "Section", "esc", "img", "render_report", "section", "table"]
+__all__ = ["ReportContext", "SECTIONS", "Section", "esc", "img", "pct", "render_report", "section",
+           "table"]

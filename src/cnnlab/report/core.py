@@ -2,23 +2,17 @@
 
 10 run and environment, 20 data card, 30 training curves, 40 accuracy and per-class metrics,
 50 confusion matrix and most-confused pairs, 60 misclassified examples, 70 calibration,
-80 MLP versus CNN (cnnlab run), 990 limitations.
+990 limitations. The lecture's analyses (report/lecture.py) use 55 and 80-84.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from cnnlab.evaluate.metrics import reliability
-from cnnlab.report import ReportContext, Section, esc, img, section, table
+from cnnlab.report import ReportContext, Section, esc, img, pct, section, table
 from cnnlab.report import plots as P
 from cnnlab.run import load_npz
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def _kpis(items: list[tuple[str, str]]) -> str:
@@ -30,7 +24,7 @@ def _kpis(items: list[tuple[str, str]]) -> str:
 def run_section(ctx: ReportContext) -> Section:
     m, cfg = ctx.metrics, ctx.run.config
     env = m.get("environment", {})
-    kpis = _kpis([("accuracy", _pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
+    kpis = _kpis([("accuracy", pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
                   ("MACs per image", f"{m['macs']:,}"), ("training time", f"{m['train_time_s']:.1f} s"),
                   ("images / s (train)", f"{m['train_images_per_s']:,.0f}")])
     keys = ["dataset", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
@@ -81,13 +75,13 @@ def training_section(ctx: ReportContext) -> Section | None:
 @section(40, "metrics")
 def metrics_section(ctx: ReportContext) -> Section:
     m = ctx.metrics
-    kpis = _kpis([("accuracy", _pct(m["accuracy"])), ("top-5 accuracy", _pct(m["top5_accuracy"])),
+    kpis = _kpis([("accuracy", pct(m["accuracy"])), ("top-5 accuracy", pct(m["top5_accuracy"])),
                   ("macro F1", f"{m['macro_f1']:.3f}"), ("ECE", f"{m['ece']:.3f}"),
                   ("loss", f"{m['loss']:.4f}" if m["loss"] is not None else "n/a")])
     rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
              r["support"]] for r in m["per_class"]]
     best = (f'<p class="note">Reported: the weights after the last epoch ({m["epochs"]}). '
-            f"The best validation accuracy during training was {_pct(m['best_val_acc'])} at epoch "
+            f"The best validation accuracy during training was {pct(m['best_val_acc'])} at epoch "
             f"{m['best_epoch']}; picking that epoch would use the evaluation set for selection, "
             "so it is not the headline.</p>")
     return Section("Accuracy and per-class metrics", kpis + best +
@@ -129,26 +123,6 @@ def calibration_section(ctx: ReportContext) -> Section | None:
     note = (f"<p>Expected calibration error (15 equal-width bins, Guo et al. 2017): "
             f"<b>{ctx.metrics['ece']:.3f}</b>. Bars below the diagonal mean over-confidence.</p>")
     return Section("Calibration", note + img(uri, "reliability diagram", "420px"))
-
-
-@section(80, "mlp_vs_cnn")
-def comparison_section(ctx: ReportContext) -> Section | None:
-    path = ctx.run.path / "compare.json"
-    if not path.is_file():
-        return None
-    rows = json.loads(path.read_text())["models"]
-    header = ["model", "parameters", "first-layer parameters", "MACs / image", "accuracy",
-              "training time (s)"]
-    body = table(header, [[r["model"], f"{r['params']:,}", f"{r['first_layer_params']:,}",
-                           f"{r['macs']:,}", _pct(r["accuracy"]), f"{r['train_time_s']:.1f}"]
-                          for r in rows])
-    fig = P.bars([r["model"] for r in rows], [r["first_layer_params"] for r in rows],
-                 "First-layer parameters", "weights and biases (log scale)", log=True)
-    body += img(P.save(fig, ctx.plots_dir, "first_layer_params"), "first-layer parameters", "640px")
-    body += ("<p>An MLP's first layer has one weight per input pixel for every hidden unit, so its "
-             "size grows with the image. A convolution slides one small window of shared weights "
-             "over every position, so its first layer stays tiny and it sees local structure.</p>")
-    return Section("MLP versus CNN", body)
 
 
 @section(990, "limitations")

@@ -51,6 +51,10 @@ def training_curves(history: list[dict]):
     axes[1].plot(epochs, [100 * r["train_acc"] for r in history], label="train (augmented)", marker=".")
     axes[1].plot([e for e, _ in val], [100 * r["val_acc"] for _, r in val], label="validation",
                  marker=".")
+    robust = [(r["epoch"], r["val_robust_acc"]) for r in history if r.get("val_robust_acc") is not None]
+    if robust:
+        axes[1].plot([e for e, _ in robust], [100 * a for _, a in robust], label="validation, PGD-10",
+                     marker=".", color="tab:red")
     axes[1].set(title="Accuracy", xlabel="epoch", ylabel="%")
     axes[2].plot(epochs, [r["lr"] for r in history], color="tab:gray", marker=".")
     axes[2].set(title="Learning rate at epoch end", xlabel="epoch")
@@ -113,7 +117,7 @@ def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
         show(ax, images[i])
         ax.axis("on")
         top = np.argsort(-probs[i])[:3]
-        lines = [f"{_short(classes[t])} {100 * probs[i][t]:.0f}%" for t in top]
+        lines = [f"{_short(classes[t])}: {100 * probs[i][t]:.0f}%" for t in top]
         ax.set_title(f"true: {_short(classes[labels[i]])}", fontsize=12, color="tab:green",
                      fontweight="bold")
         ax.set_xlabel("\n".join(lines), fontsize=11, color="tab:red")

@@ -27,10 +27,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs
 from cnnlab.io import atomic_write
 from cnnlab.models import ImageClassifier, create_model
+from cnnlab.robustness.training import adversarial_batch
 from cnnlab.train import checkpoint as ckpt
 
 Log = Callable[[str], None]
-COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time", "elapsed"]
+COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
+           "epoch_time", "elapsed"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,6 +114,8 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
+        if cfg.adv:  # adversarial training: train on attacked images instead
+            xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_alpha)
         # 2. Set this step's learning rate from the schedule.
         lr = lr_at(state.step, total_steps, warmup_steps, cfg.lr, cfg.schedule)
         for g in optimizer.param_groups:
@@ -157,16 +161,28 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device: torch.device):
     return probs, loss, acc
 
 
+def robust_val_accuracy(model, data: RunData, cfg: TrainConfig, device: torch.device) -> float:
+    """PGD-10 accuracy at the training radius on the first ``adv_eval`` validation images."""
+    from cnnlab.robustness.evaluate import robust_accuracy
+
+    x = data.val.x[: cfg.adv_eval].to(device).float() / 255
+    torch.manual_seed(cfg.seed)
+    result = robust_accuracy(model, x, data.val.y[: cfg.adv_eval].to(device), ["pgd"], cfg.adv_eps)
+    return result["robust_accuracy"]
+
+
 def eval_model(model, ema):
     """The model to evaluate and save: the EMA of weights when enabled."""
     return ema.module if ema is not None else model
 
 
 def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
-        log: Log = print, progress: bool = True) -> tuple[ImageClassifier, TrainState]:
-    """Train ``cfg.model`` on ``data``, checkpointing into ``run_dir/weights`` every epoch."""
+        log: Log = print, progress: bool = True, model: ImageClassifier | None = None,
+        ) -> tuple[ImageClassifier, TrainState]:
+    """Train ``cfg.model`` on ``data`` (or fine-tune ``model``), checkpointing into
+    ``run_dir/weights`` every epoch."""
     device = resolve_device(cfg.device)
-    model = build_model(cfg, data).to(device)
+    model = (model if model is not None else build_model(cfg, data)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
@@ -188,8 +204,11 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         last = state.epoch + 1 == cfg.epochs
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc, "val_loss": None, "val_acc": None}
+        row["val_robust_acc"] = None
         if last or (state.epoch + 1) % cfg.eval_every == 0:
             _, row["val_loss"], row["val_acc"] = evaluate(eval_model(model, ema), data, cfg, device)
+            if cfg.adv:
+                row["val_robust_acc"] = robust_val_accuracy(eval_model(model, ema), data, cfg, device)
         epoch_time = time.perf_counter() - t0
         state.elapsed += epoch_time
         row.update(epoch_time=epoch_time, elapsed=state.elapsed)
@@ -205,9 +224,23 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     return eval_model(model, ema), state
 
 
+def last_epoch_only(log: Log, prefix: str) -> Log:
+    """A log for sub-runs: only the final epoch's line, prefixed with the sub-run's name."""
+
+    def inner(line: str) -> None:
+        if line.startswith("epoch"):
+            done, total = line.split()[1].split("/")
+            if done == total:
+                log(f"  [{prefix}] {line}")
+
+    return inner
+
+
 def format_row(row: dict, epochs: int) -> str:
     val = (f"  val_loss {row['val_loss']:.4f}  val_acc {100 * row['val_acc']:.2f}%"
            if row["val_acc"] is not None else "")
+    if row.get("val_robust_acc") is not None:
+        val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
     return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4f}  train_loss "
             f"{row['train_loss']:.4f}  train_acc {100 * row['train_acc']:.2f}%{val}  "
             f"{row['epoch_time']:.1f}s")

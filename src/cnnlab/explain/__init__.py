@@ -1,0 +1,1 @@
+"""Explanations: what convolutions see (filters, feature maps, receptive fields)."""

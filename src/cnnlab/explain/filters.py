@@ -1,0 +1,122 @@
+"""What convolutions see: first-layer filters, feature maps per depth, receptive fields.
+
+The receptive field of a unit is the set of input pixels that can change it. We measure it
+(rather than derive it from layer arithmetic) as the gradient of one unit at the centre of a
+layer's output with respect to the input, averaged in magnitude over images: the non-zero
+region is the receptive field; where the gradient is large is the *effective* receptive
+field (Luo et al. 2016), typically much smaller and roughly Gaussian.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.models import ImageClassifier
+
+
+def probe_layers(model: nn.Module, most: int = 4) -> list[tuple[str, nn.Module]]:
+    """Up to ``most`` convolution (or linear, for an MLP) layers spread from first to last."""
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
+             and m.weight.requires_grad]
+    if not convs:
+        return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][:1]
+    if len(convs) <= most:
+        return convs
+    picks = np.linspace(0, len(convs) - 1, most).round().astype(int)
+    return [convs[i] for i in picks]
+
+
+def first_layer_filters(model: ImageClassifier, most: int = 32) -> np.ndarray:
+    """First-layer weights as images (K, H, W, C) in [0, 1]: a conv's kernels, or for an MLP
+    each hidden unit's weights laid out as a whole image."""
+    layer = next(m for _, m in probe_layers(model, 1))
+    w = layer.weight.detach().float().cpu()
+    if isinstance(layer, nn.Linear):
+        c, s = model.in_channels, model.image_size
+        w = w[:most].view(-1, c, s, s)
+    w = w[:most]
+    lo = w.flatten(1).min(1).values[:, None, None, None]
+    hi = w.flatten(1).max(1).values[:, None, None, None]
+    return ((w - lo) / (hi - lo).clamp_min(1e-8)).permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, image: torch.Tensor, most: int = 4, channels: int = 8
+                 ) -> list[tuple[str, np.ndarray]]:
+    """Outputs of the probe layers for one image (C, H, W) in [0, 1]: (name, (channels, h, w))."""
+    model.eval()
+    outs: list[tuple[str, np.ndarray]] = []
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out, name=name: outs.append((name, out[0, :channels].float().cpu().numpy())))
+        for name, m in probe_layers(model, most)]
+    try:
+        model(image[None].float())
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(n, o) for n, o in outs if o.ndim == 3]
+
+
+def receptive_fields(model: nn.Module, images: torch.Tensor, most: int = 4
+                     ) -> list[dict]:
+    """For each probe layer: mean |d unit / d input| of the centre unit, and the field's size."""
+    model.eval()
+    x = images.float().clone().requires_grad_(True)
+    results = []
+    for name, layer in probe_layers(model, most):
+        store: dict[str, torch.Tensor] = {}
+        hook = layer.register_forward_hook(lambda mod, inp, out, store=store: store.setdefault("out", out))
+        try:
+            model(x)
+        finally:
+            hook.remove()
+        out = store["out"]
+        if out.ndim != 4:
+            continue
+        h, w = out.shape[-2:]
+        unit = out[:, :, h // 2, w // 2].sum()
+        (grad,) = torch.autograd.grad(unit, x)
+        heat = grad.abs().sum(1).mean(0).cpu().numpy()  # (H, W)
+        rows, cols = np.nonzero(heat > heat.max() * 1e-6)
+        size = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)) if len(rows) else (0, 0)
+        results.append({"layer": name, "heat": heat, "size": size, "out_shape": tuple(out.shape[1:])})
+    return results
+
+
+def explain_filters(run, index: int = 0, image_path: str | None = None, log=print) -> dict:
+    """Compute filters, feature maps (for one image) and receptive fields of a run's model and
+    save them as analysis/filters.json + .npz for the report."""
+    from cnnlab.data import prepare_data
+    from cnnlab.data.files import read_image
+    from cnnlab.io import atomic_write_json
+    from cnnlab.run import save_npz
+
+    cfg = run.config
+    model = run.load_model()
+    data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed,
+                        cfg.limit_train, cfg.permute_pixels)
+    if image_path:
+        c, h, _ = run.meta["input_shape"]
+        image = torch.from_numpy(read_image(image_path, h, "L" if c == 1 else "RGB")).permute(2, 0, 1)
+        label = None
+    else:
+        index = min(index, len(data.val) - 1)
+        image, label = data.val.x[index], int(data.val.y[index])
+    maps = feature_maps(model, image.float() / 255)
+    fields = receptive_fields(model, data.val.x[:64].float() / 255)
+    arrays = {"filters": first_layer_filters(model), "image": image.numpy()}
+    arrays |= {f"map{i}": m for i, (_, m) in enumerate(maps)}
+    arrays |= {f"rf{i}": f["heat"] for i, f in enumerate(fields)}
+    info = {"model": cfg.model, "image": image_path or f"{data.val_name} image #{index}",
+            "label": run.classes[label] if label is not None else None,
+            "maps": [{"layer": n, "shape": list(m.shape)} for n, m in maps],
+            "fields": [{"layer": f["layer"], "size": list(f["size"]), "out_shape": list(f["out_shape"])}
+                       for f in fields],
+            "input_shape": run.meta["input_shape"]}
+    save_npz(run.path / "analysis" / "filters.npz", **arrays)
+    atomic_write_json(run.path / "analysis" / "filters.json", info)
+    for f in info["fields"]:
+        log(f"receptive field of {f['layer']}: {f['size'][0]}x{f['size'][1]} input pixels")
+    return info

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.analysis.experiments import mlp_vs_cnn, permutation_test
+from cnnlab.analysis.tree import build_tree, confusion_sets, group_classes, node_model, route
+from cnnlab.data import ImageDataset, permute_pixels, pixel_permutation, prepare_data
+from cnnlab.explain.filters import explain_filters, receptive_fields
+from cnnlab.models import create_model
+
+
+def test_permutation_is_a_bijection_applied_identically_to_train_and_test():
+    perm = pixel_permutation(8, 8)
+    assert sorted(perm.tolist()) == list(range(64))
+    a = prepare_data("digits", "", 0, 0, seed=0, permute=True)
+    b = prepare_data("digits", "", 0, 0, seed=0)
+    for permuted, original in ((a.train, b.train), (a.val, b.val)):
+        flat = original.x.flatten(2)[:, :, perm]
+        assert torch.equal(permuted.x.flatten(2), flat)
+    # Undoing the permutation recovers the images exactly.
+    inverse = torch.argsort(perm)
+    assert torch.equal(a.val.x.flatten(2)[:, :, inverse], b.val.x.flatten(2))
+
+
+def test_permuted_run_predicts_on_raw_images(tmp_path):
+    cfg = cnnlab.TrainConfig(model="mlp", epochs=2, permute_pixels=True, limit_train=300,
+                             out_dir=str(tmp_path), name="p")
+    run = cnnlab.train(cfg, log=lambda s: None, report=False)
+    assert run.evaluate()["accuracy"] == pytest.approx(run.metrics["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    cfg = cnnlab.TrainConfig(dataset="digits", model="lenet5", epochs=6, batch_size=64,
+                             crop_padding=1, out_dir=str(tmp_path_factory.mktemp("runs")), name="b")
+    return cnnlab.train(cfg, log=lambda s: None, report=False)
+
+
+def test_mlp_accuracy_is_invariant_to_the_permutation_across_seeds(base_run):
+    res = permutation_test(base_run, seeds=(0, 1, 2), log=lambda s: None)
+    orig, perm = res["arms"]["mlp/original"], res["arms"]["mlp/permuted"]
+    noise = max(orig["std"], perm["std"])
+    assert abs(orig["mean"] - perm["mean"]) <= 3 * noise + 0.02
+    assert (base_run.path / "analysis" / "permutation.npz").is_file()
+
+
+def test_mlp_vs_cnn_reports_first_layer_sizes(base_run):
+    res = mlp_vs_cnn(base_run, models=("mlp", "lenet5"), log=lambda s: None)
+    by = {r["model"]: r for r in res["models"]}
+    assert by["mlp"]["first_layer_params"] > 50 * by["lenet5"]["first_layer_params"]
+
+
+def test_confusion_sets_by_hand():
+    # 4 classes; images of class 0 have class 1 second in 3 of 4 cases, class 2 in 1 of 4.
+    probs = np.array([[.7, .2, .1, 0], [.6, .3, .1, 0], [.5, .4, .1, 0], [.6, .1, .3, 0],
+                      [.1, .8, 0, .1], [.2, .7, 0, .1],
+                      [0, 0, .9, .1], [0, 0, .1, .9]])
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 3])
+    sets, freq = confusion_sets(probs, y, k=2, threshold=0.3)
+    assert freq[0, 1] == pytest.approx(0.75) and freq[0, 2] == pytest.approx(0.25)
+    assert sets == [[1], [0], [3], [2]]
+    assert confusion_sets(probs, y, k=2, threshold=0.2)[0][0] == [1, 2]
+
+
+def test_tree_recovers_two_known_confusable_groups():
+    rng = np.random.default_rng(0)
+    groups = [[0, 3], [1, 4, 5]]  # classes 2 and 6 are confused with nothing
+    n, k = 700, 7
+    y = rng.integers(0, k, n)
+    probs = np.full((n, k), 0.01)
+    for i, c in enumerate(y):
+        probs[i, c] = 0.6
+        mates = next((g for g in groups if c in g), [c])
+        other = rng.choice([m for m in mates if m != c]) if len(mates) > 1 else c
+        probs[i, other] += 0.3
+    probs /= probs.sum(1, keepdims=True)
+    _, freq = confusion_sets(probs, y, k=2, threshold=0.1)
+    assert group_classes(freq, max_node_size=4, min_link=0.1) == groups
+
+
+def test_routing_returns_a_valid_class_for_every_input():
+    rng = np.random.default_rng(1)
+    base = rng.dirichlet(np.ones(6), 50)
+    groups = [[0, 2], [3, 4, 5]]
+    nodes = [rng.dirichlet(np.ones(len(g)), 50) for g in groups]
+    pred = route(base, groups, nodes)
+    assert pred.shape == (50,) and ((0 <= pred) & (pred < 6)).all()
+    b = base.argmax(1)
+    for g, classes in enumerate(groups):
+        routed = np.isin(b, classes)
+        assert np.isin(pred[routed], classes).all()
+        assert (pred[routed] == np.asarray(classes)[nodes[g][routed].argmax(1)]).all()
+    assert (pred[b == 1] == 1).all()  # class 1 belongs to no node: the root decides
+
+
+def test_node_model_starts_out_agreeing_with_the_base():
+    torch.manual_seed(0)
+    base = create_model("resnet20", num_classes=6).eval()
+    node = node_model(base, [1, 4]).eval()
+    x = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(node(x), base(x)[:, [1, 4]], atol=1e-5)
+
+
+def test_build_tree_and_filters_write_their_results(base_run):
+    res = build_tree(base_run, threshold=0.05, epochs=1, log=lambda s: None)
+    assert res["n_build"] + res["n_held"] == 360 and 0 <= res["tree_acc"] <= 1
+    info = explain_filters(base_run, log=lambda s: None)
+    assert [f["layer"] for f in info["fields"]] == ["conv1", "conv2"]
+    from cnnlab.report import render_report
+
+    html = render_report(base_run).read_text()
+    for title in ("The permutation test", "MLP versus CNN", "What convolutions see",
+                  "Confusion sets and the CNN tree"):
+        assert title in html
+
+
+def test_receptive_field_grows_with_depth():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    fields = receptive_fields(model, torch.rand(4, 3, 32, 32), most=3)
+    sizes = [f["size"][0] for f in fields]
+    assert sizes[0] == 3 and sizes == sorted(sizes) and sizes[-1] > sizes[0]
+
+
+def test_permute_pixels_keeps_labels():
+    ds = ImageDataset(torch.arange(2 * 16, dtype=torch.uint8).view(2, 1, 4, 4),
+                      torch.tensor([0, 1]), ["a", "b"])
+    out = permute_pixels(ds, pixel_permutation(4, 4))
+    assert out.y.tolist() == [0, 1] and sorted(out.x[0].flatten().tolist()) == list(range(16))
