@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.verb == "train":
+            from cnnlab.train.distributed import init_from_env
+
+            init_from_env()  # under torchrun: join the process group
         args.fn(args)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)

@@ -37,7 +37,7 @@ class TrainConfig:
         "hold out this many training images (>=1) or this fraction (<1) for validation; "
         "0 evaluates on the dataset's test split (or holds out 10%% if it has none)",
     )
-    limit_train: int = _f(0, "use only the first N training images after the split (0: all)")
+    limit_train: int = _f(0, "train on a seeded random subset of N training images (0: all)")
     permute_pixels: bool = _f(
         False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
     epochs: int = _f(20, "passes over the training set")

@@ -28,6 +28,7 @@ from cnnlab.evaluate import classification_report, predict_probs
 from cnnlab.io import atomic_write, atomic_write_json
 from cnnlab.models import ImageClassifier, create_model, model_stats
 from cnnlab.train import checkpoint as ckpt
+from cnnlab.train import distributed as dist_
 from cnnlab.train.trainer import Log, fit, resolve_device
 
 # Config fields that may change on --resume without changing the result.
@@ -137,18 +138,27 @@ def default_name(cfg: TrainConfig) -> str:
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bool = True,
-          report: bool = True) -> Run:
-    """Train a model as ``cfg`` says and write a complete run folder; return the Run."""
+          report: bool = True) -> Run | None:
+    """Train a model as ``cfg`` says and write a complete run folder; return the Run.
+
+    Under distributed training (torchrun) every rank trains; rank 0 writes the folder and
+    returns the Run, the other ranks return None."""
     if not cfg.name:
         cfg.name = default_name(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
-    _check_run_dir(run_dir, cfg, resume)
-    cfg.save(run_dir / "config.yaml")
+    main = dist_.is_main()
+    if main:  # in distributed training, rank 0 alone writes the run folder
+        _check_run_dir(run_dir, cfg, resume)
+        cfg.save(run_dir / "config.yaml")
+    dist_.barrier()
     data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed,
                         cfg.limit_train, cfg.permute_pixels)
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
-    model, state = fit(cfg, data, run_dir, resume=resume, log=log, progress=progress)
+    model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,
+                       progress=progress and main)
+    if not main:
+        return None
     finish_run(run_dir, cfg, data, model, state)
     run = Run(run_dir)
     if report:
@@ -156,6 +166,10 @@ def train(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bo
 
         log(f"report: {render_report(run)}")
     return run
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def _check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:

@@ -74,9 +74,9 @@ def _gallery(a: dict, classes: list[str], eps: float):
         amp = np.clip(delta / (2 * max(eps, 1e-8)) + 0.5, 0, 1)
         show(axes[1, j], (amp * 255).astype(np.uint8))
         show(axes[2, j], a["adversarial"][j])
-        axes[0, j].set_title(f"{classes[a['clean_pred'][j]]} {100 * a['clean_conf'][j]:.0f}%",
+        axes[0, j].set_title(f"clean: {classes[a['clean_pred'][j]]} ({100 * a['clean_conf'][j]:.0f}%)",
                              fontsize=10, color="tab:green")
-        axes[2, j].set_xlabel(f"{classes[a['adv_pred'][j]]} {100 * a['adv_conf'][j]:.0f}%",
+        axes[2, j].set_xlabel(f"attacked: {classes[a['adv_pred'][j]]} ({100 * a['adv_conf'][j]:.0f}%)",
                               fontsize=10, color="tab:red")
     axes[0, 0].set_ylabel("original", fontsize=10)
     axes[1, 0].set_ylabel("noise (amplified)", fontsize=10)

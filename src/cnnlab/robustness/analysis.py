@@ -33,6 +33,7 @@ def robustness_analysis(run: Run, attacks: tuple[str, ...] = ("fgsm", "pgd", "au
     y = data.val.y[:n]
     torch.manual_seed(cfg.seed)
     result = robust_accuracy(model, x, y, list(attacks), eps)
+    result.pop("robust_mask")
     log(f"clean accuracy {100 * result['clean_accuracy']:.2f}%, robust accuracy "
         f"{100 * result['robust_accuracy']:.2f}% under {'+'.join(result['attacks'])} at eps "
         f"{eps * 255:.1f}/255 on {len(x)} images")

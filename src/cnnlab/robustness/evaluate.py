@@ -42,7 +42,8 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks:
                     eps: float, batch: int = 250, **kw) -> dict:
     """Clean accuracy, accuracy under each attack alone, and robust accuracy under all.
 
-    ``x`` is float in [0, 1]. Each attack runs on the clean-correct images only."""
+    ``x`` is float in [0, 1]. Each attack runs on the clean-correct images only. The result's
+    ``robust_mask`` (a tensor, not saved) marks the images every attack failed on."""
     model.eval()
     names = expand(attacks)
     correct = _predict(model, x, batch) == y
@@ -59,7 +60,8 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks:
                             "mean_perturbation": float(norm.mean()) if len(idx) else 0.0,
                             "seconds": time.perf_counter() - t0, "paper": ATTACKS.get(name).paper}
     return {"n": len(x), "eps": eps, "attacks": names, "clean_accuracy": float(correct.float().mean()),
-            "robust_accuracy": float(robust.float().mean()), "per_attack": per_attack}
+            "robust_accuracy": float(robust.float().mean()), "per_attack": per_attack,
+            "robust_mask": robust}
 
 
 def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str],

@@ -29,6 +29,7 @@ from cnnlab.io import atomic_write
 from cnnlab.models import ImageClassifier, create_model
 from cnnlab.robustness.training import adversarial_batch
 from cnnlab.train import checkpoint as ckpt
+from cnnlab.train import distributed as dist_
 
 Log = Callable[[str], None]
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
@@ -108,10 +109,12 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
     for i in range(steps):
         idx = order[i * batch: (i + 1) * batch]
-        # 1. Fetch the batch, scale to [0, 1] and augment it as one tensor on the device.
+        # 1. Fetch the global batch, scale to [0, 1], augment it as one tensor on the device,
+        #    and keep this rank's slice (all of it in a single process).
         xb = x[idx].to(device, non_blocking=True).float().div_(255)
         yb = y[idx].to(device, non_blocking=True)
         xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout)
+        xb, yb = dist_.shard(xb), dist_.shard(yb)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         if cfg.adv:  # adversarial training: train on attacked images instead
@@ -135,13 +138,13 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
             ema.update_parameters(model)
         state.step += 1
         state.images_seen += len(idx)
-        loss_sum += loss.detach() * len(idx)
+        loss_sum += loss.detach() * len(yb)
         correct += (logits.argmax(1) == yb).sum()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    n = steps * batch
+    n = steps * len(dist_.shard(torch.arange(batch)))
     return float(loss_sum) / n, float(correct) / n
 
 
@@ -192,7 +195,9 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     if resume:
         state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema)
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = dist_.wrap(model, device)
+    step_model = torch.compile(step_model) if cfg.compile else step_model
+    main = dist_.is_main()
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
@@ -205,7 +210,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc, "val_loss": None, "val_acc": None}
         row["val_robust_acc"] = None
-        if last or (state.epoch + 1) % cfg.eval_every == 0:
+        if main and (last or (state.epoch + 1) % cfg.eval_every == 0):
             _, row["val_loss"], row["val_acc"] = evaluate(eval_model(model, ema), data, cfg, device)
             if cfg.adv:
                 row["val_robust_acc"] = robust_val_accuracy(eval_model(model, ema), data, cfg, device)
@@ -214,13 +219,15 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         row.update(epoch_time=epoch_time, elapsed=state.elapsed)
         state.history.append(row)
         state.epoch += 1
-        if row["val_acc"] is not None and row["val_acc"] > state.best_acc:
-            state.best_acc, state.best_epoch = row["val_acc"], state.epoch
-            ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
-                              eval_model(model, ema).state_dict(), {"epoch": state.epoch})
-        save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state)
-        write_results_csv(run_dir / "results.csv", state.history)
-        log(format_row(row, cfg.epochs))
+        if main:  # rank 0 alone writes the run folder
+            if row["val_acc"] is not None and row["val_acc"] > state.best_acc:
+                state.best_acc, state.best_epoch = row["val_acc"], state.epoch
+                ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
+                                  eval_model(model, ema).state_dict(), {"epoch": state.epoch})
+            save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state)
+            write_results_csv(run_dir / "results.csv", state.history)
+            log(format_row(row, cfg.epochs))
+        dist_.barrier()
     return eval_model(model, ema), state
 
 

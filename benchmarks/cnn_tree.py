@@ -1,0 +1,51 @@
+"""Base CNN versus CNN tree, measured on held-out images, recorded in RESULTS.md.
+
+    python benchmarks/cnn_tree.py --dataset digits        # trains the base LeNet-5 first
+    python benchmarks/cnn_tree.py --dataset shapes
+    python benchmarks/cnn_tree.py --run runs/bench/RUN    # a trained run (e.g. CIFAR-10 ResNet-20)
+    python benchmarks/cnn_tree.py --run RUN --existing    # record the run's analysis/tree.json
+
+Half of the evaluation images choose the confusion sets; accuracies are on the other half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+
+from common import append_result, machine
+
+import cnnlab
+from cnnlab.analysis.tree import build_tree
+from cnnlab.pipeline import recipe
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--run")
+    p.add_argument("--dataset")
+    p.add_argument("--existing", action="store_true")
+    a = p.parse_args()
+    if a.run:
+        run = cnnlab.load_run(a.run)
+    else:
+        cfg = recipe(a.dataset)
+        cfg.out_dir, cfg.name = tempfile.mkdtemp(), "base"
+        run = cnnlab.train(cfg, progress=False, report=False)
+    if a.existing:
+        res = json.loads((run.path / "analysis" / "tree.json").read_text())
+    else:
+        res = build_tree(run)
+    line = (f"{run.config.model} on {run.config.dataset}: base {100 * res['base_acc']:.2f}% -> tree "
+            f"{100 * res['tree_acc']:.2f}% on {res['n_held']} held-out images; confused classes "
+            f"({res['n_confused']} images) {100 * res['base_confused_acc']:.2f}% -> "
+            f"{100 * res['tree_confused_acc']:.2f}%; fixed {res['n_fixed']}, broke {res['n_broken']}; "
+            f"groups {res['groups']}")
+    print(line)
+    append_result("CNN tree vs base", line, " ".join(["python", *sys.argv]), machine())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Time to accuracy: run a training recipe over N seeds and measure everything a user waits for.
+
+    python benchmarks/time_to_accuracy.py configs/cifar10_fast.yaml --seeds 3
+
+Each seed runs the real command, `cnnlab train --config RECIPE --dataset npz:... --val-split
+5000 --seed S`, in a subprocess: the wall time covers start-up, data loading, training and
+evaluation. Printed per seed and as mean +- std: validation accuracy, wall time, training
+images per second, achieved GFLOP/s (training FLOPs counted with torch.utils.flop_counter
+on one forward+backward step) and that as a fraction of the CPU's fp32 peak, and peak memory.
+A row goes to RESULTS.md with the date, the machine and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import append_result, machine
+from torch.utils.flop_counter import FlopCounterMode
+
+import cnnlab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_flops_per_image(cfg: cnnlab.TrainConfig, shape=(3, 32, 32), classes: int = 10) -> float:
+    """FLOPs of one training step (forward + backward) per image."""
+    model = cnnlab.create_model(cfg.model, num_classes=classes, in_channels=shape[0],
+                                image_size=shape[1], **cfg.model_kwargs)
+    x, y = torch.rand(8, *shape), torch.randint(0, classes, (8,))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / 8
+
+
+def cpu_peak_gflops() -> tuple[float, str]:
+    """cores x 2 FMA pipes x SIMD lanes x 2 FLOPs x clock (fp32)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lanes = 16 if " avx512f" in info else 8
+    mhz = max((float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")),
+              default=2500.0)
+    cores = torch.get_num_threads()
+    peak = cores * 2 * lanes * 2 * mhz / 1000
+    return peak, f"{cores} cores x 2 FMA x {lanes} lanes x 2 x {mhz / 1000:.2f} GHz"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("recipe")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10/train.npz"))
+    p.add_argument("--extra", default="", help="extra flags for cnnlab train, e.g. '--epochs 5'")
+    a = p.parse_args()
+    cfg = cnnlab.TrainConfig.load(a.recipe)
+    flops_img = train_flops_per_image(cfg)
+    peak, peak_how = cpu_peak_gflops()
+    out = tempfile.mkdtemp()
+    rows = []
+    for seed in range(a.seeds):
+        cmd = [sys.executable, "-m", "cnnlab", "train", "--config", a.recipe, "--dataset",
+               f"npz:{a.data}", "--val-split", "5000", "--seed", str(seed), "--out-dir", out,
+               "--name", f"s{seed}", *a.extra.split()]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        m = json.loads((Path(out) / f"s{seed}" / "metrics.json").read_text())
+        gflops = flops_img * m["train_images_per_s"] / 1e9
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rows.append({"acc": m["accuracy"], "wall": wall, "ips": m["train_images_per_s"],
+                     "gflops": gflops, "rss": rss})
+        print(f"seed {seed}: val acc {100 * m['accuracy']:.2f}%  wall {wall:.1f}s  "
+              f"{m['train_images_per_s']:.0f} img/s  {gflops:.1f} GFLOP/s "
+              f"({100 * gflops / peak:.0f}% of peak)  peak RSS {rss:.0f} MiB", flush=True)
+
+    def ms(key: str, scale: float = 1.0) -> str:
+        vals = [r[key] * scale for r in rows]
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return f"{statistics.mean(vals):.2f} ± {sd:.2f}"
+
+    summary = (f"val acc {ms('acc', 100)}% over {len(rows)} seeds; wall {ms('wall')} s; "
+               f"{ms('ips')} img/s; {ms('gflops')} GFLOP/s = {ms('gflops', 100 / peak)}% of "
+               f"{peak:.0f} GFLOP/s peak ({peak_how}); peak RSS {max(r['rss'] for r in rows):.0f} MiB")
+    print(summary)
+    append_result(f"time to accuracy, {Path(a.recipe).name} {a.extra}".strip(), summary,
+                  " ".join(["python", *sys.argv]), machine())
+
+
+if __name__ == "__main__":
+    main()
