@@ -2,7 +2,7 @@
 
     python benchmarks/robustness_cifar10.py runs/bench/RUN --n 1000 --throughput-n 5000
 
-Robust accuracy at eps = 8/255 (L-inf) on the first n validation images: PGD-20 (step
+Robust accuracy at eps = 8/255 (L-inf) on n random validation images: PGD-20 (step
 2/255, Madry et al. 2018), the AutoAttack-style pair APGD-CE + APGD-DLR (100 steps each),
 and both together (robust only if every attack fails). Then seconds for PGD-10 over
 throughput-n images, our implementation against torchattacks.PGD, in one process.
@@ -35,7 +35,8 @@ def main() -> None:
     cfg = run.config
     data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed)
     model = run.load_model()
-    x, y = data.val.x[: a.n].float() / 255, data.val.y[: a.n]
+    val = data.val.sample(a.n, seed=0)  # random: the file is sorted by class
+    x, y = val.x.float() / 255, val.y
     torch.manual_seed(0)
     t0 = time.process_time()
     r_pgd = robust_accuracy(model, x, y, ["pgd"], EPS, steps=20, step_size=2 / 255)
@@ -53,7 +54,8 @@ def main() -> None:
     append_result("robust accuracy, CIFAR-10 val, eps 8/255", line, " ".join(["python", *sys.argv]),
                   machine())
     if a.throughput_n:
-        throughput(model, data.val.x[: a.throughput_n].float() / 255, data.val.y[: a.throughput_n])
+        val = data.val.sample(a.throughput_n, seed=0)
+        throughput(model, val.x.float() / 255, val.y)
 
 
 def throughput(model, x, y) -> None:

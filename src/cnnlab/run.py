@@ -70,7 +70,10 @@ class Run:
         else:
             state = tensors
         model.load_state_dict(state)
-        return model.to(device).eval()
+        model = model.to(device).eval()
+        if self.config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
 
     def predict(self, images: torch.Tensor | np.ndarray, which: str = "last",
                 tta: bool | None = None) -> np.ndarray:
@@ -78,7 +81,7 @@ class Run:
         x = self._permuted(_as_uint8_nchw(images, self.meta["input_shape"]))
         model = self.load_model(which)
         tta = self.config.tta if tta is None else tta
-        return predict_probs(model, x, tta=tta)[0]
+        return predict_probs(model, x, tta=tta, channels_last=self.config.channels_last)[0]
 
     def evaluate(self, dataset: str | None = None, split: str = "test", which: str = "last",
                  data_dir: str | None = None) -> dict:

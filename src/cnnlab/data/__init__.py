@@ -138,9 +138,8 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
         val_name = "val"
     else:
         val, val_name = test, "test"
-    if limit_train and limit_train < len(train):  # a seeded random subset: files may be sorted by class
-        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))
-        train = train.subset(keep[:limit_train].sort().values)
+    if limit_train:  # a seeded random subset: files may be sorted by class
+        train = train.sample(limit_train, seed + 1)
     if val.image_shape != train.image_shape:
         raise CnnlabError(f"{dataset}: test images are {val.image_shape}, train images "
                           f"{train.image_shape}; give both splits one shape")

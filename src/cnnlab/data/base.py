@@ -57,6 +57,15 @@ class ImageDataset:
         extras = {k: v[index] for k, v in self.extras.items()}
         return ImageDataset(self.x[index], self.y[index], self.classes, self.name, self.flip_ok, extras)
 
+    def sample(self, n: int, seed: int = 0) -> ImageDataset:
+        """A seeded random subset of ``n`` images in their original order (all if n >= len).
+
+        Use this, not ``[:n]``: dataset files are often sorted by class."""
+        if n >= len(self):
+            return self
+        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(keep.sort().values)
+
     def mean_std(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and standard deviation of the pixels, scaled to [0, 1]."""
         x = self.x.float().div_(255)

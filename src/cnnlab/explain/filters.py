@@ -105,7 +105,7 @@ def explain_filters(run, index: int = 0, image_path: str | None = None, log=prin
         index = min(index, len(data.val) - 1)
         image, label = data.val.x[index], int(data.val.y[index])
     maps = feature_maps(model, image.float() / 255)
-    fields = receptive_fields(model, data.val.x[:64].float() / 255)
+    fields = receptive_fields(model, data.val.sample(64, cfg.seed).x.float() / 255)
     arrays = {"filters": first_layer_filters(model), "image": image.numpy()}
     arrays |= {f"map{i}": m for i, (_, m) in enumerate(maps)}
     arrays |= {f"rf{i}": f["heat"] for i, f in enumerate(fields)}

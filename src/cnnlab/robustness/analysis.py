@@ -29,8 +29,8 @@ def robustness_analysis(run: Run, attacks: tuple[str, ...] = ("fgsm", "pgd", "au
     data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed,
                         cfg.limit_train, cfg.permute_pixels)
     model = run.load_model()
-    x = data.val.x[:n].float() / 255
-    y = data.val.y[:n]
+    val = data.val.sample(n, cfg.seed)
+    x, y = val.x.float() / 255, val.y
     torch.manual_seed(cfg.seed)
     result = robust_accuracy(model, x, y, list(attacks), eps)
     result.pop("robust_mask")

@@ -69,7 +69,7 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
     model = create_model(cfg.model, **kwargs)
     model.build_kwargs = kwargs  # saved in weights/meta.json so the model can be rebuilt
     if hasattr(model, "init_from_data"):
-        model.init_from_data(data.train.x[:5000].float() / 255)
+        model.init_from_data(data.train.sample(5000, cfg.seed).x.float() / 255)
     return model
 
 
@@ -165,12 +165,13 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device: torch.device):
 
 
 def robust_val_accuracy(model, data: RunData, cfg: TrainConfig, device: torch.device) -> float:
-    """PGD-10 accuracy at the training radius on the first ``adv_eval`` validation images."""
+    """PGD-10 accuracy at the training radius on ``adv_eval`` (seeded random) validation images."""
     from cnnlab.robustness.evaluate import robust_accuracy
 
-    x = data.val.x[: cfg.adv_eval].to(device).float() / 255
+    val = data.val.sample(cfg.adv_eval, cfg.seed)
+    x = val.x.to(device).float() / 255
     torch.manual_seed(cfg.seed)
-    result = robust_accuracy(model, x, data.val.y[: cfg.adv_eval].to(device), ["pgd"], cfg.adv_eps)
+    result = robust_accuracy(model, x, val.y.to(device), ["pgd"], cfg.adv_eps)
     return result["robust_accuracy"]
 
 
