@@ -181,3 +181,12 @@ def test_augmentations_keep_shape_and_are_seeded():
     assert all(torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1)) for i in range(8))
     c = cutout(x, 4, g())
     assert ((c == 0).flatten(1).sum(1) > 0).all()
+
+
+def test_limit_train_and_sample_are_random_on_a_class_sorted_file(tmp_path):
+    y = np.repeat(np.arange(4), 50)  # sorted by class, like the CIFAR copy in shared/
+    np.savez(tmp_path / "sorted.npz", x=np.zeros((200, 4, 4), np.uint8), y=y)
+    data = prepare_data(f"npz:{tmp_path / 'sorted.npz'}", "", 0, 40, seed=0, limit_train=60)
+    assert len(data.train) == 60 and min(data.train.class_counts()) > 5
+    assert min(data.val.sample(20, seed=0).class_counts()) >= 1
+    assert torch.equal(data.val.sample(20, seed=3).y, data.val.sample(20, seed=3).y)

@@ -7,9 +7,11 @@ import torch
 
 from cnnlab.data import prepare_data
 from cnnlab.io import atomic_write_json
+from cnnlab.robustness.attacks import ATTACKS
 from cnnlab.robustness.evaluate import (
     attack_all,
     corruption_accuracy,
+    expand,
     gallery,
     robust_accuracy,
     robustness_curve,
@@ -32,6 +34,10 @@ def robustness_analysis(run: Run, attacks: tuple[str, ...] = ("fgsm", "pgd", "au
     val = data.val.sample(n, cfg.seed)
     x, y = val.x.float() / 255, val.y
     torch.manual_seed(cfg.seed)
+    for name in expand(list(attacks)):
+        a = ATTACKS.get(name)
+        settings = ", ".join(f"{k}={v}" for k, v in a.defaults.items()) or "one step"
+        log(f"{name}: {a.paper}, {a.norm} ball, {settings}")
     result = robust_accuracy(model, x, y, list(attacks), eps)
     result.pop("robust_mask")
     log(f"clean accuracy {100 * result['clean_accuracy']:.2f}%, robust accuracy "
