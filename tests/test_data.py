@@ -190,3 +190,12 @@ def test_limit_train_and_sample_are_random_on_a_class_sorted_file(tmp_path):
     assert len(data.train) == 60 and min(data.train.class_counts()) > 5
     assert min(data.val.sample(20, seed=0).class_counts()) >= 1
     assert torch.equal(data.val.sample(20, seed=3).y, data.val.sample(20, seed=3).y)
+
+
+def test_translate_output_is_a_crop_of_the_padded_image():
+    x = torch.rand(16, 3, 10, 10)
+    out = random_translate(x, 2, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    for i in range(16):
+        crops = [padded[i, :, dy: dy + 10, dx: dx + 10] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], c) for c in crops)

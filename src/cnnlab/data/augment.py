@@ -10,18 +10,21 @@ import torch
 
 
 def random_translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Pad by ``pad`` pixels (reflect) and crop back at a random offset per image."""
+    """Pad by ``pad`` pixels (reflect) and crop back at a random offset per image.
+
+    Images are grouped by their offset, so the work is one slice copy per offset
+    ((2 * pad + 1) ** 2 of them) rather than a gather with an index per pixel."""
     if pad == 0:
         return x
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    rows = (torch.arange(h, device=x.device) + dy[:, None])[:, None, :, None]  # (B, 1, H, 1)
-    cols = (torch.arange(w, device=x.device) + dx[:, None])[:, None, None, :]  # (B, 1, 1, W)
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, chans, rows, cols]
+    shifts = torch.randint(0, (2 * pad + 1) ** 2, (b,), generator=gen)
+    out = torch.empty_like(x)
+    for s in shifts.unique().tolist():
+        sel = torch.nonzero(shifts == s).flatten().to(x.device)
+        dy, dx = divmod(s, 2 * pad + 1)
+        out[sel] = padded[sel, :, dy: dy + h, dx: dx + w]
+    return out
 
 
 def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -9,6 +9,7 @@ exactly.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import sys
 import time
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnlab.config import TrainConfig
-from cnnlab.data import RunData
+from cnnlab.data import ImageDataset, RunData
 from cnnlab.data.augment import augment
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs
@@ -102,7 +103,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     batch = min(cfg.batch_size, len(x))
     steps = len(x) // batch  # drop the last partial batch; each epoch reshuffles
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
-    order = torch.randperm(len(x), generator=gen)
+    order = torch.randperm(len(x), generator=gen).to(x.device)
     flip = cfg.flip and data.train.flip_ok
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -196,6 +197,10 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     if resume:
         state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema)
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
+    if device.type == "cuda":  # keep the uint8 training images on the GPU: no copies per step
+        train = data.train
+        data = dataclasses.replace(data, train=ImageDataset(
+            train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok))
     step_model = dist_.wrap(model, device)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     main = dist_.is_main()
