@@ -4,7 +4,9 @@ A frozen 2x2 patch-whitening convolution (initialised from the training images' 
 covariance), then three groups of conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU with no
 residuals, a global max-pool and a scaled linear head. Convolutions after the first start as
 partial identities (Dirac initialisation), which lets a net without residuals train fast.
-The recipe that tunes it lives in configs/cifar10_fast*.yaml.
+The recipe that tunes it lives in configs/cifar10_fast*.yaml. Measured on a 2-core AMD EPYC
+CPU (fp32, 2026-11-26, benchmarks/time_to_accuracy.py): at widths (32, 128, 128), 6 epochs,
+86.82 +- 0.06% CIFAR-10 validation accuracy (2 seeds) in 193 +- 13 s for the whole command.
 """
 
 from __future__ import annotations
