@@ -26,12 +26,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--run")
     p.add_argument("--dataset")
+    p.add_argument("--model", default="lenet5", help="base model when training one (--dataset)")
     p.add_argument("--existing", action="store_true")
     a = p.parse_args()
     if a.run:
         run = cnnlab.load_run(a.run)
     else:
-        cfg = recipe(a.dataset)
+        cfg = recipe(a.dataset, model=a.model)
         cfg.out_dir, cfg.name = tempfile.mkdtemp(), "base"
         run = cnnlab.train(cfg, progress=False, report=False)
     if a.existing:
