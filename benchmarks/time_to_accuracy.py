@@ -90,7 +90,8 @@ def main() -> None:
                f"{ms('ips')} img/s; {ms('gflops')} GFLOP/s = {ms('gflops', 100 / peak)}% of "
                f"{peak:.0f} GFLOP/s peak ({peak_how}); peak RSS {max(r['rss'] for r in rows):.0f} MiB")
     print(summary)
-    append_result(f"time to accuracy, {Path(a.recipe).name} {a.extra}".strip(), summary,
+    recipe = f"{Path(a.recipe).name} ({cfg.model} {cfg.model_kwargs}, {cfg.epochs} epochs) {a.extra}"
+    append_result(f"time to accuracy, {recipe}".strip(), summary,
                   " ".join(["python", *sys.argv]), machine())
 
 
