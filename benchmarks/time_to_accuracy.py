@@ -57,6 +57,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("recipe")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first_seed .. first_seed+seeds-1")
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10/train.npz"))
     p.add_argument("--extra", default="", help="extra flags for cnnlab train, e.g. '--epochs 5'")
     a = p.parse_args()
@@ -65,7 +66,7 @@ def main() -> None:
     peak, peak_how = cpu_peak_gflops()
     out = tempfile.mkdtemp()
     rows = []
-    for seed in range(a.seeds):
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         cmd = [sys.executable, "-m", "cnnlab", "train", "--config", a.recipe, "--dataset",
                f"npz:{a.data}", "--val-split", "5000", "--seed", str(seed), "--out-dir", out,
                "--name", f"s{seed}", *a.extra.split()]
