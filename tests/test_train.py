@@ -31,20 +31,23 @@ def test_same_seed_same_metrics(tmp_path):
     assert a.metrics["loss"] != c.metrics["loss"]
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, ema):
-    full = cnnlab.train(tiny(tmp_path, name="full", ema=ema, model="resnet20"), log=lambda s: None,
-                        report=False)
+FAST_TRICKS = dict(dataset="shapes", model="fastnet", model_kwargs={"widths": [8, 16, 16], "bn_scale": False},
+                   lookahead=True, alternate_flips=True, bias_lr_scale=8.0, tta=2)
+
+
+@pytest.mark.parametrize("kw", [{"ema": 0.0}, {"ema": 0.9}, FAST_TRICKS], ids=["plain", "ema", "fast"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, kw):
+    kw = {"model": "resnet20"} | kw
+    full = cnnlab.train(tiny(tmp_path, name="full", **kw), log=lambda s: None, report=False)
 
     def interrupt_after_epoch_2(line: str) -> None:
         if line.startswith("epoch   2/"):
             raise KeyboardInterrupt
 
-    cfg = tiny(tmp_path, name="cut", ema=ema, model="resnet20")
     with pytest.raises(KeyboardInterrupt):
-        cnnlab.train(cfg, log=interrupt_after_epoch_2, report=False)
-    resumed = cnnlab.train(tiny(tmp_path, name="cut", ema=ema, model="resnet20"), resume=True,
-                           log=lambda s: None, report=False)
+        cnnlab.train(tiny(tmp_path, name="cut", **kw), log=interrupt_after_epoch_2, report=False)
+    resumed = cnnlab.train(tiny(tmp_path, name="cut", **kw), resume=True, log=lambda s: None,
+                           report=False)
     a, _ = ckpt.load_tensors(full.path / "weights" / "last.safetensors")
     b, _ = ckpt.load_tensors(resumed.path / "weights" / "last.safetensors")
     assert a.keys() == b.keys()

@@ -50,10 +50,19 @@ class TrainConfig:
     warmup_epochs: float = _f(1.0, "linear warm-up from 0 to lr over this many epochs")
     schedule: str = _f("cosine", "decay after warm-up: cosine, linear or constant")
     label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss")
+    bias_lr_scale: float = _f(
+        1.0, "multiply the learning rate of normalization-layer parameters by this (airbench: 64)")
     ema: float = _f(0.0, "decay of an exponential moving average of weights (0: off)")
-    tta: bool = _f(False, "test-time augmentation: average predictions with the flipped image")
+    lookahead: bool = _f(
+        False, "every 5 steps move slow weights toward the weights and restart from them, with "
+        "a pull that weakens as training ends (airbench); the slow weights are the final model")
+    tta: int = _f(0, "test-time augmentation: 0 off, 1 average with the mirror image, "
+                  "2 also one-pixel shifts of both (6 views)")
     crop_padding: int = _f(0, "random translation by up to this many pixels (pad-and-crop)")
     flip: bool = _f(True, "random horizontal flips, where the dataset allows them")
+    alternate_flips: bool = _f(
+        False, "flip each image in every other epoch (random phase per image) instead of at "
+        "random each epoch: no image is seen unflipped twice in a row (airbench)")
     cutout: int = _f(0, "side of a random square erased from each training image (0: off)")
     adv: str = _f("", "adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
     adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works")
@@ -69,6 +78,7 @@ class TrainConfig:
     out_dir: str = _f("runs", "folder that holds run folders")
 
     def __post_init__(self) -> None:
+        self.tta = int(self.tta)  # recipes written as `tta: true` mean level 1
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
@@ -78,6 +88,9 @@ class TrainConfig:
              "schedule must be cosine, linear or constant"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (not (self.ema and self.lookahead), "use ema or lookahead, not both"),
+            (self.tta in (0, 1, 2), "tta must be 0, 1 or 2"),
+            (self.bias_lr_scale > 0, "bias_lr_scale must be positive"),
             (self.val_split >= 0, "val_split must be >= 0"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),

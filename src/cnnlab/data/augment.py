@@ -27,10 +27,19 @@ def random_translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.T
     return out
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Flip each image left-right with probability 1/2."""
-    flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)[:, None, None, None]
-    return torch.where(flip, x.flip(-1), x)
+def random_flip(x: torch.Tensor, gen: torch.Generator, mask: torch.Tensor | None = None,
+                ) -> torch.Tensor:
+    """Flip each image left-right with probability 1/2, or where ``mask`` (B,) is True."""
+    if mask is None:
+        mask = torch.rand(len(x), generator=gen) < 0.5
+    return torch.where(mask.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+def alternating_flip_mask(n: int, epoch: int, seed: int) -> torch.Tensor:
+    """Which of ``n`` images to flip in ``epoch``: a random half in even epochs (the same half
+    every time, fixed by ``seed``) and the other half in odd epochs (airbench's alternating flip)."""
+    phase = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return phase ^ bool(epoch % 2)
 
 
 def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -47,8 +56,8 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 0, flip: bool = False,
-            cutout_size: int = 0) -> torch.Tensor:
+            cutout_size: int = 0, flip_mask: torch.Tensor | None = None) -> torch.Tensor:
     x = random_translate(x, pad, gen)
     if flip:
-        x = random_flip(x, gen)
+        x = random_flip(x, gen, flip_mask)
     return cutout(x, cutout_size, gen)

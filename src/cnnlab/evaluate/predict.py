@@ -9,12 +9,14 @@ import torch.nn.functional as F
 
 @torch.inference_mode()
 def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500,
-                  tta: bool = False, device: torch.device | str = "cpu",
+                  tta: int = 0, device: torch.device | str = "cpu",
                   channels_last: bool = False, y: torch.Tensor | None = None,
                   ) -> tuple[np.ndarray, float | None]:
     """Softmax probabilities (N, K) for uint8 images (N, C, H, W), and the mean loss if ``y``.
 
-    With ``tta`` the probabilities are averaged with those of the left-right flipped images.
+    ``tta`` (test-time augmentation) averages the probabilities of several views of each image:
+    1 = the image and its mirror image; 2 = those two (half the weight) and both of them shifted
+    one pixel up-left and one pixel down-right (the other half), as in airbench.
     """
     model.eval()
     probs, loss_sum = [], 0.0
@@ -22,15 +24,26 @@ def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500
         xb = x[start: start + batch_size].to(device, non_blocking=True).float().div_(255)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        logits = model(xb).float()
-        if tta:
-            logits = torch.stack([logits, model(xb.flip(-1)).float()])
-            p = logits.softmax(-1).mean(0)
-        else:
-            p = logits.softmax(-1)
+        p = sum(w * model(view).float().softmax(-1) for w, view in tta_views(xb, int(tta)))
         if y is not None:
             yb = y[start: start + batch_size].to(device)
             loss_sum += float(F.nll_loss(p.clamp_min(1e-12).log(), yb, reduction="sum"))
         probs.append(p.cpu())
     out = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
     return out, (loss_sum / len(x) if y is not None and len(x) else None)
+
+
+def tta_views(x: torch.Tensor, level: int) -> list[tuple[float, torch.Tensor]]:
+    """(weight, batch) pairs whose weights sum to 1; level 0 is the batch itself."""
+    if level <= 0:
+        return [(1.0, x)]
+    mirrored = [(0.5, x), (0.5, x.flip(-1))]
+    if level == 1:
+        return mirrored
+    h, w = x.shape[-2:]
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]  # content moves down-right, up-left
+    shifted = [s.contiguous(memory_format=fmt or torch.contiguous_format) for s in shifted]
+    return ([(0.5 * wt, v) for wt, v in mirrored]
+            + [(0.125, v) for s in shifted for v in (s, s.flip(-1))])

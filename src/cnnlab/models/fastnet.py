@@ -20,12 +20,14 @@ from cnnlab.models.base import ImageClassifier
 
 
 class ConvGroup(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, bn_scale: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding="same", bias=False)
         self.bn1 = nn.BatchNorm2d(out_ch, momentum=0.4)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding="same", bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch, momentum=0.4)
+        for bn in (self.bn1, self.bn2):
+            bn.weight.requires_grad_(bn_scale)  # frozen at 1 when False: only the shift learns
         for conv in (self.conv1, self.conv2):
             w = conv.weight.data
             nn.init.dirac_(w[: w.size(1)])  # identity on the first in_ch outputs
@@ -40,15 +42,15 @@ class ConvGroup(nn.Module):
 class FastNet(ImageClassifier):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
                  widths: tuple[int, int, int] = (64, 256, 256), whiten_width: int = 0,
-                 scale: float = 1 / 9, **kw):
+                 scale: float = 1 / 9, bn_scale: bool = True, **kw):
         super().__init__(num_classes, in_channels, image_size, **kw)
         patch = in_channels * 2 * 2
         whiten_width = whiten_width or 2 * patch  # each eigenvector and its negative
         self.whiten = nn.Conv2d(in_channels, whiten_width, 2, bias=True)
         self.whiten.weight.requires_grad_(False)
-        self.layer1 = ConvGroup(whiten_width, widths[0])
-        self.layer2 = ConvGroup(widths[0], widths[1])
-        self.layer3 = ConvGroup(widths[1], widths[2])
+        self.layer1 = ConvGroup(whiten_width, widths[0], bn_scale)
+        self.layer2 = ConvGroup(widths[0], widths[1], bn_scale)
+        self.layer3 = ConvGroup(widths[1], widths[2], bn_scale)
         self.fc = nn.Linear(widths[2], num_classes, bias=False)
         self.scale = scale
         self.num_features = widths[2]

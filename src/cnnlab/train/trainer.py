@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
-from cnnlab.data.augment import augment
+from cnnlab.data.augment import alternating_flip_mask, augment
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs
 from cnnlab.io import atomic_write
@@ -75,13 +75,53 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Weight decay on weights only: biases and norm layers are left alone."""
+    """Weight decay on weights only: biases and norm layers are left alone. Normalization
+    parameters learn ``bias_lr_scale`` times faster (each group carries its ``lr_scale``)."""
+    norm_types = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    norm = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters()}
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+        {"params": [p for p in params if p.ndim <= 1 and id(p) not in norm], "weight_decay": 0.0,
+         "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) in norm], "weight_decay": 0.0,
+         "lr_scale": cfg.bias_lr_scale},
+    ]
+    groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+class Lookahead:
+    """airbench's lookahead (after Zhang et al. 2019): every ``every`` steps the slow copy moves
+    toward the weights, ``slow += (1 - decay) * (weights - slow)``, and the weights restart from
+    the slow copy. ``decay`` grows as 0.95**5 * progress**3: no pull early on, a strong one at the
+    end, where it acts as an average over the last steps. BatchNorm statistics are averaged too."""
+
+    every = 5
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model  # the bare model (not a DDP or compiled wrapper): its tensors are shared
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items()
+                     if v.is_floating_point()}
+
+    @staticmethod
+    def decay(step: int, total: int) -> float:
+        return 0.95 ** 5 * (step / total) ** 3
+
+    @torch.no_grad()
+    def update(self, decay: float) -> None:
+        for k, v in self.model.state_dict().items():
+            if k in self.slow:
+                self.slow[k].lerp_(v, 1 - decay)
+                v.copy_(self.slow[k])
+
+    def after_step(self, step: int, total: int) -> None:
+        if step >= total:  # the end of training: the slow weights become the model
+            self.update(1.0)
+        elif step % self.every == 0:
+            self.update(self.decay(step, total))
 
 
 @dataclass
@@ -97,7 +137,7 @@ class TrainState:
 
 def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
                     total_steps: int, warmup_steps: int, device: torch.device,
-                    progress: bool) -> tuple[float, float]:
+                    progress: bool, lookahead: Lookahead | None = None) -> tuple[float, float]:
     model.train()
     x, y = data.train.x, data.train.y
     batch = min(cfg.batch_size, len(x))
@@ -105,6 +145,8 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
     order = torch.randperm(len(x), generator=gen).to(x.device)
     flip = cfg.flip and data.train.flip_ok
+    flip_mask = (alternating_flip_mask(len(x), state.epoch, epoch_seed(cfg.seed, 0, 2))
+                 if flip and cfg.alternate_flips else None)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
@@ -114,7 +156,8 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         #    and keep this rank's slice (all of it in a single process).
         xb = x[idx].to(device, non_blocking=True).float().div_(255)
         yb = y[idx].to(device, non_blocking=True)
-        xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout)
+        xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout,
+                     flip_mask=None if flip_mask is None else flip_mask[idx.cpu()])
         xb, yb = dist_.shard(xb), dist_.shard(yb)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -123,7 +166,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         # 2. Set this step's learning rate from the schedule.
         lr = lr_at(state.step, total_steps, warmup_steps, cfg.lr, cfg.schedule)
         for g in optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         # 3. Forward (bf16 autocast on CUDA), loss, backward, step.
         with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(xb)
@@ -138,6 +181,8 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         if ema is not None:
             ema.update_parameters(model)
         state.step += 1
+        if lookahead is not None:
+            lookahead.after_step(state.step, total_steps)
         state.images_seen += len(idx)
         loss_sum += loss.detach() * len(yb)
         correct += (logits.argmax(1) == yb).sum()
@@ -193,9 +238,11 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     optimizer = make_optimizer(cfg, model)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
            if cfg.ema else None)
+    lookahead = Lookahead(model) if cfg.lookahead else None
     state = TrainState()
     if resume:
-        state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema)
+        state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema,
+                                    lookahead)
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
     if device.type == "cuda":  # keep the uint8 training images on the GPU: no copies per step
         train = data.train
@@ -211,7 +258,8 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
-                                                total_steps, warmup_steps, device, progress)
+                                                total_steps, warmup_steps, device, progress,
+                                                lookahead)
         last = state.epoch + 1 == cfg.epochs
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc, "val_loss": None, "val_acc": None}
@@ -230,7 +278,8 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
                 state.best_acc, state.best_epoch = row["val_acc"], state.epoch
                 ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
                                   eval_model(model, ema).state_dict(), {"epoch": state.epoch})
-            save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state)
+            save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state,
+                                lookahead)
             write_results_csv(run_dir / "results.csv", state.history)
             log(format_row(row, cfg.epochs))
         dist_.barrier()
@@ -269,17 +318,21 @@ def write_results_csv(path: Path, history: list[dict]) -> None:
     atomic_write(path, write)
 
 
-def save_training_state(path: Path, model, optimizer, ema, state: TrainState) -> None:
+def save_training_state(path: Path, model, optimizer, ema, state: TrainState,
+                        lookahead: Lookahead | None = None) -> None:
     tensors = ckpt.prefixed("model.", model.state_dict())
     opt_tensors, opt_rest = ckpt.optimizer_to_tensors(optimizer)
     tensors.update(opt_tensors)
     if ema is not None:
         tensors.update(ckpt.prefixed("ema.", ema.state_dict()))
+    if lookahead is not None:
+        tensors.update(ckpt.prefixed("lookahead.", lookahead.slow))
     meta = {"train_state": {k: v for k, v in vars(state).items()}, "optimizer": opt_rest}
     ckpt.save_tensors(path, tensors, meta)
 
 
-def load_training_state(path: Path, model, optimizer, ema) -> TrainState:
+def load_training_state(path: Path, model, optimizer, ema,
+                        lookahead: Lookahead | None = None) -> TrainState:
     tensors, meta = ckpt.load_tensors(path)
     if "train_state" not in meta:
         raise CnnlabError(f"{path} holds no training state; it cannot be resumed")
@@ -287,4 +340,7 @@ def load_training_state(path: Path, model, optimizer, ema) -> TrainState:
     ckpt.optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
     if ema is not None:
         ema.load_state_dict(ckpt.strip_prefix("ema.", tensors))
+    if lookahead is not None:
+        for k, v in ckpt.strip_prefix("lookahead.", tensors).items():
+            lookahead.slow[k].copy_(v)
     return TrainState(**meta["train_state"])

@@ -1,0 +1,91 @@
+"""The airbench tricks behind the fastnet recipes: each checked against a hand computation."""
+
+import pytest
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab.config import TrainConfig
+from cnnlab.data.augment import alternating_flip_mask, augment
+from cnnlab.evaluate.predict import predict_probs, tta_views
+from cnnlab.train.trainer import Lookahead, make_optimizer
+
+
+def test_alternating_flips_flip_each_image_every_other_epoch():
+    masks = [alternating_flip_mask(1000, epoch, seed=3) for epoch in range(4)]
+    assert torch.equal(masks[0], ~masks[1]) and torch.equal(masks[0], masks[2])
+    assert torch.equal(masks[1], masks[3])
+    assert 400 < int(masks[0].sum()) < 600  # a random half
+    assert not torch.equal(masks[0], alternating_flip_mask(1000, 0, seed=4))
+
+
+def test_augment_flips_exactly_the_masked_images():
+    x = torch.rand(6, 3, 8, 8)
+    mask = torch.tensor([True, False, True, False, False, True])
+    out = augment(x, torch.Generator().manual_seed(0), flip=True, flip_mask=mask)
+    assert torch.equal(out[mask], x[mask].flip(-1)) and torch.equal(out[~mask], x[~mask])
+
+
+def test_tta_level_2_views_are_mirrors_and_one_pixel_shifts():
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 3, 2] = 1.0  # one bright pixel at row 3, column 2 (away from the reflected border)
+    views = tta_views(x, 2)
+    assert len(views) == 6 and sum(w for w, _ in views) == pytest.approx(1.0)
+    where = [tuple(torch.nonzero(v[0, 0])[0].tolist()) for _, v in views]
+    assert where == [(3, 2), (3, 5), (4, 3), (4, 4), (2, 1), (2, 6)]
+    assert [w for w, _ in tta_views(x, 1)] == [0.5, 0.5] and len(tta_views(x, 0)) == 1
+
+
+def test_predict_probs_averages_the_views_with_their_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    x = torch.randint(0, 256, (5, 3, 6, 6), dtype=torch.uint8)
+    probs, _ = predict_probs(model, x, tta=2)
+    xf = x.float() / 255
+    expected = sum(w * model(v).softmax(-1) for w, v in tta_views(xf, 2))
+    assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-6)
+    assert not torch.allclose(torch.from_numpy(predict_probs(model, x, tta=1)[0]), expected, atol=1e-4)
+
+
+def test_lookahead_moves_slow_weights_and_ends_on_them():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    la = Lookahead(model)
+    with torch.no_grad():
+        model.weight.fill_(3.0)  # the fast weights moved
+    la.after_step(4, 100)  # not a multiple of 5: nothing happens
+    assert model.weight.item() == 3.0
+    decay = Lookahead.decay(5, 100)
+    assert decay == pytest.approx(0.95 ** 5 * 0.05 ** 3)
+    la.after_step(5, 100)  # slow = 1 + (1 - decay) * (3 - 1), and the weights restart there
+    assert model.weight.item() == pytest.approx(1 + (1 - decay) * 2)
+    slow = model.weight.item()
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+    la.after_step(100, 100)  # the last step: the model becomes the slow weights
+    assert model.weight.item() == pytest.approx(slow)
+
+
+def test_norm_parameters_get_their_own_learning_rate_and_frozen_scales_stay_put():
+    model = cnnlab.create_model("fastnet", widths=(8, 16, 16), bn_scale=False)
+    cfg = TrainConfig(model="fastnet", bias_lr_scale=64.0, lr=0.1)
+    opt = make_optimizer(cfg, model)
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    fast = [{id(p) for p in g["params"]} for g in opt.param_groups if g["lr_scale"] == 64.0]
+    assert fast == [norm_biases]  # BN weights are frozen, so only the shifts
+    grouped = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert not any(m.weight.requires_grad for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_the_training_loop_applies_each_groups_learning_rate_scale(tmp_path):
+    from cnnlab.train import checkpoint as ckpt
+
+    cfg = TrainConfig(dataset="shapes", model="fastnet", model_kwargs={"widths": [8, 16, 16]},
+                      epochs=1, batch_size=64, limit_train=256, bias_lr_scale=8.0,
+                      out_dir=str(tmp_path), name="r")
+    run = cnnlab.train(cfg, log=lambda s: None, report=False)
+    _, meta = ckpt.load_tensors(run.path / "weights" / "last.safetensors")
+    lrs = {g["lr_scale"]: g["lr"] for g in meta["optimizer"]["param_groups"]}
+    assert lrs[8.0] == pytest.approx(8.0 * lrs[1.0]) and lrs[1.0] > 0
