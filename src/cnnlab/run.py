@@ -76,7 +76,7 @@ class Run:
         return model
 
     def predict(self, images: torch.Tensor | np.ndarray, which: str = "last",
-                tta: bool | None = None) -> np.ndarray:
+                tta: int | None = None) -> np.ndarray:
         """Class probabilities for uint8 images (N, C, H, W) or (N, H, W, C)."""
         x = self._permuted(_as_uint8_nchw(images, self.meta["input_shape"]))
         model = self.load_model(which)
@@ -195,8 +195,11 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
                state) -> dict:
     """Evaluate the final model and write metrics.json, predictions, examples and meta.json."""
     device = next(model.parameters()).device
-    probs, loss = predict_probs(model, data.val.x, tta=cfg.tta, device=device,
-                                channels_last=cfg.channels_last, y=data.val.y)
+    if state.final_eval is not None:  # fit already evaluated the final model
+        probs, loss = state.final_eval
+    else:
+        probs, loss = predict_probs(model, data.val.x, tta=cfg.tta, device=device,
+                                    channels_last=cfg.channels_last, y=data.val.y)
     y = data.val.y.numpy()
     metrics = classification_report(probs, y, data.val.classes, loss)
     stats = model_stats(model, data.train.image_shape)

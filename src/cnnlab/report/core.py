@@ -30,6 +30,9 @@ def run_section(ctx: ReportContext) -> Section:
     keys = ["dataset", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
             "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "tta",
             "crop_padding", "flip", "cutout", "val_split", "seed"]
+    defaults = type(cfg)().to_dict()  # and every other setting the run changed
+    keys += [k for k, v in cfg.to_dict().items() if k not in keys and v != defaults[k]
+             and k not in ("name", "out_dir", "data_dir")]
     conf = table(["setting", "value"], [[k, getattr(cfg, k)] for k in keys])
     envt = table(["", ""], [[k, v] for k, v in env.items() if v is not None])
     body = (kpis + '<div class="cols"><div><h3>Configuration</h3>' + conf +

@@ -133,6 +133,9 @@ class TrainState:
     elapsed: float = 0.0
     images_seen: int = 0
     history: list[dict] = field(default_factory=list)
+    # The last epoch's validation (probabilities, loss), kept so that finish_run need not
+    # predict again; not saved in checkpoints.
+    final_eval: tuple | None = field(default=None, repr=False)
 
 
 def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
@@ -265,7 +268,8 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
                "train_loss": train_loss, "train_acc": train_acc, "val_loss": None, "val_acc": None}
         row["val_robust_acc"] = None
         if main and (last or (state.epoch + 1) % cfg.eval_every == 0):
-            _, row["val_loss"], row["val_acc"] = evaluate(eval_model(model, ema), data, cfg, device)
+            probs, row["val_loss"], row["val_acc"] = evaluate(eval_model(model, ema), data, cfg, device)
+            state.final_eval = (probs, row["val_loss"]) if last else None
             if cfg.adv:
                 row["val_robust_acc"] = robust_val_accuracy(eval_model(model, ema), data, cfg, device)
         epoch_time = time.perf_counter() - t0
@@ -327,7 +331,8 @@ def save_training_state(path: Path, model, optimizer, ema, state: TrainState,
         tensors.update(ckpt.prefixed("ema.", ema.state_dict()))
     if lookahead is not None:
         tensors.update(ckpt.prefixed("lookahead.", lookahead.slow))
-    meta = {"train_state": {k: v for k, v in vars(state).items()}, "optimizer": opt_rest}
+    saved = {k: v for k, v in vars(state).items() if k != "final_eval"}
+    meta = {"train_state": saved, "optimizer": opt_rest}
     ckpt.save_tensors(path, tensors, meta)
 
 
