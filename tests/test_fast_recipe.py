@@ -89,3 +89,14 @@ def test_the_training_loop_applies_each_groups_learning_rate_scale(tmp_path):
     _, meta = ckpt.load_tensors(run.path / "weights" / "last.safetensors")
     lrs = {g["lr_scale"]: g["lr"] for g in meta["optimizer"]["param_groups"]}
     assert lrs[8.0] == pytest.approx(8.0 * lrs[1.0]) and lrs[1.0] > 0
+
+
+def test_whitening_eps_caps_the_gain_of_faint_patch_directions():
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 16, 16)
+    gains = []
+    for eps in (5e-4, 1e-1):
+        model = cnnlab.create_model("fastnet", widths=(8, 16, 16), whiten_eps=eps)
+        model.init_from_data(images)
+        gains.append(model.whiten.weight.flatten(1).norm(dim=1).max().item())
+    assert gains[1] < gains[0]
