@@ -13,10 +13,10 @@ import argparse
 import sys
 import tempfile
 
+from cnnlab.analysis.experiments import permutation_test
 from common import append_result, machine
 
 import cnnlab
-from cnnlab.analysis.experiments import permutation_test
 from cnnlab.pipeline import recipe
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 
-EXPECTED_RUN_FILES = ["config.yaml", "results.csv", "metrics.json", "report.html",
+EXPECTED_RUN_FILES = ["config.yaml", "status.json", "results.csv", "metrics.json", "report.html",
                       "predictions.npz", "examples.npz", "weights/last.safetensors",
                       "weights/best.safetensors", "weights/meta.json",
                       "plots/training_curves.png", "plots/confusion_matrix.png"]
@@ -31,15 +31,19 @@ def trained_run(tmp_path_factory):
 
 
 def test_run_end_to_end_writes_every_file(tmp_path, capsys):
+    from cnnlab.analysis import load_all, load_results
+
     code = main(["run", "--epochs", "2", "--limit-train", "400", "--out-dir", str(tmp_path),
                  "--name", "lecture"])
     assert code == 0
     run = tmp_path / "lecture"
-    analyses = [f"analysis/{a}.json" for a in ("mlp_vs_cnn", "permutation", "filters", "tree",
-                                                 "robustness")]
-    for f in EXPECTED_RUN_FILES + analyses + ["baselines/mlp/weights/last.safetensors"]:
+    for f in EXPECTED_RUN_FILES:
         assert (run / f).is_file(), f
-    compare = json.loads((run / "analysis" / "mlp_vs_cnn.json").read_text())
+    for analysis in load_all():  # each analysis stored one result, named by its settings
+        stored, legacy = load_results(run, analysis.name)
+        assert len(stored) == 1 and not legacy, analysis.name
+    assert len(list((run / "subruns").glob("mlp-*/weights/last.safetensors"))) >= 1
+    compare = load_results(run, "mlp_vs_cnn")[0][0].result
     assert [m["model"] for m in compare["models"]] == ["mlp", "lenet5", "resnet20"]
     html = (run / "report.html").read_text()
     for title in ("MLP versus CNN", "The permutation test", "What convolutions see",
@@ -47,7 +51,8 @@ def test_run_end_to_end_writes_every_file(tmp_path, capsys):
         assert title in html, title
     assert "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # self-contained
-    assert "report:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "report:" in out and "total" in out  # the time of each step and the total
 
 
 def test_trained_run_folder_is_complete(trained_run):
@@ -126,3 +131,53 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                            str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_analysis_verbs_are_generated_from_their_signatures(capsys):
+    with pytest.raises(SystemExit):
+        main(["attack", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--eps EPS" in out and "the radius, in the attacks' norm" in out
+    assert "(default: 8/255)" in out and "(default: fgsm,pgd,apgd-ens)" in out
+    with pytest.raises(SystemExit):
+        main(["experiment", "permutation", "--help"])
+    assert "--cnn-kwargs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["attack", "RUN", "--eps", "foo"], "argument --eps: expected a number like 0.03 or 8/255, got 'foo'"),
+    (["attack", "RUN", "--eps", "-1"], "attack needs eps >= 0"),
+    (["attack", "RUN", "--n", "0"], "attack needs eps >= 0 and n, curve_n >= 1"),
+    (["attack", "RUN", "--attack", "autoattack"], "autoattack (APGD-CE, APGD-T, FAB-T, Square) is not"),
+    (["attack", "RUN", "--attack", "pgd,pgd-l2"], "one eps cannot be a radius in two norms"),
+    (["tree", "RUN", "--top-k", "1"], "tree needs top_k >= 2"),
+    (["experiment", "mlp-vs-cnn", "RUN", "--models", "mlp,vgg"], "unknown model vgg"),
+    (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["nope"], "invalid choice: 'nope'"),
+])
+def test_bad_analysis_options_exit_2_and_keep_the_valid_result(argv, message, trained_run, capsys):
+    from cnnlab.analysis import run_analysis
+    from cnnlab.run import load_run
+
+    folder = trained_run / "analysis"
+    if not list(folder.glob("robustness*.json")):
+        run_analysis(load_run(trained_run), "robustness", n=20, curve=(), corruptions=False,
+                     log=lambda s: None)
+        capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    argv = [str(trained_run) if a == "RUN" else a for a in argv]
+    assert main(argv) == 2
+    assert message in one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_an_analysis_needs_a_run_or_a_dataset(capsys):
+    assert main(["tree"]) == 2
+    assert "give a run folder (cnnlab tree RUN) or --train-on DATASET" in one_error_line(capsys)
+
+
+def test_help_does_not_load_torch():
+    code = ("import sys\nfrom cnnlab.cli import build_parser\nbuild_parser()\n"
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.split() == ["False", "False"]

@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import prepare_data
-from cnnlab.train.trainer import fit
+from cnnlab.training.trainer import fit
 
 
 def config(tmp: str) -> TrainConfig:

@@ -8,7 +8,7 @@ import cnnlab
 from cnnlab.config import TrainConfig
 from cnnlab.data.augment import alternating_flip_mask, augment
 from cnnlab.evaluate.predict import predict_probs, tta_views
-from cnnlab.train.trainer import Lookahead, make_optimizer
+from cnnlab.training.optim import Lookahead, make_optimizer
 
 
 def test_alternating_flips_flip_each_image_every_other_epoch():
@@ -80,7 +80,7 @@ def test_norm_parameters_get_their_own_learning_rate_and_frozen_scales_stay_put(
 
 
 def test_the_training_loop_applies_each_groups_learning_rate_scale(tmp_path):
-    from cnnlab.train import checkpoint as ckpt
+    from cnnlab.training import checkpoint as ckpt
 
     cfg = TrainConfig(dataset="shapes", model="fastnet", model_kwargs={"widths": [8, 16, 16]},
                       epochs=1, batch_size=64, limit_train=256, bias_lr_scale=8.0,

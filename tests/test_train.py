@@ -4,8 +4,8 @@ import torch
 import cnnlab
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.trainer import lr_at
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.optim import lr_at
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:

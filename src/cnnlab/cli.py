@@ -1,24 +1,54 @@
 """The ``cnnlab`` command: each verb is one function of the Python API with its arguments.
 
-A user mistake prints one line, ``cnnlab: error: ...``, and exits with status 2.
+The flags of ``train`` come from ``TrainConfig``'s fields, those of ``run`` and of every
+analysis verb (``attack``, ``tree``, ``explain filters``, ``experiment ...``) from their
+functions' signatures and docstrings, so the CLI cannot drift from the API. A user mistake,
+a bad flag included, prints one line, ``cnnlab: error: ...``, and exits with status 2.
+Nothing heavy is imported until a verb runs: ``cnnlab --help`` does not load torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from cnnlab.analysis import Analysis, load_all
+from cnnlab.analysis.registry import parse_args_doc
 from cnnlab.config import TrainConfig, config_fields
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
 
 EXIT_USAGE = 2
 
 
-def _parse_mapping(text: str) -> dict:
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one CnnlabError line, not a usage block."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        raise CnnlabError(f"{message} (see {self.prog} --help)")
+
+
+def fraction_or_float(text: str) -> float:
+    """Accept 8/255-style fractions as well as plain numbers."""
+    try:
+        if "/" in text:
+            a, b = text.split("/", 1)
+            return float(a) / float(b)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number like 0.03 or 8/255, got {text!r}") from None
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def mapping(text: str) -> dict:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -28,9 +58,42 @@ def _parse_mapping(text: str) -> dict:
     return value
 
 
+CONVERTERS: dict[str, Callable] = {"int": int, "float": fraction_or_float, "str": str,
+                                   "tuple[str, ...]": comma_list, "dict": mapping,
+                                   "dict | None": mapping}
+
+
+def add_signature_args(p: argparse.ArgumentParser, fn: Callable,
+                       skip: tuple[str, ...] = ("run", "log", "progress")) -> list[str]:
+    """One flag per parameter of ``fn`` (type from its annotation, help from its docstring);
+    defaults stay None so only what the user set is passed on. Returns the names."""
+    helps = parse_args_doc(inspect.getdoc(fn) or "")
+    names = []
+    for name, param in inspect.signature(fn).parameters.items():
+        if name in skip or param.default is inspect.Parameter.empty:
+            continue
+        flag, kind = "--" + name.replace("_", "-"), str(param.annotation)
+        help_ = f"{helps.get(name, '')} (default: {shown(param.default)})"
+        if kind == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            p.add_argument(flag, type=CONVERTERS[kind], default=None, help=help_,
+                           metavar=name.upper())
+        names.append(name)
+    return names
+
+
+def shown(value) -> str:
+    """A default as a user would type it: 8/255 rather than 0.0313..., a,b for a tuple."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float) and value and abs(value * 255 - round(value * 255)) < 1e-9:
+        return f"{round(value * 255)}/255"
+    return str(value)
+
+
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults stay None so we know what the user set."""
-    types = {"int": int, "float": _fraction_or_float, "str": str, "dict": _parse_mapping}
     for f in config_fields():
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "{}"
@@ -38,19 +101,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            p.add_argument(flag, type=types[f.type], default=None, help=help_,
+            p.add_argument(flag, type=CONVERTERS[f.type], default=None, help=help_,
                            metavar=f.name.upper())
-
-
-def _fraction_or_float(text: str) -> float:
-    """Accept 8/255-style fractions as well as plain numbers."""
-    try:
-        if "/" in text:
-            a, b = text.split("/", 1)
-            return float(a) / float(b)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
@@ -62,80 +114,45 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     return TrainConfig.from_dict(d)
 
 
+def given(args: argparse.Namespace, names: list[str]) -> dict:
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
 # ---- verbs ---------------------------------------------------------------------------------
 
 def cmd_run(args) -> None:
-    from cnnlab.pipeline import run_lecture
+    from cnnlab.pipeline import main_job
 
-    run_lecture(args.dataset, args.epochs, args.seed, args.name or "", args.out_dir, args.data_dir,
-                args.limit_train, args.seeds)
+    main_job(**given(args, args.names))
 
 
-def _run_or_main(args, prefix: str):
-    """The run named by --run, or a new main run on --dataset (as cnnlab run trains it)."""
+def cmd_analysis(args) -> None:
+    from cnnlab.analysis import run_analysis
     from cnnlab.pipeline import main_run
+    from cnnlab.report import render_report
     from cnnlab.run import load_run
 
+    analysis: Analysis = args.analysis
     if args.run:
-        return load_run(args.run)
-    return main_run(args.dataset, args.epochs, args.seed, "", args.out_dir, args.data_dir,
-                    args.limit_train, print, True, prefix=prefix)
-
-
-def cmd_experiment(args) -> None:
-    from cnnlab.analysis.experiments import mlp_vs_cnn, permutation_test
-    from cnnlab.report import render_report
-
-    run = _run_or_main(args, args.which)
-    if args.which == "mlp-vs-cnn":
-        mlp_vs_cnn(run, models=tuple(args.models.split(",")))
+        run = load_run(args.run)
+    elif args.train_on:
+        run = main_run(args.train_on, 0, 0, "", args.out_dir, "~/.cache/cnnlab", 0, print, True)
     else:
-        permutation_test(run, cnn=args.cnn, seeds=tuple(range(args.seeds)))
-    print(f"report: {render_report(run)}")
-
-
-def cmd_explain(args) -> None:
-    from cnnlab.explain.filters import explain_filters
-    from cnnlab.report import render_report
-    from cnnlab.run import load_run
-
-    run = load_run(args.run)
-    explain_filters(run, args.index, args.image)
-    print(f"report: {render_report(run)}")
-
-
-def cmd_tree(args) -> None:
-    from cnnlab.analysis.tree import build_tree
-    from cnnlab.report import render_report
-    from cnnlab.run import load_run
-
-    run = load_run(args.run)
-    build_tree(run, args.top_k, args.threshold, args.max_node_size, args.epochs)
-    print(f"report: {render_report(run)}")
-
-
-def cmd_attack(args) -> None:
-    from cnnlab.report import render_report
-    from cnnlab.robustness.analysis import robustness_analysis
-    from cnnlab.run import load_run
-
-    run = load_run(args.run)
-    attacks = tuple(a.strip() for a in args.attack.split(","))
-    curve = tuple(a.strip() for a in args.curve.split(",") if a.strip())
-    robustness_analysis(run, attacks, args.eps, args.n, curve, not args.no_corruptions)
+        raise CnnlabError(f"give a run folder (cnnlab {' '.join(analysis.verb)} RUN) or "
+                          f"--train-on DATASET to train one first")
+    result = run_analysis(run, analysis.name, **given(args, args.names))
+    print(f"wrote {run.path / 'analysis' / result['stem']}.json ({result['seconds']:.1f} s)")
     print(f"report: {render_report(run)}")
 
 
 def cmd_train(args) -> None:
-    from cnnlab.run import train
+    from cnnlab.pipeline import train
 
     if args.resume:
         run_dir = Path(args.resume)
-        saved = TrainConfig.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() \
-            else None
-        if saved is None:
+        if not (run_dir / "config.yaml").is_file():
             raise CnnlabError(f"nothing to resume: {run_dir} has no config.yaml")
-        cfg = config_from_args(args, saved)
+        cfg = config_from_args(args, TrainConfig.load(run_dir / "config.yaml"))
         cfg.name, cfg.out_dir = run_dir.name, str(run_dir.parent)
         train(cfg, resume=True)
         return
@@ -204,68 +221,48 @@ def cmd_report(args) -> None:
 # ---- parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cnnlab", description="Image recognition with CNNs, end to end, and the questions "
-        "of trust that come with it.")
+    parser = Parser(prog="cnnlab", description="Image recognition with CNNs, end to end, and "
+                    "the questions of trust that come with it.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
     p = sub.add_parser("run", help="the main job: the whole lecture on one dataset, one report")
-    p.add_argument("--dataset", default="digits", help="dataset name (default: digits, embedded)")
-    p.add_argument("--epochs", type=int, default=0, help="epochs per model (0: the recipe's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="", help="run folder name under --out-dir")
-    p.add_argument("--out-dir", default="runs")
-    p.add_argument("--data-dir", default="~/.cache/cnnlab")
-    p.add_argument("--limit-train", type=int, default=0, help="use only N training images")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per arm of the permutation test")
-    p.set_defaults(fn=cmd_run)
+    p.set_defaults(fn=cmd_run, names=add_signature_args(p, _main_job()))
 
     p = sub.add_parser("train", help="train one model; --resume RUN continues an interrupted run")
     p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
     add_config_flags(p)
     p.set_defaults(fn=cmd_train)
+    add_analysis_verbs(sub)
+    add_run_verbs(sub)
+    return parser
 
-    p = sub.add_parser("experiment", help="the lecture's experiments: mlp-vs-cnn, permutation")
-    p.add_argument("which", choices=["mlp-vs-cnn", "permutation"])
-    p.add_argument("--run", help="add the experiment to this run (default: train a new main run)")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--epochs", type=int, default=0, help="epochs per model (0: the recipe's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=3, help="permutation: seeds per arm")
-    p.add_argument("--models", default="mlp,lenet5,resnet20", help="mlp-vs-cnn: models to compare")
-    p.add_argument("--cnn", default="lenet5", help="permutation: the CNN to test")
-    p.add_argument("--out-dir", default="runs")
-    p.add_argument("--data-dir", default="~/.cache/cnnlab")
-    p.add_argument("--limit-train", type=int, default=0)
-    p.set_defaults(fn=cmd_experiment)
 
-    p = sub.add_parser("explain", help="explanations of a run's model: filters")
-    p.add_argument("what", choices=["filters"])
-    p.add_argument("run")
-    p.add_argument("--index", type=int, default=0, help="which evaluation image to show")
-    p.add_argument("--image", help="an image file to show instead")
-    p.set_defaults(fn=cmd_explain)
+def _main_job():
+    from cnnlab.pipeline import main_job  # light: pipeline imports torch only when it runs
 
-    p = sub.add_parser("tree", help="confusion sets and a CNN tree grown from a run's model")
-    p.add_argument("run")
-    p.add_argument("--top-k", type=int, default=2, help="confusion sets from the top-k predictions")
-    p.add_argument("--threshold", type=float, default=0.1, help="minimum confusion frequency")
-    p.add_argument("--max-node-size", type=int, default=4, help="most classes per node")
-    p.add_argument("--epochs", type=int, default=0, help="node fine-tuning epochs (0: a quarter)")
-    p.set_defaults(fn=cmd_tree)
+    return main_job
 
-    p = sub.add_parser("attack", help="adversarial attacks, robustness curve and corruptions")
-    p.add_argument("run")
-    p.add_argument("--attack", default="fgsm,pgd,autoattack",
-                   help="comma-separated: fgsm, pgd, pgd-l2, apgd-ce, apgd-dlr, autoattack, square, "
-                        "deepfool (robust = every one fails)")
-    p.add_argument("--eps", type=_fraction_or_float, default=8 / 255, help="radius, e.g. 8/255")
-    p.add_argument("--n", type=int, default=1000, help="evaluation images to attack")
-    p.add_argument("--curve", default="fgsm,pgd", help="attacks for the accuracy-vs-eps curve")
-    p.add_argument("--no-corruptions", action="store_true", help="skip the common corruptions")
-    p.set_defaults(fn=cmd_attack)
 
+def add_analysis_verbs(sub) -> None:
+    """One verb per analysis; analyses that share a first word become its sub-verbs."""
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for a in load_all():
+        if len(a.verb) == 1:
+            p = sub.add_parser(a.verb[0], help=a.summary(), description=a.summary())
+        else:
+            if a.verb[0] not in groups:
+                group = sub.add_parser(a.verb[0], help=f"{a.verb[0]}: " + ", ".join(
+                    b.verb[1] for b in load_all() if b.verb[0] == a.verb[0]))
+                groups[a.verb[0]] = group.add_subparsers(dest="which", required=True, metavar="WHAT")
+            p = groups[a.verb[0]].add_parser(a.verb[1], help=a.summary(), description=a.summary())
+        p.add_argument("run", nargs="?", help="the run folder to analyse")
+        p.add_argument("--train-on", metavar="DATASET",
+                       help="without RUN: train the main CNN on DATASET first, as cnnlab run does")
+        p.add_argument("--out-dir", default="runs", help="where --train-on writes its run")
+        p.set_defaults(fn=cmd_analysis, analysis=a, names=add_signature_args(p, a.compute))
+
+
+def add_run_verbs(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a saved run on a dataset")
     p.add_argument("run")
     p.add_argument("--dataset", help="dataset name (default: the run's own)")
@@ -295,23 +292,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render a run's report.html again")
     p.add_argument("run")
     p.set_defaults(fn=cmd_report)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.verb == "train":
-            from cnnlab.train.distributed import init_from_env
+            from cnnlab.training.distributed import init_from_env
 
             init_from_env()  # under torchrun: join the process group
         args.fn(args)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\ncnnlab: interrupted; a run continues with: cnnlab train --resume RUN_FOLDER",
+    except Interrupted as e:
+        print(f"\ncnnlab: interrupted; continue with: cnnlab train --resume {e.run_dir}",
               file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ncnnlab: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -7,6 +7,8 @@ The CLI builds its flags from these fields (``cnnlab train --help``), recipes in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ class TrainConfig:
         "hold out this many training images (>=1) or this fraction (<1) for validation; "
         "0 evaluates on the dataset's test split (or holds out 10%% if it has none)",
     )
+    val_seed: int = _f(
+        0, "seed of the validation hold-out; fixed apart from --seed, so seeds compare models "
+        "on one split")
     limit_train: int = _f(0, "train on a seeded random subset of N training images (0: all)")
     permute_pixels: bool = _f(
         False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
@@ -70,15 +75,21 @@ class TrainConfig:
     adv_alpha: float = _f(0.0, "attack step size (0: 2.5*eps/steps for pgd, 1.25*eps for fgsm-rs)")
     adv_eval: int = _f(500, "validation images attacked (PGD-10) at each evaluation when --adv is set")
     seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly")
+    threads: int = _f(
+        0, "CPU threads for torch (0: torch's default, one per core); the count used is saved "
+        "in config.yaml, since a CPU run repeats exactly for a given count")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
     compile: bool = _f(False, "compile the model with torch.compile")
+    sync_bn: bool = _f(False, "distributed training: synchronise BatchNorm statistics across ranks")
     eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)")
     name: str = _f("", "run folder name under out_dir (default: dataset-model-time)")
     out_dir: str = _f("runs", "folder that holds run folders")
 
     def __post_init__(self) -> None:
-        self.tta = int(self.tta)  # recipes written as `tta: true` mean level 1
+        if isinstance(self.tta, bool):
+            self.tta = int(self.tta)  # recipes written as `tta: true` mean level 1
+        _check_types(self)
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
@@ -96,6 +107,8 @@ class TrainConfig:
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
+            (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
+            (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),
             (not (self.permute_pixels and (self.crop_padding or self.cutout)),
              "permute_pixels needs crop_padding 0 and cutout 0 (shifts of shuffled pixels mean nothing)"),
         ]
@@ -109,7 +122,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(str(k) for k in set(d) - known)
         if unknown:
             raise CnnlabError(f"unknown config keys {unknown}; see `cnnlab train --help`")
         return cls(**d)
@@ -126,16 +139,37 @@ class TrainConfig:
             raise CnnlabError(f"config file {path} not found; pass an existing YAML file")
         try:
             d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
             raise CnnlabError(f"config file {path} is not valid YAML ({e.__class__.__name__})") from None
         if not isinstance(d, dict):
             raise CnnlabError(f"config file {path} must hold a mapping of field: value")
         return cls.from_dict(d)
 
+    def digest(self, ignore: tuple[str, ...] = ("name", "out_dir")) -> str:
+        """A short hash of every setting but ``ignore``: equal digests mean equal runs."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
     def differences(self, other: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
         """Fields whose values differ, as 'field: old -> new' strings."""
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in ignore and a[k] != b[k]]
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+_WORDS = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+          "dict": "a mapping like {width: 2}"}
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Refuse a value of the wrong type (``epochs: "two"`` in a YAML recipe) with one line."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        ok = isinstance(value, _TYPES[f.type]) and not (f.type != "bool" and isinstance(value, bool))
+        if not ok:
+            raise CnnlabError(f"bad config: {f.name} must be {_WORDS[f.type]}, got {value!r}")
+        if f.type == "float":
+            setattr(cfg, f.name, float(value))
 
 
 def config_fields() -> list[dataclasses.Field]:

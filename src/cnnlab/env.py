@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 import torch
-
-import cnnlab
 
 
 def cpu_model() -> str:
@@ -21,13 +21,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def code_version() -> str:
-    """cnnlab's version, plus the git commit (and '-dirty') when run from a checkout."""
-    version = cnnlab.__version__
+def source_checkout() -> Path | None:
+    """The cnnlab git checkout this package runs from (an editable install), else None.
+
+    Only a folder that is cnnlab's own source tree counts: ``src/cnnlab`` inside a folder with
+    a ``.git`` and a ``pyproject.toml`` naming cnnlab. An installed copy inside someone
+    else's repository is not a checkout, and their repository is never asked."""
     root = Path(__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    if not ((root / ".git").exists() and pyproject.is_file()):
+        return None
+    return root if 'name = "cnnlab"' in pyproject.read_text() else None
+
+
+@cache
+def code_version() -> str:
+    """cnnlab's version from the package metadata, plus the git commit (and '-dirty') when it
+    runs from its own checkout. git runs with --no-optional-locks: it never takes the index
+    lock or rewrites the index."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=10"], cwd=root,
-                             capture_output=True, text=True, timeout=5)
+        version = metadata.version("cnnlab")
+    except metadata.PackageNotFoundError:
+        import cnnlab
+
+        version = cnnlab.__version__
+    root = source_checkout()
+    if root is None:
+        return version
+    try:
+        out = subprocess.run(["git", "--no-optional-locks", "describe", "--always", "--dirty",
+                              "--abbrev=10"], cwd=root, capture_output=True, text=True, timeout=5)
         if out.returncode == 0 and out.stdout.strip():
             version += f"+{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):

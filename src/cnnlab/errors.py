@@ -8,3 +8,11 @@ for one. Messages name the problem and the fix.
 
 class CnnlabError(Exception):
     """A problem the user can fix; its message says how."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; carries the run folder so the message can name it."""
+
+    def __init__(self, run_dir: object):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir

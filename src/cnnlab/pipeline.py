@@ -1,70 +1,102 @@
-"""``cnnlab run``: the whole lecture on one dataset, in one run folder and one report.
+"""``cnnlab run``, the main job: the whole lecture on one dataset, one run folder, one report.
 
 1. Train the main CNN (LeNet-5) with a small-budget recipe: the run folder itself.
-2. MLP versus CNN: an MLP and a ResNet-20 with the same data and budget (baselines/).
-3. The permutation test: MLP and LeNet-5 on original and pixel-permuted images, 3 seeds.
-4. What convolutions see: filters, feature maps and receptive fields.
-5. Confusion sets and the CNN tree grown from the main CNN.
-6. Adversarial robustness: FGSM, PGD and APGD at 8/255, a robustness curve, corruptions.
+2. Every analysis registered for the main job, in report order, each with its ``quick``
+   budget (about 20-30 s on 2 CPU cores), or its ``full`` one with ``--full``.
+3. Render report.html.
+
+The time of each step and the total are printed, so the budget stays visible as analyses
+arrive. Also here: ``train``, the Python API's training call (``train_run`` and a report).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cnnlab.analysis import load_all, run_analysis
 from cnnlab.config import TrainConfig
-from cnnlab.run import Run, train
-from cnnlab.train.trainer import Log
+from cnnlab.log import Log
+
+if TYPE_CHECKING:  # imported inside the functions: the CLI reads main_job's signature cheaply
+    from cnnlab.run import Run
+
+
+def train(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bool = True,
+          report: bool = True) -> Run | None:
+    """Train a model as ``cfg`` says into a run folder, render its report, return the Run
+    (None on the non-zero ranks of distributed training)."""
+    from cnnlab.report import render_report
+    from cnnlab.run import train_run
+
+    run = train_run(cfg, resume=resume, log=log, progress=progress)
+    if run is not None and report:
+        log(f"report: {render_report(run)}")
+    return run
 
 
 def recipe(dataset: str, epochs: int = 0, seed: int = 0, data_dir: str = "~/.cache/cnnlab",
-           limit_train: int = 0, model: str = "lenet5") -> TrainConfig:
+           limit_train: int = 0, model: str = "lenet5", threads: int = 0) -> TrainConfig:
     """A sensible small-budget recipe for any dataset (the models then differ only in name)."""
     small = dataset in ("digits",)
     return TrainConfig(
         dataset=dataset, model=model, data_dir=data_dir, seed=seed, limit_train=limit_train,
         epochs=epochs or (30 if small else 10), batch_size=64 if small else 128,
         optimizer="sgd", lr=0.05, weight_decay=5e-4, warmup_epochs=1, schedule="cosine",
-        label_smoothing=0.0, crop_padding=1 if small else 2, flip=True,
+        label_smoothing=0.0, crop_padding=1 if small else 2, flip=True, threads=threads,
     )
 
 
 def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
-             limit_train: int, log: Log, progress: bool, prefix: str = "run") -> Run:
+             limit_train: int, log: Log, progress: bool, threads: int = 0) -> Run:
     """Train the main CNN into a new run folder (or reuse a finished one of that name)."""
-    name = name or f"{prefix}-{dataset.split(':', 1)[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from cnnlab.run import Run, train_run
+
+    name = name or f"run-{dataset.split(':', 1)[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = Path(out_dir) / name
     if (folder / "metrics.json").is_file():
         return Run(folder)
-    cfg = recipe(dataset, epochs, seed, data_dir, limit_train)
+    cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
     cfg.name, cfg.out_dir = name, out_dir
-    return train(cfg, log=log, progress=progress, report=False)
+    resume = (folder / "weights" / "last.safetensors").is_file()
+    return train_run(cfg, resume=resume, log=log, progress=progress)
 
 
-def run_lecture(dataset: str = "digits", epochs: int = 0, seed: int = 0, name: str = "",
-                out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
-                seeds: int = 3, log: Log = print, progress: bool = True) -> Run:
-    """Train, evaluate and analyse on ``dataset``; write one run folder with its report."""
-    from cnnlab.analysis.experiments import mlp_vs_cnn, permutation_test
-    from cnnlab.analysis.tree import build_tree
-    from cnnlab.explain.filters import explain_filters
+def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: str = "",
+             out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
+             threads: int = 0, full: bool = False, log: Log = print, progress: bool = True) -> Run:
+    """The whole lecture on one dataset: train, run every analysis, write one report.
+
+    Args:
+        dataset: dataset name (default: digits, embedded).
+        epochs: epochs of the main CNN (0: the recipe's).
+        seed: training seed.
+        name: run folder name under out_dir (a finished one is reused; default: run-DATASET-TIME).
+        out_dir: folder that holds run folders.
+        data_dir: where downloaded datasets are cached and looked for.
+        limit_train: train on a seeded random subset of N images (0: all).
+        threads: CPU threads for torch (0: torch's default, one per core).
+        full: each analysis's full budget instead of its quick one (minutes, not seconds).
+    """
     from cnnlab.report import render_report
-    from cnnlab.robustness.analysis import robustness_analysis
 
     t0 = time.perf_counter()
     log("== 1. LeNet-5, the main CNN ==")
-    run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress)
-    log("== 2. MLP versus CNN ==")
-    mlp_vs_cnn(run, log=log)
-    log("== 3. The permutation test ==")
-    permutation_test(run, seeds=tuple(range(seeds)), log=log)
-    log("== 4. What convolutions see ==")
-    explain_filters(run, log=log)
-    log("== 5. Confusion sets and the CNN tree ==")
-    build_tree(run, log=log)
-    log("== 6. Adversarial robustness ==")
-    robustness_analysis(run, n=500, log=log)
+    run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress,
+                   threads)
+    times = [("main CNN", time.perf_counter() - t0)]
+    analyses = [a for a in load_all() if a.in_main_job]
+    for step, a in enumerate(analyses, start=2):
+        log(f"== {step}. {a.title} ==")
+        t = time.perf_counter()
+        run_analysis(run, a.name, log=log, **a.budget(run, full))
+        times.append((a.name, time.perf_counter() - t))
+        log(f"   ({a.name}: {times[-1][1]:.1f} s)")
+    t = time.perf_counter()
     report = render_report(run)
-    log(f"done in {time.perf_counter() - t0:.0f} s; report: {report}")
+    times.append(("report", time.perf_counter() - t))
+    log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times) +
+        f"; total {time.perf_counter() - t0:.1f} s")
+    log(f"report: {report}")
     return run

@@ -1,4 +1,5 @@
-"""One registry dict per kind of thing (models, datasets, attacks), as in torchvision's _api.py."""
+"""One registry dict per kind of thing (models, datasets, attacks, analyses), as in torchvision's
+_api.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Generic, TypeVar
 
 from cnnlab.errors import CnnlabError
 
-T = TypeVar("T", bound=Callable)
+T = TypeVar("T")
 
 
 class Registry(Generic[T]):
@@ -18,13 +19,18 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """A decorator: ``@MODELS.register("resnet20")``."""
+
         def decorator(fn: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._items[name] = fn
+            self.add(name, fn)
             return fn
 
         return decorator
+
+    def add(self, name: str, item: T) -> None:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._items[name] = item
 
     def get(self, name: str) -> T:
         if name not in self._items:

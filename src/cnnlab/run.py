@@ -1,38 +1,49 @@
-"""A run folder and the Python API over it: ``train(config) -> Run``, ``load_run(path)``.
+"""A run folder and the Python API over it: ``train_run(config) -> Run``, ``load_run(path)``.
 
 runs/<name>/
-    config.yaml        everything needed to repeat the run
+    config.yaml        everything needed to repeat the run (the thread count included)
+    status.json        running, finished, failed (and why) or interrupted
     results.csv        one row per epoch
     metrics.json       final numbers on the evaluation split (machine-readable)
     predictions.npz    evaluation probabilities and labels
     examples.npz       sample and misclassified images for the report
-    plots/*.png
     weights/{last,best}.safetensors, weights/meta.json
-    report.html
+    analysis/<name>[-<settings hash>].json (+ .npz, .csv)   one file per analysis and setting
+    subruns/<label>-<config hash>/                          runs the analyses trained
+    plots/*.png, report.html                                written by the report
+
+This module is the run-folder I/O layer: it trains and reads runs, and knows nothing of
+analyses or reports (those sit above it).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cnnlab.config import TrainConfig
-from cnnlab.data import RunData, load_dataset, prepare_data
+from cnnlab.data import RunData, data_for, load_dataset
 from cnnlab.env import code_version, environment
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.evaluate import classification_report, predict_probs
+from cnnlab.evaluate.predict import tta_level
 from cnnlab.io import atomic_write, atomic_write_json
+from cnnlab.log import Log, last_epoch_only
 from cnnlab.models import ImageClassifier, create_model, model_stats
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train import distributed as dist_
-from cnnlab.train.trainer import Log, fit, resolve_device
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training import distributed as dist_
+from cnnlab.training.trainer import fit
 
-# Config fields that may change on --resume without changing the result.
+RUN_FORMAT = 2
+"""Version of the run-folder layout. 1: before analyses were named by their settings and the
+validation split had its own seed (such runs open: their split seed was the training seed)."""
 RESUME_IGNORES = ("name", "out_dir", "device", "data_dir")
+"""Config fields that may change on --resume without changing the result."""
 
 
 class Run:
@@ -44,21 +55,39 @@ class Run:
             raise CnnlabError(f"{self.path} is not a run folder (no config.yaml); "
                               f"pass a folder written by cnnlab train")
         self.config = TrainConfig.load(self.path / "config.yaml")
+        self._data: RunData | None = None
+        if self.format > RUN_FORMAT:
+            raise CnnlabError(f"{self.path} was written by cnnlab {self.meta.get('code_version')} "
+                              f"(run format {self.format}); this cnnlab reads formats up to "
+                              f"{RUN_FORMAT}: upgrade cnnlab to open it")
+        if self.format == 1:  # format 1 held validation images out with the training seed
+            self.config.val_seed = self.config.seed
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
     @property
+    def format(self) -> int:
+        meta = self.path / "weights" / "meta.json"
+        return int(self.meta.get("run_format", 1)) if meta.is_file() else RUN_FORMAT
+
+    @property
     def metrics(self) -> dict:
-        return _read_json(self.path / "metrics.json", "metrics")
+        return read_json(self.path / "metrics.json", "metrics")
 
     @property
     def meta(self) -> dict:
-        return _read_json(self.path / "weights" / "meta.json", "weights metadata")
+        return read_json(self.path / "weights" / "meta.json", "weights metadata")
 
     @property
     def classes(self) -> list[str]:
         return self.meta["classes"]
+
+    def data(self) -> RunData:
+        """The run's training and evaluation images, split exactly as it was trained."""
+        if self._data is None:
+            self._data = data_for(self.config)
+        return self._data
 
     def load_model(self, which: str = "last", device: str = "cpu") -> ImageClassifier:
         """The trained model, rebuilt from weights/meta.json and the safetensors weights."""
@@ -69,19 +98,30 @@ class Run:
             state = ckpt.strip_prefix("ema.module." if meta.get("ema") else "model.", tensors)
         else:
             state = tensors
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            raise CnnlabError(f"{self.path}/weights/{which}.safetensors does not fit the model "
+                              f"that weights/meta.json describes ({meta['model']}); restore "
+                              f"meta.json or retrain the run") from None
         model = model.to(device).eval()
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def flip_ok(self) -> bool:
+        """Whether the run's data allows mirrored images (flip TTA)."""
+        flip = self.meta.get("flip_ok")
+        return self.data().flip_ok if flip is None else bool(flip)
 
     def predict(self, images: torch.Tensor | np.ndarray, which: str = "last",
                 tta: int | None = None) -> np.ndarray:
         """Class probabilities for uint8 images (N, C, H, W) or (N, H, W, C)."""
         x = self._permuted(_as_uint8_nchw(images, self.meta["input_shape"]))
         model = self.load_model(which)
-        tta = self.config.tta if tta is None else tta
-        return predict_probs(model, x, tta=tta, channels_last=self.config.channels_last)[0]
+        tta = tta_level(self.config) if tta is None else tta
+        return predict_probs(model, x, tta=tta, channels_last=self.config.channels_last,
+                             flip=self.flip_ok())[0]
 
     def evaluate(self, dataset: str | None = None, split: str = "test", which: str = "last",
                  data_dir: str | None = None) -> dict:
@@ -96,9 +136,43 @@ class Run:
             raise CnnlabError(f"{name} images are {ds.image_shape} (C, H, W) but the model "
                               f"reads {expected}; evaluate on data of the shape it was trained on")
         model = self.load_model(which)
-        probs, loss = predict_probs(model, self._permuted(ds.x), tta=self.config.tta, y=ds.y)
+        probs, loss = predict_probs(model, self._permuted(ds.x), tta=tta_level(self.config),
+                                    y=ds.y, flip=ds.flip_ok)
         return classification_report(probs, ds.y.numpy(), ds.classes, loss)
 
+    def train_outputs(self, batch_size: int = 500) -> dict[str, np.ndarray]:
+        """Logits, per-image cross-entropy losses and embeddings of the final model on every
+        training image (no augmentation, no TTA), with labels; saved as
+        analysis/train_outputs.npz and reused while the weights are unchanged."""
+        path = self.path / "analysis" / "train_outputs.npz"
+        weights = self.path / "weights" / "last.safetensors"
+        if path.is_file() and path.stat().st_mtime >= weights.stat().st_mtime:
+            return load_npz(path)
+        model, train = self.load_model(), self.data().train
+        logits, embeddings = [], []
+        with torch.inference_mode():
+            for i in range(0, len(train), batch_size):
+                feats = model.forward_features(train.x[i: i + batch_size].float() / 255)
+                embeddings.append(model.forward_head(feats, pre_logits=True))
+                logits.append(model.forward_head(feats))
+        logits_t = torch.cat(logits)
+        losses = torch.nn.functional.cross_entropy(logits_t, train.y, reduction="none")
+        out = {"logits": logits_t.numpy(), "losses": losses.numpy(),
+               "embeddings": torch.cat(embeddings).numpy(), "y": train.y.numpy()}
+        save_npz(path, **out)
+        return out
+
+    def subrun(self, cfg: TrainConfig, label: str, log: Log = print) -> Run:
+        """Train ``cfg`` under subruns/, or reuse the finished sub-run of exactly that config.
+
+        The folder is named by a hash of every setting, so a changed setting (epochs, seed,
+        data) means a new sub-run, never a stale one; an interrupted one resumes."""
+        cfg = replace(cfg, out_dir=str(self.path / "subruns"), name=f"{label}-{cfg.digest()}")
+        folder = Path(cfg.out_dir) / cfg.name
+        if (folder / "metrics.json").is_file():
+            return Run(folder)
+        resume = (folder / "weights" / "last.safetensors").is_file()
+        return train_run(cfg, resume=resume, log=last_epoch_only(log, label), progress=False)
 
     def _permuted(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the run's fixed pixel permutation, if it was trained on permuted images."""
@@ -114,11 +188,19 @@ def load_run(path: str | Path) -> Run:
     return Run(path)
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise CnnlabError(f"{path} not found: the run has no {what} yet; finish or resume it "
-                          f"(cnnlab train --resume {path.parent})")
-    return json.loads(path.read_text())
+        run = path.parent.parent if path.parent.name == "weights" else path.parent
+        raise CnnlabError(f"{path} not found: the run has no {what}; finish it with "
+                          f"cnnlab train --resume {run}, or train it again")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CnnlabError(f"{path} is not valid JSON ({e.__class__.__name__}); restore it or "
+                          f"train the run again") from None
+    if not isinstance(value, dict):
+        raise CnnlabError(f"{path} must hold a JSON object; restore it or train the run again")
+    return value
 
 
 def _as_uint8_nchw(images, shape) -> torch.Tensor:
@@ -140,55 +222,72 @@ def default_name(cfg: TrainConfig) -> str:
     return f"{dataset}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bool = True,
-          report: bool = True) -> Run | None:
-    """Train a model as ``cfg`` says and write a complete run folder; return the Run.
+def train_run(cfg: TrainConfig, resume: bool = False, log: Log = print,
+              progress: bool = True) -> Run | None:
+    """Train a model as ``cfg`` says and write a complete run folder (no report); return it.
 
     Under distributed training (torchrun) every rank trains; rank 0 writes the folder and
     returns the Run, the other ranks return None."""
-    if not cfg.name:
-        cfg.name = default_name(cfg)
+    cfg = replace(cfg, name=cfg.name or default_name(cfg))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cfg.threads = torch.get_num_threads()  # saved: results repeat exactly for one count
     run_dir = Path(cfg.out_dir) / cfg.name
     main = dist_.is_main()
-    if main:  # in distributed training, rank 0 alone writes the run folder
-        _check_run_dir(run_dir, cfg, resume)
-        cfg.save(run_dir / "config.yaml")
-    dist_.barrier()
-    data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed,
-                        cfg.limit_train, cfg.permute_pixels)
+    dist_.on_main(lambda: check_run_dir(run_dir, cfg, resume))
+    data = data_for(cfg)  # before anything is written: bad data leaves no folder behind
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
-    model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,
-                       progress=progress and main)
+    dist_.on_main(lambda: start_run_dir(run_dir, cfg))
+    try:
+        model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,
+                           progress=progress and main)
+    except CnnlabError as e:
+        if main:  # the folder says why the run stopped (its last weights are not a result)
+            write_status(run_dir, "failed", str(e))
+        raise
+    except KeyboardInterrupt:
+        if main:
+            write_status(run_dir, "interrupted", "stopped by the user (Ctrl-C)")
+        raise Interrupted(run_dir) from None
     if not main:
         return None
     finish_run(run_dir, cfg, data, model, state)
-    run = Run(run_dir)
-    if report:
-        from cnnlab.report import render_report
-
-        log(f"report: {render_report(run)}")
-    return run
+    return Run(run_dir)
 
 
 def _silent(line: str) -> None:
     pass
 
 
-def _check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
+def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
+    """Refuse to overwrite a run that has a checkpoint, and to resume one that has none."""
     saved = run_dir / "config.yaml"
+    has_checkpoint = (run_dir / "weights" / "last.safetensors").is_file()
     if resume:
         if not saved.is_file():
             raise CnnlabError(f"nothing to resume: {run_dir} has no config.yaml")
-        if not (run_dir / "weights" / "last.safetensors").is_file():
-            raise CnnlabError(f"nothing to resume: {run_dir} has no checkpoint yet; start it again")
+        if not has_checkpoint:
+            raise CnnlabError(f"nothing to resume: {run_dir} has no checkpoint yet; start it "
+                              f"again without --resume (the same --name is fine)")
         changed = TrainConfig.load(saved).differences(cfg, ignore=RESUME_IGNORES)
         if changed:
             raise CnnlabError(f"--resume refuses a changed config ({'; '.join(changed)}); "
                               f"drop those flags or start a new run with --name")
-    elif saved.exists():
+    elif has_checkpoint:
         raise CnnlabError(f"run folder {run_dir} already exists; pick another --name or "
                           f"continue it with --resume {run_dir}")
+
+
+def start_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    cfg.save(run_dir / "config.yaml")
+    write_status(run_dir, "running", "")
+
+
+def write_status(run_dir: Path, state: str, message: str) -> None:
+    """status.json: what became of the run, so a failed one says why in its own folder."""
+    atomic_write_json(run_dir / "status.json", {"state": state, "message": message,
+                                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClassifier,
@@ -198,8 +297,9 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     if state.final_eval is not None:  # fit already evaluated the final model
         probs, loss = state.final_eval
     else:
-        probs, loss = predict_probs(model, data.val.x, tta=cfg.tta, device=device,
-                                    channels_last=cfg.channels_last, y=data.val.y)
+        probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
+                                    channels_last=cfg.channels_last, y=data.val.y,
+                                    flip=data.flip_ok)
     y = data.val.y.numpy()
     metrics = classification_report(probs, y, data.val.classes, loss)
     stats = model_stats(model, data.train.image_shape)
@@ -213,16 +313,20 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     atomic_write_json(run_dir / "metrics.json", metrics)
     save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
     save_npz(run_dir / "examples.npz", **_examples(data, probs))
-    meta = {
-        "model": cfg.model, "model_kwargs": model.build_kwargs, "classes": data.train.classes,
-        "input_shape": list(data.train.image_shape),
-        "normalization": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
-        "ema": bool(cfg.ema), "config": cfg.to_dict(), "code_version": code_version(),
-        "metrics": {k: metrics[k] for k in ("accuracy", "top5_accuracy", "macro_f1", "ece", "split")},
-        "dataset_source": data.source,
-    }
-    atomic_write_json(run_dir / "weights" / "meta.json", meta)
+    atomic_write_json(run_dir / "weights" / "meta.json", _meta(cfg, data, model, metrics))
+    write_status(run_dir, "finished", "")
     return metrics
+
+
+def _meta(cfg: TrainConfig, data: RunData, model: ImageClassifier, metrics: dict) -> dict:
+    return {
+        "run_format": RUN_FORMAT, "model": cfg.model, "model_kwargs": model.build_kwargs,
+        "classes": data.train.classes, "input_shape": list(data.train.image_shape),
+        "normalization": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
+        "flip_ok": data.flip_ok, "ema": bool(cfg.ema), "config": cfg.to_dict(),
+        "code_version": code_version(), "dataset_source": data.source,
+        "metrics": {k: metrics[k] for k in ("accuracy", "top5_accuracy", "macro_f1", "ece", "split")},
+    }
 
 
 def save_npz(path: Path, **arrays) -> None:
@@ -231,6 +335,13 @@ def save_npz(path: Path, **arrays) -> None:
             np.savez_compressed(f, **arrays)
 
     atomic_write(path, write)
+
+
+def load_npz(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 def _examples(data: RunData, probs: np.ndarray, per_class: int = 8, wrong: int = 24) -> dict:
@@ -248,11 +359,4 @@ def _examples(data: RunData, probs: np.ndarray, per_class: int = 8, wrong: int =
             "wrong_probs": probs[wrong_idx].astype(np.float32), "wrong_index": wrong_idx}
 
 
-def load_npz(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-
-
-__all__ = ["Run", "load_run", "train", "finish_run", "resolve_device"]
+__all__ = ["RUN_FORMAT", "Run", "finish_run", "load_npz", "load_run", "save_npz", "train_run"]

@@ -1,179 +1,166 @@
-"""Confusion sets and the CNN tree (after Wang et al., "CNN Tree": confusion sets from softmax
-outputs, node networks that learn finer features for the classes a model confuses).
+"""Confusion sets and a CNN tree grown from a run's model (algorithms: cnnlab/cnntree.py).
 
-1. Confusion sets: for each class c, the other classes that appear among the top-k
-   predictions of c's held-out images at least ``threshold`` of the time.
-2. Hierarchy: a confusion graph (edge weight = confusion both ways) grouped by greedy
-   average-linkage merging, with at most ``max_node_size`` classes per node. The tree is the
-   base network at the root, one node per group, classes as leaves.
-3. Node classifiers: a copy of the base network whose head keeps only the node's classes (its
-   rows of the base head, so it starts out agreeing with the base), fine-tuned on the node's
-   training images.
-4. Routing: the base network predicts; a prediction that falls in a node is decided again by
-   that node's classifier.
-
-Honesty: the evaluation images are split in two (seeded): confusion sets and node selection
-use one half, and every accuracy reported is measured on the other half.
-NBDT (Wan et al. 2021) differs: it builds its hierarchy from the final layer's weight vectors,
-not from confusions, and keeps one network, routing by inner products with node prototypes.
+The evaluation images are split in two (seeded): confusion sets and node training use one
+half, every accuracy here is measured on the other. The tree's gain over the base network is
+tested with an exact McNemar test on those held-out images: images the tree fixed against
+images it broke.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
+from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.viz.html import esc, img, pct, table
 
-from cnnlab.data import ImageDataset, RunData, prepare_data
-from cnnlab.evaluate.predict import predict_probs
-from cnnlab.io import atomic_write_json
-from cnnlab.run import Run, load_npz, save_npz
-from cnnlab.train.trainer import Log, fit, last_epoch_only
+if TYPE_CHECKING:
+    from cnnlab.run import Run
 
 
-def confusion_sets(probs: np.ndarray, y: np.ndarray, k: int = 2, threshold: float = 0.05,
-                   min_prob: float = 0.05) -> tuple[list[list[int]], np.ndarray]:
-    """Each class's confusion set, and freq[c, j]: the fraction of class-c images whose top-k
-    predictions include class j (j != c) with probability at least ``min_prob``.
+def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int = 4,
+         epochs: int = 0, lr_scale: float = 0.1, log: Log = print) -> dict:
+    """Grow the tree from a trained run, train its nodes, and measure base versus tree.
 
-    ``min_prob`` keeps a confident model's meaningless runner-up (0.1% probability, say) from
-    counting as a confusion."""
-    n_classes = probs.shape[1]
-    top = np.argsort(-probs, axis=1)[:, :k]
-    real = np.take_along_axis(probs, top, axis=1) >= min_prob
-    freq = np.zeros((n_classes, n_classes))
-    for c in range(n_classes):
-        mine, ok = top[y == c], real[y == c]
-        if len(mine):
-            for j in range(n_classes):
-                freq[c, j] = ((mine == j) & ok).any(axis=1).mean()
-    np.fill_diagonal(freq, 0.0)
-    sets = [[j for j in range(n_classes) if freq[c, j] >= threshold] for c in range(n_classes)]
-    return sets, freq
+    Args:
+        top_k: confusion sets from the top-k predictions of each class's images.
+        threshold: the least fraction of a class's images that must confuse it with another.
+        max_node_size: the most classes a node may hold.
+        epochs: node fine-tuning epochs (0: a quarter of the run's, at least 2).
+        lr_scale: node learning rate as a fraction of the run's.
+    """
+    import numpy as np
 
+    from cnnlab.cnntree import confusion_sets, group_classes, route, train_nodes
+    from cnnlab.run import load_npz
 
-def group_classes(freq: np.ndarray, max_node_size: int = 4, min_link: float = 0.05
-                  ) -> list[list[int]]:
-    """Greedy average-linkage merging on the symmetric confusion graph; groups of 2+ classes."""
-    w = freq + freq.T
-    groups = [[c] for c in range(len(freq))]
-    while True:
-        best, pair = min_link, None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                if len(groups[a]) + len(groups[b]) > max_node_size:
-                    continue
-                link = w[np.ix_(groups[a], groups[b])].mean()
-                if link >= best:
-                    best, pair = link, (a, b)
-        if pair is None:
-            break
-        a, b = pair
-        groups[a] = sorted(groups[a] + groups[b])
-        del groups[b]
-    return sorted((g for g in groups if len(g) > 1), key=lambda g: g[0])
-
-
-def route(base_probs: np.ndarray, groups: list[list[int]], node_probs: list[np.ndarray]) -> np.ndarray:
-    """Final classes: the base prediction, re-decided by the node whose group contains it.
-
-    ``node_probs[g]`` holds, for every image, node g's probabilities over ``groups[g]``."""
-    pred = base_probs.argmax(1).copy()
-    for g, classes in enumerate(groups):
-        routed = np.isin(pred, classes)
-        pred[routed] = np.asarray(classes)[node_probs[g][routed].argmax(1)]
-    return pred
-
-
-def head_name(model: nn.Module) -> str:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
-
-
-def node_model(base: nn.Module, classes: list[int]) -> nn.Module:
-    """A copy of the base network whose head keeps only ``classes`` (their rows of the head)."""
-    model = copy.deepcopy(base)
-    name = head_name(model)
-    old: nn.Linear = model.get_submodule(name)
-    new = nn.Linear(old.in_features, len(classes), bias=old.bias is not None)
-    with torch.no_grad():
-        new.weight.copy_(old.weight[classes])
-        if old.bias is not None:
-            new.bias.copy_(old.bias[classes])
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
-    model.num_classes = len(classes)
-    return model
-
-
-def _restrict(ds: ImageDataset, classes: list[int]) -> ImageDataset:
-    keep = torch.from_numpy(np.isin(ds.y.numpy(), classes))
-    sub = ds.subset(torch.nonzero(keep).flatten())
-    remap = torch.full((ds.num_classes,), -1, dtype=torch.long)
-    remap[classes] = torch.arange(len(classes))
-    return ImageDataset(sub.x, remap[sub.y], [ds.classes[c] for c in classes], ds.name, ds.flip_ok)
-
-
-def build_tree(run: Run, k: int = 2, threshold: float = 0.1, max_node_size: int = 4,
-               epochs: int = 0, lr_scale: float = 0.1, log: Log = print) -> dict:
-    """Grow the tree from a trained run, train its nodes, and measure base versus tree."""
-    cfg = run.config
-    data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed,
-                        cfg.limit_train, cfg.permute_pixels)
+    if top_k < 2 or not 0 < threshold < 1 or max_node_size < 2 or epochs < 0 or lr_scale <= 0:
+        raise CnnlabError("tree needs top_k >= 2, 0 < threshold < 1, max_node_size >= 2, "
+                          "epochs >= 0 and lr_scale > 0")
+    cfg, data = run.config, run.data()
     pred = load_npz(run.path / "predictions.npz")
     probs, y = pred["probs"], pred["y"]
     halves = np.random.default_rng(cfg.seed).permutation(len(y))
     build, held = np.sort(halves[: len(y) // 2]), np.sort(halves[len(y) // 2:])
-    sets, freq = confusion_sets(probs[build], y[build], k, threshold)
+    sets, freq = confusion_sets(probs[build], y[build], top_k, threshold)
     groups = group_classes(freq, max_node_size, threshold)
     log(f"confusion groups: {[[run.classes[c] for c in g] for g in groups]}")
-    base = run.load_model()
     node_epochs = epochs or max(2, cfg.epochs // 4)
-    node_probs_all = []
-    for g, classes in enumerate(groups):
-        node_data = RunData(_restrict(data.train, classes), _restrict(data.val.subset(build), classes),
-                            "val", data.source)
-        node_cfg = replace(cfg, epochs=node_epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
-        model, _ = fit(node_cfg, node_data, run.path / "tree" / f"node{g}",
-                       model=node_model(base, classes), log=last_epoch_only(log, f"node {g}"),
-                       progress=False)
-        node_probs_all.append(predict_probs(model.cpu(), data.val.x)[0])
-    tree_pred = route(probs, groups, node_probs_all)
-    result = _measure(run, probs, y, tree_pred, held, groups, sets, freq, k, threshold,
-                      max_node_size, node_epochs)
+    node_probs = train_nodes(run.load_model(), cfg, data, groups, build, node_epochs, lr_scale, log)
+    tree_pred = route(probs, groups, node_probs)
+    result = _measure(run.classes, probs, y, tree_pred, held, groups, sets, freq)
+    result |= {"k": top_k, "threshold": threshold, "max_node_size": max_node_size,
+               "node_epochs": node_epochs}
     fixed, broken = result["fixed_index"], result["broken_index"]
-    save_npz(run.path / "analysis" / "tree.npz", fixed=data.val.x[fixed].numpy(),
-             broken=data.val.x[broken].numpy())
-    atomic_write_json(run.path / "analysis" / "tree.json", result)
+    result["arrays"] = {"fixed": data.val.x[fixed].numpy(), "broken": data.val.x[broken].numpy()}
     log(f"base {100 * result['base_acc']:.2f}% -> tree {100 * result['tree_acc']:.2f}% on "
-        f"{result['n_held']} held-out images; on confused classes "
-        f"{100 * result['base_confused_acc']:.2f}% -> {100 * result['tree_confused_acc']:.2f}%")
+        f"{result['n_held']} held-out images: {result['verdict']}")
     return result
 
 
-def _measure(run, probs, y, tree_pred, held, groups, sets, freq, k, threshold, max_node_size,
-             node_epochs) -> dict:
+def _measure(names, probs, y, tree_pred, held, groups, sets, freq) -> dict:
+    import numpy as np
+
+    from cnnlab.evaluate.stats import accuracy_ci, mcnemar
+
     base_pred = probs.argmax(1)
     yh, bh, th = y[held], base_pred[held], tree_pred[held]
     confused = np.isin(yh, sum(groups, []))
     fixed = held[(bh != yh) & (th == yh)]
     broken = held[(bh == yh) & (th != yh)]
     acc = lambda p, m: float((p[m] == yh[m]).mean()) if m.any() else None  # noqa: E731
-    everything = np.ones_like(confused)
-    names = run.classes
+    test = mcnemar(th == yh, bh == yh)
+    verdict = ("no significant difference" if test.p_value >= 0.05 else
+               "the tree is better" if len(fixed) > len(broken) else "the tree is worse")
     return {
-        "k": k, "threshold": threshold, "max_node_size": max_node_size, "node_epochs": node_epochs,
         "n_build": int(len(y) - len(held)), "n_held": int(len(held)),
         "confusion_sets": {names[c]: [names[j] for j in s] for c, s in enumerate(sets)},
-        "confusion_freq": freq.tolist(),
-        "groups": [[names[c] for c in g] for g in groups],
-        "base_acc": acc(bh, everything), "tree_acc": acc(th, everything),
+        "confusion_freq": freq.tolist(), "groups": [[names[c] for c in g] for g in groups],
+        "base_acc": acc(bh, np.ones_like(confused)), "tree_acc": acc(th, np.ones_like(confused)),
+        "base_acc_ci": accuracy_ci(bh == yh).to_dict(), "tree_acc_ci": accuracy_ci(th == yh).to_dict(),
         "n_confused": int(confused.sum()),
         "base_confused_acc": acc(bh, confused), "tree_confused_acc": acc(th, confused),
-        "n_fixed": int(len(fixed)), "n_broken": int(len(broken)),
+        "n_fixed": int(len(fixed)), "n_broken": int(len(broken)), "mcnemar_p": test.p_value,
+        "verdict": f"{len(fixed)} fixed, {len(broken)} broken (McNemar p = {test.p_value:.3g}): "
+                   f"{verdict}",
         "fixed_index": fixed[:8].tolist(), "broken_index": broken[:8].tolist(),
         "fixed_labels": [[names[y[i]], names[base_pred[i]], names[tree_pred[i]]] for i in fixed[:8]],
         "broken_labels": [[names[y[i]], names[base_pred[i]], names[tree_pred[i]]] for i in broken[:8]],
     }
+
+
+def section(ctx: SectionContext) -> str:
+    from cnnlab.viz import plots as P
+
+    res, arrays = ctx.result, ctx.arrays
+    rows = [["all held-out images", res["n_held"], pct(res["base_acc"]), pct(res["tree_acc"])],
+            ["images of confused classes", res["n_confused"], pct(res["base_confused_acc"]),
+             pct(res["tree_confused_acc"])]]
+    body = (f"<p>Confusion sets: classes in the top-{res['k']} predictions of a class's images at "
+            f"least {100 * res['threshold']:.0f}% of the time, measured on {res['n_build']} held-out "
+            f"images; every accuracy below is on the other {res['n_held']}. Nodes hold at most "
+            f"{res['max_node_size']} classes and were fine-tuned for {res['node_epochs']} epochs.</p>")
+    body += table(["images", "n", "base CNN", "CNN tree"], rows)
+    body += f"<p><b>Measured:</b> {esc(res['verdict'])}.</p>"
+    body += img(P.save(_tree_figure(res), ctx.plots_dir, "cnn_tree"), "CNN tree", "900px")
+    sets = [[c, ", ".join(s) or "-"] for c, s in res["confusion_sets"].items() if s][:30]
+    if sets:
+        body += "<h3>Confusion sets</h3>" + table(["class", "confused with"], sets)
+    for kind in ("fixed", "broken"):
+        if arrays and len(arrays.get(kind, [])):
+            fig = _fix_figure(arrays[kind], res[f"{kind}_labels"], kind)
+            body += f"<h3>Examples the tree {kind}</h3>"
+            body += img(P.save(fig, ctx.plots_dir, f"tree_{kind}"), f"tree {kind}", "900px")
+    return body
+
+
+def _tree_figure(res: dict):
+    from cnnlab.viz.plots import plt
+
+    groups = res["groups"]
+    grouped = {c for g in groups for c in g}
+    others = [c for c in res["confusion_sets"] if c not in grouped]
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    ax.axis("off")
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    box = dict(boxstyle="round,pad=0.4", fc="#e8eefc", ec="#2563eb")
+    ax.text(0.5, 0.9, f"root: base CNN ({len(res['confusion_sets'])} classes)", ha="center",
+            va="center", bbox=box, fontsize=10)
+    slots = len(groups) + (1 if others else 0)
+    for i, g in enumerate(groups):
+        x = (i + 0.5) / slots
+        ax.plot([0.5, x], [0.83, 0.6], color="gray", lw=1)
+        ax.text(x, 0.55, f"node {i}", ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round,pad=0.3", fc="#fdf1e3", ec="tab:orange"))
+        for j, c in enumerate(g):
+            lx = x + (j - (len(g) - 1) / 2) * min(0.08, 0.9 / slots / max(len(g), 1))
+            ax.plot([x, lx], [0.5, 0.2], color="gray", lw=0.8)
+            ax.text(lx, 0.15, c, ha="center", va="top", fontsize=8, rotation=60 if len(c) > 3 else 0)
+    if others:
+        x = (len(groups) + 0.5) / slots
+        ax.plot([0.5, x], [0.83, 0.6], color="gray", lw=1, ls="--")
+        ax.text(x, 0.55, f"{len(others)} classes decided\nby the root alone", ha="center",
+                va="center", fontsize=8.5)
+    ax.set_title("CNN tree grown from confusion sets", fontsize=11)
+    return fig
+
+
+def _fix_figure(images, labels: list, kind: str):
+    from cnnlab.viz.plots import plt, show
+
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.7 * n, 2.5), squeeze=False)
+    for ax, image, (true, base, tree) in zip(axes[0], images, labels, strict=False):
+        show(ax, image)
+        ax.set_title(f"base: {base}", fontsize=10, color="tab:green" if base == true else "tab:red")
+        ax.set_xlabel(f"tree: {tree}", fontsize=10, color="tab:green" if tree == true else "tab:red")
+    fig.suptitle(f"true class is the green label; {kind} by the tree", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+ANALYSIS = register(Analysis(
+    name="tree", title="Confusion sets and the CNN tree", compute=tree, section=section, order=55,
+    verb=("tree",),
+))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.config import TrainConfig
 from cnnlab.data.base import DatasetSplits, ImageDataset, split_holdout
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
@@ -105,6 +106,11 @@ class RunData:
     """``test`` (the official test split) or ``val`` (held out from train)."""
     source: str
 
+    @property
+    def flip_ok(self) -> bool:
+        """Whether mirrored images keep their labels (training flips and flip TTA)."""
+        return self.train.flip_ok
+
 
 PERMUTATION_SEED = 1234  # one fixed permutation for every run, model and split
 
@@ -126,7 +132,9 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     """Load ``dataset`` and choose its evaluation set.
 
     ``val_split`` > 0 holds out that many training images (or that fraction) as validation;
-    0 evaluates on the official test split, or holds out 10% when there is none.
+    0 evaluates on the official test split, or holds out 10% when there is none. ``seed`` is
+    the data seed (a run's ``val_seed``): it fixes the hold-out and the ``limit_train``
+    subset, apart from the training seed, so runs with different seeds see the same data.
     """
     splits = load_dataset(dataset, data_dir, image_size)
     train, test = splits.train, splits.test
@@ -151,5 +159,11 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     return RunData(train, val, val_name, source)
 
 
-__all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "list_datasets", "load_dataset",
-           "permute_pixels", "pixel_permutation", "prepare_data"]
+def data_for(cfg: TrainConfig) -> RunData:
+    """The data a run with this config trains and evaluates on, exactly as it was trained."""
+    return prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.val_seed,
+                        cfg.limit_train, cfg.permute_pixels)
+
+
+__all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "data_for", "list_datasets",
+           "load_dataset", "permute_pixels", "pixel_permutation", "prepare_data"]

@@ -47,11 +47,12 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     if size == 0:
         return x
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b,), generator=gen).to(x.device)[:, None, None]
-    cx = torch.randint(0, w, (b,), generator=gen).to(x.device)[:, None, None]
+    # The square's top-left corner; squares centred near the border are cut by it.
+    top = torch.randint(0, h, (b,), generator=gen).to(x.device)[:, None, None] - size // 2
+    left = torch.randint(0, w, (b,), generator=gen).to(x.device)[:, None, None] - size // 2
     yy = torch.arange(h, device=x.device)[None, :, None]
     xx = torch.arange(w, device=x.device)[None, None, :]
-    inside = ((yy - cy).abs() <= size // 2) & ((xx - cx).abs() <= size // 2)  # (B, H, W)
+    inside = (yy >= top) & (yy < top + size) & (xx >= left) & (xx < left + size)  # (B, H, W)
     return x.masked_fill(inside[:, None], 0.0)
 
 

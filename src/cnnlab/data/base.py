@@ -104,6 +104,9 @@ def from_numpy(x: np.ndarray, y: np.ndarray, classes: list[str], name: str, **kw
 
 def split_holdout(ds: ImageDataset, n_val: int, seed: int) -> tuple[ImageDataset, ImageDataset]:
     """A seeded random hold-out of ``n_val`` images: (train, val)."""
+    if len(ds) < 2:
+        raise CnnlabError(f"dataset {ds.name} has {len(ds)} training images; a validation hold-out "
+                          f"needs at least 2, so give it more images")
     if not 0 < n_val < len(ds):
         raise CnnlabError(
             f"cannot hold out {n_val} of {len(ds)} images; choose a val_split between 1 and "

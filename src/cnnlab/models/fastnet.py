@@ -78,8 +78,8 @@ class FastNet(ImageClassifier):
         x = F.gelu(self.whiten(x))  # (B, 24, 31, 31)
         x = self.layer1(x)  # (B, 64, 15, 15)
         x = self.layer2(x)  # (B, 256, 7, 7)
-        x = self.layer3(x)  # (B, 256, 3, 3)
-        return x.amax(dim=(2, 3))  # (B, 256)
+        return self.layer3(x)  # (B, 256, 3, 3)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features) * self.scale
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = features.amax(dim=(2, 3))  # (B, 256): global max pooling
+        return x if pre_logits else self.fc(x) * self.scale  # (B, num_classes)

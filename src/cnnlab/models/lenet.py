@@ -34,9 +34,9 @@ class LeNet5(ImageClassifier):
         if x.shape[-2:] != (32, 32):
             x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
         x = self.pool1(torch.tanh(self.conv1(x)))  # (B, 6, 14, 14)
-        x = self.pool2(torch.tanh(self.conv2(x)))  # (B, 16, 5, 5)
-        x = torch.tanh(self.fc1(x.flatten(1)))  # (B, 120)
-        return torch.tanh(self.fc2(x))  # (B, 84)
+        return self.pool2(torch.tanh(self.conv2(x)))  # (B, 16, 5, 5)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)  # (B, num_classes)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.tanh(self.fc1(features.flatten(1)))  # (B, 120)
+        x = torch.tanh(self.fc2(x))  # (B, 84)
+        return x if pre_logits else self.fc(x)  # (B, num_classes)

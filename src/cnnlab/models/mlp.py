@@ -27,7 +27,9 @@ class MLP(ImageClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(x)  # (B, C, H, W)
-        return self.features(x)  # (B, hidden[-1])
+        x = self.features(x)  # (B, hidden[-1])
+        return x[:, :, None, None]  # (B, hidden[-1], 1, 1): no spatial map, one "pixel"
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)  # (B, num_classes)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = features.flatten(1)  # (B, hidden[-1])
+        return x if pre_logits else self.fc(x)  # (B, num_classes)

@@ -73,15 +73,17 @@ class CifarResNet(ImageClassifier):
         x = F.relu(self.bn1(self.conv1(x)))  # (B, 16, 32, 32)
         x = self.layer1(x)  # (B, 16, 32, 32)
         x = self.layer2(x)  # (B, 32, 16, 16)
-        x = self.layer3(x)  # (B, 64, 8, 8)
-        return x.mean(dim=(2, 3))  # (B, 64)
+        return self.layer3(x)  # (B, 64, 8, 8)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = features.mean(dim=(2, 3))  # (B, 64): global average pooling
+        return x if pre_logits else self.fc(x)  # (B, num_classes)
 
 
 class ResNet18(ImageClassifier):
     """torchvision's ResNet-18 with a CIFAR stem; its layers keep torchvision's names."""
+
+    classifier_name = "net.fc"
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kw):
         super().__init__(num_classes, in_channels, image_size, **kw)
@@ -98,8 +100,8 @@ class ResNet18(ImageClassifier):
         x = n.layer1(x)  # (B, 64, 32, 32)
         x = n.layer2(x)  # (B, 128, 16, 16)
         x = n.layer3(x)  # (B, 256, 8, 8)
-        x = n.layer4(x)  # (B, 512, 4, 4)
-        return x.mean(dim=(2, 3))  # (B, 512)
+        return n.layer4(x)  # (B, 512, 4, 4)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.fc(features)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = features.mean(dim=(2, 3))  # (B, 512): global average pooling
+        return x if pre_logits else self.net.fc(x)  # (B, num_classes)

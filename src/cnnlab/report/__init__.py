@@ -1,96 +1,43 @@
 """One self-contained report.html per run (Jinja2, images inlined, no CDN).
 
-Sections follow the model-card order. Each is a function ``(ReportContext) -> Section | None``
-registered with ``@section(order)``; an analysis adds its own by registering one more.
+Sections follow the model-card order: the core sections of every run (core.py) and one
+section per analysis that has a stored result (each analysis plug-in draws its own).
 """
 
 from __future__ import annotations
 
-import csv
-import html
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
+from cnnlab.analysis import Analysis, load_all, load_results
+from cnnlab.analysis.registry import SectionContext, canonical
 from cnnlab.io import atomic_write_text
+from cnnlab.report.core import CORE_SECTIONS, ReportContext, read_history
+from cnnlab.run import Run
+from cnnlab.viz.html import Section, esc
 
 
-@dataclass
-class Section:
-    title: str
-    html: str
-    """Body HTML; its text is escaped by the section (use ``esc``)."""
-    anchor: str = ""
+@dataclass(order=True)
+class _Entry:
+    order: int
+    name: str
+    make: object = field(compare=False)
 
 
-@dataclass
-class ReportContext:
-    run: object  # cnnlab.run.Run
-    plots_dir: Path
-    metrics: dict
-    history: list[dict]
-    extra: dict = field(default_factory=dict)
-
-
-SectionFn = Callable[[ReportContext], Section | None]
-SECTIONS: list[tuple[int, str, SectionFn]] = []
-
-
-def section(order: int, name: str) -> Callable[[SectionFn], SectionFn]:
-    """Register a report section; ``order`` places it (model-card order, see core.py)."""
-
-    def decorator(fn: SectionFn) -> SectionFn:
-        if any(n == name for _, n, _ in SECTIONS):
-            raise ValueError(f"report section {name!r} registered twice")
-        SECTIONS.append((order, name, fn))
-        SECTIONS.sort(key=lambda s: s[0])
-        return fn
-
-    return decorator
-
-
-def esc(x: object) -> str:
-    return html.escape(str(x))
-
-
-def pct(x: float | None) -> str:
-    """A fraction as a percentage with two decimals ('n/a' for None)."""
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def table(header: list[str], rows: list[list], cls: str = "") -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def img(uri: str, alt: str, width: str = "100%") -> str:
-    return f'<img src="{uri}" alt="{esc(alt)}" style="max-width:{width}">'
-
-
-def read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in r.items()})
-    return rows
-
-
-def render_report(run) -> Path:
+def render_report(run: Run) -> Path:
     """Render ``run.path/report.html`` from the files in the run folder; return its path."""
-    from cnnlab.report import core, lecture, robustness  # noqa: F401  (register their sections)
+    from jinja2 import Environment, PackageLoader, select_autoescape
 
     ctx = ReportContext(run=run, plots_dir=run.path / "plots", metrics=run.metrics,
                         history=read_history(run.path / "results.csv"))
+    entries = [_Entry(order, name, lambda fn=fn: fn(ctx)) for order, name, fn in CORE_SECTIONS]
+    entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir))
+                for a in load_all()]
     sections = []
-    for _, name, fn in SECTIONS:
-        s = fn(ctx)
+    for entry in sorted(entries):
+        s = entry.make()
         if s is not None:
-            s.anchor = s.anchor or name
+            s.anchor = s.anchor or entry.name
             sections.append(s)
     env = Environment(loader=PackageLoader("cnnlab", "report/templates"),
                       autoescape=select_autoescape(["html", "j2"]))
@@ -102,5 +49,32 @@ def render_report(run) -> Path:
     return out
 
 
-__all__ = ["ReportContext", "SECTIONS", "Section", "esc", "img", "pct", "render_report", "section",
-           "table"]
+def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section | None:
+    """The newest stored result of an analysis, drawn by its plug-in, and a list of the others."""
+    stored, legacy = load_results(run.path, analysis.name)
+    command = f"cnnlab {' '.join(analysis.verb)} {run.path}"
+    if not stored:
+        if not legacy:
+            return None
+        return Section(analysis.title, f"<p>{len(legacy)} result file(s) written by an older "
+                       f"cnnlab are not shown; run <code>{esc(command)}</code> again.</p>")
+    newest = stored[0]
+    ctx = SectionContext(run, plots_dir, newest.result, newest.arrays(), newest.options)
+    body = analysis.section(ctx)
+    if body is None:
+        return None
+    notes = [f"Settings: {_settings(analysis, newest.options)} (analysis/{newest.stem}.json; "
+             f"{newest.written})."]
+    notes += [f"Also stored: {_settings(analysis, s.options)} in analysis/{s.stem}.json."
+              for s in stored[1:]]
+    body += "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+    return Section(analysis.title, body)
+
+
+def _settings(analysis: Analysis, options: dict) -> str:
+    defaults = canonical(analysis.defaults())
+    changed = {k: v for k, v in options.items() if defaults.get(k) != v}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"
+
+
+__all__ = ["render_report"]

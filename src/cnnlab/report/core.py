@@ -1,41 +1,77 @@
-"""The core report sections, in model-card order (orders 10..90; later analyses slot between).
+"""The core report sections of every run, in model-card order.
 
 10 run and environment, 20 data card, 30 training curves, 40 accuracy and per-class metrics,
 50 confusion matrix and most-confused pairs, 60 misclassified examples, 70 calibration,
-990 limitations. The lecture's analyses (report/lecture.py) use 55 and 80-84.
+990 limitations. Analyses slot in between by their ``order``: the CNN tree 55, MLP versus
+CNN 80, the permutation test 82, filters 84, robustness 86.
 """
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from cnnlab.evaluate.metrics import reliability
-from cnnlab.report import ReportContext, Section, esc, img, pct, section, table
-from cnnlab.report import plots as P
-from cnnlab.run import load_npz
+from cnnlab.evaluate.stats import proportion_ci
+from cnnlab.run import Run, load_npz
+from cnnlab.viz import plots as P
+from cnnlab.viz.html import Section, esc, img, kpis, pct, pct_ci, table
 
 
-def _kpis(items: list[tuple[str, str]]) -> str:
-    return '<div class="kpis">' + "".join(
-        f'<div class="kpi"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in items) + "</div>"
+@dataclass
+class ReportContext:
+    run: Run
+    plots_dir: Path
+    metrics: dict
+    history: list[dict]
+
+
+SectionFn = Callable[[ReportContext], Section | None]
+CORE_SECTIONS: list[tuple[int, str, SectionFn]] = []
+
+
+def section(order: int, name: str) -> Callable[[SectionFn], SectionFn]:
+    """Register a core section at ``order`` in the report."""
+
+    def decorator(fn: SectionFn) -> SectionFn:
+        CORE_SECTIONS.append((order, name, fn))
+        return fn
+
+    return decorator
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+                for r in csv.DictReader(f)]
+
+
+def accuracy_interval(m: dict) -> dict:
+    return proportion_ci(round(m["accuracy"] * m["n"]), m["n"]).to_dict()
 
 
 @section(10, "run")
 def run_section(ctx: ReportContext) -> Section:
     m, cfg = ctx.metrics, ctx.run.config
     env = m.get("environment", {})
-    kpis = _kpis([("accuracy", pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
+    head = kpis([("accuracy", pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
                   ("MACs per image", f"{m['macs']:,}"), ("training time", f"{m['train_time_s']:.1f} s"),
                   ("images / s (train)", f"{m['train_images_per_s']:,.0f}")])
     keys = ["dataset", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
             "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "tta",
-            "crop_padding", "flip", "cutout", "val_split", "seed"]
+            "crop_padding", "flip", "cutout", "val_split", "val_seed", "seed", "threads"]
     defaults = type(cfg)().to_dict()  # and every other setting the run changed
     keys += [k for k, v in cfg.to_dict().items() if k not in keys and v != defaults[k]
              and k not in ("name", "out_dir", "data_dir")]
     conf = table(["setting", "value"], [[k, getattr(cfg, k)] for k in keys])
     envt = table(["", ""], [[k, v] for k, v in env.items() if v is not None])
-    body = (kpis + '<div class="cols"><div><h3>Configuration</h3>' + conf +
+    body = (head + '<div class="cols"><div><h3>Configuration</h3>' + conf +
             '<p class="note">Full config: config.yaml in the run folder.</p></div>'
             '<div><h3>Environment</h3>' + envt + "</div></div>")
     return Section("Run and environment", body)
@@ -54,8 +90,9 @@ def data_section(ctx: ReportContext) -> Section:
     counts = [[r["class"], r["support"]] for r in m["per_class"]]
     body = table(["", ""], rows)
     if m["split"] == "val":
-        body += ('<p class="note">The evaluation split is held out from the training images '
-                 "(seeded by the run's seed); no test split was used.</p>")
+        body += ('<p class="note">The evaluation split is held out from the training images, '
+                 f"seeded by val_seed ({ctx.run.config.val_seed}), not by the training seed; no "
+                 "test split was used.</p>")
     if ex:
         uri = P.save(P.image_grid(ex["samples"], ex["sample_labels"], classes), ctx.plots_dir,
                      "samples")
@@ -78,7 +115,7 @@ def training_section(ctx: ReportContext) -> Section | None:
 @section(40, "metrics")
 def metrics_section(ctx: ReportContext) -> Section:
     m = ctx.metrics
-    kpis = _kpis([("accuracy", pct(m["accuracy"])), ("top-5 accuracy", pct(m["top5_accuracy"])),
+    head = kpis([("accuracy", pct(m["accuracy"])), ("top-5 accuracy", pct(m["top5_accuracy"])),
                   ("macro F1", f"{m['macro_f1']:.3f}"), ("ECE", f"{m['ece']:.3f}"),
                   ("loss", f"{m['loss']:.4f}" if m["loss"] is not None else "n/a")])
     rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
@@ -87,7 +124,9 @@ def metrics_section(ctx: ReportContext) -> Section:
             f"The best validation accuracy during training was {pct(m['best_val_acc'])} at epoch "
             f"{m['best_epoch']}; picking that epoch would use the evaluation set for selection, "
             "so it is not the headline.</p>")
-    return Section("Accuracy and per-class metrics", kpis + best +
+    ci = (f"<p>Accuracy {esc(pct_ci(accuracy_interval(m)))} on {m['n']:,} {esc(m['split'])} "
+          "images (Wilson interval).</p>")
+    return Section("Accuracy and per-class metrics", head + ci + best +
                    table(["class", "precision", "recall", "F1", "support"], rows))
 
 
@@ -131,10 +170,11 @@ def calibration_section(ctx: ReportContext) -> Section | None:
 @section(990, "limitations")
 def limitations_section(ctx: ReportContext) -> Section:
     m = ctx.metrics
+    ci = accuracy_interval(m)
     items = [
         f"Accuracy is measured on {m['n']:,} images of the {m['split']} split; with that many "
-        f"images its standard error is about "
-        f"{100 * np.sqrt(m['accuracy'] * (1 - m['accuracy']) / max(m['n'], 1)):.2f} points.",
+        f"images its 95% interval is {100 * ci['low']:.2f}-{100 * ci['high']:.2f}%, so "
+        "differences smaller than that between runs are within noise.",
         "One training run with one seed: seed-to-seed variation is not shown here.",
         "The evaluation images come from the same source as the training images; accuracy on "
         "images from elsewhere (other cameras, writers, lighting) is likely lower.",

@@ -7,23 +7,34 @@ accuracy equals clean accuracy.
 
 from __future__ import annotations
 
-import csv
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.robustness.attacks import ATTACKS, AUTOATTACK, run_attack
+from cnnlab.errors import CnnlabError
+from cnnlab.robustness.attacks import ATTACKS, ENSEMBLES, check_attack_names, loss_used, run_attack
 from cnnlab.robustness.corruptions import CORRUPTIONS, corrupt
 
 
 def expand(attacks: list[str] | tuple[str, ...]) -> list[str]:
-    """'autoattack' stands for the APGD-CE + APGD-DLR pair."""
+    """Attack names with ensembles (``apgd-ens``) replaced by their members, in order."""
+    check_attack_names(attacks)
     out: list[str] = []
     for a in attacks:
-        out += list(AUTOATTACK) if a == "autoattack" else [a]
+        out += list(ENSEMBLES.get(a, (a,)))
     return list(dict.fromkeys(out))
+
+
+def norm_of(attacks: list[str]) -> str:
+    """The one norm these attacks measure eps in; mixing L2 and L-inf radii is refused."""
+    norms = {ATTACKS.get(a).norm for a in attacks}
+    if len(norms) > 1:
+        by = ", ".join(f"{a} ({ATTACKS.get(a).norm})" for a in attacks)
+        raise CnnlabError(f"one eps cannot be a radius in two norms: {by}; attack with the L-inf "
+                          f"and the L2 attacks in separate runs")
+    return norms.pop()
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -46,6 +57,8 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks:
     ``robust_mask`` (a tensor, not saved) marks the images every attack failed on."""
     model.eval()
     names = expand(attacks)
+    norm = norm_of(names)
+    num_classes = int(_logits(model, x[:1]).shape[1])
     correct = _predict(model, x, batch) == y
     robust = correct.clone()
     per_attack, idx = {}, torch.nonzero(correct).flatten()
@@ -55,13 +68,27 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks:
         survived = _predict(model, adv, batch) == y[idx] if len(idx) else correct[idx]
         robust[idx[~survived]] = False
         delta = (adv - x[idx]).flatten(1)
-        norm = delta.abs().max(1).values if ATTACKS.get(name).norm == "linf" else delta.norm(dim=1)
+        size = delta.abs().max(1).values if ATTACKS.get(name).norm == "linf" else delta.norm(dim=1)
         per_attack[name] = {"accuracy": float(survived.sum()) / len(x), "norm": ATTACKS.get(name).norm,
-                            "mean_perturbation": float(norm.mean()) if len(idx) else 0.0,
-                            "seconds": time.perf_counter() - t0, "paper": ATTACKS.get(name).paper}
-    return {"n": len(x), "eps": eps, "attacks": names, "clean_accuracy": float(correct.float().mean()),
+                            "mean_perturbation": float(size.mean()) if len(idx) else 0.0,
+                            "seconds": time.perf_counter() - t0, "paper": ATTACKS.get(name).paper,
+                            "note": _note(name, num_classes)}
+    return {"n": len(x), "eps": eps, "norm": norm, "attacks": names,
+            "clean_accuracy": float(correct.float().mean()),
             "robust_accuracy": float(robust.float().mean()), "per_attack": per_attack,
             "robust_mask": robust}
+
+
+def _note(name: str, num_classes: int) -> str:
+    if name == "apgd-dlr" and loss_used("dlr", num_classes) != "dlr":
+        return (f"{num_classes} classes: the DLR loss needs 3 logits, so this ran APGD with the "
+                "cross-entropy loss")
+    return ""
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
 
 
 def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str],
@@ -95,15 +122,3 @@ def gallery(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: torch.Tenso
             "clean_conf": p_clean[flipped].max(1).values.numpy(),
             "adv_pred": p_adv[flipped].argmax(1).numpy(), "adv_conf": p_adv[flipped].max(1).values.numpy(),
             "label": y[flipped].numpy()}
-
-
-def write_curve_csv(path, rows: list[dict]) -> None:
-    from cnnlab.io import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["attack", "eps", "accuracy"])
-            w.writeheader()
-            w.writerows(rows)
-
-    atomic_write(path, write)

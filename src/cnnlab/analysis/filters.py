@@ -1,0 +1,135 @@
+"""What convolutions see: first-layer filters, feature maps for one image, receptive fields.
+
+The algorithms are in explain/filters.py; this plug-in runs them on a run's model and shows
+them. The receptive field is measured (gradient of a centre unit with respect to the input),
+not derived from layer arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.viz.html import esc, img
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+
+def filters(run: Run, *, index: int = 0, image: str = "", log: Log = print) -> dict:
+    """Filters, feature maps for one image, and receptive fields of a run's model.
+
+    Args:
+        index: which evaluation image to show (0 .. number of evaluation images - 1).
+        image: an image file to show instead of an evaluation image.
+    """
+    import torch
+
+    from cnnlab.data.files import read_image
+    from cnnlab.explain.filters import feature_maps, first_layer_filters, receptive_fields
+
+    cfg, data, model = run.config, run.data(), run.load_model()
+    if image:
+        c, h, _ = run.meta["input_shape"]
+        picture = torch.from_numpy(read_image(image, h, "L" if c == 1 else "RGB")).permute(2, 0, 1)
+        label = None
+    elif not 0 <= index < len(data.val):
+        raise CnnlabError(f"--index {index} is out of range: the run has {len(data.val)} evaluation "
+                          f"images (0 .. {len(data.val) - 1})")
+    else:
+        picture, label = data.val.x[index], int(data.val.y[index])
+    maps = feature_maps(model, picture.float() / 255)
+    fields = receptive_fields(model, data.val.sample(64, cfg.seed).x.float() / 255)
+    arrays = {"filters": first_layer_filters(model), "image": picture.numpy()}
+    arrays |= {f"map{i}": m for i, (_, m) in enumerate(maps)}
+    arrays |= {f"rf{i}": f["heat"] for i, f in enumerate(fields)}
+    info = {"model": cfg.model, "image": image or f"{data.val_name} image #{index}",
+            "label": run.classes[label] if label is not None else None,
+            "maps": [{"layer": n, "shape": list(m.shape)} for n, m in maps],
+            "fields": [{"layer": f["layer"], "size": list(f["size"]), "out_shape": list(f["out_shape"])}
+                       for f in fields],
+            "input_shape": run.meta["input_shape"], "arrays": arrays}
+    for f in info["fields"]:
+        log(f"receptive field of {f['layer']}: {f['size'][0]}x{f['size'][1]} input pixels")
+    return info
+
+
+def section(ctx: SectionContext) -> str | None:
+    from cnnlab.viz import plots as P
+
+    info, arrays = ctx.result, ctx.arrays
+    if not arrays:
+        return None
+    filters = arrays["filters"]
+    body = (f"<h3>First-layer filters of {esc(info['model'])} ({filters.shape[1]}x"
+            f"{filters.shape[2]}, first {len(filters)})</h3>")
+    body += img(P.save(_filters_figure(filters), ctx.plots_dir, "filters"), "first-layer filters",
+                "900px")
+    maps = [(m["layer"], arrays[f"map{i}"]) for i, m in enumerate(info["maps"])]
+    if maps:
+        body += (f"<h3>Feature maps for {esc(info['image'])}"
+                 f"{' (' + esc(info['label']) + ')' if info.get('label') else ''}</h3>")
+        body += img(P.save(_maps_figure(arrays["image"], maps), ctx.plots_dir, "feature_maps"),
+                    "feature maps", "900px")
+    if info["fields"]:
+        body += ("<h3>Receptive fields</h3><p>Which input pixels one unit at the centre of each "
+                 "layer responds to: the mean |gradient| of that unit with respect to the input "
+                 "(bright = strong). Deeper units see more of the image.</p>")
+        fig = _fields_figure(info["fields"], arrays)
+        body += img(P.save(fig, ctx.plots_dir, "receptive_fields"), "receptive fields", "900px")
+    return body
+
+
+def _filters_figure(filters):
+    from cnnlab.viz.plots import plt
+
+    n = len(filters)
+    cols = min(n, 16)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.75, rows * 0.8), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            f = filters[i]
+            ax.imshow(f[..., 0] if f.shape[-1] == 1 else f, cmap="gray", interpolation="nearest")
+    fig.tight_layout()
+    return fig
+
+
+def _maps_figure(image, maps: list):
+    from cnnlab.viz.plots import plt, show
+
+    ch = max(len(m) for _, m in maps)
+    fig, axes = plt.subplots(len(maps), ch + 1, figsize=((ch + 1) * 1.05, len(maps) * 1.15),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    show(axes[0, 0], image)
+    axes[0, 0].set_title("input", fontsize=8)
+    for r, (name, m) in enumerate(maps):
+        axes[r, 1].set_title(f"{name} {m.shape[1]}x{m.shape[2]}", fontsize=8, loc="left")
+        for c in range(len(m)):
+            axes[r, c + 1].imshow(m[c], cmap="viridis")
+    fig.tight_layout()
+    return fig
+
+
+def _fields_figure(fields: list[dict], arrays: dict):
+    from cnnlab.viz.plots import plt
+
+    fig, axes = plt.subplots(1, len(fields), figsize=(2.6 * len(fields), 2.9), squeeze=False)
+    for ax, (i, f) in zip(axes[0], enumerate(fields), strict=True):
+        ax.imshow(arrays[f"rf{i}"], cmap="magma")
+        ax.set_title(f"{f['layer']}\nfield {f['size'][0]}x{f['size'][1]} px", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+ANALYSIS = register(Analysis(
+    name="filters", title="What convolutions see", compute=filters, section=section, order=84,
+    verb=("explain", "filters"),
+))

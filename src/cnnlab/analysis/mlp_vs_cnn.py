@@ -1,0 +1,136 @@
+"""MLP versus CNN: the same data, recipe and budget for every model; size, cost and accuracy.
+
+An MLP's first layer has one weight per input pixel for every hidden unit, so its size grows
+with the image; a convolution slides one small window of shared weights over all positions.
+Each model's accuracy carries a Wilson interval, and each is compared with the run's own
+model on the same evaluation images by an exact McNemar test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.viz.html import esc, img, para, pct_ci, table
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+ROW_KEYS = ("model", "params", "first_layer_params", "macs", "accuracy", "train_time_s")
+
+
+def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet20"),
+               log: Log = print) -> dict:
+    """Train each model with the run's data and recipe; compare size, cost and accuracy.
+
+    Args:
+        models: the models to compare (comma-separated); the run's own model is reused.
+    """
+    from cnnlab.models import list_models
+
+    unknown = [m for m in models if m not in list_models()]
+    if unknown or not models:
+        raise CnnlabError(f"unknown model {', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join(list_models())}")
+    rows, correct = [], {}
+    for name in models:
+        sub = run if name == run.config.model else run.subrun(replace(run.config, model=name),
+                                                             name, log)
+        correct[name] = _correct(sub)
+        rows.append({k: sub.metrics[k] for k in ROW_KEYS} | {"run": str(sub.path)})
+    result = {"dataset": run.config.dataset, "epochs": run.config.epochs, "models": rows,
+              "reference": run.config.model,
+              "comparisons": _comparisons(correct, run.config.model)}
+    for r in rows:
+        r["accuracy_ci"] = _ci(correct[r["model"]])
+        log(f"{r['model']:>9}: accuracy {pct_ci(r['accuracy_ci'])}  params {r['params']:,}  "
+            f"first layer {r['first_layer_params']:,}  MACs {r['macs']:,}  {r['train_time_s']:.1f}s")
+    for c in result["comparisons"]:
+        log(f"  {c['words']}")
+    return result
+
+
+def _correct(run: Run):
+    from cnnlab.run import load_npz
+
+    pred = load_npz(run.path / "predictions.npz")
+    return pred["probs"].argmax(1) == pred["y"]
+
+
+def _ci(correct) -> dict:
+    from cnnlab.evaluate.stats import accuracy_ci
+
+    return accuracy_ci(correct).to_dict()
+
+
+def _comparisons(correct: dict, reference: str) -> list[dict]:
+    """Each model against the reference model, McNemar on the same evaluation images."""
+    from cnnlab.evaluate.stats import mcnemar
+
+    out = []
+    ref = correct.get(reference)
+    for name, c in correct.items():
+        if name == reference or ref is None:
+            continue
+        test = mcnemar(c, ref)
+        diff = 100 * (c.mean() - ref.mean())
+        verdict = ("no significant difference" if test.p_value >= 0.05 else
+                   "better" if diff > 0 else "worse")
+        out.append({"model": name, "reference": reference, "difference_points": diff,
+                    **test.to_dict(), "verdict": verdict,
+                    "words": f"{name} vs {reference}: {diff:+.2f} points ({test.a_only} images only "
+                             f"{name} gets right, {test.b_only} only {reference}; McNemar p = "
+                             f"{test.p_value:.3g}): {verdict}"})
+    return out
+
+
+def section(ctx: SectionContext) -> str:
+    from cnnlab.viz import plots as P
+
+    res = ctx.result
+    rows = res["models"]
+    header = ["model", "parameters", "first-layer parameters", "MACs / image",
+              "accuracy (95% CI)", "training time (s)"]
+    body = para(f"Same data ({res['dataset']}), same recipe and budget ({res['epochs']} epochs) "
+                "for every model.")
+    body += table(header, [[r["model"], f"{r['params']:,}", f"{r['first_layer_params']:,}",
+                            f"{r['macs']:,}", pct_ci(r["accuracy_ci"]), f"{r['train_time_s']:.1f}"]
+                           for r in rows])
+    if res["comparisons"]:
+        body += "<ul>" + "".join(f"<li>{esc(c['words'])}</li>" for c in res["comparisons"]) + "</ul>"
+    body += img(P.save(_figure(rows), ctx.plots_dir, "mlp_vs_cnn"), "MLP versus CNN", "900px")
+    body += para("An MLP's first layer has one weight per input pixel for every hidden unit, so "
+                 "its size grows with the image. A convolution slides one small window of shared "
+                 "weights across all positions, so its first layer stays tiny, it sees local "
+                 "structure, and the saved parameters can go into depth.")
+    return body
+
+
+def _figure(rows: list[dict]):
+    from cnnlab.viz.plots import plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 1.6))
+    names = [r["model"] for r in rows]
+    axes[0].barh(names, [r["first_layer_params"] for r in rows], color="tab:orange")
+    axes[0].set(xscale="log", title="First-layer parameters (log scale)")
+    acc = [100 * r["accuracy"] for r in rows]
+    err = [[100 * (r["accuracy"] - r["accuracy_ci"]["low"]) for r in rows],
+           [100 * (r["accuracy_ci"]["high"] - r["accuracy"]) for r in rows]]
+    axes[1].barh(names, acc, xerr=err, capsize=4, color="tab:blue")
+    axes[1].set(title="Accuracy (%), 95% CI", xlim=(max(0, min(acc) - 10), 100))
+    for ax, values, fmt in ((axes[0], [r["first_layer_params"] for r in rows], "{:,.0f}"),
+                            (axes[1], acc, "{:.1f}%")):
+        ax.invert_yaxis()
+        for i, v in enumerate(values):
+            ax.text(v, i, "  " + fmt.format(v), va="bottom", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+ANALYSIS = register(Analysis(
+    name="mlp_vs_cnn", title="MLP versus CNN", compute=mlp_vs_cnn, section=section, order=80,
+    verb=("experiment", "mlp-vs-cnn"),
+))

@@ -1,0 +1,205 @@
+"""The ``Analysis`` declaration, the ``ANALYSES`` registry, and analysis results on disk.
+
+Results live in the run folder as ``analysis/<stem>.json`` (+ ``<stem>.npz`` for arrays and
+``<stem>.<table>.csv`` for tables). The stem is the analysis name when every option has its
+default value, else the name and a hash of the options: results of different settings sit
+side by side and never overwrite each other. The JSON is written last and atomically, so a
+failed or interrupted analysis leaves the previous result of the same settings intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import inspect
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_write, atomic_write_json
+from cnnlab.log import Log
+from cnnlab.registry import Registry
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+RESULT_FORMAT = 1
+"""Version of the analysis-result JSON layout (written as ``result_format``)."""
+
+
+@dataclass
+class SectionContext:
+    """What a report section may read: the run, where plots go, and one stored result."""
+
+    run: Run
+    plots_dir: Path
+    result: dict
+    arrays: dict
+    options: dict
+
+
+Budget = dict | Callable[["Run"], dict]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis: what it computes, how the report shows it, how the CLI and ``cnnlab run``
+    call it."""
+
+    name: str
+    """Result files are analysis/<name>[-<hash>].*; also the report anchor."""
+    title: str
+    compute: Callable[..., dict]
+    """``compute(run, *, log, **options) -> dict``; the dict may hold ``arrays`` (saved as
+    .npz) and ``tables`` (name -> list of row dicts, saved as .csv)."""
+    section: Callable[[SectionContext], str | None]
+    """Report section body (HTML) for one stored result."""
+    order: int
+    """Place in the report (model-card order; see report/core.py)."""
+    verb: tuple[str, ...]
+    """CLI words, e.g. ("attack",) or ("explain", "filters")."""
+    quick: Budget = field(default_factory=dict)
+    """Options for ``cnnlab run``: about 20-30 s on 2 CPU cores."""
+    full: Budget = field(default_factory=dict)
+    """Options for ``cnnlab run --full`` and benchmarks."""
+    in_main_job: bool = True
+
+    def options(self) -> dict[str, inspect.Parameter]:
+        """The keyword options of ``compute`` (everything after ``run`` except ``log``)."""
+        params = inspect.signature(self.compute).parameters
+        return {k: p for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k != "log"}
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.options().items()}
+
+    def budget(self, run: Run, full: bool) -> dict:
+        b = self.full if full else self.quick
+        return b(run) if callable(b) else dict(b)
+
+    def resolve(self, options: dict) -> dict:
+        """Every option's value: the given ones checked by name, the rest at their defaults."""
+        known = self.defaults()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise CnnlabError(f"{self.name} has no option {', '.join(unknown)}; its options are "
+                              f"{', '.join(known) or 'none'}")
+        return known | options
+
+    def summary(self) -> str:
+        return (inspect.getdoc(self.compute) or self.title).splitlines()[0]
+
+    def option_help(self) -> dict[str, str]:
+        """Per-option help from the docstring's ``Args:`` block (Google style)."""
+        return parse_args_doc(inspect.getdoc(self.compute) or "")
+
+
+ANALYSES: Registry[Analysis] = Registry("analysis")
+
+
+def register(analysis: Analysis) -> Analysis:
+    ANALYSES.add(analysis.name, analysis)
+    return analysis
+
+
+def parse_args_doc(doc: str) -> dict[str, str]:
+    """``{"eps": "radius ...", ...}`` from the lines under ``Args:``."""
+    out: dict[str, str] = {}
+    lines = doc.split("Args:", 1)[1].splitlines() if "Args:" in doc else []
+    name = None
+    for line in lines:
+        if line.strip() and not line.startswith(" "):
+            break  # the next block (Returns:, ...)
+        m = re.match(r"^\s{4}(\w+)(?: \([^)]*\))?:\s*(.*)$", line)
+        if m:
+            name = m.group(1)
+            out[name] = m.group(2).strip()
+        elif name and line.strip():
+            out[name] += " " + line.strip()
+    return out
+
+
+def canonical(options: dict) -> dict:
+    """Options as JSON values (tuples become lists), in a stable order."""
+    return json.loads(json.dumps(options, sort_keys=True))
+
+
+def result_stem(analysis: Analysis, options: dict) -> str:
+    opts = canonical(options)
+    if opts == canonical(analysis.defaults()):
+        return analysis.name
+    digest = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{analysis.name}-{digest}"
+
+
+def compute_and_store(run: Run, analysis: Analysis, log: Log = print, **options) -> dict:
+    """Run one analysis on a run with the given options; store and return its result."""
+    name = analysis.name
+    options = analysis.resolve(options)
+    t0 = time.perf_counter()
+    result = analysis.compute(run, log=log, **options)
+    seconds = time.perf_counter() - t0
+    stem = result_stem(analysis, options)
+    folder = run.path / "analysis"
+    arrays, tables = result.pop("arrays", None), result.pop("tables", {})
+    if arrays:
+        from cnnlab.run import save_npz
+
+        save_npz(folder / f"{stem}.npz", **arrays)
+    for table_name, rows in tables.items():
+        write_csv(folder / f"{stem}.{table_name}.csv", rows)
+        result[table_name] = rows
+    record = {"analysis": name, "result_format": RESULT_FORMAT, "options": canonical(options),
+              "seconds": seconds, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "result": result}
+    atomic_write_json(folder / f"{stem}.json", record)
+    result["stem"], result["seconds"] = stem, seconds
+    return result
+
+
+@dataclass
+class StoredResult:
+    stem: str
+    options: dict
+    result: dict
+    written: str
+    path: Path
+
+    def arrays(self) -> dict:
+        from cnnlab.run import load_npz
+
+        return load_npz(self.path.with_suffix(".npz"))
+
+
+def load_results(run_path: Path, name: str) -> tuple[list[StoredResult], list[Path]]:
+    """The stored results of one analysis, newest first, and files in an older layout."""
+    stored, legacy = [], []
+    for path in sorted((run_path / "analysis").glob(f"{name}*.json")):
+        if path.stem != name and not path.stem.startswith(f"{name}-"):
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            legacy.append(path)
+            continue
+        if not isinstance(record, dict) or record.get("result_format") != RESULT_FORMAT:
+            legacy.append(path)
+            continue
+        stored.append(StoredResult(path.stem, record["options"], record["result"],
+                                   record.get("written", ""), path))
+    stored.sort(key=lambda s: (s.written, s.path.stat().st_mtime), reverse=True)
+    return stored, legacy
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)

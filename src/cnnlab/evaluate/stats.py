@@ -1,0 +1,118 @@
+"""The uncertainty of every number the report states as a verdict.
+
+- ``proportion_ci``: a Wilson score interval for an accuracy measured on n images (Wilson 1927).
+- ``mcnemar``: the exact McNemar test for two classifiers on the same images: only the
+  discordant images count, and under "no difference" each is a fair coin (McNemar 1947).
+- ``mean_difference_ci``: Welch's t interval for a difference of means over seeds.
+- ``bootstrap_ci``: a percentile bootstrap interval for a statistic of per-image values.
+
+Each returns plain floats; ``verdict`` turns an interval into words, and says "no significant
+difference" whenever the interval contains zero. scipy does the distributions; tests check
+the results against hand computations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+LEVEL = 0.95
+
+
+@dataclass
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    level: float = LEVEL
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def proportion_ci(successes: int, n: int, level: float = LEVEL) -> Interval:
+    """Wilson score interval for ``successes`` of ``n`` (e.g. correct images)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return Interval(float("nan"), 0.0, 1.0, level)
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return Interval(successes / n, float(ci.low), float(ci.high), level)
+
+
+def accuracy_ci(correct: np.ndarray, level: float = LEVEL) -> Interval:
+    correct = np.asarray(correct, dtype=bool)
+    return proportion_ci(int(correct.sum()), len(correct), level)
+
+
+@dataclass
+class McNemar:
+    a_only: int
+    """Images model A gets right and model B wrong."""
+    b_only: int
+    """Images model B gets right and model A wrong."""
+    p_value: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
+    """Exact (binomial) McNemar test that A and B are equally accurate on the same images."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"McNemar needs the same images for both models: {a.shape} vs {b.shape}")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if a_only + b_only == 0 else binomtest(a_only, a_only + b_only, 0.5).pvalue
+    return McNemar(a_only, b_only, float(p))
+
+
+def mean_difference_ci(a: list[float], b: list[float], level: float = LEVEL) -> Interval:
+    """Welch's t interval for mean(b) - mean(a) (e.g. accuracy after minus before, over seeds).
+
+    With fewer than two values on a side the spread is unknown: the interval is infinite."""
+    from scipy.stats import t
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(b.mean() - a.mean())
+    if len(a) < 2 or len(b) < 2:
+        return Interval(diff, -np.inf, np.inf, level)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return Interval(diff, diff, diff, level)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(t.ppf(0.5 + level / 2, dof) * se)
+    return Interval(diff, diff - half, diff + half, level)
+
+
+def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
+                 resamples: int = 2000, level: float = LEVEL, seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of ``statistic`` over resampled rows of ``values``."""
+    values = np.asarray(values)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), (resamples, len(values)))
+    stats = np.array([statistic(values[i]) for i in idx])
+    lo, hi = np.quantile(stats, [0.5 - level / 2, 0.5 + level / 2])
+    return Interval(float(statistic(values)), float(lo), float(hi), level)
+
+
+def difference_words(ci: Interval, what: str = "points", scale: float = 100.0) -> str:
+    """'+3.10 points (95% CI +1.20 to +5.00)', the way the report writes a difference."""
+    pct = round(100 * ci.level)
+    if np.isinf(ci.low):
+        return f"{scale * ci.estimate:+.2f} {what} (too few seeds for a {pct}% CI)"
+    return (f"{scale * ci.estimate:+.2f} {what} ({pct}% CI {scale * ci.low:+.2f} to "
+            f"{scale * ci.high:+.2f})")
+
+
+def significant(ci: Interval) -> bool:
+    """Whether the interval excludes zero."""
+    return not ci.contains(0.0)

@@ -1,0 +1,79 @@
+"""What a training run carries between epochs, and how it is saved: the resumable checkpoint
+(``weights/last.safetensors``, see checkpoint.py) and ``results.csv``."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_write
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.optim import Lookahead
+
+COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
+           "epoch_time", "elapsed"]
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    elapsed: float = 0.0
+    images_seen: int = 0
+    history: list[dict] = field(default_factory=list)
+    # The last epoch's validation (probabilities, loss), kept so that finish_run need not
+    # predict again; not saved in checkpoints.
+    final_eval: tuple | None = field(default=None, repr=False)
+
+
+def format_row(row: dict, epochs: int) -> str:
+    val = (f"  val_loss {row['val_loss']:.4f}  val_acc {100 * row['val_acc']:.2f}%"
+           if row["val_acc"] is not None else "")
+    if row.get("val_robust_acc") is not None:
+        val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
+    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4f}  train_loss "
+            f"{row['train_loss']:.4f}  train_acc {100 * row['train_acc']:.2f}%{val}  "
+            f"{row['epoch_time']:.1f}s")
+
+
+def write_results_csv(path: Path, history: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(history)
+
+    atomic_write(path, write)
+
+
+def save_training_state(path: Path, model, optimizer, ema, state: TrainState,
+                        lookahead: Lookahead | None = None) -> None:
+    tensors = ckpt.prefixed("model.", model.state_dict())
+    opt_tensors, opt_rest = ckpt.optimizer_to_tensors(optimizer)
+    tensors.update(opt_tensors)
+    if ema is not None:
+        tensors.update(ckpt.prefixed("ema.", ema.state_dict()))
+    if lookahead is not None:
+        tensors.update(ckpt.prefixed("lookahead.", lookahead.slow))
+    saved = {k: v for k, v in vars(state).items() if k != "final_eval"}
+    meta = {"train_state": saved, "optimizer": opt_rest}
+    ckpt.save_tensors(path, tensors, meta)
+
+
+def load_training_state(path: Path, model, optimizer, ema,
+                        lookahead: Lookahead | None = None) -> TrainState:
+    tensors, meta = ckpt.load_tensors(path)
+    if "train_state" not in meta:
+        raise CnnlabError(f"{path} holds no training state; it cannot be resumed")
+    model.load_state_dict(ckpt.strip_prefix("model.", tensors))
+    ckpt.optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+    if ema is not None:
+        ema.load_state_dict(ckpt.strip_prefix("ema.", tensors))
+    if lookahead is not None:
+        for k, v in ckpt.strip_prefix("lookahead.", tensors).items():
+            lookahead.slow[k].copy_(v)
+    return TrainState(**meta["train_state"])

@@ -1,0 +1,242 @@
+"""The training loop: ``train_one_epoch`` and ``evaluate``, with the schedule written inline.
+
+Reproducibility: the model is initialised from ``seed``; at the start of every epoch the
+global RNG and the data generator are reseeded from ``(seed, epoch)``. So a resumed run needs
+only the epoch number to restore every random choice, and two CPU runs with one seed (and one
+thread count) repeat exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cnnlab.config import TrainConfig
+from cnnlab.data import ImageDataset, RunData
+from cnnlab.data.augment import alternating_flip_mask, augment
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.predict import predict_probs, tta_level
+from cnnlab.log import Log
+from cnnlab.models import ImageClassifier, create_model
+from cnnlab.robustness.training import adversarial_batch
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training import distributed as dist_
+from cnnlab.training.optim import Lookahead, lr_at, make_optimizer
+from cnnlab.training.state import (
+    TrainState,
+    format_row,
+    load_training_state,
+    save_training_state,
+    write_results_csv,
+)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnlabError(f"device {name} asked for, but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63)
+
+
+def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
+    c, h, w = data.train.image_shape
+    mean, std = data.train.mean_std()
+    kwargs = dict(num_classes=data.train.num_classes, in_channels=c, image_size=h, mean=mean,
+                  std=std, **cfg.model_kwargs)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **kwargs)
+    model.build_kwargs = kwargs  # saved in weights/meta.json so the model can be rebuilt
+    if hasattr(model, "init_from_data"):
+        model.init_from_data(data.train.sample(5000, cfg.seed).x.float() / 255)
+    return model
+
+
+def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
+                    schedule: tuple[int, int], device: torch.device, progress: bool,
+                    lookahead: Lookahead | None = None) -> tuple[float, float]:
+    """One pass over the training images; returns (mean loss, accuracy) over all ranks.
+
+    ``schedule`` is (total steps, warm-up steps) of the learning-rate schedule."""
+    model.train()
+    x, y = data.train.x, data.train.y
+    batch = min(cfg.batch_size, len(x))
+    steps = len(x) // batch  # drop the last partial batch; each epoch reshuffles
+    gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
+    order = torch.randperm(len(x), generator=gen).to(x.device)
+    flip = cfg.flip and data.flip_ok
+    flip_mask = (alternating_flip_mask(len(x), state.epoch, epoch_seed(cfg.seed, 0, 2))
+                 if flip and cfg.alternate_flips else None)
+    totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
+    bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
+    for i in range(steps):
+        idx = order[i * batch: (i + 1) * batch]
+        # 1. Fetch the global batch, scale to [0, 1], augment it as one tensor on the device,
+        #    and keep this rank's slice (all of it in a single process).
+        xb = x[idx].to(device, non_blocking=True).float().div_(255)
+        yb = y[idx].to(device, non_blocking=True)
+        xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout,
+                     flip_mask=None if flip_mask is None else flip_mask[idx.cpu()])
+        xb, yb = dist_.shard(xb), dist_.shard(yb)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        if cfg.adv:  # adversarial training: train on attacked images instead
+            xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_alpha)
+        # 2. Set this step's learning rate from the schedule.
+        lr = lr_at(state.step, *schedule, cfg.lr, cfg.schedule)
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        # 3. Forward (bf16 autocast on CUDA), loss, backward, step; then weight averaging.
+        loss, logits = train_step(model, optimizer, xb, yb, cfg, device, (state.epoch, i))
+        if ema is not None:
+            ema.update_parameters(model)
+        state.step += 1
+        if lookahead is not None:
+            lookahead.after_step(state.step, schedule[0])
+        state.images_seen += len(idx)
+        totals += torch.stack([loss.detach() * len(yb), (logits.argmax(1) == yb).sum(),
+                               torch.tensor(len(yb), device=device)])
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    loss_sum, correct, n = dist_.all_sum(totals).tolist()  # every rank's images count
+    return loss_sum / n, correct / n
+
+
+def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig,
+               device: torch.device, where: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward and one optimizer step; a non-finite loss stops the run."""
+    with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(xb)
+    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+    if not torch.isfinite(loss):
+        raise CnnlabError(
+            f"the loss became {loss.item()} at epoch {where[0] + 1}, step {where[1] + 1}; "
+            f"lower --lr (now {cfg.lr:g}) or check the data for bad values")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
+def _bar(total: int, desc: str, progress: bool):
+    if not progress or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, unit="step")
+
+
+def evaluate(model, data: RunData, cfg: TrainConfig, device: torch.device):
+    """Probabilities on the validation set, and the loss and accuracy they give."""
+    probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
+                                channels_last=cfg.channels_last, y=data.val.y, flip=data.flip_ok)
+    acc = float((probs.argmax(1) == data.val.y.numpy()).mean())
+    return probs, loss, acc
+
+
+def robust_val_accuracy(model, data: RunData, cfg: TrainConfig, device: torch.device) -> float:
+    """PGD-10 accuracy at the training radius on ``adv_eval`` (seeded random) validation images."""
+    from cnnlab.robustness.evaluate import robust_accuracy
+
+    val = data.val.sample(cfg.adv_eval, cfg.seed)
+    x = val.x.to(device).float() / 255
+    torch.manual_seed(cfg.seed)
+    result = robust_accuracy(model, x, val.y.to(device), ["pgd"], cfg.adv_eps)
+    return result["robust_accuracy"]
+
+
+def eval_model(model, ema):
+    """The model to evaluate and save: the EMA of weights when enabled."""
+    return ema.module if ema is not None else model
+
+
+def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
+        log: Log = print, progress: bool = True, model: ImageClassifier | None = None,
+        ) -> tuple[ImageClassifier, TrainState]:
+    """Train ``cfg.model`` on ``data`` (or fine-tune ``model``), checkpointing into
+    ``run_dir/weights`` every epoch."""
+    device = resolve_device(cfg.device)
+    model = prepare_model(model if model is not None else build_model(cfg, data), cfg, device)
+    optimizer = make_optimizer(cfg, model)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+           if cfg.ema else None)
+    lookahead = Lookahead(model) if cfg.lookahead else None
+    state = TrainState()
+    if resume:
+        state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema,
+                                    lookahead)
+        log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
+    if device.type == "cuda":  # keep the uint8 training images on the GPU: no copies per step
+        train = data.train
+        data = dataclasses.replace(data, train=ImageDataset(
+            train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok))
+    step_model = dist_.wrap(model, device)
+    step_model = torch.compile(step_model) if cfg.compile else step_model
+    steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
+    schedule = (cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    while state.epoch < cfg.epochs:
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
+        train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
+                                                schedule, device, progress, lookahead)
+        row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": train_loss, "train_acc": train_acc}
+        row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device)
+        epoch_time = time.perf_counter() - t0
+        state.elapsed += epoch_time
+        row.update(epoch_time=epoch_time, elapsed=state.elapsed)
+        state.history.append(row)
+        state.epoch += 1
+        if dist_.is_main():  # rank 0 alone writes the run folder
+            save_epoch(run_dir, model, optimizer, ema, state, lookahead, row)
+            log(format_row(row, cfg.epochs))
+        dist_.barrier()
+    return eval_model(model, ema), state
+
+
+def prepare_model(model: ImageClassifier, cfg: TrainConfig, device: torch.device) -> ImageClassifier:
+    """Move the model to its device and memory format; SyncBatchNorm under DDP if asked."""
+    if cfg.sync_bn and dist_.world()[1] > 1:
+        if device.type != "cuda":
+            raise CnnlabError("sync_bn needs CUDA (torch's SyncBatchNorm runs on GPUs only); on "
+                              "CPU drop --sync-bn: each rank then keeps its own BatchNorm statistics")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
+                      device: torch.device) -> dict:
+    """Validation loss and accuracy (rank 0, every ``eval_every`` epochs and at the end)."""
+    row = {"val_loss": None, "val_acc": None, "val_robust_acc": None}
+    last = state.epoch + 1 == cfg.epochs
+    if dist_.is_main() and (last or (state.epoch + 1) % cfg.eval_every == 0):
+        probs, row["val_loss"], row["val_acc"] = evaluate(model, data, cfg, device)
+        state.final_eval = (probs, row["val_loss"]) if last else None
+        if cfg.adv:
+            row["val_robust_acc"] = robust_val_accuracy(model, data, cfg, device)
+    return row
+
+
+def save_epoch(run_dir: Path, model, optimizer, ema, state: TrainState,
+               lookahead: Lookahead | None, row: dict) -> None:
+    """The best weights so far, the resumable checkpoint and results.csv, each written atomically."""
+    if row["val_acc"] is not None and row["val_acc"] > state.best_acc:
+        state.best_acc, state.best_epoch = row["val_acc"], state.epoch
+        ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
+                          eval_model(model, ema).state_dict(), {"epoch": state.epoch})
+    save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state,
+                        lookahead)
+    write_results_csv(run_dir / "results.csv", state.history)
