@@ -199,3 +199,23 @@ def test_translate_output_is_a_crop_of_the_padded_image():
     for i in range(16):
         crops = [padded[i, :, dy: dy + 10, dx: dx + 10] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], c) for c in crops)
+
+
+def test_cutout_erases_exactly_a_size_by_size_square():
+    x = torch.ones(50, 1, 32, 32)
+    for size in (1, 4, 8, 9):
+        out = cutout(x, size, torch.Generator().manual_seed(size))
+        erased = (out == 0).flatten(1).sum(1)
+        assert erased.max() == size * size  # squares inside the image lose size^2 pixels
+        assert (erased <= size * size).all() and (erased > 0).all()
+
+
+def test_the_validation_split_does_not_move_with_the_training_seed(digits_npz):
+    from cnnlab.config import TrainConfig
+    from cnnlab.data import data_for
+
+    a = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=0))
+    b = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=7))
+    c = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=0, val_seed=1))
+    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.val.x, c.val.x)

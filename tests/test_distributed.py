@@ -1,5 +1,10 @@
 """Two gloo processes on CPU, rendezvous through a file (no ports), against one process."""
 
+import csv
+import time
+from pathlib import Path
+
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -7,29 +12,39 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import prepare_data
+from cnnlab.errors import CnnlabError
 from cnnlab.training.trainer import fit
 
 
-def config(tmp: str) -> TrainConfig:
-    return TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64, limit_train=512,
-                       crop_padding=1, model_kwargs={"dropout": 0.0}, out_dir=tmp, name="ddp")
+def config(tmp: str, **kw) -> TrainConfig:
+    base = dict(dataset="digits", model="mlp", epochs=2, batch_size=64, limit_train=512,
+                crop_padding=1, model_kwargs={"dropout": 0.0}, out_dir=tmp, name="ddp")
+    return TrainConfig(**(base | kw))
 
 
 def _train(tmp: str, tag: str) -> None:
     data = prepare_data("digits", "", 0, 0, seed=0, limit_train=512)
-    model, _ = fit(config(tmp), data, __import__("pathlib").Path(tmp) / tag, log=lambda s: None,
-                   progress=False)
+    model, _ = fit(config(tmp), data, Path(tmp) / tag, log=lambda s: None, progress=False)
     rank = dist.get_rank() if dist.is_initialized() else 0
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{tmp}/{tag}{rank}.st")
 
 
-def _worker(rank: int, tmp: str) -> None:
+def _join(tmp: str, rank: int):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=2)
+
+
+def _worker(rank: int, tmp: str) -> None:
+    _join(tmp, rank)
     try:
         _train(tmp, "ddp")
     finally:
         dist.destroy_process_group()
+
+
+def train_losses(folder: Path) -> list[float]:
+    with open(folder / "results.csv") as f:
+        return [float(r["train_loss"]) for r in csv.DictReader(f)]
 
 
 def test_two_gloo_ranks_end_identical_and_match_one_process(tmp_path):
@@ -42,3 +57,48 @@ def test_two_gloo_ranks_end_identical_and_match_one_process(tmp_path):
     for k in a:
         assert torch.allclose(a[k], single[k], atol=1e-5), k
     assert (tmp_path / "ddp" / "weights" / "last.safetensors").is_file()  # rank 0 wrote it
+    # The logged training loss is the mean over both ranks' images, as in one process.
+    ddp, one = train_losses(tmp_path / "ddp"), train_losses(tmp_path / "single")
+    assert ddp == pytest.approx(one, abs=1e-5)
+
+
+def _train_run_worker(rank: int, tmp: str, kw: dict) -> None:
+    from cnnlab.run import train_run
+
+    _join(tmp, rank)
+    try:
+        run = train_run(config(tmp, **kw), log=lambda s: None, progress=False)
+        Path(f"{tmp}/rank{rank}.txt").write_text("none" if run is None else str(run.path))
+    except CnnlabError as e:
+        Path(f"{tmp}/rank{rank}.txt").write_text(f"error: {e}")
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(tmp: Path, kw: dict, seconds: float = 120) -> list[str]:
+    """Start two ranks of train_run; fail (not hang) if they do not end in time."""
+    for f in ("store", "rank0.txt", "rank1.txt"):
+        (tmp / f).unlink(missing_ok=True)
+    ctx = mp.start_processes(_train_run_worker, args=(str(tmp), kw), nprocs=2, join=False,
+                             start_method="spawn")
+    deadline = time.time() + seconds
+    while not ctx.join(timeout=1):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the ranks hung")
+    return [(tmp / f"rank{r}.txt").read_text() for r in range(2)]
+
+
+def test_a_batchnorm_model_trains_through_train_run_and_rank_0_alone_writes(tmp_path):
+    kw = dict(model="resnet20", model_kwargs={}, epochs=1, limit_train=256, name="bn")
+    rank0, rank1 = spawn(tmp_path, kw)
+    assert rank0 == str(tmp_path / "bn") and rank1 == "none"
+    for f in ("metrics.json", "weights/meta.json", "status.json", "results.csv"):
+        assert (tmp_path / "bn" / f).is_file(), f
+    # A failure on rank 0 before the barrier (the folder exists) ends both ranks with its error.
+    rank0, rank1 = spawn(tmp_path, kw)
+    assert rank0.startswith("error: run folder") and rank1 == rank0
+    # SyncBatchNorm runs on GPUs only: on CPU both ranks say so.
+    rank0, rank1 = spawn(tmp_path, kw | {"name": "sync", "sync_bn": True})
+    assert "sync_bn needs CUDA" in rank0 and "sync_bn needs CUDA" in rank1

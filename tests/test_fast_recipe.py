@@ -100,3 +100,47 @@ def test_whitening_eps_caps_the_gain_of_faint_patch_directions():
         model.init_from_data(images)
         gains.append(model.whiten.weight.flatten(1).norm(dim=1).max().item())
     assert gains[1] < gains[0]
+
+
+def test_tta_never_mirrors_where_the_dataset_forbids_flips():
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 3, 2] = 1.0
+    views = tta_views(x, 2, flip=False)
+    assert [w for w, _ in views] == [0.5, 0.25, 0.25]
+    where = [tuple(torch.nonzero(v[0, 0])[0].tolist()) for _, v in views]
+    assert where == [(3, 2), (4, 3), (2, 1)]  # the image and its two shifts: no mirror image
+    assert len(tta_views(x, 1, flip=False)) == 1
+
+
+def test_a_digits_run_with_flip_tta_equals_no_tta(tmp_path):
+    """A mirrored 2 is not a 2: on digits, TTA level 1 must not change a single probability."""
+    common = dict(model="mlp", epochs=1, limit_train=300, out_dir=str(tmp_path))
+    a = cnnlab.train(TrainConfig(name="a", tta=0, **common), log=lambda s: None, report=False)
+    b = cnnlab.train(TrainConfig(name="b", tta=1, **common), log=lambda s: None, report=False)
+    x = cnnlab.load_dataset("digits").test.x[:50]
+    assert (a.predict(x) == b.predict(x)).all()
+    assert a.metrics["loss"] == b.metrics["loss"]
+
+
+def test_the_permutation_arms_use_no_tta_and_no_flips(tmp_path):
+    from cnnlab.analysis.permutation import _base_config
+
+    run = cnnlab.train(TrainConfig(model="mlp", epochs=1, limit_train=200, tta=2, crop_padding=1,
+                                   out_dir=str(tmp_path), name="r"), log=lambda s: None, report=False)
+    cfg = _base_config(run, "", 0, 0, 0, {})
+    assert (cfg.tta, cfg.flip, cfg.crop_padding, cfg.cutout) == (0, False, 0, 0)
+
+
+@pytest.mark.slow
+def test_the_fast_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
+    """configs/cifar10_fast.yaml with every trick on, shortened, on procedural shapes."""
+    from pathlib import Path
+
+    from cnnlab.cli import main
+
+    recipe = Path(__file__).parents[1] / "configs" / "cifar10_fast.yaml"
+    assert main(["train", "--config", str(recipe), "--dataset", "shapes", "--epochs", "3",
+                 "--limit-train", "2000", "--out-dir", str(tmp_path), "--name", "fast"]) == 0
+    run = cnnlab.load_run(tmp_path / "fast")
+    assert run.config.lookahead and run.config.tta == 2 and run.config.alternate_flips
+    assert run.metrics["accuracy"] > 0.5  # 4 classes: chance is 0.25

@@ -63,3 +63,50 @@ def test_report_fields(preds):
     assert rep["accuracy"] == pytest.approx(skm.accuracy_score(y, probs.argmax(1)))
     assert rep["macro_f1"] == pytest.approx(skm.f1_score(y, probs.argmax(1), average="macro"))
     assert rep["top5_accuracy"] is not None and len(rep["per_class"]) == k
+
+
+def test_wilson_interval_matches_a_hand_computation():
+    from cnnlab.evaluate.stats import proportion_ci
+
+    # Wilson: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    p, n, z = 0.8, 100, 1.959964
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    ci = proportion_ci(80, 100)
+    assert ci.estimate == 0.8
+    assert ci.low == pytest.approx((centre - half) / (1 + z * z / n), abs=1e-6)
+    assert ci.high == pytest.approx((centre + half) / (1 + z * z / n), abs=1e-6)
+
+
+def test_exact_mcnemar_matches_the_binomial_by_hand():
+    from math import comb
+
+    from cnnlab.evaluate.stats import mcnemar
+
+    a = np.array([1] * 31 + [0] * 23 + [1] * 100, bool)  # the CNN tree's 31 fixed, 23 broken
+    b = np.array([0] * 31 + [1] * 23 + [1] * 100, bool)
+    test = mcnemar(a, b)
+    tail = sum(comb(54, k) for k in range(0, 24)) / 2**54  # P(X <= 23), X ~ Bin(54, 1/2)
+    assert (test.a_only, test.b_only) == (31, 23)
+    assert test.p_value == pytest.approx(2 * tail, rel=1e-9)
+    assert test.p_value > 0.3  # not a significant win
+
+
+def test_welch_interval_matches_scipy_and_zero_spread_is_handled():
+    from scipy import stats as st
+
+    from cnnlab.evaluate.stats import mean_difference_ci
+
+    a, b = [0.50, 0.52, 0.51], [0.40, 0.43, 0.41]
+    ci = mean_difference_ci(a, b)
+    ref = st.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert ci.low == pytest.approx(ref.low) and ci.high == pytest.approx(ref.high)
+    assert ci.estimate == pytest.approx(np.mean(b) - np.mean(a)) and ci.high < 0
+    assert np.isinf(mean_difference_ci([0.5], [0.4]).low)
+
+
+def test_bootstrap_interval_covers_the_mean():
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    values = np.random.default_rng(0).normal(1.0, 1.0, 400)
+    ci = bootstrap_ci(values)
+    assert ci.low < 1.0 < ci.high and ci.high - ci.low == pytest.approx(0.2, abs=0.05)

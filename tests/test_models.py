@@ -15,7 +15,13 @@ def test_every_model_forward_and_backward(name, shape):
     x = torch.rand(4, *shape)
     model.eval()
     with torch.no_grad():
-        assert torch.allclose(model.forward_head(model.forward_features(x)), model(x), atol=1e-5)
+        fmap = model.forward_features(x)
+        assert fmap.ndim == 4 and fmap.shape[0] == 4  # the unpooled map (B, C, h, w)
+        assert torch.allclose(model.forward_head(fmap), model(x), atol=1e-5)
+        emb = model.embed(x)
+        assert emb.shape == (4, model.num_features)
+        assert torch.allclose(model.get_classifier()(emb) * getattr(model, "scale", 1.0), model(x),
+                              atol=1e-5)
     model.train()
     logits = model(x)
     assert logits.shape == (4, 7)
@@ -64,3 +70,13 @@ def test_fastnet_whitening_decorrelates_patches():
     cov = torch.cov(flat)
     off_diag = cov - torch.diag(torch.diag(cov))
     assert off_diag.abs().max() < 0.05 * torch.diag(cov).mean()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reset_classifier_gives_a_new_head(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, in_channels=3, image_size=32).eval()
+    model.reset_classifier(3)
+    assert model.num_classes == 3 and model.get_classifier().out_features == 3
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)

@@ -6,7 +6,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import CnnlabError
-from cnnlab.robustness.attacks import ATTACKS, fgsm, pgd, run_attack
+from cnnlab.robustness.attacks import ATTACKS, apgd, dlr_loss, fgsm, pgd, run_attack
 from cnnlab.robustness.corruptions import CORRUPTIONS, corrupt
 from cnnlab.robustness.evaluate import robust_accuracy
 
@@ -36,6 +36,16 @@ def test_fgsm_on_a_linear_model_equals_its_closed_form():
         grad = (p - F.one_hot(y, 5).float()) @ w  # d CE / d x for logits W x + b
         expected = (x + 0.03 * grad.sign().view_as(x)).clamp(0, 1)
     assert torch.allclose(fgsm(model, x, y, 0.03), expected, atol=1e-6)
+
+
+def accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def binomial_noise(p: float, n: int) -> float:
+    """Two standard errors of an accuracy p measured on n images."""
+    return 2 * (max(p * (1 - p), 0.01) / n) ** 0.5
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -136,3 +146,125 @@ def test_deepfool_finds_small_l2_perturbations():
     flipped = model(adv).argmax(1) != y
     assert flipped.float().mean() > 0.9
     assert np.isfinite((adv - x).flatten(1).norm(dim=1).detach().numpy()).all()
+
+
+class Trap(nn.Module):
+    """Input (B, 1, 1, 2); class 0 is right. Class 1 wins only where x1 is small, and raising x1
+    raises the cross-entropy (98 classes creep up to just below class 0) while class 0 keeps
+    winning: the highest-loss point is correctly classified."""
+
+    def forward(self, x):
+        x0, x1 = x[:, 0, 0, 0], x[:, 0, 0, 1]
+        z1 = 0.2 * torch.tanh(50 * (x0 - 0.5)) - 5 * x1
+        zk = (10 * x1 - 5.01)[:, None].expand(-1, 98)
+        return torch.cat([torch.zeros_like(x0)[:, None], z1[:, None], zk], 1)
+
+
+class Recorder(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, []
+
+    def forward(self, x):
+        z = self.model(x)
+        self.calls.append((x.detach().clone(), z.detach().clone()))
+        return z
+
+
+def test_apgd_returns_the_last_misclassified_iterate_not_the_highest_loss():
+    torch.manual_seed(0)
+    x = torch.zeros(300, 1, 1, 2)
+    x[..., 0] = 0.55
+    y = torch.zeros(300, dtype=torch.long)
+    model = Recorder(Trap())
+    adv = apgd(model, x, y, eps=0.5, steps=20)
+    ever_fooled = torch.zeros(300, dtype=torch.bool)
+    for xs, z in model.calls:
+        if len(xs) == 300:  # the whole batch at one iterate
+            ever_fooled |= z.argmax(1) != y
+    fooled = Trap()(adv).argmax(1) != y
+    assert ever_fooled.sum() > 30  # the trap works: many examples were fooled on the way
+    assert torch.equal(fooled, ever_fooled)  # ... and every one of them is returned fooled
+
+
+def test_apgd_dlr_on_two_classes_falls_back_to_cross_entropy_and_says_so():
+    model = linear_model(k=2)
+    x, y = torch.rand(10, 3, 4, 4), torch.randint(0, 2, (10,))
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        dlr_loss(model(x), y)
+    adv = run_attack("apgd-dlr", model, x, y, 0.05, steps=5)
+    assert ((adv - x).abs().amax() <= 0.05 + 1e-6)
+    r = robust_accuracy(model, x, y, ["apgd-dlr"], 0.05, steps=5)
+    assert "cross-entropy" in r["per_attack"]["apgd-dlr"]["note"]
+
+
+def test_one_eps_never_spans_two_norms(trained):
+    model, x, y = trained
+    with pytest.raises(CnnlabError, match="one eps cannot be a radius in two norms"):
+        robust_accuracy(model, x, y, ["pgd", "deepfool"], 0.1)
+    with pytest.raises(CnnlabError, match="autoattack .* is not implemented; use apgd-ens"):
+        robust_accuracy(model, x, y, ["autoattack"], 0.1)
+
+
+def test_deepfool_on_a_linear_model_equals_its_closed_form():
+    """For logits W x + b the nearest boundary is at distance min_k |f_k| / ||w_k||, with
+    f_k = z_k - z_y and w_k = W_k - W_y; DeepFool reaches it in one step (plus its overshoot)."""
+    model = linear_model()
+    torch.manual_seed(3)
+    x = torch.rand(20, 3, 4, 4) * 0.1 + 0.45  # far from the box's faces
+    with torch.no_grad():
+        z = model(x)
+        y = z.argmax(1)
+        w = model[1].weight
+        f = z - z.gather(1, y[:, None])
+        wk = (w[None] - w[y][:, None]).norm(dim=2)  # (N, K)
+        dist = torch.where(f == 0, torch.inf, f.abs() / wk).min(1).values
+    adv = run_attack("deepfool", model, x, y, None, overshoot=0.02)
+    size = (adv - x).flatten(1).norm(dim=1)
+    assert (model(adv).argmax(1) != y).all()
+    assert torch.allclose(size, 1.02 * dist, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("ours, ref", [
+    (dict(name="apgd-ce", steps=20), dict(cls="APGD", steps=20, loss="ce")),
+    (dict(name="square", queries=300, p_init=0.3), dict(cls="Square", n_queries=300, p_init=0.3)),
+])
+def test_our_attacks_are_as_strong_as_torchattacks(trained, ours, ref):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = trained
+    eps = 16 / 255
+    torch.manual_seed(0)
+    ours = dict(ours)
+    adv = run_attack(ours.pop("name"), model, x, y, eps, **ours)
+    ref = dict(ref)
+    ref_adv = getattr(torchattacks, ref.pop("cls"))(model, eps=eps, **ref)(x, y)
+    a, b = accuracy(model, adv, y), accuracy(model, ref_adv, y)
+    assert a <= b + binomial_noise(b, len(y)), (a, b)
+
+
+def test_our_deepfool_finds_perturbations_as_small_as_torchattacks(trained):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = trained
+    ours = run_attack("deepfool", model, x, y, None)
+    ref = torchattacks.DeepFool(model, steps=50, overshoot=0.02)(x, y)
+    with torch.no_grad():
+        both = (model(ours).argmax(1) != y) & (model(ref).argmax(1) != y)
+    assert both.sum() > 50
+    size = lambda a: (a - x).flatten(1).norm(dim=1)[both].median().item()  # noqa: E731
+    assert size(ours) <= 1.05 * size(ref)
+
+
+def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
+    """Same model, data and budget; only the training batches differ (FGSM-RS, Wong et al.)."""
+    eps = 32 / 255  # two grey levels of the digits: standard training falls apart there
+    common = dict(model="mlp", epochs=8, out_dir=str(tmp_path))
+    std = cnnlab.train(cnnlab.TrainConfig(name="std", **common), log=lambda s: None, report=False)
+    adv = cnnlab.train(cnnlab.TrainConfig(name="adv", adv="fgsm-rs", adv_eps=eps, adv_eval=50,
+                                          **common), log=lambda s: None, report=False)
+    test = cnnlab.load_dataset("digits").test
+    x, y = test.x.float() / 255, test.y
+    robust = {}
+    for name, run in (("std", std), ("adv", adv)):
+        torch.manual_seed(0)
+        robust[name] = robust_accuracy(run.load_model(), x, y, ["pgd"], eps)["robust_accuracy"]
+    assert robust["adv"] > robust["std"] + binomial_noise(robust["std"], len(y)), robust

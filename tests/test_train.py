@@ -107,3 +107,71 @@ def test_bad_config_values_are_refused():
         TrainConfig(optimizer="lion")
     with pytest.raises(CnnlabError, match="unknown config keys"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+def test_a_format_1_run_opens_with_the_split_it_was_trained_on(tmp_path):
+    import json
+
+    import yaml
+
+    run = cnnlab.train(tiny(tmp_path, epochs=1, seed=3, val_split=200.0), log=lambda s: None,
+                       report=False)
+    meta_path, cfg_path = run.path / "weights" / "meta.json", run.path / "config.yaml"
+    meta = json.loads(meta_path.read_text())
+    del meta["run_format"]  # what a run written before the format number looks like
+    meta_path.write_text(json.dumps(meta))
+    cfg = yaml.safe_load(cfg_path.read_text())
+    for key in ("val_seed", "threads", "sync_bn"):
+        del cfg[key]
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    old = cnnlab.load_run(run.path)
+    assert old.format == 1 and old.config.val_seed == 3  # format 1 split with the training seed
+    meta["run_format"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CnnlabError, match=r"run format 99\); this cnnlab reads formats up to 2"):
+        cnnlab.load_run(run.path)
+
+
+def test_train_outputs_hold_logits_losses_and_embeddings(tmp_path):
+    run = cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
+    out = run.train_outputs()
+    n = len(run.data().train)
+    assert out["logits"].shape == (n, 10) and out["embeddings"].shape == (n, 84)
+    assert out["losses"].shape == (n,) and (out["losses"] >= 0).all()
+    assert (run.path / "analysis" / "train_outputs.npz").is_file()
+    model = run.load_model()
+    x = run.data().train.x[:4].float() / 255
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(out["logits"][:4]), model(x), atol=1e-5)
+
+
+def test_the_thread_count_is_saved_with_the_run(tmp_path):
+    run = cnnlab.train(tiny(tmp_path, epochs=1, model="mlp", threads=1), log=lambda s: None,
+                       report=False)
+    assert run.config.threads == 1 and run.metrics["environment"]["torch_threads"] == 1
+    torch.set_num_threads(2)
+
+
+def test_a_failed_run_says_why_in_its_folder_and_can_be_started_again(tmp_path):
+    import json
+
+    with pytest.raises(CnnlabError):
+        cnnlab.train(tiny(tmp_path, model="mlp", lr=1e12, epochs=2), log=lambda s: None)
+    status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
+    assert status["state"] == "failed" and "lower --lr" in status["message"]
+    with pytest.raises(CnnlabError, match="unknown model"):
+        cnnlab.train(tiny(tmp_path, name="s", model="nope"), log=lambda s: None)
+    run = cnnlab.train(tiny(tmp_path, name="s", epochs=1), log=lambda s: None, report=False)
+    assert run.metrics["epochs"] == 1  # a start that never checkpointed is a fresh start
+
+
+def test_an_interrupted_run_names_its_folder(tmp_path):
+    from cnnlab.errors import Interrupted
+
+    def stop(line: str) -> None:
+        if line.startswith("epoch"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        cnnlab.train(tiny(tmp_path, epochs=2), log=stop)
+    assert str(caught.value.run_dir) == str(tmp_path / "runs" / "r")

@@ -64,7 +64,8 @@ def permutation(run: Run, *, cnn: str = "lenet5", cnn_kwargs: dict | None = None
             correct[key] = np.stack([_correct(sub) for sub in subs])  # (seeds, images)
     sub0 = run.subrun(replace(base, model="mlp", model_kwargs={}, seed=0), "mlp-orig-s0", log)
     result = _summarize(arms, correct, cnn, len(sub0.classes), sub0.meta["input_shape"])
-    result |= {"dataset": base.dataset, "epochs": base.epochs, "seeds": list(range(seeds)),
+    result |= {"dataset": base.dataset, "run_dataset": run.config.dataset,
+               "epochs": base.epochs, "seeds": list(range(seeds)),
                "n_train": sub0.metrics["n_train"], "n_eval": sub0.metrics["n"]}
     result["arrays"] = _examples(sub0)
     for line in result["verdicts"]:
@@ -161,7 +162,13 @@ def section(ctx: SectionContext) -> str:
     res, arrays = ctx.result, ctx.arrays
     arms = res["arms"]
     c, h, w = res["input_shape"]
-    body = para(f"Data: {res['dataset']} ({c}x{h}x{w}, {res['n_train']:,} training and "
+    body = ""
+    if res.get("run_dataset", res["dataset"]) != res["dataset"]:
+        body += para(f"This test runs on {res['dataset']}, not on the run's own data "
+                     f"({res['run_dataset']}): on images of {SMALL_IMAGE} px or less a CNN's first "
+                     "two layers already see most of the image, so locality cannot show there "
+                     "(see the receptive fields below).")
+    body += para(f"Data: {res['dataset']} ({c}x{h}x{w}, {res['n_train']:,} training and "
                 f"{res['n_eval']:,} evaluation images). One fixed random permutation of pixel "
                 f"positions is applied to every image, training and evaluation alike; each model "
                 f"is trained on seeds {res['seeds']} for {res['epochs']} epochs without "

@@ -41,6 +41,8 @@ class SectionContext:
     result: dict
     arrays: dict
     options: dict
+    stem: str
+    """The stored result's file name without suffix (analysis/<stem>.json)."""
 
 
 Budget = dict | Callable[["Run"], dict]

@@ -104,16 +104,15 @@ def _curve(model, x, y, attacks: list[str]) -> list[dict]:
 
 
 def knee(rows: list[dict]) -> dict | None:
-    """The smallest radius at which an attack halves the clean accuracy (per attack, the
-    strongest attack's), or None if no radius on the curve does."""
-    found = []
-    for attack in dict.fromkeys(r["attack"] for r in rows):
-        pts = [r for r in rows if r["attack"] == attack]
-        clean = next(r["accuracy"] for r in pts if r["eps"] == 0)
-        hit = [r["eps"] for r in pts if r["eps"] > 0 and r["accuracy"] <= clean / 2]
-        if hit:
-            found.append({"attack": attack, "eps": min(hit), "clean": clean})
-    return min(found, key=lambda k: k["eps"]) if found else None
+    """The smallest radius on the curve at which an attack halves the clean accuracy, and the
+    attack that does it (at a tie, the one that leaves the lower accuracy); None if none does."""
+    clean = next((r["accuracy"] for r in rows if r["eps"] == 0), None)
+    hits = [r for r in rows if r["eps"] > 0 and clean is not None and r["accuracy"] <= clean / 2]
+    if not hits:
+        return None
+    best = min(hits, key=lambda r: (r["eps"], r["accuracy"]))
+    return {"attack": best["attack"], "eps": best["eps"], "accuracy": best["accuracy"],
+            "clean": clean}
 
 
 def _corruptions(model, x, y, log: Log) -> dict:
@@ -173,11 +172,13 @@ def _curve_html(ctx: SectionContext, res: dict) -> str:
     ax.legend()
     fig.tight_layout()
     k = res.get("knee")
-    knee_text = (f"{k['attack']} halves the clean accuracy at eps = {255 * k['eps']:.0f}/255."
+    knee_text = (f"The curve's knee: {k['attack']} halves the clean accuracy at eps = "
+                 f"{255 * k['eps']:.0f}/255 ({100 * k['clean']:.0f}% -> {100 * k['accuracy']:.0f}%)."
                  if k else "No radius on this curve halves the clean accuracy.")
     return ("<h3>Robustness curve</h3>" + img(P.save(fig, ctx.plots_dir, "robustness_curve"),
                                               "robustness curve", "620px")
-            + f"<p>{esc(knee_text)}</p>" + '<p class="note">Also in analysis/*.curve.csv.</p>')
+            + f"<p>{esc(knee_text)}</p>"
+            + f'<p class="note">Also in analysis/{esc(ctx.stem)}.curve.csv.</p>')
 
 
 def _corruptions_html(ctx: SectionContext, res: dict) -> str:
@@ -218,9 +219,9 @@ def _gallery(a: dict, classes: list[str], eps: float):
         show(axes[1, j], (amp * 255).astype(np.uint8))
         show(axes[2, j], a["adversarial"][j])
         axes[0, j].set_title(f"clean: {classes[a['clean_pred'][j]]} ({100 * a['clean_conf'][j]:.0f}%)",
-                             fontsize=10, color="tab:green")
+                             fontsize=12, color="tab:green")
         axes[2, j].set_xlabel(f"attacked: {classes[a['adv_pred'][j]]} ({100 * a['adv_conf'][j]:.0f}%)",
-                              fontsize=10, color="tab:red")
+                              fontsize=12, color="tab:red")
     axes[0, 0].set_ylabel("original", fontsize=10)
     axes[1, 0].set_ylabel("noise (amplified)", fontsize=10)
     axes[2, 0].set_ylabel("adversarial", fontsize=10)

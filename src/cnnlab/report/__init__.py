@@ -59,7 +59,8 @@ def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section |
         return Section(analysis.title, f"<p>{len(legacy)} result file(s) written by an older "
                        f"cnnlab are not shown; run <code>{esc(command)}</code> again.</p>")
     newest = stored[0]
-    ctx = SectionContext(run, plots_dir, newest.result, newest.arrays(), newest.options)
+    ctx = SectionContext(run, plots_dir, newest.result, newest.arrays(), newest.options,
+                         newest.stem)
     body = analysis.section(ctx)
     if body is None:
         return None
