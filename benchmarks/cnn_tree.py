@@ -3,22 +3,22 @@
     python benchmarks/cnn_tree.py --dataset digits        # trains the base LeNet-5 first
     python benchmarks/cnn_tree.py --dataset shapes
     python benchmarks/cnn_tree.py --run runs/bench/RUN    # a trained run (e.g. CIFAR-10 ResNet-20)
-    python benchmarks/cnn_tree.py --run RUN --existing    # record the run's analysis/tree.json
+    python benchmarks/cnn_tree.py --run RUN --existing    # record the run's stored tree result
 
-Half of the evaluation images choose the confusion sets; accuracies are on the other half.
+Half of the evaluation images choose the confusion sets; accuracies are on the other half, and
+the gain is tested with McNemar (fixed against broken images).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 
 from common import append_result, machine
 
 import cnnlab
-from cnnlab.analysis.tree import build_tree
+from cnnlab.analysis import load_results, run_analysis
 from cnnlab.pipeline import recipe
 
 
@@ -36,14 +36,13 @@ def main() -> None:
         cfg.out_dir, cfg.name = tempfile.mkdtemp(), "base"
         run = cnnlab.train(cfg, progress=False, report=False)
     if a.existing:
-        res = json.loads((run.path / "analysis" / "tree.json").read_text())
+        res = load_results(run.path, "tree")[0][0].result
     else:
-        res = build_tree(run)
+        res = run_analysis(run, "tree")
     line = (f"{run.config.model} on {run.config.dataset}: base {100 * res['base_acc']:.2f}% -> tree "
             f"{100 * res['tree_acc']:.2f}% on {res['n_held']} held-out images; confused classes "
             f"({res['n_confused']} images) {100 * res['base_confused_acc']:.2f}% -> "
-            f"{100 * res['tree_confused_acc']:.2f}%; fixed {res['n_fixed']}, broke {res['n_broken']}; "
-            f"groups {res['groups']}")
+            f"{100 * res['tree_confused_acc']:.2f}%; {res['verdict']}; groups {res['groups']}")
     print(line)
     append_result("CNN tree vs base", line, " ".join(["python", *sys.argv]), machine())
 

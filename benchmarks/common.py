@@ -1,4 +1,8 @@
-"""Shared helpers for benchmark scripts: the machine's description and RESULTS.md rows."""
+"""Shared helpers for benchmark scripts: the machine's description and RESULTS.md rows.
+
+Timings are only worth recording on a quiet machine, so every row carries the 1-minute load
+average when the script started and when it wrote the row.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch
 from cnnlab.env import cpu_model
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+LOAD_AT_START = os.getloadavg()[0]
 
 
 def machine() -> str:
@@ -18,7 +23,8 @@ def machine() -> str:
         dev = torch.cuda.get_device_name(0)
     else:
         dev = f"{cpu_model()}, {os.cpu_count()} cores, CPU only"
-    return f"{dev}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return (f"{dev}; torch {torch.__version__}, {torch.get_num_threads()} threads; load "
+            f"{LOAD_AT_START:.2f} before, {os.getloadavg()[0]:.2f} after")
 
 
 def append_result(what: str, result: str, command: str, machine_desc: str) -> None:

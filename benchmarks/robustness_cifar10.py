@@ -3,7 +3,7 @@
     python benchmarks/robustness_cifar10.py runs/bench/RUN --n 1000 --throughput-n 5000
 
 Robust accuracy at eps = 8/255 (L-inf) on n random validation images: PGD-20 (step
-2/255, Madry et al. 2018), the AutoAttack-style pair APGD-CE + APGD-DLR (100 steps each),
+2/255, Madry et al. 2018), apgd-ens = APGD-CE + APGD-DLR (100 steps each; two of AutoAttack's four),
 and both together (robust only if every attack fails). Then seconds for PGD-10 over
 throughput-n images, our implementation against torchattacks.PGD, in one process.
 """
@@ -18,7 +18,6 @@ import torch
 from common import append_result, machine
 
 import cnnlab
-from cnnlab.data import prepare_data
 from cnnlab.robustness.attacks import pgd
 from cnnlab.robustness.evaluate import robust_accuracy
 
@@ -32,8 +31,7 @@ def main() -> None:
     p.add_argument("--throughput-n", type=int, default=5000)
     a = p.parse_args()
     run = cnnlab.load_run(a.run)
-    cfg = run.config
-    data = prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.seed)
+    cfg, data = run.config, run.data()
     model = run.load_model()
     val = data.val.sample(a.n, seed=0)  # random: the file is sorted by class
     x, y = val.x.float() / 255, val.y
@@ -42,7 +40,7 @@ def main() -> None:
     r_pgd = robust_accuracy(model, x, y, ["pgd"], EPS, steps=20, step_size=2 / 255)
     t_pgd = time.process_time() - t0
     t0 = time.process_time()
-    r_aa = robust_accuracy(model, x, y, ["autoattack"], EPS)
+    r_aa = robust_accuracy(model, x, y, ["apgd-ens"], EPS)
     t_aa = time.process_time() - t0
     robust_both = float((r_pgd["robust_mask"] & r_aa["robust_mask"]).float().mean())
     kind = f"adversarially trained ({cfg.adv}, eps {cfg.adv_eps * 255:.0f}/255)" if cfg.adv else "standard"
