@@ -65,7 +65,7 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
 
 def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: str = "",
              out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
-             threads: int = 0, full: bool = False, log: Log = print, progress: bool = True) -> Run:
+             threads: int = 1, full: bool = False, log: Log = print, progress: bool = True) -> Run:
     """The whole lecture on one dataset: train, run every analysis, write one report.
 
     Args:
@@ -76,7 +76,10 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         out_dir: folder that holds run folders.
         data_dir: where downloaded datasets are cached and looked for.
         limit_train: train on a seeded random subset of N images (0: all).
-        threads: CPU threads for torch (0: torch's default, one per core).
+        threads: CPU threads for torch (0: torch's default, one per core). The main job's
+            models are small: on 2 cores one thread took 45 s quiet and 45 s beside a busy
+            process, two threads 36 s quiet and over 10 minutes beside a busy process
+            (benchmarks/RESULTS.md).
         full: each analysis's full budget instead of its quick one (minutes, not seconds).
     """
     from cnnlab.report import render_report
