@@ -50,7 +50,7 @@ def test_on_shapes_the_cnn_drops_under_permutation_and_the_mlp_does_not(base_run
     res = run_analysis(base_run, "permutation", **options, **quiet)
     mlp, cnn = res["changes"]["mlp"], res["changes"]["fastnet"]
     assert mlp["images_ci"]["low"] < 0 < mlp["images_ci"]["high"]  # no significant change
-    assert cnn["seeds_ci"]["high"] < -0.1 and cnn["images_ci"]["high"] < -0.1  # a real drop
+    assert cnn["seeds_ci"]["high"] < 0 and cnn["images_ci"]["high"] < -0.2  # a large, real drop
     assert res["verdicts"][0].endswith("no significant difference.")
     assert res["verdicts"][1].endswith("drops.")
     assert (base_run.path / "analysis" / f"{res['stem']}.npz").is_file()
