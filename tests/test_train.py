@@ -149,7 +149,8 @@ def test_the_thread_count_is_saved_with_the_run(tmp_path):
     run = cnnlab.train(tiny(tmp_path, epochs=1, model="mlp", threads=1), log=lambda s: None,
                        report=False)
     assert run.config.threads == 1 and run.metrics["environment"]["torch_threads"] == 1
-    torch.set_num_threads(2)
+    assert torch.get_num_threads() == 2  # restored for the caller (the tests run with 2)
+
 
 
 def test_a_failed_run_says_why_in_its_folder_and_can_be_started_again(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -71,3 +73,16 @@ def environment(device: torch.device | str = "cpu") -> dict:
         "device": str(device),
         "gpu": gpu,
     }
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """Run a block with ``n`` torch CPU threads (0: leave the count as it is); yields the count
+    in effect and restores the previous one afterwards."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -82,6 +82,15 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             (benchmarks/RESULTS.md).
         full: each analysis's full budget instead of its quick one (minutes, not seconds).
     """
+    from cnnlab.env import torch_threads
+
+    with torch_threads(threads):
+        return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
+                         full, log, progress)
+
+
+def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
+              limit_train: int, threads: int, full: bool, log: Log, progress: bool) -> Run:
     from cnnlab.report import render_report
 
     t0 = time.perf_counter()

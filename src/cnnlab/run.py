@@ -28,7 +28,7 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import RunData, data_for, load_dataset
-from cnnlab.env import code_version, environment
+from cnnlab.env import code_version, environment, torch_threads
 from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.evaluate import classification_report, predict_probs
 from cnnlab.evaluate.predict import tta_level
@@ -227,11 +227,15 @@ def train_run(cfg: TrainConfig, resume: bool = False, log: Log = print,
     """Train a model as ``cfg`` says and write a complete run folder (no report); return it.
 
     Under distributed training (torchrun) every rank trains; rank 0 writes the folder and
-    returns the Run, the other ranks return None."""
+    returns the Run, the other ranks return None. Torch uses ``cfg.threads`` CPU threads
+    while it trains (0: the count in effect), and the count used is saved with the run."""
     cfg = replace(cfg, name=cfg.name or default_name(cfg))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    cfg.threads = torch.get_num_threads()  # saved: results repeat exactly for one count
+    with torch_threads(cfg.threads) as threads:
+        cfg.threads = threads  # saved: CPU results repeat exactly for one thread count
+        return _train_run(cfg, resume, log, progress)
+
+
+def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run | None:
     run_dir = Path(cfg.out_dir) / cfg.name
     main = dist_.is_main()
     dist_.on_main(lambda: check_run_dir(run_dir, cfg, resume))

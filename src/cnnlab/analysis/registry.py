@@ -140,10 +140,13 @@ def result_stem(analysis: Analysis, options: dict) -> str:
 
 def compute_and_store(run: Run, analysis: Analysis, log: Log = print, **options) -> dict:
     """Run one analysis on a run with the given options; store and return its result."""
+    from cnnlab.env import torch_threads
+
     name = analysis.name
     options = analysis.resolve(options)
     t0 = time.perf_counter()
-    result = analysis.compute(run, log=log, **options)
+    with torch_threads(run.config.threads):  # the run's thread count: results repeat exactly
+        result = analysis.compute(run, log=log, **options)
     seconds = time.perf_counter() - t0
     stem = result_stem(analysis, options)
     folder = run.path / "analysis"
