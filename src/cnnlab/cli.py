@@ -180,13 +180,15 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from cnnlab.predict_files import predict_paths, write_predictions
 
-    rows = predict_paths(args.run, args.path, args.which, args.top)
+    rows, skipped = predict_paths(args.run, args.path, args.which, args.top, strict=args.strict)
     if args.out:
         write_predictions(rows, args.out)
         print(f"wrote {len(rows)} predictions to {args.out}")
     else:
         for r in rows:
             print(f"{r['path']}\t{r['predicted']}\t{r['confidence']:.3f}")
+    for path, reason in skipped:
+        print(f"cnnlab: skipped {path}: {reason}", file=sys.stderr)
 
 
 def cmd_models(args) -> None:
@@ -278,6 +280,9 @@ def add_run_verbs(sub) -> None:
     p.add_argument("--out", help="write predictions to this .csv or .json file")
     p.add_argument("--which", choices=["last", "best"], default="last")
     p.add_argument("--top", type=int, default=3, help="how many classes to list per image")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first file that is not a readable image (default: skip it "
+                        "and say so; exit 2 only if no file could be read)")
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser("models", help="list models with parameters and MACs per image")
@@ -304,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(args)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # a folder that cannot be written, a file that is a folder, ...
+        where = f" {e.filename}" if e.filename else ""
+        print(f"cnnlab: error: cannot use{where}: {e.strerror or e}; choose a path you can "
+              f"read and write", file=sys.stderr)
         return EXIT_USAGE
     except Interrupted as e:
         print(f"\ncnnlab: interrupted; continue with: cnnlab train --resume {e.run_dir}",

@@ -109,6 +109,9 @@ class TrainConfig:
             (self.eval_every >= 1, "eval_every must be at least 1"),
             (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
             (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),
+            (self.name == "" or (self.name not in (".", "..") and "/" not in self.name
+                                 and "\\" not in self.name),
+             f"name must be a plain folder name inside out_dir, not {self.name!r}"),
             (not (self.permute_pixels and (self.crop_padding or self.cutout)),
              "permute_pixels needs crop_padding 0 and cutout 0 (shifts of shuffled pixels mean nothing)"),
         ]

@@ -23,13 +23,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def source_checkout() -> Path | None:
+def source_checkout(root: Path | None = None) -> Path | None:
     """The cnnlab git checkout this package runs from (an editable install), else None.
 
     Only a folder that is cnnlab's own source tree counts: ``src/cnnlab`` inside a folder with
     a ``.git`` and a ``pyproject.toml`` naming cnnlab. An installed copy inside someone
     else's repository is not a checkout, and their repository is never asked."""
-    root = Path(__file__).resolve().parents[2]
+    root = root or Path(__file__).resolve().parents[2]
     pyproject = root / "pyproject.toml"
     if not ((root / ".git").exists() and pyproject.is_file()):
         return None

@@ -26,20 +26,38 @@ def list_images(path: str | Path) -> list[Path]:
     raise CnnlabError(f"{p} not found; give an image file or a folder of images")
 
 
-def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3) -> list[dict]:
-    """Each image is converted to the model's channels and resized to its input size."""
+def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3,
+                  strict: bool = False) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Predictions for every readable image, and (file, reason) for every skipped one.
+
+    Each image is converted to the model's channels and resized to its input size. A file
+    that is not a readable image is skipped (or, with ``strict``, stops everything); if no
+    file can be read, that is an error."""
     run = load_run(run_path)
+    if top < 1:
+        raise CnnlabError(f"--top must be at least 1, got {top}")
     c, h, _ = run.meta["input_shape"]
+    images, kept, skipped = [], [], []
     files = list_images(path)
-    images = np.stack([read_image(f, h, "L" if c == 1 else "RGB") for f in files])  # (N, H, W, C)
-    probs = run.predict(images, which=which)
+    for f in files:
+        try:
+            images.append(read_image(f, h, "L" if c == 1 else "RGB"))
+            kept.append(f)
+        except CnnlabError as e:
+            if strict or len(files) == 1:
+                raise
+            skipped.append((str(f), str(e)))
+    if not images:
+        raise CnnlabError(f"none of the {len(skipped)} file(s) in {path} is a readable image; the "
+                          f"first: {skipped[0][1]}")
+    probs = run.predict(np.stack(images), which=which)  # (N, H, W, C) in, (N, K) out
     classes = run.classes
     rows = []
-    for f, p in zip(files, probs, strict=True):
+    for f, p in zip(kept, probs, strict=True):
         order = np.argsort(-p)[:top]
         rows.append({"path": str(f), "predicted": classes[order[0]], "confidence": float(p[order[0]]),
                      "top": [{"class": classes[k], "probability": float(p[k])} for k in order]})
-    return rows
+    return rows, skipped
 
 
 def write_predictions(rows: list[dict], out: str | Path) -> None:

@@ -34,7 +34,7 @@ from cnnlab.evaluate import classification_report, predict_probs
 from cnnlab.evaluate.predict import tta_level
 from cnnlab.io import atomic_write, atomic_write_json
 from cnnlab.log import Log, last_epoch_only
-from cnnlab.models import ImageClassifier, create_model, model_stats
+from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.trainer import fit
@@ -77,7 +77,13 @@ class Run:
 
     @property
     def meta(self) -> dict:
-        return read_json(self.path / "weights" / "meta.json", "weights metadata")
+        path = self.path / "weights" / "meta.json"
+        meta = read_json(path, "weights metadata")
+        for key, kind in (("model", str), ("model_kwargs", dict), ("classes", list),
+                          ("input_shape", list)):
+            if not isinstance(meta.get(key), kind):
+                raise CnnlabError(f"{path} lacks a valid {key!r}; restore it or train the run again")
+        return meta
 
     @property
     def classes(self) -> list[str]:
@@ -92,7 +98,10 @@ class Run:
     def load_model(self, which: str = "last", device: str = "cpu") -> ImageClassifier:
         """The trained model, rebuilt from weights/meta.json and the safetensors weights."""
         meta = self.meta
-        model = create_model(meta["model"], **meta["model_kwargs"])
+        try:
+            model = create_model(meta["model"], **meta["model_kwargs"])
+        except CnnlabError as e:
+            raise CnnlabError(f"{self.path}/weights/meta.json: {e}") from None
         tensors, _ = ckpt.load_tensors(self.path / "weights" / f"{which}.safetensors")
         if which == "last":  # the resumable checkpoint: pick the (EMA) model's tensors
             state = ckpt.strip_prefix("ema.module." if meta.get("ema") else "model.", tensors)
@@ -242,6 +251,7 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     data = data_for(cfg)  # before anything is written: bad data leaves no folder behind
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
+    MODELS.get(cfg.model)  # an unknown model stops here, before the folder is made
     dist_.on_main(lambda: start_run_dir(run_dir, cfg))
     try:
         model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,

@@ -97,6 +97,9 @@ def from_numpy(x: np.ndarray, y: np.ndarray, classes: list[str], name: str, **kw
         x = x.transpose(0, 3, 1, 2)
     elif x.ndim != 4:
         raise CnnlabError(f"dataset {name}: images must have 3 or 4 dimensions, got {x.shape}")
+    if 0 in x.shape[1:] or x.shape[1] not in (1, 3):
+        raise CnnlabError(f"dataset {name}: images of shape {x.shape[1:]} (C, H, W); give N x H x W "
+                          f"(grey) or N x H x W x 3 (colour) uint8 arrays")
     return ImageDataset(torch.from_numpy(np.require(x, requirements=["C", "W"])),
                         torch.from_numpy(y.astype(np.int64)),
                         classes, name, **kw)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import zipfile
+import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +14,49 @@ from cnnlab.data.base import DatasetSplits, ImageDataset, from_numpy
 from cnnlab.errors import CnnlabError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_CLASSES = 100_000
+
+
+def max_pixels() -> int:
+    """The most pixels (width x height) an image file may have, for every reader of images
+    (folder datasets, predict, explain --image, the web app): 40 million unless the
+    environment variable CNNLAB_MAX_PIXELS says otherwise. Larger files are refused before
+    they are decoded, so a decompression bomb costs nothing."""
+    value = os.environ.get("CNNLAB_MAX_PIXELS", "")
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise CnnlabError(f"CNNLAB_MAX_PIXELS={value!r} is not a whole number; unset it or give "
+                          f"a pixel count such as 40000000") from None
 
 
 def read_image(path: Path, size: int | None, mode: str) -> np.ndarray:
     """One image file as uint8 (H, W, C) in ``mode`` (L or RGB), resized to size x size."""
+    limit = max_pixels()
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise CnnlabError(f"{path} has {im.width}x{im.height} pixels, more than the "
-                                  f"{MAX_PIXELS:,} allowed; shrink it first")
-            im = im.convert(mode)
-            if size and im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
+        with warnings.catch_warnings():  # the size is checked below, before anything is decoded
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > limit:
+                    raise _too_big(path, f"{im.width}x{im.height}", limit)
+                im = im.convert(mode)
+                if size and im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.BILINEAR)
+                a = np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError as e:  # over PIL's own ceiling: refused while opening
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,}" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,}"
+        raise _too_big(path, size, limit) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise CnnlabError(f"{path} is not a readable image ({e.__class__.__name__}); "
                           f"remove it or replace it with a PNG or JPEG") from None
     return a[:, :, None] if a.ndim == 2 else a
+
+
+def _too_big(path: Path, size: str, limit: int) -> CnnlabError:
+    return CnnlabError(f"{path} has {size} pixels, more than the {limit:,} allowed; shrink it, or "
+                       f"raise the limit with CNNLAB_MAX_PIXELS")
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -58,8 +85,13 @@ def _guess_mode(root: Path) -> str:
         raise CnnlabError(f"{root} holds no images (PNG/JPEG/...); put each class's images in "
                           f"{root}/<class name>/")
     try:
-        with Image.open(first[0]) as im:
-            return "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(first[0]) as im:
+                return "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
+    except Image.DecompressionBombError:
+        read_image(first[0], None, "L")  # raises the one-line "too many pixels" error
+        raise
     except (UnidentifiedImageError, OSError):
         raise CnnlabError(f"{first[0]} is not a readable image; remove or replace it") from None
 
@@ -97,17 +129,46 @@ def load_npz_splits(path: str) -> DatasetSplits:
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - whatever breaks inside a user's file, it is unreadable
         raise CnnlabError(f"{p} is not a readable .npz file ({e.__class__.__name__}); "
                           f"save it with numpy.savez(path, x=images, y=labels)") from None
     if "x" not in arrays or "y" not in arrays:
         raise CnnlabError(f"{p} must hold arrays named x and y, found {sorted(arrays)}")
-    y = arrays["y"].astype(np.int64).ravel()
-    n = int(max(y.max(initial=0), arrays.get("y_test", np.zeros(1, np.int64)).max(initial=0))) + 1
-    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else [str(i) for i in range(n)]
     name = f"npz:{p}"
+    y = _labels(arrays["y"], p, "y")
+    y_test = _labels(arrays["y_test"], p, "y_test") if "y_test" in arrays else None
+    if len(arrays["x"]) == 0:
+        raise CnnlabError(f"{p} holds no images (x is empty); save at least 2 labelled images")
+    n = int(max(y.max(initial=0), -1 if y_test is None else y_test.max(initial=0))) + 1
+    classes = _class_names(arrays, n, p)
     train = from_numpy(arrays["x"], y, classes, name)
     test: ImageDataset | None = None
-    if "x_test" in arrays and "y_test" in arrays:
-        test = from_numpy(arrays["x_test"], arrays["y_test"].astype(np.int64).ravel(), classes, name)
+    if "x_test" in arrays and y_test is not None:
+        test = from_numpy(arrays["x_test"], y_test, classes, name)
     return DatasetSplits(train, test, f"npz file {p}")
+
+
+def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Labels as int64 0..K-1: whole numbers only (2.5 is not a class), no negatives, and no
+    more than MAX_CLASSES classes (a label of 10^9 would ask for 10^9 class names)."""
+    y = np.asarray(y).ravel()
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+        raise CnnlabError(f"{path}: {key} must hold whole-number class labels, got {y.dtype}")
+    if y.dtype.kind == "f" and (y != np.round(y)).any():
+        bad = y[y != np.round(y)][0]
+        raise CnnlabError(f"{path}: {key} holds the label {bad}, which is not a whole number; "
+                          f"labels must be class indices 0, 1, 2, ...")
+    if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
+        raise CnnlabError(f"{path}: {key} holds labels {y.min():g}..{y.max():g}; labels must be "
+                          f"class indices 0..K-1 with K at most {MAX_CLASSES:,}")
+    return y.astype(np.int64)
+
+
+def _class_names(arrays: dict, n: int, path: Path) -> list[str]:
+    if "classes" not in arrays:
+        return [str(i) for i in range(n)]
+    names = [str(c) for c in np.asarray(arrays["classes"]).ravel()]
+    if len(names) < n:
+        raise CnnlabError(f"{path}: classes names {len(names)} classes but the labels go up to "
+                          f"{n - 1}; give one name per class")
+    return names

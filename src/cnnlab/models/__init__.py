@@ -72,7 +72,7 @@ def create_model(name: str, **kwargs) -> ImageClassifier:
     builder = MODELS.get(name)
     try:
         return builder(**kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError, IndexError) as e:
         raise CnnlabError(f"model {name}: bad arguments ({e}); see its builder's signature") from None
 
 

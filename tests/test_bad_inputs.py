@@ -1,0 +1,229 @@
+"""Every bad input gets one line, `cnnlab: error: ...`, naming the problem and the fix, and exit
+status 2; nothing is written outside its place. One row per case: adding a case is one line.
+
+Most cases run in-process (a subprocess pays the torch import each time); a few run the real
+command. A fuzz test feeds random bytes where a user's file goes."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that claims width x height pixels but holds almost no data: what a decompression
+    bomb looks like to a reader that trusts the header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                     chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def npz(path: Path, **arrays) -> str:
+    np.savez(path, **arrays)
+    return f"npz:{path}"
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("cnnlab: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--limit-train", "300",
+                 "--out-dir", str(out), "--name", "r"]) == 0
+    return out / "r"
+
+
+def broken_copy(run: Path, tmp: Path, meta) -> Path:
+    """A copy of the run whose weights/meta.json holds ``meta`` (bytes, a dict, or None: gone)."""
+    import shutil
+
+    copy = tmp / "copy"
+    shutil.copytree(run, copy)
+    target = copy / "weights" / "meta.json"
+    if meta is None:
+        target.unlink()
+    else:
+        target.write_bytes(meta if isinstance(meta, bytes) else json.dumps(meta).encode())
+    return copy
+
+
+def meta_with(run: Path, **changes) -> dict:
+    return json.loads((run / "weights" / "meta.json").read_text()) | changes
+
+
+X8 = np.zeros((20, 8, 8), np.uint8)
+
+# (id, argv builder(tmp, run), expected part of the error line)
+CASES = [
+    ("huge png to predict", lambda t, r: ["predict", str(r), str(png_header_only(t / "big.png", 30000, 30000))],
+     "big.png has 900,000,000 pixels, more than the 40,000,000 allowed"),
+    ("100 Mpx png to predict", lambda t, r: ["predict", str(r), str(png_header_only(t / "b.png", 10000, 10000))],
+     "has 10000x10000 pixels, more than the 40,000,000 allowed"),
+    ("huge png in a folder dataset", lambda t, r: ["train", "--dataset", f"folder:{folder_with_bomb(t)}",
+                                                   "--out-dir", str(t)], "big.png has 900,000,000 pixels"),
+    ("huge png to explain", lambda t, r: ["explain", "filters", str(r), "--image",
+                                          str(png_header_only(t / "big.png", 30000, 30000))],
+     "more than the 40,000,000 allowed"),
+    ("npz label 10^9", lambda t, r: ["train", "--dataset", npz(t / "a.npz", x=X8, y=np.array([0] * 19 + [10**9])),
+                                     "--out-dir", str(t)], "labels must be class indices 0..K-1 with K at most"),
+    ("npz empty", lambda t, r: ["train", "--dataset", npz(t / "a.npz", x=np.zeros((0, 8, 8), np.uint8),
+                                                          y=np.zeros(0)), "--out-dir", str(t)], "holds no images"),
+    ("npz float labels", lambda t, r: ["train", "--dataset", npz(t / "a.npz", x=X8, y=np.arange(20) + 0.5),
+                                       "--out-dir", str(t)], "holds the label 0.5, which is not a whole number"),
+    ("npz negative labels", lambda t, r: ["train", "--dataset", npz(t / "a.npz", x=X8, y=-np.ones(20)),
+                                          "--out-dir", str(t)], "labels must be class indices"),
+    ("npz RGBA images", lambda t, r: ["train", "--dataset", npz(t / "a.npz", x=np.zeros((20, 8, 8, 4), np.uint8),
+                                                                y=np.zeros(20)), "--out-dir", str(t)],
+     "give N x H x W (grey) or N x H x W x 3 (colour)"),
+    ("yaml epochs: two", lambda t, r: ["train", "--config", yaml_file(t, "epochs: two\n"), "--out-dir", str(t)],
+     "bad config: epochs must be a whole number, got 'two'"),
+    ("yaml not a mapping", lambda t, r: ["train", "--config", yaml_file(t, "- 1\n- 2\n")], "must hold a mapping"),
+    ("meta.json broken", lambda t, r: ["evaluate", str(broken_copy(r, t, b"{not json"))], "is not valid JSON"),
+    ("meta.json broken, report", lambda t, r: ["report", str(broken_copy(r, t, b"\xff\xfe"))], "is not valid JSON"),
+    ("meta.json broken, attack", lambda t, r: ["attack", str(broken_copy(r, t, b"[1, 2]"))],
+     "must hold a JSON object"),
+    ("meta.json names another model", lambda t, r: ["evaluate", str(broken_copy(r, t, meta_with(r, model="lenet5")))],
+     "does not fit the model that weights/meta.json describes (lenet5)"),
+    ("meta.json lacks the model", lambda t, r: ["predict", str(broken_copy(r, t, {"classes": []})), str(t)],
+     "lacks a valid 'model'"),
+    ("meta.json deleted", lambda t, r: ["evaluate", str(broken_copy(r, t, None))],
+     "finish it with cnnlab train --resume"),
+    ("out-dir is a file", lambda t, r: ["train", "--epochs", "1", "--out-dir", str(a_file(t))], "cannot use"),
+    ("out-dir cannot be made", lambda t, r: ["train", "--epochs", "1", "--out-dir", "/proc/cnnlab-x"],
+     "cannot use"),
+    ("predict --out into a missing place", lambda t, r: ["predict", str(r), str(an_image(t)), "--out",
+                                                         "/proc/cnnlab-x/p.csv"], "cannot use"),
+    ("name climbs out", lambda t, r: ["train", "--name", "../../x", "--out-dir", str(t)],
+     "name must be a plain folder name inside out_dir"),
+    ("absolute name", lambda t, r: ["train", "--name", "/tmp/x", "--out-dir", str(t)],
+     "name must be a plain folder name"),
+    ("explain index out of range", lambda t, r: ["explain", "filters", str(r), "--index", "99999"],
+     "--index 99999 is out of range"),
+    ("attack n 0", lambda t, r: ["attack", str(r), "--n", "0"], "n, curve_n >= 1"),
+    ("predict top 0", lambda t, r: ["predict", str(r), str(an_image(t)), "--top", "0"], "--top must be at least 1"),
+    ("bad flag value", lambda t, r: ["attack", str(r), "--eps", "foo"], "expected a number like 0.03 or 8/255"),
+    ("max pixels setting", lambda t, r: env_then(["predict", str(r), str(an_image(t))], "CNNLAB_MAX_PIXELS", "x"),
+     "CNNLAB_MAX_PIXELS='x' is not a whole number"),
+]
+
+
+def folder_with_bomb(tmp: Path) -> Path:
+    for c in ("a", "b"):
+        (tmp / "imgs" / c).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp / "imgs" / c / "ok.png")
+    png_header_only(tmp / "imgs" / "a" / "big.png", 30000, 30000)
+    return tmp / "imgs"
+
+
+def yaml_file(tmp: Path, text: str) -> str:
+    (tmp / "r.yaml").write_text(text)
+    return str(tmp / "r.yaml")
+
+
+def a_file(tmp: Path) -> Path:
+    (tmp / "file").write_text("")
+    return tmp / "file"
+
+
+def an_image(tmp: Path) -> Path:
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp / "ok.png")
+    return tmp / "ok.png"
+
+
+def env_then(argv: list[str], key: str, value: str) -> list[str]:
+    os.environ[key] = value
+    return argv
+
+
+@pytest.mark.parametrize("build, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_line_and_exit_2(build, message, run, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CNNLAB_MAX_PIXELS", raising=False)
+    argv = build(tmp_path, run)
+    try:
+        assert main(argv) == 2
+    finally:
+        os.environ.pop("CNNLAB_MAX_PIXELS", None)
+    assert message in one_error_line(capsys)
+    assert not (tmp_path.parent / "x").exists() and not Path("/tmp/x/config.yaml").exists()
+
+
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys):
+    assert main(["train", "--dataset", "npz:/no/such.npz", "--out-dir", str(tmp_path), "--name", "a"]) == 2
+    assert main(["train", "--model", "nope", "--out-dir", str(tmp_path), "--name", "b"]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_skips_bad_files_and_names_each(run, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "bad1.png").write_text("not an image")
+    png_header_only(folder / "bad2.png", 30000, 30000)
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().strip().splitlines()) == 1 + 3
+    err = capsys.readouterr().err
+    assert "skipped" in err and "bad1.png is not a readable image" in err and "bad2.png has 900,000,000" in err
+    assert main(["predict", str(run), str(folder), "--strict"]) == 2
+    assert "bad1.png is not a readable image" in one_error_line(capsys)
+
+
+def test_run_files_follow_the_umask(run):
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in ("metrics.json", "config.yaml", "weights/last.safetensors", "report.html"):
+        assert (run / f).stat().st_mode & 0o777 == 0o666 & ~mask, f
+
+
+def test_git_is_asked_only_in_cnnlabs_own_checkout(tmp_path):
+    from cnnlab.env import source_checkout
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "someone-elses-app"\n')
+    assert source_checkout(tmp_path) is None  # a user's repository is never described or locked
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "cnnlab"\n')
+    assert source_checkout(tmp_path) == tmp_path
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_bytes_where_a_file_goes_never_give_a_traceback(seed, run, tmp_path, capsys):
+    rng = np.random.default_rng(seed)
+    blob = rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8).tobytes()
+    (tmp_path / "x.png").write_bytes(blob)
+    (tmp_path / "x.npz").write_bytes(blob)
+    (tmp_path / "x.yaml").write_bytes(blob)
+    copy = broken_copy(run, tmp_path, blob)
+    calls = [["predict", str(run), str(tmp_path / "x.png")],
+             ["train", "--dataset", f"npz:{tmp_path / 'x.npz'}", "--out-dir", str(tmp_path / "o")],
+             ["train", "--config", str(tmp_path / "x.yaml"), "--epochs", "1", "--limit-train", "100",
+              "--out-dir", str(tmp_path / "o"), "--name", "y"],
+             ["evaluate", str(copy)]]
+    for argv in calls:
+        assert main(argv) in (0, 2), argv
+    capsys.readouterr()
+
+
+def test_the_real_command_prints_one_line_for_a_bad_file(tmp_path):
+    png_header_only(tmp_path / "big.png", 30000, 30000)
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--dataset",
+                           f"npz:{tmp_path / 'big.png'}", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
