@@ -20,16 +20,18 @@ from pathlib import Path
 from common import append_result, machine
 
 from cnnlab.analysis import load_results
+from cnnlab.config import TrainConfig
+from cnnlab.evaluate.predict import use_bf16
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="default: cnnlab run's own (1)")
     p.add_argument("--busy", action="store_true", help="keep one core busy during the run")
     a = p.parse_args()
     out = tempfile.mkdtemp()
-    cmd = [sys.executable, "-m", "cnnlab", "run", "--out-dir", out, "--name", "bench",
-           "--threads", str(a.threads)]
+    cmd = [sys.executable, "-m", "cnnlab", "run", "--out-dir", out, "--name", "bench"]
+    cmd += [] if a.threads is None else ["--threads", str(a.threads)]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if a.busy else None
     try:
         t0 = time.perf_counter()
@@ -42,7 +44,10 @@ def main() -> None:
     models = load_results(Path(out) / "bench", "mlp_vs_cnn")[0][0].result["models"]
     accs = ", ".join(f"{m['model']} {100 * m['accuracy']:.2f}%" for m in models)
     load = "one other busy process" if a.busy else "quiet"
-    line = f"{wall:.1f} s wall ({load}, threads {a.threads or 'default'}); {steps}; test accuracy {accs}"
+    threads = "cnnlab run's default 1" if a.threads is None else a.threads or "torch's default"
+    bf16 = use_bf16(TrainConfig(), "cpu")
+    line = (f"{wall:.1f} s wall ({load}, threads {threads}, precision auto = "
+            f"{'bf16' if bf16 else 'fp32'}); {steps}; test accuracy {accs}")
     print(line)
     append_result("`cnnlab run` on digits (whole lecture)", line, " ".join(["python", *sys.argv]),
                   machine())

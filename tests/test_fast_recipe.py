@@ -144,3 +144,24 @@ def test_the_fast_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
     run = cnnlab.load_run(tmp_path / "fast")
     assert run.config.lookahead and run.config.tta == 2 and run.config.alternate_flips
     assert run.metrics["accuracy"] > 0.5  # 4 classes: chance is 0.25
+
+
+def test_precision_auto_picks_bf16_where_the_cpu_has_amx(monkeypatch):
+    import cnnlab.evaluate.predict as P
+
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
+    assert P.use_bf16(TrainConfig(), "cpu") and not P.use_bf16(TrainConfig(precision="fp32"), "cpu")
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert not P.use_bf16(TrainConfig(), "cpu") and P.use_bf16(TrainConfig(precision="bf16"), "cpu")
+    assert P.use_bf16(TrainConfig(), "cuda")
+
+
+def test_a_bf16_run_evaluates_to_its_own_metrics(tmp_path):
+    cfg = TrainConfig(model="lenet5", epochs=2, limit_train=300, precision="bf16",
+                      out_dir=str(tmp_path), name="b")
+    run = cnnlab.train(cfg, log=lambda s: None, report=False)
+    assert run.evaluate()["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    fp32 = cnnlab.train(cfg.__class__(**(cfg.to_dict() | {"precision": "fp32", "name": "f"})),
+                        log=lambda s: None, report=False)
+    assert run.metrics["loss"] != fp32.metrics["loss"]  # bf16 really ran
+    assert abs(run.metrics["accuracy"] - fp32.metrics["accuracy"]) < 0.1

@@ -32,7 +32,7 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
-from cnnlab.evaluate.predict import predict_probs, tta_level
+from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 from cnnlab.log import Log, last_epoch_only
 from cnnlab.models import ImageClassifier
 from cnnlab.training.trainer import fit
@@ -128,5 +128,5 @@ def train_nodes(base: ImageClassifier, cfg: TrainConfig, data: RunData, groups: 
                            model=node_model(base, classes), log=last_epoch_only(log, f"node {g}"),
                            progress=False)
             node_probs.append(predict_probs(model.cpu(), data.val.x, tta=tta_level(cfg),
-                                            flip=data.flip_ok)[0])
+                                            flip=data.flip_ok, bf16=use_bf16(cfg, "cpu"))[0])
     return node_probs

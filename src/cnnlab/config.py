@@ -80,6 +80,9 @@ class TrainConfig:
         "in config.yaml, since a CPU run repeats exactly for a given count")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
+    precision: str = _f(
+        "auto", "fp32, bf16 (autocast, fp32 master weights) or auto: bf16 on CUDA and on CPUs "
+        "with AMX-BF16 (measured 2.4-3.3x faster for fastnet), fp32 elsewhere")
     compile: bool = _f(False, "compile the model with torch.compile")
     sync_bn: bool = _f(False, "distributed training: synchronise BatchNorm statistics across ranks")
     eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)")
@@ -106,6 +109,7 @@ class TrainConfig:
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
+            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
             (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
             (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),

@@ -23,6 +23,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def source_checkout(root: Path | None = None) -> Path | None:
     """The cnnlab git checkout this package runs from (an editable install), else None.
 
@@ -69,6 +81,8 @@ def environment(device: torch.device | str = "cpu") -> dict:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_bf16": "amx_bf16" if "amx_bf16" in cpu_flags() else
+                    "avx512_bf16" if "avx512_bf16" in cpu_flags() else None,
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": gpu,

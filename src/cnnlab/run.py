@@ -31,7 +31,7 @@ from cnnlab.data import RunData, data_for, load_dataset
 from cnnlab.env import code_version, environment, torch_threads
 from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.evaluate import classification_report, predict_probs
-from cnnlab.evaluate.predict import tta_level
+from cnnlab.evaluate.predict import tta_level, use_bf16
 from cnnlab.io import atomic_write, atomic_write_json
 from cnnlab.log import Log, last_epoch_only
 from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats
@@ -130,7 +130,7 @@ class Run:
         model = self.load_model(which)
         tta = tta_level(self.config) if tta is None else tta
         return predict_probs(model, x, tta=tta, channels_last=self.config.channels_last,
-                             flip=self.flip_ok())[0]
+                             flip=self.flip_ok(), bf16=use_bf16(self.config, "cpu"))[0]
 
     def evaluate(self, dataset: str | None = None, split: str = "test", which: str = "last",
                  data_dir: str | None = None) -> dict:
@@ -146,7 +146,7 @@ class Run:
                               f"reads {expected}; evaluate on data of the shape it was trained on")
         model = self.load_model(which)
         probs, loss = predict_probs(model, self._permuted(ds.x), tta=tta_level(self.config),
-                                    y=ds.y, flip=ds.flip_ok)
+                                    y=ds.y, flip=ds.flip_ok, bf16=use_bf16(self.config, "cpu"))
         return classification_report(probs, ds.y.numpy(), ds.classes, loss)
 
     def train_outputs(self, batch_size: int = 500) -> dict[str, np.ndarray]:
@@ -313,7 +313,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     else:
         probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
                                     channels_last=cfg.channels_last, y=data.val.y,
-                                    flip=data.flip_ok)
+                                    flip=data.flip_ok, bf16=use_bf16(cfg, device))
     y = data.val.y.numpy()
     metrics = classification_report(probs, y, data.val.classes, loss)
     stats = model_stats(model, data.train.image_shape)

@@ -7,6 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.config import TrainConfig
+from cnnlab.env import cpu_flags
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device | str) -> bool:
+    """Whether a run computes in bf16 (autocast; weights stay fp32). ``auto`` picks bf16 on
+    CUDA and on CPUs with AMX-BF16 tiles, where oneDNN runs bf16 convolutions several times
+    faster than fp32; elsewhere (no AMX: bf16 is emulated or converted) it keeps fp32."""
+    if cfg.precision != "auto":
+        return cfg.precision == "bf16"
+    return torch.device(device).type == "cuda" or "amx_bf16" in cpu_flags()
 
 
 def tta_level(cfg: TrainConfig) -> int:
@@ -19,14 +29,15 @@ def tta_level(cfg: TrainConfig) -> int:
 def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500,
                   tta: int = 0, device: torch.device | str = "cpu",
                   channels_last: bool = False, y: torch.Tensor | None = None, flip: bool = True,
-                  ) -> tuple[np.ndarray, float | None]:
+                  bf16: bool = False) -> tuple[np.ndarray, float | None]:
     """Softmax probabilities (N, K) for uint8 images (N, C, H, W), and the mean loss if ``y``.
 
     ``tta`` (test-time augmentation) averages the probabilities of several views of each image:
     1 = the image and its mirror image; 2 = those two (half the weight) and both of them shifted
     one pixel up-left and one pixel down-right (the other half), as in airbench. With
     ``flip=False`` (digits, MNIST: a mirrored 2 is not a 2) no view is mirrored: level 1 is
-    the image alone, level 2 the image (half) and its two shifts (a quarter each).
+    the image alone, level 2 the image (half) and its two shifts (a quarter each). ``bf16``
+    runs the model under bf16 autocast; the probabilities are averaged in fp32.
     """
     model.eval()
     probs, loss_sum = [], 0.0
@@ -34,7 +45,8 @@ def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500
         xb = x[start: start + batch_size].to(device, non_blocking=True).float().div_(255)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        p = sum(w * model(view).float().softmax(-1) for w, view in tta_views(xb, int(tta), flip))
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+            p = sum(w * model(view).float().softmax(-1) for w, view in tta_views(xb, int(tta), flip))
         if y is not None:
             yb = y[start: start + batch_size].to(device)
             loss_sum += float(F.nll_loss(p.clamp_min(1e-12).log(), yb, reduction="sum"))

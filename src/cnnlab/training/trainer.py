@@ -21,7 +21,7 @@ from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
 from cnnlab.data.augment import alternating_flip_mask, augment
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate.predict import predict_probs, tta_level
+from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 from cnnlab.log import Log
 from cnnlab.models import ImageClassifier, create_model
 from cnnlab.robustness.training import adversarial_batch
@@ -96,7 +96,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         lr = lr_at(state.step, *schedule, cfg.lr, cfg.schedule)
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        # 3. Forward (bf16 autocast on CUDA), loss, backward, step; then weight averaging.
+        # 3. Forward (bf16 autocast where it pays), loss, backward, step; then weight averaging.
         loss, logits = train_step(model, optimizer, xb, yb, cfg, device, (state.epoch, i))
         if ema is not None:
             ema.update_parameters(model)
@@ -117,7 +117,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
 def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig,
                device: torch.device, where: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, loss, backward and one optimizer step; a non-finite loss stops the run."""
-    with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)):
         logits = model(xb)
     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
     if not torch.isfinite(loss):
@@ -141,7 +141,8 @@ def _bar(total: int, desc: str, progress: bool):
 def evaluate(model, data: RunData, cfg: TrainConfig, device: torch.device):
     """Probabilities on the validation set, and the loss and accuracy they give."""
     probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
-                                channels_last=cfg.channels_last, y=data.val.y, flip=data.flip_ok)
+                                channels_last=cfg.channels_last, y=data.val.y, flip=data.flip_ok,
+                                bf16=use_bf16(cfg, device))
     acc = float((probs.argmax(1) == data.val.y.numpy()).mean())
     return probs, loss, acc
 
