@@ -176,3 +176,15 @@ def test_an_interrupted_run_names_its_folder(tmp_path):
     with pytest.raises(Interrupted) as caught:
         cnnlab.train(tiny(tmp_path, epochs=2), log=stop)
     assert str(caught.value.run_dir) == str(tmp_path / "runs" / "r")
+
+
+def test_time_to_accuracy_is_the_first_crossing_in_training_seconds(tmp_path):
+    from cnnlab.training.state import time_to_accuracy
+
+    history = [{"val_acc": 0.80, "train_elapsed": 10.0}, {"val_acc": None, "train_elapsed": 20.0},
+               {"val_acc": 0.91, "train_elapsed": 30.0}, {"val_acc": 0.89, "train_elapsed": 40.0}]
+    assert time_to_accuracy(history) == {"0.85": 30.0, "0.90": 30.0, "0.93": None, "0.94": None}
+    run = cnnlab.train(tiny(tmp_path, epochs=2), log=lambda s: None, report=False)
+    tta = run.metrics["time_to_accuracy"]
+    assert set(tta) == {"0.85", "0.90", "0.93", "0.94"}
+    assert all(v is None or 0 < v <= run.metrics["train_time_s"] for v in tta.values())

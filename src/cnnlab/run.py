@@ -37,6 +37,7 @@ from cnnlab.log import Log, last_epoch_only
 from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
+from cnnlab.training.state import time_to_accuracy
 from cnnlab.training.trainer import fit
 
 RUN_FORMAT = 2
@@ -322,6 +323,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         params=stats.params, first_layer_params=stats.first_layer_params, macs=stats.macs,
         train_time_s=state.elapsed, train_images_per_s=state.images_seen / max(state.elapsed, 1e-9),
         best_epoch=state.best_epoch, best_val_acc=state.best_acc,
+        time_to_accuracy=time_to_accuracy(state.history),
         n_train=len(data.train), environment=environment(device),
     )
     atomic_write_json(run_dir / "metrics.json", metrics)

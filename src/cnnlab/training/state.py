@@ -13,7 +13,9 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.optim import Lookahead
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
-           "epoch_time", "elapsed"]
+           "epoch_time", "elapsed", "train_elapsed"]
+THRESHOLDS = (0.85, 0.90, 0.93, 0.94)
+"""Validation accuracies whose first crossing a run records (time to accuracy)."""
 
 
 @dataclass
@@ -23,6 +25,8 @@ class TrainState:
     best_acc: float = -1.0
     best_epoch: int = -1
     elapsed: float = 0.0
+    train_elapsed: float = 0.0
+    """Seconds spent training (evaluation excluded)."""
     images_seen: int = 0
     history: list[dict] = field(default_factory=list)
     # The last epoch's validation (probabilities, loss), kept so that finish_run need not
@@ -77,3 +81,15 @@ def load_training_state(path: Path, model, optimizer, ema,
         for k, v in ckpt.strip_prefix("lookahead.", tensors).items():
             lookahead.slow[k].copy_(v)
     return TrainState(**meta["train_state"])
+
+
+def time_to_accuracy(history: list[dict], thresholds=THRESHOLDS) -> dict[str, float | None]:
+    """For each threshold, the training seconds (evaluation excluded) after which validation
+    accuracy first reached it, or None. Only evaluated epochs count: with --eval-every 1 the
+    answer is exact to the epoch. The schedule depends on the run's length, so a shorter run
+    needs its own schedule rather than this early crossing."""
+    out: dict[str, float | None] = {}
+    for t in thresholds:
+        hit = next((r for r in history if r.get("val_acc") is not None and r["val_acc"] >= t), None)
+        out[f"{t:.2f}"] = hit.get("train_elapsed") if hit else None
+    return out

@@ -192,12 +192,13 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
                                                 schedule, device, progress, lookahead)
+        state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc}
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device)
         epoch_time = time.perf_counter() - t0
         state.elapsed += epoch_time
-        row.update(epoch_time=epoch_time, elapsed=state.elapsed)
+        row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed)
         state.history.append(row)
         state.epoch += 1
         if dist_.is_main():  # rank 0 alone writes the run folder
