@@ -42,7 +42,8 @@ def point(width: float, epochs: int, seed: int, data: str, precision: str) -> di
     wall = time.perf_counter() - t0
     m = json.loads((Path(out) / "p" / "metrics.json").read_text())
     return {"date": time.strftime("%Y-%m-%d"), "width": width, "widths": "/".join(map(str, widths)),
-            "epochs": epochs, "seed": seed, "precision": precision, "val_acc": m["accuracy"],
+            "epochs": epochs, "seed": seed, "precision": m.get("precision", precision),
+            "val_acc": m["accuracy"],
             "wall_s": round(wall, 1), "train_s": round(m["train_time_s"], 1)}
 
 
@@ -111,8 +112,8 @@ def main() -> None:
                             w.writeheader()
                         w.writerow(r)
                     line = (f"width {width:g} ({r['widths']}), {epochs} epochs, seed {seed}, "
-                            f"{r['precision']}: val acc {100 * r['val_acc']:.2f}% in {r['wall_s']:.0f} s wall "
-                            f"({r['train_s']:.0f} s training)")
+                            f"{r['precision']}: val acc {100 * r['val_acc']:.2f}% in "
+                            f"{r['wall_s']:.0f} s wall ({r['train_s']:.0f} s training)")
                     print(line, flush=True)
                     append_result("frontier point, cifar10_fast.yaml tricks", line,
                                   " ".join(["python", *sys.argv]), machine())

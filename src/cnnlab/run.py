@@ -324,6 +324,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         train_time_s=state.elapsed, train_images_per_s=state.images_seen / max(state.elapsed, 1e-9),
         best_epoch=state.best_epoch, best_val_acc=state.best_acc,
         time_to_accuracy=time_to_accuracy(state.history),
+        precision="bf16" if use_bf16(cfg, device) else "fp32",
         n_train=len(data.train), environment=environment(device),
     )
     atomic_write_json(run_dir / "metrics.json", metrics)
