@@ -62,10 +62,12 @@ def run_section(ctx: ReportContext) -> Section:
     env = m.get("environment", {})
     head = kpis([("accuracy", pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
                   ("MACs per image", f"{m['macs']:,}"), ("training time", f"{m['train_time_s']:.1f} s"),
-                  ("images / s (train)", f"{m['train_images_per_s']:,.0f}")])
+                  ("images / s (train)", f"{m['train_images_per_s']:,.0f}"),
+                  ("computed in", m.get("precision", "fp32"))])
     keys = ["dataset", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
             "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "tta",
-            "crop_padding", "flip", "cutout", "val_split", "val_seed", "seed", "threads"]
+            "crop_padding", "flip", "cutout", "val_split", "val_seed", "seed", "threads",
+            "precision"]
     defaults = type(cfg)().to_dict()  # and every other setting the run changed
     keys += [k for k, v in cfg.to_dict().items() if k not in keys and v != defaults[k]
              and k not in ("name", "out_dir", "data_dir")]
