@@ -75,7 +75,13 @@ def plot(rows: list[dict], path: Path) -> None:
     best = frontier(rows)
     ax.plot([float(r["wall_s"]) / 60 for r in best], [100 * float(r["val_acc"]) for r in best],
             color="black", lw=1, ls="--", label="frontier")
-    ax.set(xscale="log", xlabel="wall time of the whole cnnlab train command (min, log scale)",
+    ax.set_xscale("log")
+    minutes = [float(r["wall_s"]) / 60 for r in rows]
+    ticks = [t for t in (0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90)
+             if min(minutes) / 1.5 <= t <= max(minutes) * 1.5]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="wall time of the whole cnnlab train command (min, log scale)",
            ylabel="validation accuracy (%)", title="fastnet on CIFAR-10: accuracy against time "
            "(labels: epochs)")
     ax.grid(True, which="both", alpha=0.3)
