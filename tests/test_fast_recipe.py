@@ -165,3 +165,20 @@ def test_a_bf16_run_evaluates_to_its_own_metrics(tmp_path):
                         log=lambda s: None, report=False)
     assert run.metrics["loss"] != fp32.metrics["loss"]  # bf16 really ran
     assert abs(run.metrics["accuracy"] - fp32.metrics["accuracy"]) < 0.1
+
+
+def test_progressive_resizing_grows_the_image_side_to_full_size():
+    from cnnlab.data.augment import progressive_size, resize_batch
+
+    assert [progressive_size(32, 20, 3, e) for e in range(5)] == [20, 24, 28, 32, 32]
+    assert [progressive_size(32, 0, 3, e) for e in range(2)] == [32, 32]  # off
+    x = torch.rand(2, 3, 32, 32)
+    assert resize_batch(x, 20).shape == (2, 3, 20, 20) and resize_batch(x, 32) is x
+
+
+def test_a_progressively_resized_run_trains_and_evaluates_at_full_size(tmp_path):
+    cfg = TrainConfig(dataset="shapes", model="fastnet", model_kwargs={"widths": [8, 16, 16]},
+                      epochs=2, limit_train=256, resize_start=16, resize_epochs=1,
+                      out_dir=str(tmp_path), name="r")
+    run = cnnlab.train(cfg, log=lambda s: None, report=False)
+    assert run.metrics["accuracy"] > 0 and run.evaluate()["accuracy"] == run.metrics["accuracy"]

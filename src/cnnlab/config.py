@@ -69,6 +69,10 @@ class TrainConfig:
         False, "flip each image in every other epoch (random phase per image) instead of at "
         "random each epoch: no image is seen unflipped twice in a row (airbench)")
     cutout: int = _f(0, "side of a random square erased from each training image (0: off)")
+    resize_start: int = _f(
+        0, "progressive resizing: train the first epochs on images downscaled to this side, "
+        "growing to full size by resize_epochs (0: off); evaluation is always at full size")
+    resize_epochs: int = _f(0, "progressive resizing: epochs until images reach full size")
     adv: str = _f("", "adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
     adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works")
     adv_steps: int = _f(7, "PGD steps per batch in adversarial training")
@@ -108,6 +112,8 @@ class TrainConfig:
             (self.val_split >= 0, "val_split must be >= 0"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
+            (self.resize_start >= 0 and self.resize_epochs >= 0,
+             "resize_start and resize_epochs must be >= 0"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (self.eval_every >= 1, "eval_every must be at least 1"),

@@ -62,3 +62,21 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 0, flip: bool = Fa
     if flip:
         x = random_flip(x, gen, flip_mask)
     return cutout(x, cutout_size, gen)
+
+
+def progressive_size(full: int, start: int, epochs: int, epoch: int) -> int:
+    """Image side for ``epoch`` under progressive resizing: ``start`` at epoch 0, growing
+    linearly to ``full`` at epoch ``epochs`` (even sides only), ``full`` from then on or when
+    ``start`` is 0. Early epochs cost about (side / full)^2 of a full one."""
+    if not start or epoch >= epochs or start >= full:
+        return full
+    side = start + (full - start) * epoch / epochs
+    return min(full, 2 * round(side / 2))
+
+
+def resize_batch(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Downscale a batch (B, C, H, W) to side x side (antialiased bilinear); same side: as is."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    return torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear",
+                                           antialias=True, align_corners=False)

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
-from cnnlab.data.augment import alternating_flip_mask, augment
+from cnnlab.data.augment import alternating_flip_mask, augment, progressive_size, resize_batch
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 from cnnlab.log import Log
@@ -77,6 +77,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     flip = cfg.flip and data.flip_ok
     flip_mask = (alternating_flip_mask(len(x), state.epoch, epoch_seed(cfg.seed, 0, 2))
                  if flip and cfg.alternate_flips else None)
+    side = progressive_size(x.shape[-1], cfg.resize_start, cfg.resize_epochs, state.epoch)
     totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
     for i in range(steps):
@@ -87,6 +88,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         yb = y[idx].to(device, non_blocking=True)
         xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout,
                      flip_mask=None if flip_mask is None else flip_mask[idx.cpu()])
+        xb = resize_batch(xb, side)  # progressive resizing: smaller images in early epochs
         xb, yb = dist_.shard(xb), dist_.shard(yb)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
