@@ -74,10 +74,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     steps = len(x) // batch  # drop the last partial batch; each epoch reshuffles
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
     order = torch.randperm(len(x), generator=gen).to(x.device)
-    flip = cfg.flip and data.flip_ok
-    flip_mask = (alternating_flip_mask(len(x), state.epoch, epoch_seed(cfg.seed, 0, 2))
-                 if flip and cfg.alternate_flips else None)
-    side = progressive_size(x.shape[-1], cfg.resize_start, cfg.resize_epochs, state.epoch)
+    augment_batch = epoch_augmentation(data, cfg, state.epoch)
     totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
     for i in range(steps):
@@ -86,10 +83,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         #    and keep this rank's slice (all of it in a single process).
         xb = x[idx].to(device, non_blocking=True).float().div_(255)
         yb = y[idx].to(device, non_blocking=True)
-        xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout,
-                     flip_mask=None if flip_mask is None else flip_mask[idx.cpu()])
-        xb = resize_batch(xb, side)  # progressive resizing: smaller images in early epochs
-        xb, yb = dist_.shard(xb), dist_.shard(yb)
+        xb, yb = dist_.shard(augment_batch(xb, idx, gen)), dist_.shard(yb)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         if cfg.adv:  # adversarial training: train on attacked images instead
@@ -114,6 +108,24 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         bar.close()
     loss_sum, correct, n = dist_.all_sum(totals).tolist()  # every rank's images count
     return loss_sum / n, correct / n
+
+
+def epoch_augmentation(data: RunData, cfg: TrainConfig, epoch: int):
+    """This epoch's augmentation of a batch (images in [0, 1], their indices, the generator):
+    translation, flips (alternating ones keep a per-image phase), cutout, and the image side
+    of progressive resizing."""
+    x = data.train.x
+    flip = cfg.flip and data.flip_ok
+    mask = (alternating_flip_mask(len(x), epoch, epoch_seed(cfg.seed, 0, 2))
+            if flip and cfg.alternate_flips else None)
+    side = progressive_size(x.shape[-1], cfg.resize_start, cfg.resize_epochs, epoch)
+
+    def apply(xb: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout,
+                     flip_mask=None if mask is None else mask[idx.cpu()])
+        return resize_batch(xb, side)
+
+    return apply
 
 
 def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig,
