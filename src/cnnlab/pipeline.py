@@ -101,6 +101,9 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
     analyses = [a for a in load_all() if a.in_main_job]
     for step, a in enumerate(analyses, start=2):
         log(f"== {step}. {a.title} ==")
+        if a.missing():
+            log(f"   skipped: {a.missing()}")
+            continue
         t = time.perf_counter()
         run_analysis(run, a.name, log=log, **a.budget(run, full))
         times.append((a.name, time.perf_counter() - t))

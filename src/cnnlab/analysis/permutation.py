@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from cnnlab.analysis._subject import other_config
 from cnnlab.analysis.registry import Analysis, SectionContext, register
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
@@ -75,14 +76,10 @@ def permutation(run: Run, *, cnn: str = "lenet5", cnn_kwargs: dict | None = None
 
 def _base_config(run: Run, dataset: str, image_size: int, limit_train: int, epochs: int,
                  recipe: dict) -> TrainConfig:
-    cfg = run.config.to_dict() | recipe
-    cfg |= {"crop_padding": 0, "cutout": 0, "flip": False, "alternate_flips": False, "tta": 0,
-            "permute_pixels": False}
-    if dataset and dataset != cfg["dataset"]:
-        cfg |= {"dataset": dataset, "image_size": image_size, "val_split": 0.0, "limit_train": 0}
-    cfg["limit_train"] = limit_train or cfg["limit_train"]
-    cfg["epochs"] = epochs or cfg["epochs"]
-    return TrainConfig.from_dict(cfg)
+    """The arms' recipe: the run's (or ``recipe``'s), without augmentation or TTA."""
+    no_augmentation = {"crop_padding": 0, "cutout": 0, "flip": False, "alternate_flips": False,
+                       "tta": 0, "permute_pixels": False}
+    return other_config(run, dataset, image_size, limit_train, epochs, recipe | no_augmentation)
 
 
 def _correct(sub: Run):

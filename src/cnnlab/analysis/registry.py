@@ -70,6 +70,16 @@ class Analysis:
     full: Budget = field(default_factory=dict)
     """Options for ``cnnlab run --full`` and benchmarks."""
     in_main_job: bool = True
+    needs: tuple[str, str] | None = None
+    """(module, extra) of an optional dependency, e.g. ("captum", "explain")."""
+
+    def missing(self) -> str:
+        """'' if the analysis can run here, else what to install."""
+        import importlib.util
+
+        if self.needs is None or importlib.util.find_spec(self.needs[0]) is not None:
+            return ""
+        return f"pip install 'cnnlab[{self.needs[1]}]' (it needs {self.needs[0]})"
 
     def options(self) -> dict[str, inspect.Parameter]:
         """The keyword options of ``compute`` (everything after ``run`` except ``log``)."""

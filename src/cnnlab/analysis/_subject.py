@@ -1,0 +1,24 @@
+"""The model an analysis looks at: the run's own, or one trained with the run's recipe on other
+data, for analyses whose claim the run's data cannot show (8x8 digits are too small for
+locality or for readable attribution maps)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnlab.config import TrainConfig
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+
+def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: int = 0,
+                 epochs: int = 0, recipe: dict | None = None) -> TrainConfig:
+    """The run's config with ``recipe`` applied and, if given, another dataset (its own test
+    split, or its 10% hold-out), another training-set size and another number of epochs."""
+    cfg = run.config.to_dict() | (recipe or {})
+    if dataset and dataset != cfg["dataset"]:
+        cfg |= {"dataset": dataset, "image_size": image_size, "val_split": 0.0, "limit_train": 0}
+    cfg["limit_train"] = limit_train or cfg["limit_train"]
+    cfg["epochs"] = epochs or cfg["epochs"]
+    return TrainConfig.from_dict(cfg)

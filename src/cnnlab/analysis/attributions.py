@@ -1,0 +1,242 @@
+"""Which pixels made the prediction: attribution maps, with their sanity check and faithfulness.
+
+The maps come from Captum (explain/attributions.py). For a gallery of evaluation images
+(confidently right, confidently wrong, least confident) every method's map is drawn beside
+the image; on a seeded sample, the cascading-randomization sanity check (Adebayo et al. 2018)
+says which methods explain the model rather than the image, and deletion/insertion curves
+(Petsiuk et al. 2018) measure which method is most faithful to this model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis._subject import other_config
+from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.viz.html import esc, img, para, table
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion")
+UNTRUSTED = 0.5
+"""A full-randomization rank correlation above this: the map survives the model's destruction."""
+
+
+def attributions(run: Run, *, methods: tuple[str, ...] = METHODS, n: int = 16, index: int = -1,
+                 image: str = "", dataset: str = "", image_size: int = 0, limit_train: int = 0,
+                 epochs: int = 0, model: str = "", model_kwargs: dict | None = None,
+                 recipe: dict | None = None, log: Log = print) -> dict:
+    """Attribution maps for a gallery of images, their sanity check and their faithfulness.
+
+    Args:
+        methods: attribution methods (comma-separated): saliency, integrated_gradients,
+            smoothgrad, gradcam, occlusion.
+        n: evaluation images (a seeded sample) for the sanity check and the faithfulness curves.
+        index: also show this evaluation image (-1: none).
+        image: also show this image file.
+        dataset: explain a model trained with the run's recipe on this dataset (empty: the
+            run's own model).
+        image_size: image side for that dataset (shapes, folders); 0: its default.
+        limit_train: train that model on this many images (0: all).
+        epochs: epochs for that model (0: the run's).
+        model: that model's name (empty: the run's).
+        model_kwargs: that model's arguments, e.g. {widths: [16, 32, 64]}.
+        recipe: training settings to change from the run's for that model, e.g. {lr: 0.2}.
+    """
+    from cnnlab.explain.attributions import check_methods
+
+    check_methods(methods)
+    if n < 2:
+        raise CnnlabError(f"attributions need n >= 2 images for the checks, got {n}")
+    subject = _subject(run, dataset, image_size, limit_train, epochs, model, model_kwargs, recipe, log)
+    net, data = subject.load_model(), subject.data()
+    if not -1 <= index < len(data.val):
+        raise CnnlabError(f"--index {index} is out of range: the evaluation set has {len(data.val)} "
+                          f"images (0 .. {len(data.val) - 1}, or -1 for none)")
+    gallery = _gallery(subject, net, data, index, image, list(methods), log)
+    checks = _checks(net, data.val.sample(n, subject.config.seed), list(methods), log)
+    result = {"subject": str(subject.path), "dataset": subject.config.dataset,
+              "model": subject.config.model, "methods": list(methods), "n": n,
+              "input_shape": subject.meta["input_shape"], "run_dataset": run.config.dataset,
+              "gallery": gallery.pop("rows"), "arrays": gallery} | checks
+    return result
+
+
+def _subject(run: Run, dataset, image_size, limit_train, epochs, model, model_kwargs, recipe,
+             log: Log) -> Run:
+    if not (dataset or model or limit_train or epochs or recipe):
+        return run
+    cfg = other_config(run, dataset, image_size, limit_train, epochs, recipe)
+    if model:
+        cfg.model, cfg.model_kwargs = model, model_kwargs or {}
+    cfg = type(cfg).from_dict(cfg.to_dict())  # validated again
+    return run.subrun(cfg, f"explain-{cfg.model}", log)
+
+
+def _gallery(subject: Run, net, data, index: int, image: str, methods: list[str], log: Log) -> dict:
+    """Images (confidently right, confidently wrong, least confident, and any asked for) with
+    each method's map for the predicted class."""
+    import numpy as np
+    import torch
+
+    from cnnlab.data.files import read_image
+    from cnnlab.explain.attributions import attribute
+
+    sample = data.val.sample(500, subject.config.seed)
+    with torch.no_grad():
+        probs = net(sample.x.float() / 255).softmax(1)
+    conf, pred = probs.max(1)
+    right, wrong = torch.nonzero(pred == sample.y).flatten(), torch.nonzero(pred != sample.y).flatten()
+    picks = [(i, "confident, right") for i in right[conf[right].argsort(descending=True)][:2].tolist()]
+    picks += [(i, "confident, wrong") for i in wrong[conf[wrong].argsort(descending=True)][:2].tolist()]
+    picks += [(i, "least confident") for i in conf.argsort()[:2].tolist()]
+    x = sample.x[[i for i, _ in picks]]
+    labels = [(int(sample.y[i]), kind) for i, kind in picks]
+    if index >= 0:
+        x = torch.cat([x, data.val.x[index: index + 1]])
+        labels += [(int(data.val.y[index]), f"#{index}")]
+    if image:
+        c, h, _ = subject.meta["input_shape"]
+        extra = torch.from_numpy(read_image(image, h, "L" if c == 1 else "RGB")).permute(2, 0, 1)
+        x, labels = torch.cat([x, extra[None]]), labels + [(-1, image)]
+    xf = x.float() / 255
+    with torch.no_grad():
+        p = net(xf).softmax(1)
+    target = p.argmax(1)
+    arrays = {"images": x.numpy()} | {f"map_{m}": attribute(net, xf, target, m) for m in methods}
+    classes = subject.classes
+    rows = [{"kind": kind, "label": classes[y] if y >= 0 else "?", "predicted": classes[int(t)],
+             "confidence": float(p[k, t])}
+            for k, ((y, kind), t) in enumerate(zip(labels, target, strict=True))]
+    log(f"attribution gallery: {len(rows)} images x {len(methods)} methods")
+    return {"rows": rows, **{k: np.asarray(v) for k, v in arrays.items()}}
+
+
+def _checks(net, sample, methods: list[str], log: Log) -> dict:
+    import torch
+
+    from cnnlab.explain.attributions import attribute, faithfulness, sanity_check
+
+    x = sample.x.float() / 255
+    with torch.no_grad():
+        target = net(x).argmax(1)
+    maps = {m: attribute(net, x, target, m) for m in methods}
+    sanity = sanity_check(net, x, target, methods, maps)
+    faithful = faithfulness(net, x, target, maps)
+    for m in methods:
+        log(f"{m:>21}: rank correlation after full randomization {sanity['full'][m]:+.2f}; "
+            f"deletion AUC {faithful[m]['deletion_auc']:.3f}, insertion AUC "
+            f"{faithful[m]['insertion_auc']:.3f}")
+    log(f"{'random order':>21}: deletion AUC {faithful['random']['deletion_auc']:.3f}, insertion AUC "
+        f"{faithful['random']['insertion_auc']:.3f}")
+    return {"sanity": sanity, "faithfulness": faithful, "verdicts": _verdicts(sanity, faithful, methods)}
+
+
+def _verdicts(sanity: dict, faithful: dict, methods: list[str]) -> list[str]:
+    lines = []
+    for m in methods:
+        r = sanity["full"][m]
+        if r > UNTRUSTED:
+            lines.append(f"{m}: its maps keep a rank correlation of {r:.2f} with themselves after "
+                         "every layer is randomized: they show the image more than the model.")
+        else:
+            lines.append(f"{m}: rank correlation {r:.2f} after full randomization: the maps depend "
+                         "on the trained weights, as an explanation of the model must.")
+    best = max(methods, key=lambda m: faithful[m]["insertion_auc"] - faithful[m]["deletion_auc"])
+    rand = faithful["random"]
+    lines.append(f"Most faithful on this model: {best} (insertion minus deletion AUC "
+                 f"{faithful[best]['insertion_auc'] - faithful[best]['deletion_auc']:+.3f}; a random "
+                 f"order: {rand['insertion_auc'] - rand['deletion_auc']:+.3f}).")
+    return lines
+
+
+def section(ctx: SectionContext) -> str:
+    from cnnlab.viz import plots as P
+
+    res = ctx.result
+    body = ""
+    if res["dataset"] != res["run_dataset"]:
+        body += para(f"These maps explain a {res['model']} trained with the run's recipe on "
+                     f"{res['dataset']}: the run's own images ({res['run_dataset']}) are too small "
+                     "for a readable map.")
+    body += img(P.save(_gallery_figure(ctx.arrays, res), ctx.plots_dir, "attributions"),
+                "attribution gallery", "100%")
+    body += "<h3>Sanity check and faithfulness</h3>" + _checks_table(res)
+    body += "<ul>" + "".join(f"<li>{esc(v)}</li>" for v in res["verdicts"]) + "</ul>"
+    body += img(P.save(_sanity_figure(res), ctx.plots_dir, "attribution_sanity"), "sanity check",
+                "620px")
+    body += para(f"Sanity check (Adebayo et al. 2018): the layers are re-initialised from the top "
+                 f"down and each method's maps compared with those of the trained model by rank "
+                 f"correlation, on {res['n']} evaluation images. Faithfulness (Petsiuk et al. 2018): "
+                 "the predicted class's probability as the most important pixels are blurred away "
+                 "(deletion, lower is better) or revealed (insertion, higher is better).", note=True)
+    return body
+
+
+def _checks_table(res: dict) -> str:
+    f, s = res["faithfulness"], res["sanity"]["full"]
+    rows = [[m, f"{s[m]:+.2f}", f"{f[m]['deletion_auc']:.3f}", f"{f[m]['insertion_auc']:.3f}"]
+            for m in res["methods"]]
+    rows.append(["random order", "", f"{f['random']['deletion_auc']:.3f}",
+                 f"{f['random']['insertion_auc']:.3f}"])
+    return table(["method", "rank correlation after full randomization", "deletion AUC",
+                  "insertion AUC"], rows)
+
+
+def _gallery_figure(arrays: dict, res: dict):
+    from cnnlab.viz.plots import plt, show
+
+    methods, rows = res["methods"], res["gallery"]
+    fig, axes = plt.subplots(len(rows), len(methods) + 1, squeeze=False,
+                             figsize=(1.9 * (len(methods) + 1), 2.05 * len(rows)))
+    for r, row in enumerate(rows):
+        show(axes[r, 0], arrays["images"][r])
+        axes[r, 0].set_ylabel(f"{row['kind']}\ntrue {row['label']}", fontsize=10)
+        axes[r, 0].set_title(f"pred {row['predicted']} ({100 * row['confidence']:.0f}%)", fontsize=10,
+                             color="tab:green" if row["predicted"] == row["label"] else "tab:red")
+        for c, m in enumerate(methods, start=1):
+            axes[r, c].imshow(arrays[f"map_{m}"][r], cmap="inferno")
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(m.replace("_", " "), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _sanity_figure(res: dict):
+    from cnnlab.viz.plots import plt
+
+    cascade = res["sanity"]["cascade"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    depth = [c["layers_randomized"] for c in cascade]
+    for m in res["methods"]:
+        ax.plot(depth, [c[m] for c in cascade], marker="o", label=m.replace("_", " "))
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(xlabel=f"layers randomized, from the top (of {res['sanity']['layers']})",
+           ylabel="rank correlation with the trained model's maps", ylim=(-0.4, 1.05),
+           title="Cascading randomization")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def quick(run: Run) -> dict:
+    """In ``cnnlab run``: on images of 12 px or less a map has too few pixels to read, so a
+    small fastnet is trained on 32x32 shapes (2,000 images, 8 epochs) and explained."""
+    if max(run.meta["input_shape"][1:]) <= 12:
+        return {"dataset": "shapes", "image_size": 32, "limit_train": 2000, "epochs": 8,
+                "model": "fastnet", "model_kwargs": {"widths": [16, 32, 64]},
+                "recipe": {"lr": 0.2, "label_smoothing": 0.2, "crop_padding": 2}, "n": 16}
+    return {"n": 16}
+
+
+ANALYSIS = register(Analysis(
+    name="attributions", title="Which pixels: attribution maps", compute=attributions,
+    section=section, order=88, verb=("explain", "attributions"), quick=quick,
+    needs=("captum", "explain"),
+    full=lambda run: quick(run) | {"n": 64},
+))
