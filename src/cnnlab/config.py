@@ -43,6 +43,9 @@ class TrainConfig:
         0, "seed of the validation hold-out; fixed apart from --seed, so seeds compare models "
         "on one split")
     limit_train: int = _f(0, "train on a seeded random subset of N training images (0: all)")
+    label_noise: float = _f(
+        0.0, "flip the labels of this fraction of the training images to another class, seeded "
+        "by val_seed (a known answer for finding bad data; the flipped images are recorded)")
     permute_pixels: bool = _f(
         False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
     epochs: int = _f(20, "passes over the training set")
@@ -110,6 +113,7 @@ class TrainConfig:
             (self.tta in (0, 1, 2), "tta must be 0, 1 or 2"),
             (self.bias_lr_scale > 0, "bias_lr_scale must be positive"),
             (self.val_split >= 0, "val_split must be >= 0"),
+            (0 <= self.label_noise < 1, "label_noise must be in [0, 1)"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
             (self.resize_start >= 0 and self.resize_epochs >= 0,

@@ -330,6 +330,8 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     atomic_write_json(run_dir / "metrics.json", metrics)
     save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
     save_npz(run_dir / "examples.npz", **_examples(data, probs))
+    if data.flipped is not None:  # the known answer for data valuation
+        save_npz(run_dir / "label_noise.npz", flipped=data.flipped.numpy())
     atomic_write_json(run_dir / "weights" / "meta.json", _meta(cfg, data, model, metrics))
     write_status(run_dir, "finished", "")
     return metrics

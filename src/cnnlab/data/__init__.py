@@ -105,6 +105,8 @@ class RunData:
     val_name: str
     """``test`` (the official test split) or ``val`` (held out from train)."""
     source: str
+    flipped: torch.Tensor | None = None
+    """Indices of training images whose labels ``label_noise`` flipped (None: none were)."""
 
     @property
     def flip_ok(self) -> bool:
@@ -128,7 +130,7 @@ def permute_pixels(ds: ImageDataset, perm: torch.Tensor) -> ImageDataset:
 
 
 def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float, seed: int,
-                 limit_train: int = 0, permute: bool = False) -> RunData:
+                 limit_train: int = 0, permute: bool = False, label_noise: float = 0.0) -> RunData:
     """Load ``dataset`` and choose its evaluation set.
 
     ``val_split`` > 0 holds out that many training images (or that fraction) as validation;
@@ -156,14 +158,30 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
         perm = pixel_permutation(*train.image_shape[1:])
         train, val = permute_pixels(train, perm), permute_pixels(val, perm)
         source += f"; pixels permuted by one fixed permutation (seed {PERMUTATION_SEED})"
-    return RunData(train, val, val_name, source)
+    flipped = None
+    if label_noise:
+        train, flipped = flip_labels(train, label_noise, seed + 2)
+        source += f"; labels of {len(flipped)} training images flipped on purpose (seed {seed + 2})"
+    return RunData(train, val, val_name, source, flipped)
+
+
+def flip_labels(ds: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, torch.Tensor]:
+    """A copy of ``ds`` in which a seeded random ``fraction`` of the images carry another class's
+    label (uniform over the other classes): label noise with a known answer."""
+    gen = torch.Generator().manual_seed(seed)
+    n = int(round(fraction * len(ds)))
+    which = torch.randperm(len(ds), generator=gen)[:n].sort().values
+    shift = torch.randint(1, ds.num_classes, (n,), generator=gen)
+    y = ds.y.clone()
+    y[which] = (y[which] + shift) % ds.num_classes
+    return ImageDataset(ds.x, y, ds.classes, ds.name, ds.flip_ok, ds.extras), which
 
 
 def data_for(cfg: TrainConfig) -> RunData:
     """The data a run with this config trains and evaluates on, exactly as it was trained."""
     return prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.val_seed,
-                        cfg.limit_train, cfg.permute_pixels)
+                        cfg.limit_train, cfg.permute_pixels, cfg.label_noise)
 
 
 __all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "data_for", "list_datasets",
-           "load_dataset", "permute_pixels", "pixel_permutation", "prepare_data"]
+           "flip_labels", "load_dataset", "permute_pixels", "pixel_permutation", "prepare_data"]
