@@ -6,6 +6,7 @@ runs/<name>/
     results.csv        one row per epoch
     metrics.json       final numbers on the evaluation split (machine-readable)
     predictions.npz    evaluation probabilities and labels
+    label_noise.npz    the training images whose labels label_noise flipped (if any)
     examples.npz       sample and misclassified images for the report
     weights/{last,best}.safetensors, weights/meta.json
     analysis/<name>[-<settings hash>].json (+ .npz, .csv)   one file per analysis and setting
