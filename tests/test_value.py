@@ -10,6 +10,8 @@ from cnnlab.data import ImageDataset, flip_labels
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.valuation import brute_force_shapley, knn_shapley
 
+pytest.importorskip("cleanlab")
+
 
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_knn_shapley_equals_brute_force_shapley_over_all_subsets(k):
@@ -36,7 +38,8 @@ def test_the_value_analysis_finds_flipped_labels_far_better_than_chance(tmp_path
     review = tmp_path / "review.csv"
     res = run_analysis(run, "value", noise=0.1, export_review=str(review), log=lambda s: None)
     by = {r["ranking"]: r for r in res["detection"]["rankings"]}
-    assert by["KNN-Shapley K=5"]["precision"] > 3 * max(by["random"]["precision"], 0.1)
+    for ranking in ("KNN-Shapley K=5", "TracIn self-influence", "cleanlab (3-fold)"):
+        assert by[ranking]["precision"] > 3 * max(by["random"]["precision"], 0.1), ranking
     assert (tmp_path / "r" / "subruns").is_dir() and len(res["lowest"]) == 16
     lines = review.read_text().strip().splitlines()
     assert lines[0] == "index,label,suggested,value" and len(lines) == 17
@@ -54,3 +57,21 @@ def test_bad_value_options_are_one_line_errors(tmp_path):
                        report=False)
     with pytest.raises(CnnlabError, match="value needs 0 <= noise < 1"):
         run_analysis(run, "value", ks=("five",), log=lambda s: None)
+
+
+def test_remove_and_retrain_compares_each_ranking_with_the_model_before(tmp_path):
+    quiet = lambda s: None  # noqa: E731
+    run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=3, limit_train=300,
+                                          out_dir=str(tmp_path), name="r"), log=quiet, report=False)
+    res = run_analysis(run, "value", noise=0.2, folds=0, retrain=0.2, log=quiet)
+    rows = {r["ranking"]: r for r in res["retrain"]["rows"]}
+    assert set(rows) == {"none (the model before)", "KNN-Shapley K=5", "TracIn self-influence",
+                         "training loss", "random", "the flipped images (oracle)"}
+    oracle = rows["the flipped images (oracle)"]
+    assert oracle["removed"] == oracle["flipped_removed"] == 60
+    assert all(0 <= r["mcnemar_p"] <= 1 and r["ci"]["low"] <= r["accuracy"] <= r["ci"]["high"]
+               for name, r in rows.items() if name != "none (the model before)")
+    retrained = list((tmp_path / "r" / "subruns").glob("noisy-*/subruns/retrain-*"))
+    # one training per distinct set removed (rankings that agree share a cached sub-run)
+    assert len(retrained) == len({r.get("drop_file") for r in rows.values()} - {None})
+    assert "Remove the lowest 20% and retrain" in cnnlab.render_report(run).read_text()

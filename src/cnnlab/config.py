@@ -46,6 +46,9 @@ class TrainConfig:
     label_noise: float = _f(
         0.0, "flip the labels of this fraction of the training images to another class, seeded "
         "by val_seed (a known answer for finding bad data; the flipped images are recorded)")
+    drop_train: str = _f(
+        "", "leave out these training images: a text file of indices into the training split "
+        "(after the hold-out and limit_train), one per line (remove-and-retrain, k-fold)")
     permute_pixels: bool = _f(
         False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
     epochs: int = _f(20, "passes over the training set")
@@ -92,6 +95,9 @@ class TrainConfig:
         "with AMX-BF16 (measured 2.4-3.3x faster for fastnet), fp32 elsewhere")
     compile: bool = _f(False, "compile the model with torch.compile")
     sync_bn: bool = _f(False, "distributed training: synchronise BatchNorm statistics across ranks")
+    checkpoints: int = _f(
+        0, "also keep the model's weights at this many evenly spaced epochs "
+        "(weights/epoch-NNN.safetensors, with the epoch's learning rate), for TracIn")
     eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)")
     name: str = _f("", "run folder name under out_dir (default: dataset-model-time)")
     out_dir: str = _f("runs", "folder that holds run folders")
@@ -120,6 +126,7 @@ class TrainConfig:
              "resize_start and resize_epochs must be >= 0"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+            (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
             (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
             (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),

@@ -59,6 +59,7 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
         return Run(folder)
     cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
     cfg.name, cfg.out_dir = name, out_dir
+    cfg.checkpoints = min(4, cfg.epochs)  # for TracIn (the influence analysis)
     resume = (folder / "weights" / "last.safetensors").is_file()
     return train_run(cfg, resume=resume, log=log, progress=progress)
 

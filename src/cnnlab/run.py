@@ -9,6 +9,7 @@ runs/<name>/
     label_noise.npz    the training images whose labels label_noise flipped (if any)
     examples.npz       sample and misclassified images for the report
     weights/{last,best}.safetensors, weights/meta.json
+    weights/epoch-NNN.safetensors   weights kept at evenly spaced epochs (--checkpoints N)
     analysis/<name>[-<settings hash>].json (+ .npz, .csv)   one file per analysis and setting
     subruns/<label>-<config hash>/                          runs the analyses trained
     plots/*.png, report.html                                written by the report
@@ -120,6 +121,22 @@ class Run:
             model = model.to(memory_format=torch.channels_last)
         return model
 
+    def checkpoints(self) -> list[Path]:
+        """The weights kept at evenly spaced epochs (``--checkpoints N``), oldest first."""
+        return sorted((self.path / "weights").glob("epoch-*.safetensors"))
+
+    def tracin(self):
+        """Captum's TracInCPFast over the run's kept checkpoints and its training images."""
+        from cnnlab.explain.influence import tracin
+
+        paths = self.checkpoints()
+        if not paths:
+            raise CnnlabError(f"{self.path} kept no checkpoints, which TracIn needs; train it "
+                              f"again with --checkpoints 4 (weights at 4 evenly spaced epochs)")
+        model, train = self.load_model(), self.data().train
+        return tracin(model, model.get_classifier(), [str(p) for p in paths], _load_checkpoint,
+                      train.x, train.y)
+
     def flip_ok(self) -> bool:
         """Whether the run's data allows mirrored images (flip TTA)."""
         flip = self.meta.get("flip_ok")
@@ -193,6 +210,13 @@ class Run:
 
         ds = ImageDataset(x, torch.zeros(len(x), dtype=torch.long), ["?"])
         return permute_pixels(ds, pixel_permutation(*x.shape[2:])).x
+
+
+def _load_checkpoint(model: torch.nn.Module, path: str) -> float:
+    """Load a kept checkpoint (safetensors, never pickle) into ``model``; its learning rate."""
+    tensors, meta = ckpt.load_tensors(path)
+    model.load_state_dict(tensors)
+    return float(meta["lr"])
 
 
 def load_run(path: str | Path) -> Run:

@@ -5,7 +5,10 @@ on the model's embedding, for K = 5 and K = 10. The lowest-valued images are the
 should look at first. With ``noise`` > 0 the analysis trains a copy of the run on labels of
 which that fraction was flipped on purpose (seeded, recorded) and measures how well each
 ranking finds the flipped images: precision at k (k = the number flipped, where precision
-equals recall), against the training loss and a random order.
+equals recall), against TracIn self-influence (over kept checkpoints), the training loss,
+cleanlab's confident learning on k-fold out-of-fold probabilities (the reference library)
+and a random order. With ``retrain`` it removes the lowest-ranked images by each ranking,
+retrains, and tests the change in accuracy (McNemar, paired on the evaluation images).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lowest: int = 16,
-          export_review: str = "", log: Log = print) -> dict:
+          folds: int = 3, retrain: float = 0.0, export_review: str = "", log: Log = print) -> dict:
     """KNN-Shapley value of every training image; with noise, how well it finds flipped labels.
 
     Args:
@@ -31,38 +34,153 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
             well each ranking finds them (0: value the run's own training images).
         ks: the K of the nearest-neighbour utility (comma-separated); the first ranks images.
         lowest: how many of the lowest-valued images to show.
+        folds: k of the k-fold cross-validation whose out-of-fold probabilities feed
+            cleanlab's label-quality ranking (k extra trainings on (k-1)/k of the images;
+            0: no cleanlab ranking).
+        retrain: remove this fraction of the training images, lowest-ranked first by each
+            ranking, retrain, and compare accuracy with the model before (0: off).
         export_review: write the lowest-valued images (index, label, suggested label, value)
             to this CSV file, for relabelling.
     """
     import numpy as np
 
-    from cnnlab.explain.valuation import knn_shapley
-
-    if not 0 <= noise < 1 or lowest < 1 or not ks or not all(k.isdigit() and int(k) > 0 for k in ks):
-        raise CnnlabError("value needs 0 <= noise < 1, lowest >= 1 and ks of positive whole numbers")
-    subject = run if not noise else run.subrun(replace(run.config, label_noise=noise), "noisy", log)
+    if not (0 <= noise < 1 and 0 <= retrain < 1 and lowest >= 1 and folds >= 0 and folds != 1
+            and ks and all(k.isdigit() and int(k) > 0 for k in ks)):
+        raise CnnlabError("value needs 0 <= noise < 1, 0 <= retrain < 1, lowest >= 1, folds 0 or "
+                          ">= 2, and ks of positive whole numbers")
+    subject = run if not noise else run.subrun(
+        replace(run.config, label_noise=noise, checkpoints=min(4, run.config.epochs)), "noisy", log)
     train_out, data = subject.train_outputs(), subject.data()
-    val_emb = _embed(subject, data.val.x)
-    values = {}
-    for k in ks:
-        values[k] = knn_shapley(train_out["embeddings"], train_out["y"], val_emb,
-                                data.val.y.numpy(), int(k))
-        log(f"KNN-Shapley (K={k}) of {len(values[k]):,} training images against {len(val_emb):,} "
-            f"evaluation images: {int((values[k] < 0).sum()):,} have a negative value")
+    values = _knn_values(subject, train_out, ks, log)
     main = values[ks[0]]
     order = np.argsort(main, kind="stable")[:lowest]
     suggested = train_out["logits"].argmax(1)
     result = {"subject": str(subject.path), "noise": noise, "ks": list(ks), "n_train": len(main),
-              "classes": subject.classes, "per_class": _per_class(main, train_out["y"], subject.classes),
+              "classes": subject.classes, "folds": folds,
+              "per_class": _per_class(main, train_out["y"], subject.classes),
               "lowest": [{"index": int(i), "label": subject.classes[train_out["y"][i]],
                           "suggested": subject.classes[suggested[i]], "value": float(main[i])}
                          for i in order],
               "arrays": {"lowest_images": data.train.x[order].numpy(), "values": main.astype(np.float32)}}
+    rankings = _rankings(subject, values, train_out, folds, log)
     if data.flipped is not None:
-        result["detection"] = _detection(values, train_out["losses"], data.flipped.numpy(), log)
+        result["detection"] = _detection(rankings, data.flipped.numpy(), log)
+    if retrain:
+        result["retrain"] = _retrain(subject, rankings, retrain, data.flipped, log)
     if export_review:
         _export(export_review, result["lowest"])
     return result
+
+
+def _knn_values(subject: Run, train_out: dict, ks: tuple[str, ...], log: Log) -> dict:
+    from cnnlab.explain.valuation import knn_shapley
+
+    val = subject.data().val
+    val_emb = _embed(subject, val.x)
+    values = {}
+    for k in ks:
+        values[k] = knn_shapley(train_out["embeddings"], train_out["y"], val_emb, val.y.numpy(), int(k))
+        log(f"KNN-Shapley (K={k}) of {len(values[k]):,} training images against {len(val_emb):,} "
+            f"evaluation images: {int((values[k] < 0).sum()):,} have a negative value")
+    return values
+
+
+def _rankings(subject: Run, values: dict, train_out: dict, folds: int, log: Log) -> dict:
+    """Training images in order of suspicion (most suspect first), by each method."""
+    import numpy as np
+
+    rankings = {f"KNN-Shapley K={key}": np.argsort(v, kind="stable") for key, v in values.items()}
+    if subject.checkpoints():
+        from cnnlab.explain.influence import self_influence
+
+        rankings["TracIn self-influence"] = np.argsort(-self_influence(subject.tracin()), kind="stable")
+    else:
+        log("no kept checkpoints: no TracIn self-influence ranking (train with --checkpoints 4)")
+    rankings["training loss"] = np.argsort(-train_out["losses"], kind="stable")
+    if folds:
+        rankings[f"cleanlab ({folds}-fold)"] = _cleanlab(subject, folds, log)
+    rankings["random"] = np.random.default_rng(0).permutation(len(train_out["losses"]))
+    return rankings
+
+
+def _cleanlab(subject: Run, folds: int, log: Log):
+    """cleanlab's label-quality ranking (confident learning, self-confidence scores), fed the
+    out-of-fold probabilities of a k-fold cross-validation: every training image is scored by
+    a model that did not train on it."""
+    import numpy as np
+    from cleanlab.rank import get_label_quality_scores
+
+    train = subject.data().train
+    probs = np.zeros((len(train), len(subject.classes)), np.float32)
+    order = np.random.default_rng(subject.config.seed).permutation(len(train))
+    for f in range(folds):
+        held = np.sort(order[f::folds])
+        fold = subject.subrun(replace(subject.config, drop_train=_index_file(subject, held),
+                                      checkpoints=0), f"fold{f + 1}of{folds}", log)
+        probs[held] = fold.predict(train.x[held], tta=0)
+    log(f"cleanlab: out-of-fold probabilities from {folds} trainings on {folds - 1}/{folds} of "
+        f"the images, out-of-fold accuracy {100 * (probs.argmax(1) == train.y.numpy()).mean():.1f}%")
+    scores = get_label_quality_scores(train.y.numpy(), probs, method="self_confidence")
+    return np.argsort(scores, kind="stable")
+
+
+def _index_file(subject: Run, idx) -> str:
+    """A text file of training indices, named by its content (a config that names it is then
+    as specific as its hash)."""
+    import hashlib
+    from pathlib import Path
+
+    from cnnlab.io import atomic_write
+
+    text = "\n".join(str(int(i)) for i in idx) + "\n"
+    path = subject.path / "analysis" / f"drop-{hashlib.sha256(text.encode()).hexdigest()[:12]}.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return str(path)
+
+
+def _retrain(subject: Run, rankings: dict, fraction: float, flipped, log: Log) -> dict:
+    """Remove the lowest-ranked ``fraction`` by each ranking (and, where flipped labels are
+    known, exactly those), retrain, and compare with the model before on the evaluation set:
+    accuracy with its Wilson CI, the paired difference by McNemar's test."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from cnnlab.evaluate.stats import accuracy_ci, mcnemar
+
+    val = subject.data().val
+    y = val.y.numpy()
+    before = subject.predict(val.x).argmax(1) == y
+    n = int(round(fraction * len(next(iter(rankings.values())))))
+    first_knn = next(name for name in rankings if name.startswith("KNN-Shapley"))
+    drops = {name: np.sort(order[:n]) for name, order in rankings.items()
+             if not name.startswith("KNN-Shapley") or name == first_knn}
+    if flipped is not None:
+        drops["the flipped images (oracle)"] = flipped.numpy()
+    rows = [{"ranking": "none (the model before)", "removed": 0, "accuracy": float(before.mean()),
+             "ci": accuracy_ci(before).to_dict()}]
+    for name, drop in drops.items():
+        drop_file = _index_file(subject, drop)
+        cfg = replace(subject.config, drop_train=drop_file, checkpoints=0)
+        after = subject.subrun(cfg, "retrain", log).predict(val.x).argmax(1) == y
+        test = mcnemar(before, after)
+        rows.append({"ranking": name, "removed": len(drop), "drop_file": Path(drop_file).name,
+                     "accuracy": float(after.mean()),
+                     "ci": accuracy_ci(after).to_dict(), "mcnemar_p": test.p_value,
+                     "flipped_removed": (int(np.isin(drop, flipped.numpy()).sum())
+                                         if flipped is not None else None),
+                     "verdict": _verdict(test, after.mean() - before.mean())})
+        log(f"  retrained without {len(drop)} images by {name}: accuracy "
+            f"{100 * after.mean():.2f}% (before {100 * before.mean():.2f}%): {rows[-1]['verdict']}")
+    return {"fraction": fraction, "n_eval": len(y), "rows": rows}
+
+
+def _verdict(test, change: float) -> str:
+    if test.p_value >= 0.05:
+        return f"no significant difference (McNemar p = {test.p_value:.2g})"
+    return f"{'better' if change > 0 else 'worse'} (McNemar p = {test.p_value:.2g})"
 
 
 def _embed(run: Run, x, batch: int = 500):
@@ -85,24 +203,21 @@ def _per_class(values, y, classes: list[str]) -> list[dict]:
          "negative": int((values < 0).sum())}]
 
 
-def _detection(values: dict, losses, flipped, log: Log) -> dict:
+def _detection(rankings: dict, flipped, log: Log) -> dict:
     """Precision at k (k = number flipped) of each ranking at finding the flipped images."""
     import numpy as np
 
     from cnnlab.evaluate.stats import proportion_ci
 
     k = len(flipped)
-    truth = np.zeros(len(losses), bool)
+    truth = np.zeros(len(next(iter(rankings.values()))), bool)
     truth[flipped] = True
-    rankings = {f"KNN-Shapley K={key}": np.argsort(v, kind="stable") for key, v in values.items()}
-    rankings["training loss"] = np.argsort(-losses, kind="stable")
-    rankings["random"] = np.random.default_rng(0).permutation(len(losses))
     rows = []
     for name, order in rankings.items():
         hits = int(truth[order[:k]].sum())
         ci = proportion_ci(hits, k).to_dict()
         rows.append({"ranking": name, "k": k, "found": hits, "precision": hits / k, "ci": ci})
-        log(f"  {name:>16}: {hits} of the {k} flipped labels among its first {k} "
+        log(f"  {name:>21}: {hits} of the {k} flipped labels among its first {k} "
             f"(precision = recall = {100 * hits / k:.1f}%, 95% CI {100 * ci['low']:.1f}-"
             f"{100 * ci['high']:.1f})")
     return {"k": k, "rankings": rows}
@@ -134,6 +249,13 @@ def section(ctx: SectionContext) -> str:
         header = ["ranking (lowest value, highest loss first)", f"flipped among its first {d['k']}",
                   "precision = recall at k (95% CI)"]
         body += "<h3>Finding the flipped labels</h3>" + table(header, rows)
+        if res.get("folds"):
+            body += para(f"cleanlab ranks by its self-confidence label-quality score on out-of-fold "
+                         f"probabilities: {res['folds']} extra trainings, each on "
+                         f"{res['folds'] - 1}/{res['folds']} of the images, so every image is "
+                         "scored by a model that never saw it.", note=True)
+    if res.get("retrain"):
+        body += _retrain_table(res["retrain"])
     body += "<h3>Value per class</h3>" + table(
         ["class", "images", "mean value", "negative values"],
         [[r["class"], r["n"], f"{r['mean']:.2e}", r["negative"]] for r in res["per_class"]])
@@ -145,6 +267,17 @@ def section(ctx: SectionContext) -> str:
                      "suggested label). `cnnlab value RUN --export-review review.csv` lists them.",
                      note=True)
     return body
+
+
+def _retrain_table(r: dict) -> str:
+    rows = [[x["ranking"], x["removed"], "" if x.get("flipped_removed") is None else x["flipped_removed"],
+             f"{100 * x['accuracy']:.2f}% ({100 * x['ci']['low']:.1f}-{100 * x['ci']['high']:.1f})",
+             x.get("verdict", "")] for x in r["rows"]]
+    return (f"<h3>Remove the lowest {100 * r['fraction']:.0f}% and retrain</h3>" + table(
+        ["images removed by", "removed", "of them flipped", "accuracy (95% CI)",
+         "against the model before"], rows) +
+        para(f"Accuracy on the {r['n_eval']:,} evaluation images; the verdict pairs each retrained "
+             "model with the model before on the same images (exact McNemar test).", note=True))
 
 
 def _lowest_figure(images, rows: list[dict]):
@@ -166,12 +299,9 @@ def _lowest_figure(images, rows: list[dict]):
     return fig
 
 
-def quick(run: Run) -> dict:
-    """In ``cnnlab run``: 10% of the labels flipped, so that P@k has a known answer."""
-    return {"noise": 0.1}
-
-
 ANALYSIS = register(Analysis(
     name="value", title="Which training images: data value", compute=value, section=section,
-    order=90, verb=("value",), quick=quick, full=quick,
+    order=90, verb=("value",), needs=("cleanlab", "explain"),
+    quick={"noise": 0.1},  # 10% of the labels flipped, so that P@k has a known answer
+    full={"noise": 0.1, "retrain": 0.1},
 ))

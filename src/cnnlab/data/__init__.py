@@ -130,7 +130,8 @@ def permute_pixels(ds: ImageDataset, perm: torch.Tensor) -> ImageDataset:
 
 
 def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float, seed: int,
-                 limit_train: int = 0, permute: bool = False, label_noise: float = 0.0) -> RunData:
+                 limit_train: int = 0, permute: bool = False, label_noise: float = 0.0,
+                 drop_train: str = "") -> RunData:
     """Load ``dataset`` and choose its evaluation set.
 
     ``val_split`` > 0 holds out that many training images (or that fraction) as validation;
@@ -162,7 +163,39 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     if label_noise:
         train, flipped = flip_labels(train, label_noise, seed + 2)
         source += f"; labels of {len(flipped)} training images flipped on purpose (seed {seed + 2})"
+    if drop_train:
+        train, flipped = drop_images(train, flipped, read_indices(drop_train, len(train)))
+        source += f"; training images listed in {drop_train} left out"
     return RunData(train, val, val_name, source, flipped)
+
+
+def read_indices(path: str, n: int) -> torch.Tensor:
+    """The sorted, distinct training indices listed one per line in ``path`` (all in [0, n))."""
+    from pathlib import Path
+
+    try:
+        lines = Path(path).read_text().split()
+        idx = torch.tensor(sorted({int(v) for v in lines}), dtype=torch.long)
+    except (OSError, ValueError) as e:
+        raise CnnlabError(f"drop_train: cannot read {path} as one whole number per line ({e}); "
+                          f"write the training indices to leave out, one per line") from None
+    if len(idx) and (idx[0] < 0 or idx[-1] >= n):
+        raise CnnlabError(f"drop_train: {path} lists index {int(idx[-1] if idx[-1] >= n else idx[0])}"
+                          f" but the training split has {n} images (indices 0..{n - 1})")
+    if len(idx) >= n:
+        raise CnnlabError(f"drop_train: {path} leaves out all {n} training images; keep some")
+    return idx
+
+
+def drop_images(ds: ImageDataset, flipped: torch.Tensor | None,
+                drop: torch.Tensor) -> tuple[ImageDataset, torch.Tensor | None]:
+    """``ds`` without the images at ``drop``; ``flipped`` re-indexed to the images kept."""
+    keep = torch.ones(len(ds), dtype=torch.bool)
+    keep[drop] = False
+    new_index = torch.cumsum(keep, 0) - 1
+    if flipped is not None:
+        flipped = new_index[flipped[keep[flipped]]]
+    return ds.subset(keep.nonzero().squeeze(1)), flipped
 
 
 def flip_labels(ds: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, torch.Tensor]:
@@ -180,8 +213,9 @@ def flip_labels(ds: ImageDataset, fraction: float, seed: int) -> tuple[ImageData
 def data_for(cfg: TrainConfig) -> RunData:
     """The data a run with this config trains and evaluates on, exactly as it was trained."""
     return prepare_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.val_split, cfg.val_seed,
-                        cfg.limit_train, cfg.permute_pixels, cfg.label_noise)
+                        cfg.limit_train, cfg.permute_pixels, cfg.label_noise, cfg.drop_train)
 
 
-__all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "data_for", "list_datasets",
-           "flip_labels", "load_dataset", "permute_pixels", "pixel_permutation", "prepare_data"]
+__all__ = ["DATASETS", "DatasetSplits", "ImageDataset", "RunData", "data_for", "drop_images",
+           "flip_labels", "list_datasets", "load_dataset", "permute_pixels", "pixel_permutation",
+           "prepare_data", "read_indices"]

@@ -217,9 +217,27 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         state.epoch += 1
         if dist_.is_main():  # rank 0 alone writes the run folder
             save_epoch(run_dir, model, optimizer, ema, state, lookahead, row)
+            if state.epoch in checkpoint_epochs(cfg):
+                save_checkpoint(run_dir, model, state.epoch, schedule, steps_per_epoch, cfg)
             log(format_row(row, cfg.epochs))
         dist_.barrier()
     return eval_model(model, ema), state
+
+
+def checkpoint_epochs(cfg: TrainConfig) -> list[int]:
+    """The epochs whose weights ``cfg.checkpoints`` keeps: evenly spaced, the last included."""
+    n = cfg.checkpoints
+    return sorted({round(cfg.epochs * j / n) for j in range(1, n + 1)}) if n else []
+
+
+def save_checkpoint(run_dir: Path, model, epoch: int, schedule: tuple[int, int],
+                    steps_per_epoch: int, cfg: TrainConfig) -> None:
+    """weights/epoch-NNN.safetensors: the model after ``epoch`` epochs, with the learning rate
+    at the middle of that epoch (TracIn weighs each checkpoint's gradients by it)."""
+    middle = (epoch - 1) * steps_per_epoch + steps_per_epoch // 2
+    lr = lr_at(middle, *schedule, cfg.lr, cfg.schedule)
+    ckpt.save_tensors(run_dir / "weights" / f"epoch-{epoch:03d}.safetensors",
+                      model.state_dict(), {"epoch": epoch, "lr": lr})
 
 
 def prepare_model(model: ImageClassifier, cfg: TrainConfig, device: torch.device) -> ImageClassifier:
