@@ -9,6 +9,7 @@ runs/<name>/
     label_noise.npz    the training images whose labels label_noise flipped (if any)
     examples.npz       sample and misclassified images for the report
     weights/{last,best}.safetensors, weights/meta.json
+    weights/calibration.json   the fitted temperature (cnnlab calibrate), applied by predict
     weights/epoch-NNN.safetensors   weights kept at evenly spaced epochs (--checkpoints N)
     analysis/<name>[-<settings hash>].json (+ .npz, .csv)   one file per analysis and setting
     subruns/<label>-<config hash>/                          runs the analyses trained
@@ -33,6 +34,7 @@ from cnnlab.data import RunData, data_for, load_dataset
 from cnnlab.env import code_version, environment, torch_threads
 from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.evaluate import classification_report, predict_probs
+from cnnlab.evaluate.calibration import apply_temperature
 from cnnlab.evaluate.predict import tta_level, use_bf16
 from cnnlab.io import atomic_write, atomic_write_json
 from cnnlab.log import Log, last_epoch_only
@@ -143,13 +145,27 @@ class Run:
         return self.data().flip_ok if flip is None else bool(flip)
 
     def predict(self, images: torch.Tensor | np.ndarray, which: str = "last",
-                tta: int | None = None) -> np.ndarray:
-        """Class probabilities for uint8 images (N, C, H, W) or (N, H, W, C)."""
+                tta: int | None = None, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities for uint8 images (N, C, H, W) or (N, H, W, C), temperature-
+        scaled when the run has been calibrated (``calibrated=False``: the raw softmax)."""
         x = self._permuted(_as_uint8_nchw(images, self.meta["input_shape"]))
         model = self.load_model(which)
         tta = tta_level(self.config) if tta is None else tta
-        return predict_probs(model, x, tta=tta, channels_last=self.config.channels_last,
-                             flip=self.flip_ok(), bf16=use_bf16(self.config, "cpu"))[0]
+        probs = predict_probs(model, x, tta=tta, channels_last=self.config.channels_last,
+                              flip=self.flip_ok(), bf16=use_bf16(self.config, "cpu"))[0]
+        temperature = self.temperature() if calibrated else None
+        return probs if temperature is None else apply_temperature(probs, temperature)
+
+    def temperature(self) -> float | None:
+        """The temperature ``cnnlab calibrate`` fitted (weights/calibration.json), if any."""
+        path = self.path / "weights" / "calibration.json"
+        if not path.is_file():
+            return None
+        t = read_json(path, "calibration").get("temperature")
+        if not isinstance(t, int | float) or not 0 < t < 1e3:
+            raise CnnlabError(f"{path}: temperature must be a positive number, not {t!r}; run "
+                              f"cnnlab calibrate {self.path} again or delete the file")
+        return float(t)
 
     def evaluate(self, dataset: str | None = None, split: str = "test", which: str = "last",
                  data_dir: str | None = None) -> dict:

@@ -3,7 +3,8 @@
 10 run and environment, 20 data card, 30 training curves, 40 accuracy and per-class metrics,
 50 confusion matrix and most-confused pairs, 60 misclassified examples, 70 calibration,
 990 limitations. Analyses slot in between by their ``order``: the CNN tree 55, MLP versus
-CNN 80, the permutation test 82, filters 84, robustness 86.
+CNN 80, the permutation test 82, filters 84, robustness 86, ... (each module's ``order``);
+the calibration analysis, where it ran, replaces section 70.
 """
 
 from __future__ import annotations
@@ -160,8 +161,9 @@ def misclassified_section(ctx: ReportContext) -> Section | None:
 @section(70, "calibration")
 def calibration_section(ctx: ReportContext) -> Section | None:
     pred = load_npz(ctx.run.path / "predictions.npz")
-    if not pred:
-        return None
+    analysis = ctx.run.path / "analysis"
+    if not pred or any(analysis.glob("calibration.json")) or any(analysis.glob("calibration-*.json")):
+        return None  # the calibration analysis, with temperature scaling, replaces this one
     rel = reliability(pred["probs"], pred["y"])
     uri = P.save(P.reliability(rel), ctx.plots_dir, "reliability")
     note = (f"<p>Expected calibration error (15 equal-width bins, Guo et al. 2017): "
