@@ -79,6 +79,11 @@ class TrainConfig:
         0, "progressive resizing: train the first epochs on images downscaled to this side, "
         "growing to full size by resize_epochs (0: off); evaluation is always at full size")
     resize_epochs: int = _f(0, "progressive resizing: epochs until images reach full size")
+    groups: str = _f(
+        "", "train with the data's groups (shapes' colour, an npz groups array): balance "
+        "(every class x group cell weighs the same) or dro (Group DRO, Sagawa et al. 2020); "
+        "empty: plain ERM")
+    dro_eta: float = _f(0.01, "Group DRO's step size for the group weights")
     adv: str = _f("", "adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
     adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works")
     adv_steps: int = _f(7, "PGD steps per batch in adversarial training")
@@ -124,6 +129,8 @@ class TrainConfig:
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
             (self.resize_start >= 0 and self.resize_epochs >= 0,
              "resize_start and resize_epochs must be >= 0"),
+            (self.groups in ("", "balance", "dro"), "groups must be balance or dro (or empty for off)"),
+            (self.dro_eta > 0, "dro_eta must be positive"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),

@@ -22,7 +22,8 @@ DATASETS: Registry[Callable[[str, Path, int], DatasetSplits]] = Registry("datase
 
 DESCRIPTIONS = {
     "digits": "1,797 real 8x8 handwritten digits shipped with scikit-learn (offline default)",
-    "shapes": "procedural coloured shapes on textured backgrounds, 4 classes, seeded (offline)",
+    "shapes": "procedural coloured shapes on textured backgrounds, 4 classes, seeded (offline); "
+              "shapes:bias=0.95 ties colour to class in 95% of training images",
     "cifar10": "60,000 32x32 colour images, 10 classes (official binary release)",
     "cifar100": "60,000 32x32 colour images, 100 classes (official binary release)",
     "mnist": "70,000 28x28 handwritten digits (official IDX files)",
@@ -41,9 +42,9 @@ def _digits(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 
 @DATASETS.register("shapes")
 def _shapes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
-    from cnnlab.data.shapes import load_shapes_splits
+    from cnnlab.data.shapes import load_shapes_splits, parse_shapes_arg
 
-    return load_shapes_splits(image_size)
+    return load_shapes_splits(image_size, color_bias=parse_shapes_arg(arg))
 
 
 def _cifar(name: str):
@@ -207,7 +208,7 @@ def flip_labels(ds: ImageDataset, fraction: float, seed: int) -> tuple[ImageData
     shift = torch.randint(1, ds.num_classes, (n,), generator=gen)
     y = ds.y.clone()
     y[which] = (y[which] + shift) % ds.num_classes
-    return ImageDataset(ds.x, y, ds.classes, ds.name, ds.flip_ok, ds.extras), which
+    return ImageDataset(ds.x, y, ds.classes, ds.name, ds.flip_ok, ds.extras, ds.group_names), which
 
 
 def data_for(cfg: TrainConfig) -> RunData:

@@ -21,7 +21,10 @@ class ImageDataset:
     flip_ok: bool = True
     """Whether a horizontal flip keeps the label (not for digits or text)."""
     extras: dict = field(default_factory=dict)
-    """Per-image extras of other tasks, e.g. boxes and masks for ``shapes``."""
+    """Per-image extras of other tasks, e.g. boxes and masks for ``shapes``; ``groups`` (int64,
+    one per image) names each image's group for bias audits."""
+    group_names: list[str] = field(default_factory=list)
+    """Names of the values of ``extras["groups"]`` (e.g. "own colour", "other colour")."""
 
     def __post_init__(self) -> None:
         if self.x.dtype != torch.uint8 or self.x.ndim != 4:
@@ -41,6 +44,26 @@ class ImageDataset:
                 f"found {int(self.y.min())}..{int(self.y.max())}"
             )
 
+        if "groups" in self.extras:
+            self._check_groups()
+
+    def _check_groups(self) -> None:
+        g = torch.as_tensor(self.extras["groups"])
+        if g.shape != (len(self.x),) or g.is_floating_point():
+            raise CnnlabError(f"dataset {self.name}: groups must be one whole number per image "
+                              f"({len(self.x)}), got shape {tuple(g.shape)} {g.dtype}")
+        self.extras["groups"] = g = g.long()
+        if not self.group_names:
+            self.group_names = [f"group {i}" for i in range(int(g.max()) + 1 if len(g) else 0)]
+        if len(g) and (g.min() < 0 or g.max() >= len(self.group_names)):
+            raise CnnlabError(f"dataset {self.name}: groups must lie in 0..{len(self.group_names) - 1}"
+                              f" ({len(self.group_names)} group names), found {int(g.min())}..{int(g.max())}")
+
+    @property
+    def groups(self) -> torch.Tensor | None:
+        """Each image's group (int64), or None where the data has none."""
+        return self.extras.get("groups")
+
     def __len__(self) -> int:
         return len(self.x)
 
@@ -55,7 +78,8 @@ class ImageDataset:
     def subset(self, index: torch.Tensor | np.ndarray) -> ImageDataset:
         index = torch.as_tensor(index, dtype=torch.long)
         extras = {k: v[index] for k, v in self.extras.items()}
-        return ImageDataset(self.x[index], self.y[index], self.classes, self.name, self.flip_ok, extras)
+        return ImageDataset(self.x[index], self.y[index], self.classes, self.name, self.flip_ok, extras,
+                            self.group_names)
 
     def sample(self, n: int, seed: int = 0) -> ImageDataset:
         """A seeded random subset of ``n`` images in their original order (all if n >= len).

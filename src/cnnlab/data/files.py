@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from cnnlab.data.base import DatasetSplits, ImageDataset, from_numpy
@@ -145,7 +146,37 @@ def load_npz_splits(path: str) -> DatasetSplits:
     test: ImageDataset | None = None
     if "x_test" in arrays and y_test is not None:
         test = from_numpy(arrays["x_test"], y_test, classes, name)
+    if "groups" in arrays:
+        train, test = _with_groups(arrays, train, test, p)
     return DatasetSplits(train, test, f"npz file {p}")
+
+
+def _with_groups(arrays: dict, train: ImageDataset, test: ImageDataset | None, path: Path):
+    """Attach the optional ``groups`` (and ``groups_test``, ``group_names``) arrays."""
+    names = [str(c) for c in np.asarray(arrays.get("group_names", [])).ravel()]
+    out = []
+    for ds, key in ((train, "groups"), (test, "groups_test")):
+        if ds is None:
+            out.append(None)
+            continue
+        if key not in arrays:
+            raise CnnlabError(f"{path} has groups but no {key} for its {len(ds)} "
+                              f"{'test' if key.endswith('test') else 'training'} images; give both")
+        g = np.asarray(arrays[key])
+        if g.shape != (len(ds),) or g.dtype.kind not in "iu":
+            raise CnnlabError(f"{path}: {key} must hold one whole number per image ({len(ds)}), "
+                              f"got shape {g.shape} of {g.dtype}")
+        out.append(ImageDataset(ds.x, ds.y, ds.classes, ds.name, ds.flip_ok,
+                                {"groups": torch.from_numpy(g.astype(np.int64))}, list(names)))
+    n_groups = max(len(d.group_names) for d in out if d is not None)
+    for d in out:
+        if d is not None and len(d.group_names) < n_groups:
+            d.group_names = [f"group {i}" for i in range(n_groups)]
+    empty = [n for i, n in enumerate(out[0].group_names) if not (out[0].groups == i).any()]
+    if empty:
+        raise CnnlabError(f"{path}: group {empty[0]!r} has no training images; drop it from "
+                          f"group_names or give it images")
+    return out[0], out[1]
 
 
 def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:

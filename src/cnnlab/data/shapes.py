@@ -4,7 +4,12 @@ Each image holds one shape (circle, square, triangle or star) of random size, po
 rotation and colour on a background of random stripes and noise. Alongside the class label
 the generator returns the shape's box and mask (for detection and segmentation), and a
 ``color_bias`` knob ties each class to one hue with that probability: a spurious feature for
-bias studies (a model may learn colour instead of shape).
+bias studies (a model may learn colour instead of shape). Every image's group says whether its
+colour is its own class's hue ("own colour", within 1/8 of the hue circle) or not. ``hue``
+"own" or "other" redraws the same images (same shapes, places, backgrounds) in their own
+class's hue or the next class's: the test of how much a model relies on colour.
+
+Dataset names: ``shapes`` and ``shapes:bias=0.95`` (colour bias in the training split only).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import torch
 from matplotlib.path import Path as PolyPath
 
 from cnnlab.data.base import DatasetSplits, ImageDataset
+from cnnlab.errors import CnnlabError
 
 CLASSES = ["circle", "square", "triangle", "star"]
+GROUPS = ["other colour", "own colour"]
 
 
 def _polygon(kind: str, cx: float, cy: float, r: float, theta: float) -> np.ndarray:
@@ -56,21 +63,26 @@ def _colour(rng: np.random.Generator, hue: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0)))
 
 
-def make_shapes(n: int, size: int = 32, seed: int = 0, color_bias: float = 0.0) -> ImageDataset:
-    """``n`` images of ``size`` x ``size`` pixels, with ``extras`` boxes (x0, y0, x1, y1) and masks."""
+def make_shapes(n: int, size: int = 32, seed: int = 0, color_bias: float = 0.0,
+                hue: str = "random") -> ImageDataset:
+    """``n`` images of ``size`` x ``size`` pixels, with ``extras`` boxes (x0, y0, x1, y1), masks
+    and groups (1: the shape has its own class's colour). ``hue``: "random" (tied to the class
+    with probability ``color_bias``), "own" or "other" (the next class's hue)."""
     rng = np.random.default_rng(seed)
     x = np.empty((n, size, size, 3), np.uint8)
     y = rng.integers(0, len(CLASSES), n)
     boxes = np.empty((n, 4), np.float32)
     masks = np.empty((n, size, size), bool)
+    groups = np.empty(n, np.int64)
     for i in range(n):
         kind = CLASSES[y[i]]
         r = rng.uniform(0.18, 0.38) * size
         cx, cy = rng.uniform(r, size - r, 2)
         theta = rng.uniform(0, 2 * np.pi)
         cover = _mask(kind, size, cx, cy, r, theta)[..., None]
-        hue = y[i] / len(CLASSES) if rng.random() < color_bias else rng.random()
-        img = _background(rng, size) * (1 - cover) + _colour(rng, hue) * cover
+        h = _hue(rng, y[i], color_bias, hue)
+        groups[i] = int(round(h * len(CLASSES))) % len(CLASSES) == y[i]
+        img = _background(rng, size) * (1 - cover) + _colour(rng, h) * cover
         x[i] = np.round(img * 255).astype(np.uint8)
         m = cover[..., 0] > 0.5
         masks[i] = m
@@ -79,12 +91,29 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, color_bias: float = 0.0) 
     return ImageDataset(
         torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), list(CLASSES),
         "shapes", flip_ok=True,
-        extras={"boxes": torch.from_numpy(boxes), "masks": torch.from_numpy(masks)},
+        extras={"boxes": torch.from_numpy(boxes), "masks": torch.from_numpy(masks),
+                "groups": torch.from_numpy(groups)}, group_names=list(GROUPS),
     )
+
+
+def _hue(rng: np.random.Generator, label: int, color_bias: float, mode: str) -> float:
+    """The shape's hue in [0, 1). Without bias every mode draws twice from ``rng``, so the own-
+    and other-colour versions of a set differ from it in colour only."""
+    tied = rng.random() < color_bias
+    if tied:
+        return label / len(CLASSES)
+    drawn = rng.random()
+    if mode == "own":
+        return label / len(CLASSES)
+    if mode == "other":
+        return (label + 1) % len(CLASSES) / len(CLASSES)
+    return drawn
 
 
 def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1000,
                        color_bias: float = 0.0) -> DatasetSplits:
+    if not 0 <= color_bias <= 1:
+        raise CnnlabError(f"shapes: bias must lie in [0, 1], got {color_bias}; e.g. shapes:bias=0.95")
     size = image_size or 32
     return DatasetSplits(
         make_shapes(n_train, size, seed=0, color_bias=color_bias),
@@ -92,3 +121,17 @@ def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1
         f"procedural shapes, {size}x{size} RGB, seeds 0 (train) and 1 (test), "
         f"colour bias {color_bias} in train",
     )
+
+
+def parse_shapes_arg(arg: str) -> float:
+    """The colour bias of ``shapes:bias=F`` (0 for plain ``shapes``)."""
+    if not arg:
+        return 0.0
+    key, _, value = arg.partition("=")
+    try:
+        if key != "bias":
+            raise ValueError
+        return float(value)
+    except ValueError:
+        raise CnnlabError(f"shapes:{arg} is not understood; write shapes or shapes:bias=0.95 (the "
+                          f"share of training images whose colour is their class's)") from None

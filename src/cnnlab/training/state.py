@@ -29,6 +29,8 @@ class TrainState:
     """Seconds spent training (evaluation excluded)."""
     images_seen: int = 0
     history: list[dict] = field(default_factory=list)
+    group_q: list[float] | None = None
+    """Group DRO's weights over class x group cells (``groups: dro``), kept for resuming."""
     # The last epoch's validation (probabilities, loss), kept so that finish_run need not
     # predict again; not saved in checkpoints.
     final_eval: tuple | None = field(default=None, repr=False)

@@ -27,6 +27,7 @@ from cnnlab.models import ImageClassifier, create_model
 from cnnlab.robustness.training import adversarial_batch
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
+from cnnlab.training.groups import GroupLoss
 from cnnlab.training.optim import Lookahead, lr_at, make_optimizer
 from cnnlab.training.state import (
     TrainState,
@@ -64,7 +65,8 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
 
 def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
                     schedule: tuple[int, int], device: torch.device, progress: bool,
-                    lookahead: Lookahead | None = None) -> tuple[float, float]:
+                    lookahead: Lookahead | None = None,
+                    group_loss: GroupLoss | None = None) -> tuple[float, float]:
     """One pass over the training images; returns (mean loss, accuracy) over all ranks.
 
     ``schedule`` is (total steps, warm-up steps) of the learning-rate schedule."""
@@ -93,7 +95,9 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         # 3. Forward (bf16 autocast where it pays), loss, backward, step; then weight averaging.
-        loss, logits = train_step(model, optimizer, xb, yb, cfg, device, (state.epoch, i))
+        gb = None if group_loss is None else dist_.shard(data.train.groups[idx].to(device))
+        loss, logits = train_step(model, optimizer, xb, yb, cfg, device, (state.epoch, i),
+                                  group_loss, gb)
         if ema is not None:
             ema.update_parameters(model)
         state.step += 1
@@ -129,11 +133,15 @@ def epoch_augmentation(data: RunData, cfg: TrainConfig, epoch: int):
 
 
 def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig,
-               device: torch.device, where: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device, where: tuple[int, int], group_loss: GroupLoss | None = None,
+               gb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, loss, backward and one optimizer step; a non-finite loss stops the run."""
     with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)):
         logits = model(xb)
-    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+    if group_loss is not None:
+        loss = group_loss(logits.float(), yb, gb)
+    else:
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
     if not torch.isfinite(loss):
         raise CnnlabError(
             f"the loss became {loss.item()} at epoch {where[0] + 1}, step {where[1] + 1}; "
@@ -195,8 +203,11 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
     if device.type == "cuda":  # keep the uint8 training images on the GPU: no copies per step
         train = data.train
+        groups = {"groups": train.groups.to(device)} if train.groups is not None else {}
         data = dataclasses.replace(data, train=ImageDataset(
-            train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok))
+            train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok,
+            groups, train.group_names))
+    group_loss = make_group_loss(cfg, data.train, state.group_q)
     step_model = dist_.wrap(model, device)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
@@ -205,7 +216,9 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
-                                                schedule, device, progress, lookahead)
+                                                schedule, device, progress, lookahead, group_loss)
+        if group_loss is not None and cfg.groups == "dro":
+            state.group_q = group_loss.q.tolist()
         state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc}
@@ -222,6 +235,20 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             log(format_row(row, cfg.epochs))
         dist_.barrier()
     return eval_model(model, ema), state
+
+
+def make_group_loss(cfg: TrainConfig, train: ImageDataset, q: list[float] | None) -> GroupLoss | None:
+    """The loss of ``cfg.groups`` (None for plain ERM); checks the data has groups."""
+    if not cfg.groups:
+        return None
+    if train.groups is None:
+        raise CnnlabError(f"--groups {cfg.groups} needs data with a group per image ({cfg.dataset} "
+                          f"has none): use shapes, or an npz file with a groups array")
+    if dist_.world()[1] > 1:
+        raise CnnlabError("--groups runs in one process: its group weights are not shared across "
+                          "ranks; drop torchrun or --groups")
+    return GroupLoss(cfg.groups, train.y, train.groups, train.num_classes, len(train.group_names),
+                     cfg.dro_eta, cfg.label_smoothing, q)
 
 
 def checkpoint_epochs(cfg: TrainConfig) -> list[int]:

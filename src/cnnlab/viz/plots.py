@@ -104,6 +104,20 @@ def image_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], per_r
     return fig
 
 
+def titled_grid(images: np.ndarray, titles: list[str], per_row: int = 8):
+    """Images in rows of ``per_row``, each with its title above it."""
+    per_row = max(1, min(per_row, len(images)))
+    rows = (len(images) + per_row - 1) // per_row
+    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 1.5, rows * 1.75), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, title in zip(axes.ravel(), images, titles, strict=False):
+        show(ax, image)
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
                   per_row: int = 6):
     n = len(images)

@@ -1,0 +1,120 @@
+"""Bias: groups in the data, group-balanced and Group DRO losses by hand, the audits."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.analysis import run_analysis
+from cnnlab.data import ImageDataset, load_dataset
+from cnnlab.data.shapes import make_shapes
+from cnnlab.errors import CnnlabError
+from cnnlab.training.groups import GroupLoss, dro_update, group_mean_losses
+
+quiet = lambda s: None  # noqa: E731
+
+
+def test_group_dro_weight_update_by_hand():
+    q = torch.full((4,), 0.25, dtype=torch.float64)
+    new = dro_update(q, torch.tensor([1.0, 0.0, 2.0, 0.5], dtype=torch.float64), eta=0.5)
+    # 0.25 * exp(0.5 * l) = 0.4122, 0.25, 0.6796, 0.3210; their sum is 1.6628
+    assert new.tolist() == pytest.approx([0.2479, 0.1504, 0.4087, 0.1931], abs=1e-4)
+    means, present = group_mean_losses(torch.tensor([1.0, 2, 3, 4]), torch.tensor([0, 0, 2, 2]), 4)
+    assert means.tolist() == [1.5, 0, 3.5, 0] and present.tolist() == [True, False, True, False]
+
+
+def test_group_losses_weigh_cells_as_documented():
+    y, g = torch.tensor([0, 0, 0, 1]), torch.tensor([1, 1, 1, 0])  # cells 1, 1, 1, 2 (of 4)
+    logits = torch.tensor([[2.0, 0], [1, 0], [0, 0], [0, 1]])
+    per_image = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    balance = GroupLoss("balance", y, g, n_classes=2, n_groups=2)
+    w = torch.tensor([4 / 6, 4 / 6, 4 / 6, 2.0])  # N / (cells present x cell size)
+    assert balance(logits, y, g).item() == pytest.approx(((w * per_image).sum() / w.sum()).item())
+    dro = GroupLoss("dro", y, g, n_classes=2, n_groups=2, eta=1.0)
+    cell = torch.tensor([0, per_image[:3].mean(), per_image[3], 0])
+    q = torch.full((4,), 0.25) * torch.exp(cell)
+    q /= q.sum()
+    assert dro(logits, y, g).item() == pytest.approx((q * cell).sum().item(), rel=1e-5)
+    assert dro.q.tolist() == pytest.approx(q.tolist(), rel=1e-5)
+
+
+def test_shapes_groups_and_colour_versions_of_the_same_images():
+    base, own, other = (make_shapes(100, 16, seed=1, hue=h) for h in ("random", "own", "other"))
+    assert torch.equal(base.y, own.y) and torch.equal(base.extras["masks"], other.extras["masks"])
+    assert own.groups.all() and not other.groups.any() and 0 < base.groups.float().mean() < 0.5
+    biased = load_dataset("shapes:bias=0.95", image_size=16)
+    assert biased.train.groups.float().mean() > 0.9 and biased.test.groups.float().mean() < 0.5
+    assert biased.train.group_names == ["other colour", "own colour"]
+    with pytest.raises(CnnlabError, match="shapes:bias=0.95"):
+        load_dataset("shapes:colour=1")
+    with pytest.raises(CnnlabError, match="groups must be one whole number per image"):
+        ImageDataset(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.zeros(3), ["a"],
+                     extras={"groups": torch.zeros(2)})
+
+
+def test_group_dro_training_keeps_its_weights_and_needs_groups(tmp_path):
+    cfg = cnnlab.TrainConfig(dataset="shapes:bias=0.95", image_size=16, limit_train=300, epochs=1,
+                             model="lenet5", groups="dro", dro_eta=0.5, out_dir=str(tmp_path), name="d")
+    run = cnnlab.train(cfg, log=quiet, report=False)
+    from cnnlab.training.checkpoint import load_tensors
+
+    _, meta = load_tensors(run.path / "weights" / "last.safetensors")
+    q = meta["train_state"]["group_q"]
+    assert len(q) == 8 and sum(q) == pytest.approx(1) and max(q) > 1 / 8
+    cfg = cnnlab.TrainConfig(epochs=1, groups="balance", out_dir=str(tmp_path), name="g")
+    with pytest.raises(CnnlabError, match="needs data with a group per image"):
+        cnnlab.train(cfg, log=quiet, report=False)
+
+
+def test_the_bias_audit_slices_by_class_group_and_cell(tmp_path):
+    pytest.importorskip("fairlearn")
+    cfg = cnnlab.TrainConfig(dataset="shapes:bias=0.95", image_size=16, limit_train=400, epochs=2,
+                             model="lenet5", out_dir=str(tmp_path), name="s")
+    run = cnnlab.train(cfg, log=quiet, report=False)
+    res = run_analysis(run, "bias", log=quiet)
+    assert set(res["slices"]) == {"class", "group", "class x group"}
+    cells = res["slices"]["class x group"]
+    accs = [r["accuracy"] for r in cells["rows"]]
+    assert len(cells["rows"]) == 8 and sum(r["n"] for r in cells["rows"]) == 1000
+    assert cells["difference"] == pytest.approx(max(accs) - min(accs))
+    assert res["worst"]["accuracy"] == min(accs) == pytest.approx(cells["min"])
+    pred = np.load(run.path / "predictions.npz")
+    assert res["slices"]["class"]["overall"] == pytest.approx((pred["probs"].argmax(1) == pred["y"]).mean())
+    assert "Bias: who the model fails" in cnnlab.render_report(run).read_text()
+
+
+def test_the_spurious_experiment_compares_each_fix_with_erm(tmp_path):
+    run = cnnlab.train(cnnlab.TrainConfig(model="lenet5", epochs=1, limit_train=200,
+                                          out_dir=str(tmp_path), name="r"), log=quiet, report=False)
+    res = run_analysis(run, "spurious", methods=("erm", "dro"), seeds=2, image_size=16,
+                       limit_train=300, epochs=2, model="lenet5", log=quiet)
+    for m in ("erm", "dro"):
+        for x in res["per_seed"][m]:
+            assert x["reliance"] == pytest.approx(x["own_colour"] - x["other_colour"])
+            assert x["worst_group"] == min(c["accuracy"] for c in x["cells"].values())
+    assert {(c["method"], c["measure"]) for c in res["comparisons"]} == {
+        ("dro", "worst_group"), ("dro", "average"), ("dro", "reliance")}
+    json.dumps(res["comparisons"])
+    assert "Against ERM" in cnnlab.render_report(run).read_text()
+
+
+def test_npz_groups_are_read_and_checked(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8)
+    y, g = np.arange(40) % 2, (np.arange(40) // 2) % 2
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=y, groups=g, x_test=x[:10], y_test=y[:10], groups_test=g[:10],
+             group_names=np.array(["indoor", "outdoor"]))
+    splits = load_dataset(f"npz:{path}")
+    assert splits.train.group_names == ["indoor", "outdoor"]
+    assert splits.test.groups.tolist() == g[:10].tolist()
+    for bad, match in [({"groups": g[:39]}, "one whole number per image"),
+                       ({"groups_test": None}, "no groups_test"),
+                       ({"group_names": np.array(["a", "b", "c"])}, "'c' has no training images")]:
+        arrays = {"x": x, "y": y, "groups": g, "x_test": x[:10], "y_test": y[:10],
+                  "groups_test": g[:10]} | bad
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+        with pytest.raises(CnnlabError, match=match):
+            load_dataset(f"npz:{path}")
