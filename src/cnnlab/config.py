@@ -104,6 +104,9 @@ class TrainConfig:
         0, "also keep the model's weights at this many evenly spaced epochs "
         "(weights/epoch-NNN.safetensors, with the epoch's learning rate), for TracIn")
     eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)")
+    country: str = _f(
+        "", "ISO 3166 alpha-3 code of the grid that powers this machine (e.g. FRA, USA, DEU), "
+        "to turn measured energy into gCO2eq; empty: energy only, and the report says so")
     name: str = _f("", "run folder name under out_dir (default: dataset-model-time)")
     out_dir: str = _f("runs", "folder that holds run folders")
 
@@ -129,6 +132,8 @@ class TrainConfig:
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
             (self.resize_start >= 0 and self.resize_epochs >= 0,
              "resize_start and resize_epochs must be >= 0"),
+            (self.country == "" or (len(self.country) == 3 and self.country.isalpha()),
+             f"country must be an ISO 3166 alpha-3 code such as FRA or USA, not {self.country!r}"),
             (self.groups in ("", "balance", "dro"), "groups must be balance or dro (or empty for off)"),
             (self.dro_eta > 0, "dro_eta must be positive"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),

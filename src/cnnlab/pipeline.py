@@ -49,7 +49,7 @@ def recipe(dataset: str, epochs: int = 0, seed: int = 0, data_dir: str = "~/.cac
 
 
 def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
-             limit_train: int, log: Log, progress: bool, threads: int = 0) -> Run:
+             limit_train: int, log: Log, progress: bool, threads: int = 0, country: str = "") -> Run:
     """Train the main CNN into a new run folder (or reuse a finished one of that name)."""
     from cnnlab.run import Run, train_run
 
@@ -60,13 +60,15 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
     cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
     cfg.name, cfg.out_dir = name, out_dir
     cfg.checkpoints = min(4, cfg.epochs)  # for TracIn (the influence analysis)
+    cfg.country = country
     resume = (folder / "weights" / "last.safetensors").is_file()
     return train_run(cfg, resume=resume, log=log, progress=progress)
 
 
 def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: str = "",
              out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
-             threads: int = 1, full: bool = False, log: Log = print, progress: bool = True) -> Run:
+             threads: int = 1, full: bool = False, country: str = "", log: Log = print,
+             progress: bool = True) -> Run:
     """The whole lecture on one dataset: train, run every analysis, write one report.
 
     Args:
@@ -82,22 +84,27 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             process, two threads 36 s quiet and over 10 minutes beside a busy process
             (benchmarks/RESULTS.md).
         full: each analysis's full budget instead of its quick one (minutes, not seconds).
+        country: ISO 3166 alpha-3 code of the grid powering this machine (e.g. FRA), for the
+            carbon figures; empty: energy only, and the report says so.
     """
     from cnnlab.env import torch_threads
 
     with torch_threads(threads):
         return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
-                         full, log, progress)
+                         full, country, log, progress)
 
 
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
-              limit_train: int, threads: int, full: bool, log: Log, progress: bool) -> Run:
+              limit_train: int, threads: int, full: bool, country: str, log: Log,
+              progress: bool) -> Run:
+    from cnnlab.analysis.energy import write_job_phases
+    from cnnlab.energy import meter
     from cnnlab.report import render_report
 
     t0 = time.perf_counter()
     log("== 1. LeNet-5, the main CNN ==")
     run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress,
-                   threads)
+                   threads, country)
     times = [("main CNN", time.perf_counter() - t0)]
     analyses = [a for a in load_all() if a.in_main_job]
     for step, a in enumerate(analyses, start=2):
@@ -106,11 +113,16 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
             log(f"   skipped: {a.missing()}")
             continue
         t = time.perf_counter()
-        run_analysis(run, a.name, log=log, **a.budget(run, full))
+        if a.name == "energy":  # the last analysis: it reports the phases before it
+            write_job_phases(run)
+        with meter().phase(f"analysis: {a.name}"):
+            run_analysis(run, a.name, log=log, **a.budget(run, full))
         times.append((a.name, time.perf_counter() - t))
         log(f"   ({a.name}: {times[-1][1]:.1f} s)")
     t = time.perf_counter()
-    report = render_report(run)
+    with meter().phase("report"):
+        report = render_report(run)
+    write_job_phases(run)
     times.append(("report", time.perf_counter() - t))
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times) +
         f"; total {time.perf_counter() - t0:.1f} s")

@@ -31,6 +31,7 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import RunData, data_for, load_dataset
+from cnnlab.energy import carbon, carbon_intensity, meter
 from cnnlab.env import code_version, environment, torch_threads
 from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.evaluate import classification_report, predict_probs
@@ -126,6 +127,17 @@ class Run:
     def checkpoints(self) -> list[Path]:
         """The weights kept at evenly spaced epochs (``--checkpoints N``), oldest first."""
         return sorted((self.path / "weights").glob("epoch-*.safetensors"))
+
+    def index_file(self, idx) -> str:
+        """A text file of training indices (for ``drop_train``) in analysis/, named by its
+        content: a config that names it is as specific as its hash."""
+        import hashlib
+
+        text = "\n".join(str(int(i)) for i in idx) + "\n"
+        path = self.path / "analysis" / f"drop-{hashlib.sha256(text.encode()).hexdigest()[:12]}.txt"
+        if not path.is_file():
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        return str(path)
 
     def tracin(self):
         """Captum's TracInCPFast over the run's kept checkpoints and its training images."""
@@ -294,10 +306,14 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
     MODELS.get(cfg.model)  # an unknown model stops here, before the folder is made
+    if cfg.country:
+        carbon_intensity(cfg.country)  # an unknown country stops here, before any training
     dist_.on_main(lambda: start_run_dir(run_dir, cfg))
+    before = meter().snapshot()
     try:
-        model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,
-                           progress=progress and main)
+        with meter().phase("training"):
+            model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,
+                               progress=progress and main)
     except CnnlabError as e:
         if main:  # the folder says why the run stopped (its last weights are not a result)
             write_status(run_dir, "failed", str(e))
@@ -308,7 +324,8 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
         raise Interrupted(run_dir) from None
     if not main:
         return None
-    finish_run(run_dir, cfg, data, model, state)
+    with meter().phase("evaluation"):
+        finish_run(run_dir, cfg, data, model, state, before)
     return Run(run_dir)
 
 
@@ -347,7 +364,7 @@ def write_status(run_dir: Path, state: str, message: str) -> None:
 
 
 def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClassifier,
-               state) -> dict:
+               state, energy_before: dict | None = None) -> dict:
     """Evaluate the final model and write metrics.json, predictions, examples and meta.json."""
     device = next(model.parameters()).device
     if state.final_eval is not None:  # fit already evaluated the final model
@@ -368,6 +385,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         precision="bf16" if use_bf16(cfg, device) else "fp32",
         n_train=len(data.train), environment=environment(device),
     )
+    metrics["energy"] = run_energy(cfg, state, len(data.val), energy_before or {})
     atomic_write_json(run_dir / "metrics.json", metrics)
     save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
     save_npz(run_dir / "examples.npz", **_examples(data, probs))
@@ -376,6 +394,23 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     atomic_write_json(run_dir / "weights" / "meta.json", _meta(cfg, data, model, metrics))
     write_status(run_dir, "finished", "")
     return metrics
+
+
+def run_energy(cfg: TrainConfig, state, n_val: int, before: dict) -> dict:
+    """This process's energy for the run (training, evaluation), per image, and its carbon."""
+    m = meter()
+    phases = m.since(before)
+    if not m.available:
+        return {"method": m.method(), "phases": {}}
+    evaluations = sum(r.get("val_acc") is not None for r in state.history) + 1
+    train_j = 3.6e6 * phases.get("training", {}).get("kwh", 0.0)
+    eval_j = 3.6e6 * phases.get("evaluation", {}).get("kwh", 0.0)
+    kwh = sum(p["kwh"] for p in phases.values())
+    return {"method": m.method(), "phases": phases, "kwh": kwh,
+            "j_per_train_image": train_j / max(state.images_seen, 1),
+            "j_per_prediction": eval_j / (evaluations * n_val),
+            "carbon": carbon(kwh, cfg.country),
+            "scope": "this process: a resumed run counts the epochs trained after resuming"}
 
 
 def _meta(cfg: TrainConfig, data: RunData, model: ImageClassifier, metrics: dict) -> dict:

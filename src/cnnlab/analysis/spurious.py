@@ -171,5 +171,6 @@ QUICK = {"image_size": 16, "limit_train": 1500, "epochs": 8, "seeds": 3,
 ANALYSIS = register(Analysis(
     name="spurious", title="Bias: a spurious correlation and its fixes", compute=spurious,
     section=section, order=73, verb=("experiment", "spurious"), quick=QUICK,
-    full={"image_size": 32, "seeds": 3, "epochs": 15},
+    full={"image_size": 32, "seeds": 3, "epochs": 15, "model_kwargs": {"widths": [32, 64, 128]},
+          "recipe": {"lr": 0.2, "label_smoothing": 0.0}},
 ))

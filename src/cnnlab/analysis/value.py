@@ -115,29 +115,13 @@ def _cleanlab(subject: Run, folds: int, log: Log):
     order = np.random.default_rng(subject.config.seed).permutation(len(train))
     for f in range(folds):
         held = np.sort(order[f::folds])
-        fold = subject.subrun(replace(subject.config, drop_train=_index_file(subject, held),
+        fold = subject.subrun(replace(subject.config, drop_train=subject.index_file(held),
                                       checkpoints=0), f"fold{f + 1}of{folds}", log)
         probs[held] = fold.predict(train.x[held], tta=0)
     log(f"cleanlab: out-of-fold probabilities from {folds} trainings on {folds - 1}/{folds} of "
         f"the images, out-of-fold accuracy {100 * (probs.argmax(1) == train.y.numpy()).mean():.1f}%")
     scores = get_label_quality_scores(train.y.numpy(), probs, method="self_confidence")
     return np.argsort(scores, kind="stable")
-
-
-def _index_file(subject: Run, idx) -> str:
-    """A text file of training indices, named by its content (a config that names it is then
-    as specific as its hash)."""
-    import hashlib
-    from pathlib import Path
-
-    from cnnlab.io import atomic_write
-
-    text = "\n".join(str(int(i)) for i in idx) + "\n"
-    path = subject.path / "analysis" / f"drop-{hashlib.sha256(text.encode()).hexdigest()[:12]}.txt"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return str(path)
 
 
 def _retrain(subject: Run, rankings: dict, fraction: float, flipped, log: Log) -> dict:
@@ -162,7 +146,7 @@ def _retrain(subject: Run, rankings: dict, fraction: float, flipped, log: Log) -
     rows = [{"ranking": "none (the model before)", "removed": 0, "accuracy": float(before.mean()),
              "ci": accuracy_ci(before).to_dict()}]
     for name, drop in drops.items():
-        drop_file = _index_file(subject, drop)
+        drop_file = subject.index_file(drop)
         cfg = replace(subject.config, drop_train=drop_file, checkpoints=0)
         after = subject.subrun(cfg, "retrain", log).predict(val.x).argmax(1) == y
         test = mcnemar(before, after)

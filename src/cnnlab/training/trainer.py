@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
 from cnnlab.data.augment import alternating_flip_mask, augment, progressive_size, resize_batch
+from cnnlab.energy import meter
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 from cnnlab.log import Log
@@ -284,7 +285,8 @@ def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
     row = {"val_loss": None, "val_acc": None, "val_robust_acc": None}
     last = state.epoch + 1 == cfg.epochs
     if dist_.is_main() and (last or (state.epoch + 1) % cfg.eval_every == 0):
-        probs, row["val_loss"], row["val_acc"] = evaluate(model, data, cfg, device)
+        with meter().phase("evaluation"):
+            probs, row["val_loss"], row["val_acc"] = evaluate(model, data, cfg, device)
         state.final_eval = (probs, row["val_loss"]) if last else None
         if cfg.adv:
             row["val_robust_acc"] = robust_val_accuracy(model, data, cfg, device)

@@ -1,0 +1,140 @@
+"""What the computing cost: energy and carbon per run, per phase, per image.
+
+Every training run records its energy (cnnlab/energy.py: CodeCarbon's offline tracker, one per
+process) in metrics.json: training and evaluation, joules per training image and per
+prediction, and gCO2eq where the run names its country. This analysis gathers the run and the
+sub-runs its analyses trained (MLP, LeNet-5, ResNet-20 on the same data, ...), plots accuracy
+against training energy (which model is cheapest for a given accuracy), and, after
+``cnnlab run``, where the whole job's energy went (training, evaluation, each analysis, the
+report). It always says whether the energy was measured or estimated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.log import Log
+from cnnlab.viz.html import img, para, table
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cnnlab.run import Run
+
+PHASES_FILE = "energy.json"
+"""Written by ``cnnlab run`` in the main run's folder: the job's energy per phase."""
+
+
+def energy(run: Run, *, log: Log = print) -> dict:
+    """Energy, carbon and accuracy of the run and its sub-runs; the main job's phases."""
+    rows = [_row(run.path / "metrics.json", "this run")]
+    for path in sorted(run.path.glob("subruns/**/metrics.json")):
+        rows.append(_row(path, str(path.parent.relative_to(run.path / "subruns"))))
+    rows = [r for r in rows if r is not None]
+    measured = [r for r in rows if r["kwh"] is not None]
+    phases_path = run.path / PHASES_FILE
+    job = json.loads(phases_path.read_text()) if phases_path.is_file() else None
+    method = (run.metrics.get("energy") or {}).get("method", {"kind": "not measured",
+                                                           "words": "this run recorded no energy"})
+    log(f"energy {method['kind']}: {len(measured)} of {len(rows)} runs recorded it")
+    for r in measured:
+        log(f"  {r['label']:>40}: {r['kwh'] * 1000:.3f} Wh, {r['j_per_train_image'] * 1000:.2f} mJ "
+            f"per training image, accuracy {100 * r['accuracy']:.1f}%")
+    return {"rows": rows, "method": method, "dataset": run.config.dataset, "job": job,
+            "country": run.config.country}
+
+
+def _row(path: Path, label: str) -> dict | None:
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    e = m.get("energy") or {}
+    carbon = e.get("carbon") or {}
+    return {"label": label.split("/")[-1].rsplit("-", 1)[0] if label != "this run" else label,
+            "path": label, "model": m.get("model", "?"), "dataset": m.get("dataset", "?"),
+            "accuracy": m.get("accuracy"), "n_train": m.get("n_train"), "epochs": m.get("epochs"),
+            "kwh": e.get("kwh"), "j_per_train_image": e.get("j_per_train_image"),
+            "j_per_prediction": e.get("j_per_prediction"), "g_co2eq": carbon.get("g_co2eq"),
+            "seconds": sum(p["seconds"] for p in (e.get("phases") or {}).values()) or None}
+
+
+def write_job_phases(run: Run) -> None:
+    """Save the process's energy per phase so far into the run folder (``cnnlab run``)."""
+    from cnnlab.energy import carbon, meter
+    from cnnlab.io import atomic_write_json
+
+    m = meter()
+    if not m.available:
+        return
+    kwh = sum(p["kwh"] for p in m.totals.values())
+    atomic_write_json(run.path / PHASES_FILE, {"phases": m.totals, "kwh": kwh,
+                                               "carbon": carbon(kwh, run.config.country),
+                                               "method": m.method()})
+
+
+def section(ctx: SectionContext) -> str:
+    from cnnlab.viz import plots as P
+
+    res = ctx.result
+    method = res["method"]
+    body = para(f"Energy {method['words']}.")
+    if method["kind"] == "estimated":
+        body += para("So the energy figures below rank the runs by running time and load; "
+                     "compare them with each other on this machine, never with measured figures.",
+                     note=True)
+    rows = [r for r in res["rows"] if r["kwh"] is not None]
+    carbon_words = (res["job"] or {}).get("carbon", {}).get("words") or (
+        "no carbon figure: give --country (ISO 3166 alpha-3, e.g. FRA)" if not res["country"]
+        else f"carbon for country {res['country']}")
+    body += para(f"Carbon: {carbon_words}.")
+    if rows:
+        body += table(["run", "model", "dataset", "accuracy", "Wh", "mJ per training image",
+                       "mJ per prediction", "gCO2eq"],
+                      [[r["label"], r["model"], r["dataset"], f"{100 * r['accuracy']:.1f}%",
+                        f"{1000 * r['kwh']:.3f}", f"{1000 * r['j_per_train_image']:.2f}",
+                        f"{1000 * r['j_per_prediction']:.3f}",
+                        "-" if r["g_co2eq"] is None else f"{r['g_co2eq']:.4f}"] for r in rows])
+        same = [r for r in rows if r["dataset"] == res["dataset"]]
+        if len(same) >= 2:
+            body += img(P.save(_figure(same, res["dataset"]), ctx.plots_dir, "energy"),
+                        "accuracy against training energy", "640px")
+    if res["job"]:
+        body += "<h3>Where the energy of this cnnlab run went</h3>" + _phases_table(res["job"])
+    return body
+
+
+def _phases_table(job: dict) -> str:
+    total = job["kwh"] or 1e-12
+    rows = sorted(job["phases"].items(), key=lambda kv: -kv[1]["kwh"])
+    g = job["carbon"].get("g_co2eq")
+    return (table(["phase", "Wh", "share", "seconds"],
+                  [[name, f"{1000 * p['kwh']:.3f}", f"{100 * p['kwh'] / total:.0f}%",
+                    f"{p['seconds']:.1f}"] for name, p in rows]) +
+            para(f"Total {1000 * job['kwh']:.3f} Wh" + (f", {g:.3f} gCO2eq" if g is not None else "") +
+                 ". Each phase counts its own work only: training inside an analysis (its sub-runs) "
+                 "is counted as training.", note=True))
+
+
+def _figure(rows: list[dict], dataset: str):
+    from cnnlab.viz.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    for r in rows:
+        x = 3.6e6 * r["kwh"]
+        ax.scatter(x, 100 * r["accuracy"], s=40)
+        ax.annotate(f"{r['model']} ({r['label']})", (x, 100 * r["accuracy"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set(xlabel="energy of the run (J, log scale)", ylabel="accuracy (%)",
+           title=f"Accuracy against energy, runs on {dataset}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+ANALYSIS = register(Analysis(
+    name="energy", title="Energy and carbon", compute=energy, section=section, order=95,
+    verb=("audit", "energy"),
+))

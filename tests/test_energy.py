@@ -1,0 +1,57 @@
+"""Energy and carbon: nested phases, the carbon table, what a run records, the report."""
+
+import json
+import time
+
+import pytest
+
+import cnnlab
+from cnnlab.analysis import run_analysis
+from cnnlab.energy import Meter, _energy_mix, carbon
+from cnnlab.errors import CnnlabError
+
+pytest.importorskip("codecarbon")
+quiet = lambda s: None  # noqa: E731
+
+
+def test_nested_phases_count_their_own_time_only():
+    m = Meter()
+    with m.phase("outer") as outer:
+        time.sleep(0.2)
+        with m.phase("inner") as inner:
+            time.sleep(0.3)
+    assert inner["seconds"] == pytest.approx(0.3, abs=0.1)
+    assert outer["seconds"] == pytest.approx(0.2, abs=0.1)  # the inner 0.3 s is not in it
+    assert m.totals["inner"]["kwh"] == pytest.approx(inner["kwh"]) and inner["kwh"] > 0
+    before = m.snapshot()
+    with m.phase("inner"):
+        time.sleep(0.1)
+    assert set(m.since(before)) == {"inner"}
+    assert m.method()["kind"] in ("measured", "estimated")
+
+
+def test_carbon_uses_the_countrys_grid_and_refuses_unknown_codes():
+    table = _energy_mix()
+    assert carbon(2.0, "fra")["g_co2eq"] == pytest.approx(2.0 * table["FRA"]["carbon_intensity"])
+    assert carbon(1.0, "")["g_co2eq"] is None and "give --country" in carbon(1.0, "")["words"]
+    with pytest.raises(CnnlabError, match="unknown country code 'XYZ'"):
+        carbon(1.0, "XYZ")
+    with pytest.raises(CnnlabError, match="country must be an ISO 3166 alpha-3 code"):
+        cnnlab.TrainConfig(country="FR")
+
+
+def test_a_run_records_its_energy_and_the_analysis_gathers_its_sub_runs(tmp_path):
+    cfg = cnnlab.TrainConfig(model="mlp", epochs=2, limit_train=300, country="DEU",
+                             out_dir=str(tmp_path), name="r")
+    run = cnnlab.train(cfg, log=quiet, report=False)
+    e = json.loads((run.path / "metrics.json").read_text())["energy"]
+    assert set(e["phases"]) == {"training", "evaluation"}
+    assert e["kwh"] == pytest.approx(sum(p["kwh"] for p in e["phases"].values()))
+    seen = 2 * 2 * 128  # 2 epochs of 2 full batches of 128
+    assert e["j_per_train_image"] == pytest.approx(3.6e6 * e["phases"]["training"]["kwh"] / seen)
+    assert e["carbon"]["country"] == "DEU" and e["carbon"]["g_co2eq"] > 0
+    sub = run.subrun(cnnlab.TrainConfig.from_dict(cfg.to_dict() | {"model": "lenet5"}), "other", quiet)
+    res = run_analysis(run, "energy", log=quiet)
+    assert [r["model"] for r in res["rows"]] == ["mlp", "lenet5"] and sub.metrics["energy"]["kwh"] > 0
+    html = cnnlab.render_report(run).read_text()
+    assert "Energy and carbon" in html and res["method"]["kind"] in html

@@ -1,0 +1,58 @@
+"""Membership inference: the ROC metrics by hand, LiRA's Gaussian test by hand, the analysis."""
+
+import numpy as np
+import pytest
+
+import cnnlab
+from cnnlab.analysis import run_analysis
+from cnnlab.evaluate import membership as M
+
+quiet = lambda s: None  # noqa: E731
+
+
+def test_roc_auc_and_tpr_at_low_fpr_by_hand():
+    members, nonmembers = np.array([0.9, 0.8, 0.4]), np.array([0.7, 0.3, 0.2, 0.1])
+    r = M.roc(members, nonmembers)
+    # pairs where the member scores higher: 4 + 4 + 3 of 12
+    assert r["auc"] == pytest.approx(11 / 12)
+    # before the first non-member (0.7) two of three members are found; then 0.4 at FPR 1/4
+    assert M.tpr_at(r["fpr"], r["tpr"], 0.1) == pytest.approx(2 / 3)
+    assert M.tpr_at(r["fpr"], r["tpr"], 0.25) == pytest.approx(1.0)
+    assert r["tpr_at_0.1%"] == pytest.approx(2 / 3)
+
+
+def test_offline_lira_scores_by_hand():
+    shadow_stats = np.array([[0.0, 5.0], [2.0, 1.0], [9.0, 3.0]])
+    shadow_in = np.array([[False, True], [False, True], [True, False]])
+    scores = M.lira_offline(np.array([3.0, 7.0]), shadow_stats, shadow_in, min_out=2)
+    # image 0: OUT values 0 and 2 -> mean 1, std 1 -> (3 - 1) / 1
+    assert scores[0] == pytest.approx(2.0)
+    # image 1: one OUT value (3) -> the pooled std of all OUT deviations (1, 1, 0): sqrt(2/3)
+    assert scores[1] == pytest.approx((7.0 - 3.0) / np.std([-1.0, 1.0, 0.0]))
+
+
+def test_loss_and_shadow_attacks_on_synthetic_outputs():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert M.loss_scores(probs, np.array([0, 0])) == pytest.approx(np.log([0.9, 0.2]))
+    assert M.logit_confidence(probs, np.array([1, 1])) == pytest.approx(np.log([0.1 / 0.9, 0.8 / 0.2]))
+    rng = np.random.default_rng(0)
+    member = rng.random(400) < 0.5
+    conf = np.where(member, rng.uniform(0.8, 1.0, 400), rng.uniform(0.4, 0.9, 400))
+    p = np.c_[conf, 1 - conf]
+    y = np.zeros(400, int)
+    scores = M.shadow_attack(M.attack_features(p[:200], y[:200]), member[:200],
+                             M.attack_features(p[200:], y[200:]))
+    assert M.roc(scores[member[200:]], scores[~member[200:]])["auc"] > 0.85
+
+
+def test_membership_inference_finds_the_members_of_an_overfit_model(tmp_path):
+    run = cnnlab.train(cnnlab.TrainConfig(model="lenet5", epochs=1, limit_train=200,
+                                          out_dir=str(tmp_path), name="r"), log=quiet, report=False)
+    res = run_analysis(run, "privacy", members=100, nonmembers=200, shadows=2, epochs=20,
+                       model="lenet5", log=quiet)
+    by = {r["attack"]: r for r in res["attacks"]}
+    assert set(by) == {"loss", "shadow", "lira", "loss_random_labels"}
+    assert res["gap"]["train_accuracy"] > res["gap"]["test_accuracy"]  # it overfits
+    assert by["loss"]["auc_ci"]["low"] > 0.5  # so the weakest attack already works
+    assert all(0 <= r["auc"] <= 1 and 0 <= r["tpr_at_0.1%"] <= r["tpr_at_1%"] <= 1 for r in by.values())
+    assert "Privacy: membership inference" in cnnlab.render_report(run).read_text()
