@@ -10,7 +10,7 @@ from cnnlab.cli import main
 
 EXPECTED_RUN_FILES = ["config.yaml", "status.json", "results.csv", "metrics.json", "report.html",
                       "predictions.npz", "examples.npz", "weights/last.safetensors",
-                      "weights/best.safetensors", "weights/meta.json",
+                      "weights/best.safetensors", "weights/meta.json", "provenance.json",
                       "plots/training_curves.png", "plots/confusion_matrix.png"]
 
 

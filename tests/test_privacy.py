@@ -56,3 +56,29 @@ def test_membership_inference_finds_the_members_of_an_overfit_model(tmp_path):
     assert by["loss"]["auc_ci"]["low"] > 0.5  # so the weakest attack already works
     assert all(0 <= r["auc"] <= 1 and 0 <= r["tpr_at_0.1%"] <= r["tpr_at_1%"] <= 1 for r in by.values())
     assert "Privacy: membership inference" in cnnlab.render_report(run).read_text()
+
+
+def test_dp_sgd_spends_exactly_its_budget_and_the_model_reloads(tmp_path):
+    pytest.importorskip("opacus")
+    import json
+
+    from cnnlab.errors import CnnlabError
+
+    cfg = cnnlab.TrainConfig(model="fastnet", model_kwargs={"widths": [8, 16, 16]}, epochs=2,
+                             limit_train=300, batch_size=50, dp_epsilon=4.0, dp_delta=1e-3,
+                             out_dir=str(tmp_path), name="dp")
+    run = cnnlab.train(cfg, log=quiet, report=False)
+    dp = json.loads((run.path / "metrics.json").read_text())["dp"]
+    eps = dp["epsilon_per_epoch"]
+    assert len(eps) == 2 and 0 < eps[0] < eps[1] and eps[1] == pytest.approx(4.0, abs=0.05)
+    assert "dp_epsilon" in (run.path / "results.csv").read_text().splitlines()[0]
+    model = run.load_model()
+    assert not any("BatchNorm" in type(m).__name__ for m in model.modules())
+    assert any("GroupNorm" in type(m).__name__ for m in model.modules())
+    stored = np.load(run.path / "predictions.npz")["probs"]
+    assert np.allclose(run.predict(run.data().val.x, calibrated=False), stored, atol=1e-4)
+    with pytest.raises(CnnlabError, match="cannot reach epsilon 0.001"):
+        cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=5, limit_train=300, dp_epsilon=0.001,
+                                        out_dir=str(tmp_path), name="low"), log=quiet, report=False)
+    with pytest.raises(CnnlabError, match="cannot be combined with adv"):
+        cnnlab.TrainConfig(dp_epsilon=8, adv="pgd")

@@ -84,6 +84,11 @@ class TrainConfig:
         "(every class x group cell weighs the same) or dro (Group DRO, Sagawa et al. 2020); "
         "empty: plain ERM")
     dro_eta: float = _f(0.01, "Group DRO's step size for the group weights")
+    dp_epsilon: float = _f(
+        0.0, "differentially private training (DP-SGD with Opacus): spend at most this epsilon "
+        "over all epochs, at dp_delta (BatchNorm becomes GroupNorm; fp32; 0: off)")
+    dp_delta: float = _f(1e-5, "DP-SGD's delta (keep it below 1 / training images)")
+    dp_clip: float = _f(1.0, "DP-SGD: each image's gradient is clipped to this norm")
     adv: str = _f("", "adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
     adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works")
     adv_steps: int = _f(7, "PGD steps per batch in adversarial training")
@@ -136,6 +141,10 @@ class TrainConfig:
              f"country must be an ISO 3166 alpha-3 code such as FRA or USA, not {self.country!r}"),
             (self.groups in ("", "balance", "dro"), "groups must be balance or dro (or empty for off)"),
             (self.dro_eta > 0, "dro_eta must be positive"),
+            (self.dp_epsilon >= 0 and 0 < self.dp_delta < 1 and self.dp_clip > 0,
+             "dp_epsilon must be >= 0, dp_delta in (0, 1) and dp_clip > 0"),
+            (not (self.dp_epsilon and (self.adv or self.groups or self.compile)),
+             "dp_epsilon (DP-SGD) cannot be combined with adv, groups or compile"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),

@@ -5,6 +5,7 @@ runs/<name>/
     status.json        running, finished, failed (and why) or interrupted
     results.csv        one row per epoch
     metrics.json       final numbers on the evaluation split (machine-readable)
+    provenance.json    hashes of the data as trained and of the files read, source, licence
     predictions.npz    evaluation probabilities and labels
     label_noise.npz    the training images whose labels label_noise flipped (if any)
     examples.npz       sample and misclassified images for the report
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from cnnlab.config import TrainConfig
-from cnnlab.data import RunData, data_for, load_dataset
+from cnnlab.data import RunData, data_for, load_dataset, provenance
 from cnnlab.energy import carbon, carbon_intensity, meter
 from cnnlab.env import code_version, environment, torch_threads
 from cnnlab.errors import CnnlabError, Interrupted
@@ -108,6 +109,10 @@ class Run:
             model = create_model(meta["model"], **meta["model_kwargs"])
         except CnnlabError as e:
             raise CnnlabError(f"{self.path}/weights/meta.json: {e}") from None
+        if self.config.dp_epsilon:  # trained with DP-SGD: GroupNorm where BatchNorm was
+            from cnnlab.training.privacy import make_private_compatible
+
+            model = make_private_compatible(model)
         tensors, _ = ckpt.load_tensors(self.path / "weights" / f"{which}.safetensors")
         if which == "last":  # the resumable checkpoint: pick the (EMA) model's tensors
             state = ckpt.strip_prefix("ema.module." if meta.get("ema") else "model.", tensors)
@@ -386,7 +391,14 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         n_train=len(data.train), environment=environment(device),
     )
     metrics["energy"] = run_energy(cfg, state, len(data.val), energy_before or {})
+    if cfg.dp_epsilon:
+        spent = [r["dp_epsilon"] for r in state.history if r.get("dp_epsilon") is not None]
+        metrics["dp"] = {"epsilon_target": cfg.dp_epsilon, "epsilon_spent": spent[-1] if spent else None,
+                         "delta": cfg.dp_delta, "clip": cfg.dp_clip, "accountant": "Opacus RDP",
+                         "epsilon_per_epoch": spent}
     atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "provenance.json", provenance.record(
+        cfg.dataset, cfg.data_dir, data.train, data.val) | {"code_version": code_version()})
     save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
     save_npz(run_dir / "examples.npz", **_examples(data, probs))
     if data.flipped is not None:  # the known answer for data valuation

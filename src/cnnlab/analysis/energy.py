@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import yaml
+
 from cnnlab.analysis.registry import Analysis, SectionContext, register
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
@@ -51,13 +53,16 @@ def _row(path: Path, label: str) -> dict | None:
         return None
     m = json.loads(path.read_text())
     e = m.get("energy") or {}
+    cfg_path = path.parent / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
     carbon = e.get("carbon") or {}
     return {"label": label.split("/")[-1].rsplit("-", 1)[0] if label != "this run" else label,
             "path": label, "model": m.get("model", "?"), "dataset": m.get("dataset", "?"),
             "accuracy": m.get("accuracy"), "n_train": m.get("n_train"), "epochs": m.get("epochs"),
             "kwh": e.get("kwh"), "j_per_train_image": e.get("j_per_train_image"),
             "j_per_prediction": e.get("j_per_prediction"), "g_co2eq": carbon.get("g_co2eq"),
-            "seconds": sum(p["seconds"] for p in (e.get("phases") or {}).values()) or None}
+            "seconds": sum(p["seconds"] for p in (e.get("phases") or {}).values()) or None,
+            "clean": not (cfg or {}).get("label_noise") and not (cfg or {}).get("drop_train")}
 
 
 def write_job_phases(run: Run) -> None:
@@ -89,17 +94,21 @@ def section(ctx: SectionContext) -> str:
         "no carbon figure: give --country (ISO 3166 alpha-3, e.g. FRA)" if not res["country"]
         else f"carbon for country {res['country']}")
     body += para(f"Carbon: {carbon_words}.")
-    if rows:
-        body += table(["run", "model", "dataset", "accuracy", "Wh", "mJ per training image",
-                       "mJ per prediction", "gCO2eq"],
-                      [[r["label"], r["model"], r["dataset"], f"{100 * r['accuracy']:.1f}%",
-                        f"{1000 * r['kwh']:.3f}", f"{1000 * r['j_per_train_image']:.2f}",
-                        f"{1000 * r['j_per_prediction']:.3f}",
-                        "-" if r["g_co2eq"] is None else f"{r['g_co2eq']:.4f}"] for r in rows])
-        same = [r for r in rows if r["dataset"] == res["dataset"]]
-        if len(same) >= 2:
-            body += img(P.save(_figure(same, res["dataset"]), ctx.plots_dir, "energy"),
-                        "accuracy against training energy", "640px")
+    same = [r for r in rows if r["dataset"] == res["dataset"] and r["clean"]]
+    if same:
+        body += f"<h3>The models trained on {res['dataset']}</h3>" + table(
+            ["run", "model", "accuracy", "Wh", "mJ per training image", "mJ per prediction", "gCO2eq"],
+            [[r["label"], r["model"], f"{100 * r['accuracy']:.1f}%", f"{1000 * r['kwh']:.3f}",
+              f"{1000 * r['j_per_train_image']:.2f}", f"{1000 * r['j_per_prediction']:.3f}",
+              "-" if r["g_co2eq"] is None else f"{r['g_co2eq']:.4f}"] for r in same])
+    if len(same) >= 2:
+        body += img(P.save(_figure(same, res["dataset"]), ctx.plots_dir, "energy"),
+                    "accuracy against training energy", "640px")
+    others = [r for r in rows if r not in same]
+    if others:
+        body += para(f"{len(others)} other sub-runs (other data, flipped labels or left-out "
+                     f"images) used {1000 * sum(r['kwh'] for r in others):.3f} Wh in all; each "
+                     "is listed in analysis/energy.json.", note=True)
     if res["job"]:
         body += "<h3>Where the energy of this cnnlab run went</h3>" + _phases_table(res["job"])
     return body

@@ -70,7 +70,8 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
     target = train_on(candidates[is_member], "privacy-target")
     probs = target.predict(x, tta=0, calibrated=False)
     result = {"members": members, "nonmembers": nonmembers, "shadows": shadows, "dataset": dataset,
-              "epochs": epochs, "model": model, "gap": _gap(target, probs[is_member], y[is_member])}
+              "epochs": epochs, "model": model, "gap": _gap(target, probs[is_member], y[is_member]),
+              "target": str(target.path), "dp": target.metrics.get("dp")}
     scores = {"loss": _loss_scores(probs, y)}
     if shadows:
         scores |= _shadow_scores(train_on, candidates, x, probs, y, shadows, base.val_seed, log)
@@ -167,6 +168,9 @@ def section(ctx: SectionContext) -> str:
                 f"{res['shadows']} shadow models. Its accuracy: {100 * g['train_accuracy']:.1f}% on "
                 f"its members, {100 * g['test_accuracy']:.1f}% on the test split (gap "
                 f"{100 * g['gap']:.1f} points).")
+    if res.get("dp"):
+        body += para(f"The target and its shadows were trained with DP-SGD: epsilon "
+                     f"{res['dp']['epsilon_spent']:.2f} at delta {res['dp']['delta']:g}.")
     body += table(["attack", "AUC (95% CI)", "TPR at 0.1% FPR", "TPR at 1% FPR", "verdict"],
                   [[ATTACKS[r["attack"]], f"{r['auc']:.3f} ({r['auc_ci']['low']:.3f}-"
                     f"{r['auc_ci']['high']:.3f})", f"{100 * r['tpr_at_0.1%']:.1f}%",
@@ -202,7 +206,7 @@ def _roc_figure(arrays: dict, res: dict):
 ANALYSIS = register(Analysis(
     name="privacy", title="Privacy: membership inference", compute=privacy, section=section,
     order=94, verb=("audit", "privacy"),
-    quick={"shadows": 4, "epochs": 20, "members": 1000, "nonmembers": 2000,
+    quick={"shadows": 4, "epochs": 15, "members": 1000, "nonmembers": 2000,
            "model_kwargs": {"widths": [16, 32, 64]}},
     full={"shadows": 16, "epochs": 40, "members": 2000, "nonmembers": 3000, "image_size": 32,
           "model_kwargs": {"widths": [16, 32, 64]}},

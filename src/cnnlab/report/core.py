@@ -112,6 +112,13 @@ def training_section(ctx: ReportContext) -> Section | None:
     uri = P.save(P.training_curves(ctx.history), ctx.plots_dir, "training_curves")
     note = ('<p class="note">Training accuracy is measured on augmented batches while the '
             "weights change, so it can sit below validation accuracy.</p>")
+    dp = ctx.metrics.get("dp")
+    if dp:
+        per_epoch = ", ".join(f"{e:.2f}" for e in dp["epsilon_per_epoch"])
+        note += (f"<p>Trained with differential privacy (DP-SGD, Opacus): epsilon spent "
+                 f"<b>{dp['epsilon_spent']:.2f}</b> of {dp['epsilon_target']:g} at delta "
+                 f"{dp['delta']:g}, each image's gradient clipped to {dp['clip']:g} "
+                 f"({esc(dp['accountant'])} accountant). After each epoch: {per_epoch}.</p>")
     return Section("Training curves", img(uri, "training curves") + note)
 
 

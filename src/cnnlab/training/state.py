@@ -13,7 +13,7 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.optim import Lookahead
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
-           "epoch_time", "elapsed", "train_elapsed"]
+           "dp_epsilon", "epoch_time", "elapsed", "train_elapsed"]
 THRESHOLDS = (0.85, 0.90, 0.93, 0.94)
 """Validation accuracies whose first crossing a run records (time to accuracy)."""
 
@@ -29,6 +29,8 @@ class TrainState:
     """Seconds spent training (evaluation excluded)."""
     images_seen: int = 0
     history: list[dict] = field(default_factory=list)
+    dp_history: list | None = None
+    """DP-SGD's accountant history (noise multiplier, sample rate, steps), kept for resuming."""
     group_q: list[float] | None = None
     """Group DRO's weights over class x group cells (``groups: dro``), kept for resuming."""
     # The last epoch's validation (probabilities, loss), kept so that finish_run need not
@@ -41,6 +43,8 @@ def format_row(row: dict, epochs: int) -> str:
            if row["val_acc"] is not None else "")
     if row.get("val_robust_acc") is not None:
         val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
+    if row.get("dp_epsilon") is not None:
+        val += f"  epsilon {row['dp_epsilon']:.2f}"
     return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4f}  train_loss "
             f"{row['train_loss']:.4f}  train_acc {100 * row['train_acc']:.2f}%{val}  "
             f"{row['epoch_time']:.1f}s")

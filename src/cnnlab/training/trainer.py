@@ -30,6 +30,7 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.groups import GroupLoss
 from cnnlab.training.optim import Lookahead, lr_at, make_optimizer
+from cnnlab.training.privacy import PrivateTraining, make_private_compatible
 from cnnlab.training.state import (
     TrainState,
     format_row,
@@ -59,6 +60,8 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **kwargs)
     model.build_kwargs = kwargs  # saved in weights/meta.json so the model can be rebuilt
+    if cfg.dp_epsilon:  # no BatchNorm; and no data-derived initialisation, which would leak
+        return make_private_compatible(model)
     if hasattr(model, "init_from_data"):
         model.init_from_data(data.train.sample(5000, cfg.seed).x.float() / 255)
     return model
@@ -66,22 +69,21 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
 
 def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
                     schedule: tuple[int, int], device: torch.device, progress: bool,
-                    lookahead: Lookahead | None = None,
-                    group_loss: GroupLoss | None = None) -> tuple[float, float]:
+                    lookahead: Lookahead | None = None, group_loss: GroupLoss | None = None,
+                    private: PrivateTraining | None = None) -> tuple[float, float]:
     """One pass over the training images; returns (mean loss, accuracy) over all ranks.
 
     ``schedule`` is (total steps, warm-up steps) of the learning-rate schedule."""
     model.train()
     x, y = data.train.x, data.train.y
-    batch = min(cfg.batch_size, len(x))
-    steps = len(x) // batch  # drop the last partial batch; each epoch reshuffles
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
-    order = torch.randperm(len(x), generator=gen).to(x.device)
+    batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private)
     augment_batch = epoch_augmentation(data, cfg, state.epoch)
     totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
-    for i in range(steps):
-        idx = order[i * batch: (i + 1) * batch]
+    step_optimizer = optimizer if private is None else private.optimizer
+    for i, idx in enumerate(batches):
+        idx = idx.to(x.device)
         # 1. Fetch the global batch, scale to [0, 1], augment it as one tensor on the device,
         #    and keep this rank's slice (all of it in a single process).
         xb = x[idx].to(device, non_blocking=True).float().div_(255)
@@ -97,8 +99,10 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
             g["lr"] = lr * g.get("lr_scale", 1.0)
         # 3. Forward (bf16 autocast where it pays), loss, backward, step; then weight averaging.
         gb = None if group_loss is None else dist_.shard(data.train.groups[idx].to(device))
-        loss, logits = train_step(model, optimizer, xb, yb, cfg, device, (state.epoch, i),
+        loss, logits = train_step(model, step_optimizer, xb, yb, cfg, device, (state.epoch, i),
                                   group_loss, gb)
+        if private is not None:
+            private.stepped()
         if ema is not None:
             ema.update_parameters(model)
         state.step += 1
@@ -137,7 +141,8 @@ def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainC
                device: torch.device, where: tuple[int, int], group_loss: GroupLoss | None = None,
                gb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, loss, backward and one optimizer step; a non-finite loss stops the run."""
-    with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)):
+    with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)
+                        and not cfg.dp_epsilon):  # Opacus's per-image gradients in fp32
         logits = model(xb)
     if group_loss is not None:
         loss = group_loss(logits.float(), yb, gb)
@@ -209,7 +214,8 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok,
             groups, train.group_names))
     group_loss = make_group_loss(cfg, data.train, state.group_q)
-    step_model = dist_.wrap(model, device)
+    private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
+    step_model = dist_.wrap(model, device) if private is None else private.module
     step_model = torch.compile(step_model) if cfg.compile else step_model
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
     schedule = (cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)))
@@ -217,12 +223,16 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
-                                                schedule, device, progress, lookahead, group_loss)
+                                                schedule, device, progress, lookahead, group_loss,
+                                                private)
         if group_loss is not None and cfg.groups == "dro":
             state.group_q = group_loss.q.tolist()
         state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc}
+        if private is not None:
+            row["dp_epsilon"] = private.epsilon()
+            state.dp_history = [list(h) for h in private.accountant.history]
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device)
         epoch_time = time.perf_counter() - t0
         state.elapsed += epoch_time
@@ -236,6 +246,29 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             log(format_row(row, cfg.epochs))
         dist_.barrier()
     return eval_model(model, ema), state
+
+
+def epoch_batches(n: int, batch_size: int, gen: torch.Generator,
+                  private: PrivateTraining | None):
+    """(this epoch's batches of indices, their number): a shuffled order cut into full batches
+    (the last partial one dropped), or DP-SGD's Poisson batches."""
+    if private is not None:
+        return private.batches(n, gen), private.steps_per_epoch
+    batch = min(batch_size, n)
+    order = torch.randperm(n, generator=gen)
+    return (order[i * batch: (i + 1) * batch] for i in range(n // batch)), n // batch
+
+
+def make_private(cfg: TrainConfig, model, optimizer, n_train: int,
+                 history: list | None) -> PrivateTraining | None:
+    """DP-SGD's machinery for ``cfg.dp_epsilon`` > 0 (one process only), else None."""
+    if not cfg.dp_epsilon:
+        return None
+    if dist_.world()[1] > 1:
+        raise CnnlabError("--dp-epsilon runs in one process (the accountant is per process); "
+                          "drop torchrun or --dp-epsilon")
+    return PrivateTraining(model, optimizer, n_train, min(cfg.batch_size, n_train), cfg.epochs,
+                           cfg.dp_epsilon, cfg.dp_delta, cfg.dp_clip, history)
 
 
 def make_group_loss(cfg: TrainConfig, train: ImageDataset, q: list[float] | None) -> GroupLoss | None:
