@@ -60,24 +60,23 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
         raise CnnlabError(f"privacy needs members + nonmembers <= {len(pool)} (the pool of {dataset})")
     order = np.random.default_rng(base.val_seed + 11).permutation(len(pool))
     candidates = np.sort(order[: members + nonmembers])
-    is_member = np.isin(candidates, order[:members])
-    x, y = pool.x[candidates], pool.y[candidates].numpy()
+    is_member, x, y = np.isin(candidates, order[:members]), pool.x[candidates], pool.y[candidates].numpy()
 
     def train_on(keep, label: str, cfg=base) -> Run:
         drop = np.setdiff1d(np.arange(len(pool)), keep)
         return run.subrun(replace(cfg, drop_train=run.index_file(drop)), label, log)
 
     target = train_on(candidates[is_member], "privacy-target")
-    probs = target.predict(x, tta=0, calibrated=False)
+    probs = target.predict(x, tta=0, calibrated=False)  # raw softmax: what an attacker sees
     result = {"members": members, "nonmembers": nonmembers, "shadows": shadows, "dataset": dataset,
               "epochs": epochs, "model": model, "gap": _gap(target, probs[is_member], y[is_member]),
               "target": str(target.path), "dp": target.metrics.get("dp")}
     scores = {"loss": _loss_scores(probs, y)}
     if shadows:
         scores |= _shadow_scores(train_on, candidates, x, probs, y, shadows, base.val_seed, log)
-    if random_labels:
-        scores["loss_random_labels"] = _random_labels(train_on, base, pool.num_classes,
-                                                      candidates, is_member, x)
+    if random_labels:  # memorised labels: the same members, labels drawn at random
+        scores["loss_random_labels"] = _random_labels(train_on, base, pool.num_classes, candidates,
+                                                      is_member, x)
     result["attacks"], result["arrays"] = _grade(scores, is_member, log)
     return result
 

@@ -12,6 +12,8 @@ weights are loaded again.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -45,6 +47,10 @@ class PrivateTraining:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, n_train: int,
                  batch_size: int, epochs: int, epsilon: float, delta: float, clip: float,
                  history: list | None = None):
+        # Opacus's notices that do not concern this use: the input images need no gradient,
+        # and a secure RNG (secure_mode) is for deployments, not teaching runs (said in docs)
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
         from opacus import GradSampleModule
         from opacus.accountants import RDPAccountant
         from opacus.accountants.utils import get_noise_multiplier

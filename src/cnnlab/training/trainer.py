@@ -207,12 +207,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema,
                                     lookahead)
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
-    if device.type == "cuda":  # keep the uint8 training images on the GPU: no copies per step
-        train = data.train
-        groups = {"groups": train.groups.to(device)} if train.groups is not None else {}
-        data = dataclasses.replace(data, train=ImageDataset(
-            train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok,
-            groups, train.group_names))
+    data = data_on(data, device)
     group_loss = make_group_loss(cfg, data.train, state.group_q)
     private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
     step_model = dist_.wrap(model, device) if private is None else private.module
@@ -225,14 +220,10 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
                                                 schedule, device, progress, lookahead, group_loss,
                                                 private)
-        if group_loss is not None and cfg.groups == "dro":
-            state.group_q = group_loss.q.tolist()
         state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc}
-        if private is not None:
-            row["dp_epsilon"] = private.epsilon()
-            state.dp_history = [list(h) for h in private.accountant.history]
+        row |= keep_loss_state(state, group_loss, private)
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device)
         epoch_time = time.perf_counter() - t0
         state.elapsed += epoch_time
@@ -246,6 +237,29 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             log(format_row(row, cfg.epochs))
         dist_.barrier()
     return eval_model(model, ema), state
+
+
+def data_on(data: RunData, device: torch.device) -> RunData:
+    """On CUDA, the uint8 training images (and groups) moved to the GPU: no copies per step."""
+    if device.type != "cuda":
+        return data
+    train = data.train
+    groups = {"groups": train.groups.to(device)} if train.groups is not None else {}
+    return dataclasses.replace(data, train=ImageDataset(
+        train.x.to(device), train.y.to(device), train.classes, train.name, train.flip_ok,
+        groups, train.group_names))
+
+
+def keep_loss_state(state: TrainState, group_loss: GroupLoss | None,
+                    private: PrivateTraining | None) -> dict:
+    """Store Group DRO's weights and DP-SGD's accountant in the training state (for resume);
+    the epoch's row gains the epsilon spent so far."""
+    if group_loss is not None and group_loss.mode == "dro":
+        state.group_q = group_loss.q.tolist()
+    if private is None:
+        return {}
+    state.dp_history = [list(h) for h in private.accountant.history]
+    return {"dp_epsilon": private.epsilon()}
 
 
 def epoch_batches(n: int, batch_size: int, gen: torch.Generator,
