@@ -122,10 +122,12 @@ def _measured(run: Run) -> dict:
     if "robustness" in results:
         out["robustness"] = "Adversarial robustness: see report.html (robust accuracy with its CI)."
     if "privacy" in results:
-        a = {r["attack"]: r for r in results["privacy"]["attacks"]}
-        best = max(a.values(), key=lambda r: r["auc"])
-        out["privacy_words"] = (f"the strongest membership-inference attack on a deliberately "
-                                f"overfit model of this recipe reached AUC {best['auc']:.2f}")
+        p = results["privacy"]
+        best = max((r for r in p["attacks"] if r["attack"] != "loss_random_labels"),
+                   key=lambda r: r["auc"])
+        out["privacy_words"] = (f"the privacy audit's target (a {p['model']} deliberately overfit "
+                                f"on {p['members']:,} {p['dataset']} images, not this model) let "
+                                f"its strongest membership-inference attack reach AUC {best['auc']:.2f}")
     e = run.metrics.get("energy") or {}
     if e.get("kwh") is not None:
         out["energy_words"] = (f"{1000 * e['kwh']:.3f} Wh to train and evaluate ("
@@ -147,8 +149,8 @@ def section(ctx: SectionContext) -> str:
     body += para(f"Leakage: {leak['exact']} of the {leak['n_eval']:,} evaluation images are exact "
                  f"copies of a training image and {leak['near']} are near copies (perceptual hash "
                  f"within {leak['max_distance']} of 64 bits)"
-                 + (": accuracy on them measures memory, not generalisation." if leak["exact"] + leak["near"]
-                    else "."))
+                 + (". Where they are true copies, accuracy on them measures memory, not "
+                    "generalisation." if leak["exact"] + leak["near"] else "."))
     if ctx.arrays:
         from cnnlab.viz import plots as P
 

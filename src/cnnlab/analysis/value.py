@@ -61,7 +61,8 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
               "lowest": [{"index": int(i), "label": subject.classes[train_out["y"][i]],
                           "suggested": subject.classes[suggested[i]], "value": float(main[i])}
                          for i in order],
-              "arrays": {"lowest_images": data.train.x[order].numpy(), "values": main.astype(np.float32)}}
+              "arrays": {"lowest_images": data.train.x[order].numpy(), "values": main.astype(np.float32),
+                         "labels": train_out["y"].astype(np.int16)}}
     rankings = _rankings(subject, values, train_out, folds, log)
     if data.flipped is not None:
         result["detection"] = _detection(rankings, data.flipped.numpy(), log)
@@ -243,6 +244,10 @@ def section(ctx: SectionContext) -> str:
     body += "<h3>Value per class</h3>" + table(
         ["class", "images", "mean value", "negative values"],
         [[r["class"], r["n"], f"{r['mean']:.2e}", r["negative"]] for r in res["per_class"]])
+    if arrays and "labels" in arrays and len(res["classes"]) <= 20:
+        body += img(P.save(_distribution_figure(arrays["values"], arrays["labels"], res["classes"]),
+                           ctx.plots_dir, "value_distribution"), "value distribution per class",
+                    "760px")
     if arrays:
         body += "<h3>The lowest-valued training images (check these first)</h3>"
         body += img(P.save(_lowest_figure(arrays["lowest_images"], res["lowest"]), ctx.plots_dir,
@@ -251,6 +256,20 @@ def section(ctx: SectionContext) -> str:
                      "suggested label). `cnnlab value RUN --export-review review.csv` lists them.",
                      note=True)
     return body
+
+
+def _distribution_figure(values, labels, classes: list[str]):
+    from cnnlab.viz.plots import plt
+
+    fig, ax = plt.subplots(figsize=(8.4, 3.4))
+    present = [k for k in range(len(classes)) if (labels == k).any()]
+    ax.boxplot([values[labels == k] for k in present], showfliers=True, flierprops={"markersize": 2})
+    ax.set_xticks(range(1, len(present) + 1), [classes[k] for k in present], fontsize=9)
+    ax.axhline(0, color="tab:red", lw=1, ls="--", label="zero: no help, no harm")
+    ax.set(ylabel="KNN-Shapley value", title="Value of each training image, per class (its label)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def _retrain_table(r: dict) -> str:
