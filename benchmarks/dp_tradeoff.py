@@ -30,14 +30,22 @@ def main() -> None:
     p.add_argument("--epsilons", default="1,2,4,8,0")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--members", type=int, default=500)
+    p.add_argument("--nonmembers", type=int, default=900)
+    p.add_argument("--dataset", default="digits", help="e.g. shapes, or npz:PATH for CIFAR-10")
+    p.add_argument("--image-size", type=int, default=0)
+    p.add_argument("--model", default="lenet5")
+    p.add_argument("--model-kwargs", default="{}", help="JSON, e.g. {\"widths\": [32, 64, 128]}")
+    p.add_argument("--lr", type=float, default=0.5)
     a = p.parse_args()
     run = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=tempfile.mkdtemp(), name="r"),
                        log=lambda s: None, report=False)
     rows = []
     for eps in (float(e) for e in a.epsilons.split(",")):
-        res = run_analysis(run, "privacy", dataset="digits", image_size=0, members=a.members,
-                           nonmembers=900, shadows=0, random_labels=False, epochs=a.epochs,
-                           model="lenet5", recipe={"dp_epsilon": eps, "lr": 0.5}, log=print)
+        res = run_analysis(run, "privacy", dataset=a.dataset, image_size=a.image_size,
+                           members=a.members, nonmembers=a.nonmembers, shadows=0,
+                           random_labels=False, epochs=a.epochs, model=a.model,
+                           model_kwargs=json.loads(a.model_kwargs),
+                           recipe={"dp_epsilon": eps, "lr": a.lr}, log=print)
         m = json.loads((Path(res["target"]) / "metrics.json").read_text())
         loss = next(r for r in res["attacks"] if r["attack"] == "loss")
         spent = (m.get("dp") or {}).get("epsilon_spent")
@@ -50,9 +58,12 @@ def main() -> None:
                 f"(95% CI {loss['auc_ci']['low']:.3f}-{loss['auc_ci']['high']:.3f}), TPR at 1% FPR "
                 f"{100 * loss['tpr_at_1%']:.1f}%")
         print(line)
-        append_result(f"DP-SGD trade-off (LeNet-5, {a.members} digits, {a.epochs} epochs)", line,
+        data = a.dataset.split("/")[-2] if a.dataset.startswith("npz:") else a.dataset
+        append_result(f"DP-SGD trade-off ({a.model}, {a.members} {data} members, "
+                      f"{a.nonmembers} non-members, {a.epochs} epochs, lr {a.lr:g})", line,
                       " ".join(["python", *sys.argv]), machine())
-    plot(rows, Path(__file__).with_name("dp_tradeoff.png"))
+    if len(rows) >= 3:
+        plot(rows, Path(__file__).with_name("dp_tradeoff.png"))
 
 
 def plot(rows: list[dict], path: Path) -> None:

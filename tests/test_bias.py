@@ -118,3 +118,20 @@ def test_npz_groups_are_read_and_checked(tmp_path):
         np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
         with pytest.raises(CnnlabError, match=match):
             load_dataset(f"npz:{path}")
+
+
+def test_folder_groups_come_from_groups_csv(tmp_path):
+    from PIL import Image
+
+    rows = ["file,group"]
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / c / f"{i}.png")
+            rows.append(f"{c}/{i}.png,{'indoor' if i < 2 else 'outdoor'}")
+    (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
+    train = load_dataset(f"folder:{tmp_path}", image_size=8).train
+    assert train.group_names == ["indoor", "outdoor"] and train.groups.tolist() == [0, 0, 1, 0, 0, 1]
+    (tmp_path / "groups.csv").write_text("\n".join(rows[:-1]) + "\n")
+    with pytest.raises(CnnlabError, match="has no row for dog/2.png"):
+        load_dataset(f"folder:{tmp_path}", image_size=8)

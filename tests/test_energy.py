@@ -55,3 +55,21 @@ def test_a_run_records_its_energy_and_the_analysis_gathers_its_sub_runs(tmp_path
     assert [r["model"] for r in res["rows"]] == ["mlp", "lenet5"] and sub.metrics["energy"]["kwh"] > 0
     html = cnnlab.render_report(run).read_text()
     assert "Energy and carbon" in html and res["method"]["kind"] in html
+
+
+def test_results_csv_says_energy_and_the_combined_audit_compares_a_folder(tmp_path):
+    from cnnlab.cli import main
+
+    for name, model in (("a", "mlp"), ("b", "lenet5")):
+        cnnlab.train(cnnlab.TrainConfig(model=model, epochs=2, limit_train=300, out_dir=str(tmp_path),
+                                        name=name), log=quiet, report=False)
+    header, *rows = (tmp_path / "a" / "results.csv").read_text().splitlines()
+    assert header.endswith("energy_kwh,energy")
+    kwh = [float(r.split(",")[-2]) for r in rows]
+    assert 0 < kwh[0] < kwh[1] and rows[-1].split(",")[-1] in ("measured", "estimated")
+    assert main(["audit", str(tmp_path / "a"), "--energy", "--provenance"]) == 0
+    assert (tmp_path / "a" / "analysis" / "energy.json").is_file()
+    assert (tmp_path / "a" / "model_card.md").is_file()
+    assert main(["audit", str(tmp_path / "a")]) == 2  # no audit chosen: one line, exit 2
+    res = run_analysis(cnnlab.load_run(tmp_path / "a"), "energy", folder=str(tmp_path), log=quiet)
+    assert [r["model"] for r in res["rows"]] == ["mlp", "lenet5"]

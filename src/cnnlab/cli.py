@@ -299,9 +299,42 @@ def add_run_verbs(sub) -> None:
     p.set_defaults(fn=cmd_report)
 
 
+def combined_audit(argv: list[str]) -> argparse.Namespace:
+    """``cnnlab audit RUN --bias --energy --privacy --provenance``: several audits in one call
+    (each is also ``cnnlab audit NAME RUN`` with its own options)."""
+    names = [a.verb[1] for a in load_all() if a.verb[0] == "audit"]
+    p = Parser(prog="cnnlab audit", description="run several audits of a run with their "
+               "default options, then render its report once")
+    p.add_argument("run", help="the run folder to audit")
+    for name in names:
+        p.add_argument(f"--{name}", action="store_true", help=f"run cnnlab audit {name}")
+    args = p.parse_args(argv)
+    chosen = [n for n in names if getattr(args, n)]
+    if not chosen:
+        p.error(f"choose at least one of {', '.join('--' + n for n in names)}")
+    return argparse.Namespace(fn=cmd_audits, run=args.run, chosen=chosen, verb="audit")
+
+
+def cmd_audits(args) -> None:
+    from cnnlab.analysis import run_analysis
+    from cnnlab.report import render_report
+    from cnnlab.run import load_run
+
+    run = load_run(args.run)
+    for name in args.chosen:
+        result = run_analysis(run, name)
+        print(f"wrote {run.path / 'analysis' / result['stem']}.json ({result['seconds']:.1f} s)")
+    print(f"report: {render_report(run)}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        subverbs = {a.verb[1] for a in load_all() if a.verb[0] == "audit"}
+        if len(argv) > 1 and argv[0] == "audit" and argv[1] not in subverbs and argv[1][:1] != "-":
+            args = combined_audit(argv[1:])
+        else:
+            args = build_parser().parse_args(argv)
         if args.verb == "train":
             from cnnlab.training.distributed import init_from_env
 

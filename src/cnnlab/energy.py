@@ -52,6 +52,7 @@ class Meter:
         self._tracker = None
         self._stack: list[tuple[str, dict]] = []
         self.totals: dict[str, dict] = {}
+        self._method: dict | None = None
 
     def _start(self) -> None:
         if self._tracker is None:
@@ -98,6 +99,19 @@ class Meter:
             total[k] += v
             record[k] = record.get(k, 0.0) + v
 
+    def checkpoint(self) -> None:
+        """Bring the totals up to now (the running phase is measured and goes on)."""
+        if self.available and self._stack:
+            self._stop_task()
+            self._tracker.start_task(self._stack[-1][0])
+
+    def kwh_since(self, before: dict[str, dict]) -> float | None:
+        """kWh of every phase since ``before`` (None without CodeCarbon)."""
+        if not self.available:
+            return None
+        self.checkpoint()
+        return sum(p["kwh"] for p in self.since(before).values())
+
     def snapshot(self) -> dict[str, dict]:
         """A copy of the totals so far, to subtract later (``since``)."""
         return {k: dict(v) for k, v in self.totals.items()}
@@ -114,6 +128,11 @@ class Meter:
 
     def method(self) -> dict:
         """How the energy is obtained: measured (RAPL, NVML) or estimated, in words."""
+        if self._method is None:
+            self._method = self._find_method()
+        return self._method
+
+    def _find_method(self) -> dict:
         if not self.available:
             return {"kind": "not measured", "words": f"energy not measured: {MISSING}"}
         self._start()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
 
@@ -29,11 +30,24 @@ PHASES_FILE = "energy.json"
 """Written by ``cnnlab run`` in the main run's folder: the job's energy per phase."""
 
 
-def energy(run: Run, *, log: Log = print) -> dict:
-    """Energy, carbon and accuracy of the run and its sub-runs; the main job's phases."""
+def energy(run: Run, *, folder: str = "", log: Log = print) -> dict:
+    """Energy, carbon and accuracy of the run and its sub-runs; the main job's phases.
+
+    Args:
+        folder: also compare every run in this folder (e.g. runs/), such as the record-speed
+            recipes or the lecture's models trained one by one.
+    """
+    from pathlib import Path
+
     rows = [_row(run.path / "metrics.json", "this run")]
     for path in sorted(run.path.glob("subruns/**/metrics.json")):
         rows.append(_row(path, str(path.parent.relative_to(run.path / "subruns"))))
+    if folder:
+        if not Path(folder).is_dir():
+            raise CnnlabError(f"--folder {folder} is not a folder; give the folder that holds runs")
+        for path in sorted(Path(folder).glob("*/metrics.json")):
+            if path.parent.resolve() != run.path.resolve():
+                rows.append(_row(path, f"{path.parent.name}-run"))
     rows = [r for r in rows if r is not None]
     measured = [r for r in rows if r["kwh"] is not None]
     phases_path = run.path / PHASES_FILE
@@ -45,7 +59,7 @@ def energy(run: Run, *, log: Log = print) -> dict:
         log(f"  {r['label']:>40}: {r['kwh'] * 1000:.3f} Wh, {r['j_per_train_image'] * 1000:.2f} mJ "
             f"per training image, accuracy {100 * r['accuracy']:.1f}%")
     return {"rows": rows, "method": method, "dataset": run.config.dataset, "job": job,
-            "country": run.config.country}
+            "country": run.config.country, "folder": folder}
 
 
 def _row(path: Path, label: str) -> dict | None:
@@ -95,6 +109,8 @@ def section(ctx: SectionContext) -> str:
         else f"carbon for country {res['country']}")
     body += para(f"Carbon: {carbon_words}.")
     same = [r for r in rows if r["dataset"] == res["dataset"] and r["clean"]]
+    if res.get("folder"):
+        body += para(f"Runs of {res['folder']} are compared too, on the run's dataset.", note=True)
     if same:
         body += f"<h3>The models trained on {res['dataset']}</h3>" + table(
             ["run", "model", "accuracy", "Wh", "mJ per training image", "mJ per prediction", "gCO2eq"],

@@ -70,14 +70,44 @@ def _read_class_folders(root: Path, classes: list[str] | None, size: int, mode: 
     if not classes:
         raise CnnlabError(f"{root} has no class sub-folders; put each class's images in "
                           f"{root}/<class name>/")
-    xs, ys = [], []
+    xs, ys, paths = [], [], []
     for label, c in enumerate(classes):
         files = _image_files(root / c) if (root / c).is_dir() else []
         xs += [read_image(f, size, mode) for f in files]
         ys += [label] * len(files)
+        paths += files
     if not xs:
         raise CnnlabError(f"{root} holds no images (PNG/JPEG/...) in its class sub-folders")
-    return np.stack(xs), np.array(ys), classes
+    return np.stack(xs), np.array(ys), classes, paths
+
+
+def _read_groups(root: Path) -> dict[str, str] | None:
+    """groups.csv beside the class folders: ``file,group`` rows, files relative to ``root``."""
+    import csv
+
+    path = root / "groups.csv"
+    if not path.is_file():
+        return None
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CnnlabError(f"{path} is not a readable CSV ({e}); write a header file,group and one "
+                          f"row per image") from None
+    if not rows or not {"file", "group"} <= set(rows[0]):
+        raise CnnlabError(f"{path} needs a header file,group and one row per image")
+    return {Path(r["file"]).as_posix(): r["group"] for r in rows}
+
+
+def _attach_groups(ds: ImageDataset, paths: list[Path], root: Path, groups: dict[str, str],
+                   names: list[str]) -> ImageDataset:
+    keys = [p.relative_to(root).as_posix() for p in paths]
+    missing = [k for k in keys if k not in groups]
+    if missing:
+        raise CnnlabError(f"{root / 'groups.csv'} has no row for {missing[0]} (and {len(missing) - 1} "
+                          f"more); give every image a group")
+    g = torch.tensor([names.index(groups[k]) for k in keys])
+    return ImageDataset(ds.x, ds.y, ds.classes, ds.name, ds.flip_ok, {"groups": g}, names)
 
 
 def _guess_mode(root: Path) -> str:
@@ -111,14 +141,24 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     train_dir = root / "train" if (root / "train").is_dir() and test_dir else root
     mode = _guess_mode(train_dir)
-    x, y, classes = _read_class_folders(train_dir, None, size, mode)
+    x, y, classes, paths = _read_class_folders(train_dir, None, size, mode)
     name = f"folder:{root}"
     train = from_numpy(x, y, classes, name)
-    test = None
+    test = test_paths = None
     if test_dir is not None:
-        xt, yt, _ = _read_class_folders(test_dir, classes, size, mode)
+        xt, yt, _, test_paths = _read_class_folders(test_dir, classes, size, mode)
         test = from_numpy(xt, yt, classes, name)
-    return DatasetSplits(train, test, f"image folder {root} (resized to {size}x{size}, {mode})")
+    groups = _read_groups(root)
+    if groups is not None:
+        names = sorted(set(groups.values()))
+        train = _attach_groups(train, paths, root, groups, names)
+        test = test if test is None else _attach_groups(test, test_paths, root, groups, names)
+        empty = [n for i, n in enumerate(names) if not (train.groups == i).any()]
+        if empty:
+            raise CnnlabError(f"{root / 'groups.csv'}: group {empty[0]!r} has no training images; "
+                              f"give it some or leave it out")
+    return DatasetSplits(train, test, f"image folder {root} (resized to {size}x{size}, {mode})"
+                         + (", groups from groups.csv" if groups is not None else ""))
 
 
 def load_npz_splits(path: str) -> DatasetSplits:

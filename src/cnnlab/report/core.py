@@ -49,8 +49,17 @@ def read_history(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
-                for r in csv.DictReader(f)]
+        return [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _number(v: str | None) -> float | str | None:
+    """A results.csv cell: a number, None where empty, or the text (e.g. the energy method)."""
+    if v in ("", None):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
 
 
 def accuracy_interval(m: dict) -> dict:

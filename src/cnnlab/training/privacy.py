@@ -23,13 +23,16 @@ CHANNELS_PER_GROUP = 16
 
 
 def make_private_compatible(model: nn.Module) -> nn.Module:
-    """The model with each BatchNorm2d(C) replaced by GroupNorm over groups of 16 channels,
-    then checked by Opacus's ModuleValidator. (Opacus's own fix makes min(32, C) groups: with
-    C <= 32 that is one channel per group, and on the 1x1 maps of fastnet's last stage every
-    group then holds a single value, normalised to zero: the features vanish.)"""
+    """The model with each BatchNorm2d(C) replaced by GroupNorm over groups of 16 channels and
+    in-place activations made out-of-place, then checked by Opacus's ModuleValidator.
+    (Opacus's own fix makes min(32, C) groups: with C <= 32 that is one channel per group,
+    and on the 1x1 maps of fastnet's last stage every group then holds a single value,
+    normalised to zero: the features vanish.)"""
     from opacus.validators import ModuleValidator
 
     for name, child in model.named_children():
+        if getattr(child, "inplace", False):  # in-place activations break per-image gradient hooks
+            child.inplace = False
         if isinstance(child, nn.BatchNorm2d):
             c = child.num_features
             setattr(model, name, nn.GroupNorm(max(1, c // CHANNELS_PER_GROUP), c))

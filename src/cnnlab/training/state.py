@@ -13,7 +13,7 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.optim import Lookahead
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
-           "dp_epsilon", "epoch_time", "elapsed", "train_elapsed"]
+           "dp_epsilon", "epoch_time", "elapsed", "train_elapsed", "energy_kwh", "energy"]
 THRESHOLDS = (0.85, 0.90, 0.93, 0.94)
 """Validation accuracies whose first crossing a run records (time to accuracy)."""
 

@@ -212,6 +212,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
     step_model = dist_.wrap(model, device) if private is None else private.module
     step_model = torch.compile(step_model) if cfg.compile else step_model
+    energy_before = meter().snapshot()
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
     schedule = (cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)))
     while state.epoch < cfg.epochs:
@@ -227,7 +228,8 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device)
         epoch_time = time.perf_counter() - t0
         state.elapsed += epoch_time
-        row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed)
+        row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed,
+                   energy_kwh=meter().kwh_since(energy_before), energy=meter().method()["kind"])
         state.history.append(row)
         state.epoch += 1
         if dist_.is_main():  # rank 0 alone writes the run folder
