@@ -10,6 +10,7 @@ the calibration analysis, where it ran, replaces section 70.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,12 @@ def data_section(ctx: ReportContext) -> Section:
             [f"evaluation images ({m['split']} split)", f"{m['n']:,}"],
             ["normalization mean", ", ".join(f"{v:.3f}" for v in meta["normalization"]["mean"])],
             ["normalization std", ", ".join(f"{v:.3f}" for v in meta["normalization"]["std"])]]
+    prov = ctx.run.path / "provenance.json"
+    if prov.is_file():  # written when the run trained (data/provenance.py)
+        p = json.loads(prov.read_text())
+        rows += [["origin", p["source"]], ["licence", p["licence"]],
+                 ["training data sha256", p["train"]["sha256"][:16] + "..."],
+                 ["evaluation data sha256", p["eval"]["sha256"][:16] + "..."]]
     counts = [[r["class"], r["support"]] for r in m["per_class"]]
     body = table(["", ""], rows)
     if m["split"] == "val":
