@@ -191,6 +191,13 @@ def cmd_predict(args) -> None:
         print(f"cnnlab: skipped {path}: {reason}", file=sys.stderr)
 
 
+def cmd_export(args) -> None:
+    from cnnlab.export import export_onnx
+    from cnnlab.run import load_run
+
+    export_onnx(load_run(args.run), args.out, args.quantize or "")
+
+
 def cmd_models(args) -> None:
     from cnnlab.models import DESCRIPTIONS, create_model, list_models, model_stats
 
@@ -275,7 +282,7 @@ def add_run_verbs(sub) -> None:
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify an image file or a folder of images")
-    p.add_argument("run")
+    p.add_argument("run", help="a run folder, or a model.onnx that cnnlab export wrote")
     p.add_argument("path", help="an image file or a folder of images")
     p.add_argument("--out", help="write predictions to this .csv or .json file")
     p.add_argument("--which", choices=["last", "best"], default="last")
@@ -284,6 +291,15 @@ def add_run_verbs(sub) -> None:
                    help="stop at the first file that is not a readable image (default: skip it "
                         "and say so; exit 2 only if no file could be read)")
     p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("export", help="write the run's model as one ONNX file (normalization, "
+                       "temperature and class names inside), checked against PyTorch")
+    p.add_argument("run")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", default="", help="the .onnx file (default: RUN/export/model.onnx)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="also write a statically quantized int8 copy (ONNX Runtime)")
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("models", help="list models with parameters and MACs per image")
     p.add_argument("--channels", type=int, default=3)

@@ -33,7 +33,12 @@ def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3,
     Each image is converted to the model's channels and resized to its input size. A file
     that is not a readable image is skipped (or, with ``strict``, stops everything); if no
     file can be read, that is an error."""
-    run = load_run(run_path)
+    if str(run_path).endswith(".onnx"):  # an exported model: ONNX Runtime, nothing else needed
+        from cnnlab.export import OnnxModel
+
+        run = OnnxModel(run_path)
+    else:
+        run = load_run(run_path)
     if top < 1:
         raise CnnlabError(f"--top must be at least 1, got {top}")
     c, h, _ = run.meta["input_shape"]
