@@ -198,6 +198,21 @@ def cmd_export(args) -> None:
     export_onnx(load_run(args.run), args.out, args.quantize or "")
 
 
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    from cnnlab.serve.app import create_app
+
+    if not Path(args.runs).is_dir():
+        raise CnnlabError(f"--runs {args.runs} is not a folder; train a run first (cnnlab run) or "
+                          f"point --runs at the folder that holds your runs")
+    where = ("this machine only" if args.host in ("127.0.0.1", "localhost") else
+             f"EVERY machine that can reach {args.host} (no login, no encryption)")
+    print(f"cnnlab serve: http://{args.host}:{args.port}/ for {where}; API docs at /docs")
+    app = create_app(args.runs, int(args.max_upload_mb * 1024 * 1024))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def cmd_models(args) -> None:
     from cnnlab.models import DESCRIPTIONS, create_model, list_models, model_stats
 
@@ -300,6 +315,14 @@ def add_run_verbs(sub) -> None:
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="also write a statically quantized int8 copy (ONNX Runtime)")
     p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("serve", help="the local web app: runs, reports, predictions, JSON API")
+    p.add_argument("--runs", default="runs", help="the folder that holds run folders")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted")
+    p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("models", help="list models with parameters and MACs per image")
     p.add_argument("--channels", type=int, default=3)

@@ -103,7 +103,8 @@ class Run:
         return self._data
 
     def load_model(self, which: str = "last", device: str = "cpu") -> ImageClassifier:
-        """The trained model, rebuilt from weights/meta.json and the safetensors weights."""
+        """The trained model, rebuilt from weights/meta.json and the safetensors weights (a
+        fresh copy each call: callers may change it)."""
         meta = self.meta
         try:
             model = create_model(meta["model"], **meta["model_kwargs"])
@@ -166,12 +167,22 @@ class Run:
         """Class probabilities for uint8 images (N, C, H, W) or (N, H, W, C), temperature-
         scaled when the run has been calibrated (``calibrated=False``: the raw softmax)."""
         x = self._permuted(_as_uint8_nchw(images, self.meta["input_shape"]))
-        model = self.load_model(which)
+        model = self._model_for_predict(which)
         tta = tta_level(self.config) if tta is None else tta
         probs = predict_probs(model, x, tta=tta, channels_last=self.config.channels_last,
                               flip=self.flip_ok(), bf16=use_bf16(self.config, "cpu"))[0]
         temperature = self.temperature() if calibrated else None
         return probs if temperature is None else apply_temperature(probs, temperature)
+
+    def _model_for_predict(self, which: str) -> ImageClassifier:
+        """The model predict uses, kept while its weights file is unchanged (a server or a
+        loop does not rebuild it); only predict sees it, so nothing changes it."""
+        path = self.path / "weights" / f"{which}.safetensors"
+        key = (which, path.stat().st_mtime_ns if path.is_file() else 0)
+        cached = getattr(self, "_predict_model", None)
+        if cached is None or cached[0] != key:
+            self._predict_model = (key, self.load_model(which))
+        return self._predict_model[1]
 
     def temperature(self) -> float | None:
         """The temperature ``cnnlab calibrate`` fitted (weights/calibration.json), if any."""
@@ -272,7 +283,7 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def _as_uint8_nchw(images, shape) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images))
+    x = torch.as_tensor(np.array(images))  # a copy: the caller may hand in a read-only array
     if x.ndim == 3:
         x = x[None]
     if x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):

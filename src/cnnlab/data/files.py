@@ -32,15 +32,17 @@ def max_pixels() -> int:
                           f"a pixel count such as 40000000") from None
 
 
-def read_image(path: Path, size: int | None, mode: str) -> np.ndarray:
-    """One image file as uint8 (H, W, C) in ``mode`` (L or RGB), resized to size x size."""
+def read_image(path, size: int | None, mode: str, name: str = "") -> np.ndarray:
+    """One image file (a path, or a binary file object named ``name`` in messages) as uint8
+    (H, W, C) in ``mode`` (L or RGB), resized to size x size."""
     limit = max_pixels()
+    shown = name or path
     try:
         with warnings.catch_warnings():  # the size is checked below, before anything is decoded
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if im.width * im.height > limit:
-                    raise _too_big(path, f"{im.width}x{im.height}", limit)
+                    raise _too_big(shown, f"{im.width}x{im.height}", limit)
                 im = im.convert(mode)
                 if size and im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR)
@@ -48,14 +50,14 @@ def read_image(path: Path, size: int | None, mode: str) -> np.ndarray:
     except Image.DecompressionBombError as e:  # over PIL's own ceiling: refused while opening
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(found.group(1)):,}" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,}"
-        raise _too_big(path, size, limit) from None
+        raise _too_big(shown, size, limit) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise CnnlabError(f"{path} is not a readable image ({e.__class__.__name__}); "
+        raise CnnlabError(f"{shown} is not a readable image ({e.__class__.__name__}); "
                           f"remove it or replace it with a PNG or JPEG") from None
     return a[:, :, None] if a.ndim == 2 else a
 
 
-def _too_big(path: Path, size: str, limit: int) -> CnnlabError:
+def _too_big(path, size: str, limit: int) -> CnnlabError:
     return CnnlabError(f"{path} has {size} pixels, more than the {limit:,} allowed; shrink it, or "
                        f"raise the limit with CNNLAB_MAX_PIXELS")
 

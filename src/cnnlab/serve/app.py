@@ -1,0 +1,163 @@
+"""``cnnlab serve``: the runs of a folder and their models, in the browser and as a JSON API.
+
+FastAPI serves one plain page (static/index.html: HTML, CSS and JS, no CDN, no build step)
+and the API it uses, documented at /docs:
+
+    GET  /api/runs                  the runs: dataset, model, accuracy, robust accuracy, energy, date
+    GET  /api/runs/{name}           one run's metrics and training history
+    GET  /runs/{name}/report.html   its report
+    POST /api/predict?run=NAME      an image in the body -> top-5 classes and probabilities
+
+Safety: run names are looked up in the folder's listing, never joined into a path (a name
+with ``/`` or ``..`` is simply not found, and a run folder that is a symlink to elsewhere is
+not listed); uploads are capped in bytes before they are read and in pixels before they are
+decoded; the file type is decided by decoding, not by name; every error is JSON with a 4xx
+status and one line that says what to do. Only safetensors weights are loaded. Predictions run
+in FastAPI's thread pool, so a slow request does not block the others.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+from cnnlab.errors import CnnlabError
+
+STATIC = Path(__file__).with_name("static")
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def list_runs(root: Path) -> dict[str, Path]:
+    """Finished runs directly under ``root`` (real folders inside it, not symlinks out)."""
+    runs = {}
+    base = root.resolve()
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.is_symlink() or not p.is_dir() or not (p / "metrics.json").is_file():
+            continue
+        if p.resolve().parent == base:
+            runs[p.name] = p
+    return runs
+
+
+def summary(name: str, path: Path) -> dict:
+    m = json.loads((path / "metrics.json").read_text())
+    robust = None
+    for f in sorted((path / "analysis").glob("robustness*.json")):
+        r = json.loads(f.read_text()).get("result", {})
+        robust = r.get("robust_accuracy", robust)
+    energy = (m.get("energy") or {})
+    return {"name": name, "dataset": m.get("dataset"), "model": m.get("model"),
+            "accuracy": m.get("accuracy"), "n_eval": m.get("n"), "robust_accuracy": robust,
+            "energy_wh": None if energy.get("kwh") is None else 1000 * energy["kwh"],
+            "energy_kind": (energy.get("method") or {}).get("kind"),
+            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "metrics.json").stat().st_mtime)),
+            "has_report": (path / "report.html").is_file()}
+
+
+def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    root = Path(runs_dir)
+    app = FastAPI(title="cnnlab", description="Runs, reports and predictions of a cnnlab runs folder.")
+    models: dict[str, object] = {}
+
+    def find(name: str) -> Path:
+        runs = list_runs(root)
+        if name not in runs:
+            raise ApiError(404, f"no run named {name!r} in {root}; GET /api/runs lists them")
+        return runs[name]
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(CnnlabError)
+    async def cnnlab_error(request: Request, exc: CnnlabError):
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text())
+
+    @app.get("/api/runs")
+    def runs() -> list[dict]:
+        return [summary(n, p) for n, p in list_runs(root).items()]
+
+    @app.get("/api/runs/{name}")
+    def run_detail(name: str) -> dict:
+        from cnnlab.report.core import read_history
+
+        path = find(name)
+        return {"summary": summary(name, path),
+                "metrics": json.loads((path / "metrics.json").read_text()),
+                "history": read_history(path / "results.csv")}
+
+    @app.get("/runs/{name}/report.html")
+    def report(name: str) -> FileResponse:
+        path = find(name) / "report.html"
+        if not path.is_file():
+            raise ApiError(404, f"run {name!r} has no report yet; run cnnlab report on it")
+        return FileResponse(path, media_type="text/html")
+
+    @app.post("/api/predict")
+    async def predict(request: Request, run: str, top: int = 5) -> dict:
+        path = find(run)
+        data = await read_upload(request, max_upload)
+        return await _in_thread(lambda: classify(path, data, top, models))
+
+    return app
+
+
+async def read_upload(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes before it is all read."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind and not (kind.startswith("image/") or kind == "application/octet-stream"):
+        raise ApiError(415, f"send the image itself as the body (Content-Type image/png, image/jpeg "
+                            f"or application/octet-stream), not {kind}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"the upload is over the {limit:,}-byte limit; send a smaller image")
+    if not body:
+        raise ApiError(400, "the body is empty; send an image file as the request body")
+    return bytes(body)
+
+
+def classify(path: Path, data: bytes, top: int, cache: dict) -> dict:
+    """Top classes of one uploaded image under the run's model (cached per run)."""
+    import numpy as np
+
+    from cnnlab.data.files import read_image
+    from cnnlab.run import Run
+
+    run = cache.get(str(path)) or cache.setdefault(str(path), Run(path))
+    c, h, _ = run.meta["input_shape"]
+    try:
+        image = read_image(io.BytesIO(data), h, "L" if c == 1 else "RGB", name="the upload")
+    except CnnlabError as e:
+        status = 413 if "pixels, more than" in str(e) else 415
+        raise ApiError(status, str(e)) from None
+    probs = run.predict(np.stack([image]))[0]
+    order = np.argsort(-probs)[: max(1, min(top, len(probs)))]
+    return {"run": path.name, "top": [{"class": run.classes[k], "probability": float(probs[k])}
+                                      for k in order],
+            "calibrated": run.temperature() is not None}
+
+
+async def _in_thread(fn):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn)

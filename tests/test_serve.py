@@ -1,0 +1,183 @@
+"""The web app: its JSON API, bad uploads, path tricks, and (where chromium is installed) a
+real browser."""
+
+import io
+import os
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cnnlab
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from cnnlab.serve.app import create_app  # noqa: E402
+
+quiet = lambda s: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cnnlab.train(cnnlab.TrainConfig(model="lenet5", epochs=2, out_dir=str(root), name="digits-a"),
+                 log=quiet)
+    cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=2, out_dir=str(root), name="digits-b"),
+                 log=quiet, report=False)
+    return root
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def digit(runs_dir, i: int = 0) -> tuple[bytes, str]:
+    run = cnnlab.load_run(runs_dir / "digits-a")
+    return png(run.data().val.x[i, 0].numpy()), run.classes[int(run.data().val.y[i])]
+
+
+def test_runs_are_listed_and_reports_served(runs_dir):
+    client = TestClient(create_app(runs_dir))
+    runs = {r["name"]: r for r in client.get("/api/runs").json()}
+    assert set(runs) == {"digits-a", "digits-b"} and runs["digits-a"]["model"] == "lenet5"
+    assert 0 < runs["digits-a"]["accuracy"] <= 1 and runs["digits-a"]["has_report"]
+    assert client.get("/runs/digits-a/report.html").text.startswith("<!doctype html>")
+    detail = client.get("/api/runs/digits-b").json()
+    assert detail["metrics"]["model"] == "mlp" and len(detail["history"]) == 2
+    assert "cnnlab" in client.get("/").text and client.get("/openapi.json").status_code == 200
+
+
+def test_a_prediction_matches_the_run_and_bad_uploads_get_clear_4xx(runs_dir):
+    client = TestClient(create_app(runs_dir, max_upload=200_000))
+    body, label = digit(runs_dir)
+    r = client.post("/api/predict?run=digits-a", content=body, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and len(r.json()["top"]) == 5
+    expected = cnnlab.load_run(runs_dir / "digits-a").predict(
+        np.asarray(Image.open(io.BytesIO(body)))[None, :, :, None])[0]
+    assert r.json()["top"][0]["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
+    big = np.zeros((300, 300, 3), np.uint8)
+    big[::2] = 255
+    cases = [
+        (b"", "image/png", 400, "empty"),
+        (b"this is not an image", "image/png", 415, "not a readable image"),
+        (body[: len(body) // 2], "image/png", 415, "not a readable image"),
+        (body, "text/plain", 415, "Content-Type"),
+        (os.urandom(300_000), "image/png", 413, "limit"),
+    ]
+    for data, kind, status, words in cases:
+        r = client.post("/api/predict?run=digits-a", content=data, headers={"Content-Type": kind})
+        assert r.status_code == status and words in r.json()["error"], (status, r.text)
+        assert "Traceback" not in r.text
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(runs_dir, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MAX_PIXELS", "10000")
+    client = TestClient(create_app(runs_dir))
+    big = png(np.zeros((200, 200), np.uint8))  # 40,000 pixels, tiny file
+    r = client.post("/api/predict?run=digits-a", content=big, headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and "more than the 10,000 allowed" in r.json()["error"]
+
+
+def test_run_names_are_looked_up_never_joined(runs_dir, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(runs_dir / "digits-b", outside)
+    link = runs_dir / "sneaky"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        client = TestClient(create_app(runs_dir))
+        assert "sneaky" not in {r["name"] for r in client.get("/api/runs").json()}
+        for name in ("sneaky", "..", "%2e%2e", "..%2F..%2Fetc", "/etc"):
+            r = client.get(f"/api/runs/{name}")
+            assert r.status_code == 404, (name, r.status_code)
+        r = client.get("/runs/..%2F..%2Fetc/report.html")
+        assert r.status_code == 404
+    finally:
+        link.unlink()
+
+
+def test_predictions_are_answered_while_a_slow_request_runs(runs_dir):
+    """A worker pool: a slow prediction (held up on purpose) does not block a second one."""
+    import cnnlab.serve.app as app_module
+
+    client = TestClient(create_app(runs_dir))
+    body, _ = digit(runs_dir)
+    real = app_module.classify
+    gate = threading.Event()
+
+    def slow(*args):
+        gate.wait(5)
+        return real(*args)
+
+    done = {}
+    app_module.classify = slow
+    try:
+        t = threading.Thread(target=lambda: done.setdefault("slow", client.post(
+            "/api/predict?run=digits-a", content=body, headers={"Content-Type": "image/png"})))
+        t.start()
+        time.sleep(0.2)
+        app_module.classify = real
+        t0 = time.perf_counter()
+        fast = client.post("/api/predict?run=digits-b", content=body, headers={"Content-Type": "image/png"})
+        assert fast.status_code == 200 and "slow" not in done  # answered while the slow one waits
+        gate.set()
+        t.join(10)
+        assert done["slow"].status_code == 200 and time.perf_counter() - t0 < 10
+    finally:
+        app_module.classify = real
+        gate.set()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_in_a_real_browser(runs_dir, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(create_app(runs_dir), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    body, label = digit(runs_dir)
+    (tmp_path / "digit.png").write_bytes(body)
+    (tmp_path / "notes.png").write_text("not an image")
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#runs tbody tr")
+            assert page.locator("#runs tbody tr").count() == 2
+            page.select_option("#run-select", "digits-a")
+            page.set_input_files("#file", str(tmp_path / "digit.png"))
+            page.wait_for_selector("#result table")
+            assert page.locator("#result td").first.inner_text() == label
+            shots = os.environ.get("CNNLAB_SCREENSHOTS")  # a folder: refresh the README's pictures
+            if shots:
+                page.screenshot(path=os.path.join(shots, "app.png"), full_page=True)
+            page.set_input_files("#file", str(tmp_path / "notes.png"))
+            page.wait_for_selector("#result .error")
+            assert "not a readable image" in page.locator("#result .error").inner_text()
+            with page.expect_navigation():
+                page.click("#runs a >> text=digits-a")
+            assert page.locator("h2", has_text="Data card").count() == 1  # the run's report
+            if shots:
+                page.screenshot(path=os.path.join(shots, "report.png"))
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(5)
