@@ -283,7 +283,8 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def _as_uint8_nchw(images, shape) -> torch.Tensor:
-    x = torch.as_tensor(np.array(images))  # a copy: the caller may hand in a read-only array
+    # numpy input is copied (the caller may hand in a read-only array); tensors are used as they are
+    x = images if torch.is_tensor(images) else torch.from_numpy(np.array(images))
     if x.ndim == 3:
         x = x[None]
     if x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
