@@ -25,7 +25,7 @@ quiet = lambda s: None  # noqa: E731
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    cnnlab.train(cnnlab.TrainConfig(model="lenet5", epochs=2, out_dir=str(root), name="digits-a"),
+    cnnlab.train(cnnlab.TrainConfig(model="lenet5", epochs=10, out_dir=str(root), name="digits-a"),
                  log=quiet)
     cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=2, out_dir=str(root), name="digits-b"),
                  log=quiet, report=False)
@@ -166,6 +166,10 @@ def test_in_a_real_browser(runs_dir, tmp_path):
             page.set_input_files("#file", str(tmp_path / "digit.png"))
             page.wait_for_selector("#result table")
             assert page.locator("#result td").first.inner_text() == label
+            page.fill("#eps", "0.2")
+            page.click("#inspect")  # a job with progress: explanations and an adversarial example
+            page.wait_for_selector("#inspection figure", timeout=30_000)
+            assert page.locator("#inspection figure").count() == 4
             shots = os.environ.get("CNNLAB_SCREENSHOTS")  # a folder: refresh the README's pictures
             if shots:
                 page.screenshot(path=os.path.join(shots, "app.png"), full_page=True)
@@ -181,3 +185,27 @@ def test_in_a_real_browser(runs_dir, tmp_path):
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+def test_an_inspection_job_explains_attacks_and_reports_progress(runs_dir):
+    pytest.importorskip("captum")
+    client = TestClient(create_app(runs_dir))
+    body, _ = digit(runs_dir)
+    r = client.post("/api/inspect?run=digits-a&eps=0.1&attack=pgd", content=body,
+                    headers={"Content-Type": "image/png"})
+    assert r.status_code == 200
+    job, seen = r.json()["job"], []
+    for _ in range(200):
+        state = client.get(f"/api/jobs/{job}").json()
+        seen.append(state["progress"])
+        if state["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert state["state"] == "done" and seen == sorted(seen), state
+    res = state["result"]
+    assert res["maps"]["gradcam"].startswith("data:image/png;base64,")
+    assert res["linf"] <= 0.1 + 1e-6 and len(res["adversarial"]["top"]) == 5
+    bad = client.post("/api/inspect?run=digits-a&eps=2&attack=pgd", content=body,
+                      headers={"Content-Type": "image/png"})
+    assert bad.status_code == 422 and "eps in (0, 0.5]" in bad.json()["error"]
+    assert client.get("/api/jobs/nope").status_code == 404

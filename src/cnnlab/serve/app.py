@@ -7,6 +7,8 @@ and the API it uses, documented at /docs:
     GET  /api/runs/{name}           one run's metrics and training history
     GET  /runs/{name}/report.html   its report
     POST /api/predict?run=NAME      an image in the body -> top-5 classes and probabilities
+    POST /api/inspect?run=NAME      an image -> a job: Grad-CAM, saliency, an adversarial example
+    GET  /api/jobs/{id}             the job's state, progress and, when done, its result
 
 Safety: run names are looked up in the folder's listing, never joined into a path (a name
 with ``/`` or ``..`` is simply not found, and a run folder that is a symlink to elsewhere is
@@ -27,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from cnnlab.errors import CnnlabError
+from cnnlab.serve.jobs import Jobs
 
 STATIC = Path(__file__).with_name("static")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -69,6 +72,7 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
     root = Path(runs_dir)
     app = FastAPI(title="cnnlab", description="Runs, reports and predictions of a cnnlab runs folder.")
     models: dict[str, object] = {}
+    jobs = Jobs(workers=2)
 
     def find(name: str) -> Path:
         runs = list_runs(root)
@@ -114,6 +118,27 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
         data = await read_upload(request, max_upload)
         return await _in_thread(lambda: classify(path, data, top, models))
 
+    @app.post("/api/inspect")
+    async def inspect(request: Request, run: str, eps: float = 8 / 255, attack: str = "pgd") -> dict:
+        """Start a job: Grad-CAM and saliency maps, and an adversarial example at ``eps``."""
+        from cnnlab.serve.jobs import inspect_image
+
+        if attack not in ("fgsm", "pgd") or not 0 < eps <= 0.5:
+            raise ApiError(422, "attack must be fgsm or pgd, and eps in (0, 0.5] (pixels in [0, 1])")
+        path = find(run)
+        data = await read_upload(request, max_upload)
+        loaded = cached_run(path, models)
+        image = await _in_thread(lambda: decode(loaded, data))
+        job = jobs.submit(lambda progress: inspect_image(loaded, image, eps, attack, progress))
+        return {"job": job}
+
+    @app.get("/api/jobs/{job}")
+    def job_state(job: str) -> dict:
+        state = jobs.get(job)
+        if state is None:
+            raise ApiError(404, f"no job {job!r}; POST /api/inspect starts one")
+        return state
+
     return app
 
 
@@ -140,21 +165,31 @@ def classify(path: Path, data: bytes, top: int, cache: dict) -> dict:
     """Top classes of one uploaded image under the run's model (cached per run)."""
     import numpy as np
 
-    from cnnlab.data.files import read_image
-    from cnnlab.run import Run
-
-    run = cache.get(str(path)) or cache.setdefault(str(path), Run(path))
-    c, h, _ = run.meta["input_shape"]
-    try:
-        image = read_image(io.BytesIO(data), h, "L" if c == 1 else "RGB", name="the upload")
-    except CnnlabError as e:
-        status = 413 if "pixels, more than" in str(e) else 415
-        raise ApiError(status, str(e)) from None
-    probs = run.predict(np.stack([image]))[0]
+    run = cached_run(path, cache)
+    probs = run.predict(decode(run, data)[None])[0]
     order = np.argsort(-probs)[: max(1, min(top, len(probs)))]
     return {"run": path.name, "top": [{"class": run.classes[k], "probability": float(probs[k])}
                                       for k in order],
             "calibrated": run.temperature() is not None}
+
+
+def cached_run(path: Path, cache: dict):
+    from cnnlab.run import Run
+
+    return cache.get(str(path)) or cache.setdefault(str(path), Run(path))
+
+
+def decode(run, data: bytes):
+    """The upload as the model's uint8 (C, H, W) image: decoded (after the pixel check) and
+    resized; 413 for too many pixels, 415 for anything that is not an image."""
+    from cnnlab.data.files import read_image
+
+    c, h, _ = run.meta["input_shape"]
+    try:
+        image = read_image(io.BytesIO(data), h, "L" if c == 1 else "RGB", name="the upload")
+    except CnnlabError as e:
+        raise ApiError(413 if "pixels, more than" in str(e) else 415, str(e)) from None
+    return image.transpose(2, 0, 1)
 
 
 async def _in_thread(fn):
