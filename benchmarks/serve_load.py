@@ -30,11 +30,29 @@ import cnnlab
 from cnnlab.serve.app import create_app
 
 
+def prediction_during_attack(port: int, name: str, body: bytes) -> str:
+    """Start an explain-and-attack job, then time one prediction while it runs."""
+    base = f"http://127.0.0.1:{port}"
+    job = httpx.post(f"{base}/api/inspect?run={name}&eps=0.03", content=body,
+                     headers={"Content-Type": "image/png"}, timeout=30).json()["job"]
+    t0 = time.perf_counter()
+    r = httpx.post(f"{base}/api/predict?run={name}", content=body, headers={"Content-Type": "image/png"})
+    ms = 1000 * (time.perf_counter() - t0)
+    running = httpx.get(f"{base}/api/jobs/{job}").json()["state"] == "running"
+    t1 = time.perf_counter()
+    while httpx.get(f"{base}/api/jobs/{job}").json()["state"] == "running":
+        time.sleep(0.05)
+    return (f"a prediction sent as an explain-and-attack job started: status {r.status_code} in "
+            f"{ms:.0f} ms, {'while the job was still running' if running else 'after the job ended'} "
+            f"(the job ended {1000 * (time.perf_counter() - t1):.0f} ms later)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--run", default="")
+    p.add_argument("--no-batching", action="store_true", help="one model call per request")
     a = p.parse_args()
     if a.run:
         run = cnnlab.load_run(a.run)
@@ -51,13 +69,15 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(Path(run.path).parent), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(create_app(Path(run.path).parent, batching=not a.no_batching),
+                                           host="127.0.0.1",
                                            port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}/api/predict?run={run.path.name}"
     httpx.post(url, content=bodies[0], headers={"Content-Type": "image/png"})  # load the model
+    during = prediction_during_attack(port, run.path.name, bodies[0])
     latencies, errors, stop = [], [], time.perf_counter() + a.seconds
 
     def client(k: int) -> None:
@@ -80,9 +100,10 @@ def main() -> None:
     wall = time.perf_counter() - t0
     server.should_exit = True
     ms = 1000 * np.array(latencies)
-    line = (f"{run.meta['model']} ({run.meta['input_shape']}), {a.clients} clients, {wall:.0f} s: "
+    line = (f"{run.meta['model']} ({run.meta['input_shape']}), {a.clients} clients, "
+            f"{'no batching, ' if a.no_batching else 'server-side batching, '}{wall:.0f} s: "
             f"{len(ms) / wall:.1f} requests/s, p50 {np.percentile(ms, 50):.0f} ms, p99 "
-            f"{np.percentile(ms, 99):.0f} ms, {len(errors)} errors of {len(ms)}")
+            f"{np.percentile(ms, 99):.0f} ms, {len(errors)} errors of {len(ms)}; {during}")
     print(line)
     append_result("web app load, POST /api/predict on loopback", line, " ".join(["python", *sys.argv]),
                   machine())

@@ -52,6 +52,8 @@ def test_runs_are_listed_and_reports_served(runs_dir):
     detail = client.get("/api/runs/digits-b").json()
     assert detail["metrics"]["model"] == "mlp" and len(detail["history"]) == 2
     assert "cnnlab" in client.get("/").text and client.get("/openapi.json").status_code == 200
+    samples = client.get("/api/runs/digits-a/samples?n=5").json()
+    assert len(samples) == 5 and samples[0]["image"].startswith("data:image/png;base64,")
 
 
 def test_a_prediction_matches_the_run_and_bad_uploads_get_clear_4xx(runs_dir):
@@ -163,6 +165,9 @@ def test_in_a_real_browser(runs_dir, tmp_path):
             page.wait_for_selector("#runs tbody tr")
             assert page.locator("#runs tbody tr").count() == 2
             page.select_option("#run-select", "digits-a")
+            page.wait_for_selector("#samples img")
+            page.locator("#samples img").first.click()  # one of the run's evaluation images
+            page.wait_for_selector("#result table")
             page.set_input_files("#file", str(tmp_path / "digit.png"))
             page.wait_for_selector("#result table")
             assert page.locator("#result td").first.inner_text() == label
@@ -209,3 +214,21 @@ def test_an_inspection_job_explains_attacks_and_reports_progress(runs_dir):
                       headers={"Content-Type": "image/png"})
     assert bad.status_code == 422 and "eps in (0, 0.5]" in bad.json()["error"]
     assert client.get("/api/jobs/nope").status_code == 404
+
+
+def test_batched_predictions_equal_one_by_one(runs_dir):
+    from cnnlab.serve.batching import Batcher
+
+    run = cnnlab.load_run(runs_dir / "digits-a")
+    images = run.data().val.x[:12].numpy()
+    batcher = Batcher(run.predict, max_batch=8, wait_ms=200)
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.setdefault(i, batcher.predict(images[i])))
+               for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    single = np.stack([run.predict(images[i][None])[0] for i in range(12)])
+    assert np.abs(np.stack([results[i] for i in range(12)]) - single).max() < 2e-2  # bf16 on AMX
+    assert sum(batcher.sizes) == 12 and max(batcher.sizes) > 1  # some requests shared a call

@@ -209,7 +209,7 @@ def cmd_serve(args) -> None:
     where = ("this machine only" if args.host in ("127.0.0.1", "localhost") else
              f"EVERY machine that can reach {args.host} (no login, no encryption)")
     print(f"cnnlab serve: http://{args.host}:{args.port}/ for {where}; API docs at /docs")
-    app = create_app(args.runs, int(args.max_upload_mb * 1024 * 1024))
+    app = create_app(args.runs, int(args.max_upload_mb * 1024 * 1024), batching=not args.no_batching)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
@@ -322,6 +322,8 @@ def add_run_verbs(sub) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted")
+    p.add_argument("--no-batching", action="store_true",
+                   help="one model call per request (default: concurrent requests share calls)")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("models", help="list models with parameters and MACs per image")

@@ -61,13 +61,13 @@ class Jobs:
         return self.state.get(job)
 
 
-def png_uri(image: np.ndarray) -> str:
-    """uint8 (H, W) or (H, W, 3) -> a data: URI of a PNG, enlarged to about 160 px."""
+def png_uri(image: np.ndarray, scale: bool = True) -> str:
+    """uint8 (H, W) or (H, W, 3) -> a data: URI of a PNG (enlarged to about 160 px if ``scale``)."""
     from PIL import Image
 
     im = Image.fromarray(image)
-    scale = max(1, 160 // max(im.size))
-    im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    factor = max(1, 160 // max(im.size)) if scale else 1
+    im = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
