@@ -307,6 +307,24 @@ def add_run_verbs(sub) -> None:
                         "and say so; exit 2 only if no file could be read)")
     p.set_defaults(fn=cmd_predict)
 
+    add_ship_verbs(sub)
+
+    p = sub.add_parser("models", help="list models with parameters and MACs per image")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--classes", type=int, default=10)
+    p.set_defaults(fn=cmd_models)
+
+    p = sub.add_parser("datasets", help="list datasets")
+    p.set_defaults(fn=cmd_datasets)
+
+    p = sub.add_parser("report", help="render a run's report.html again")
+    p.add_argument("run")
+    p.set_defaults(fn=cmd_report)
+
+
+def add_ship_verbs(sub) -> None:
+    """export and serve: a model out of cnnlab, and the runs in a browser."""
     p = sub.add_parser("export", help="write the run's model as one ONNX file (normalization, "
                        "temperature and class names inside), checked against PyTorch")
     p.add_argument("run")
@@ -325,19 +343,6 @@ def add_run_verbs(sub) -> None:
     p.add_argument("--no-batching", action="store_true",
                    help="one model call per request (default: concurrent requests share calls)")
     p.set_defaults(fn=cmd_serve)
-
-    p = sub.add_parser("models", help="list models with parameters and MACs per image")
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--classes", type=int, default=10)
-    p.set_defaults(fn=cmd_models)
-
-    p = sub.add_parser("datasets", help="list datasets")
-    p.set_defaults(fn=cmd_datasets)
-
-    p = sub.add_parser("report", help="render a run's report.html again")
-    p.add_argument("run")
-    p.set_defaults(fn=cmd_report)
 
 
 def combined_audit(argv: list[str]) -> argparse.Namespace:

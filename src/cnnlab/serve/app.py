@@ -70,18 +70,26 @@ def summary(name: str, path: Path) -> dict:
             "has_report": (path / "report.html").is_file()}
 
 
+class Served:
+    """What the routes share: the runs folder, loaded runs, the job pool, the limits."""
+
+    def __init__(self, runs_dir: str | Path, max_upload: int, batching: bool):
+        self.root, self.max_upload, self.batching = Path(runs_dir), max_upload, batching
+        self.models: dict[str, object] = {}
+        self.jobs = Jobs(workers=2)
+
+    def find(self, name: str) -> Path:
+        """The run folder of that name, looked up in the listing (never joined into a path)."""
+        runs = list_runs(self.root)
+        if name not in runs:
+            raise ApiError(404, f"no run named {name!r} in {self.root}; GET /api/runs lists them")
+        return runs[name]
+
+
 def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES,
                batching: bool = True) -> FastAPI:
-    root = Path(runs_dir)
     app = FastAPI(title="cnnlab", description="Runs, reports and predictions of a cnnlab runs folder.")
-    models: dict[str, object] = {}
-    jobs = Jobs(workers=2)
-
-    def find(name: str) -> Path:
-        runs = list_runs(root)
-        if name not in runs:
-            raise ApiError(404, f"no run named {name!r} in {root}; GET /api/runs lists them")
-        return runs[name]
+    served = Served(runs_dir, max_upload, batching)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -91,19 +99,27 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
     async def cnnlab_error(request: Request, exc: CnnlabError):
         return JSONResponse({"error": str(exc)}, status_code=422)
 
+    add_run_routes(app, served)
+    add_model_routes(app, served)
+    return app
+
+
+def add_run_routes(app: FastAPI, served: Served) -> None:
+    """The page, the runs, their details, sample images and reports."""
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
     @app.get("/api/runs")
     def runs() -> list[dict]:
-        return [summary(n, p) for n, p in list_runs(root).items()]
+        return [summary(n, p) for n, p in list_runs(served.root).items()]
 
     @app.get("/api/runs/{name}")
     def run_detail(name: str) -> dict:
         from cnnlab.report.core import read_history
 
-        path = find(name)
+        path = served.find(name)
         return {"summary": summary(name, path),
                 "metrics": json.loads((path / "metrics.json").read_text()),
                 "history": read_history(path / "results.csv")}
@@ -113,23 +129,27 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
         """A few of the run's evaluation images (seeded), as PNG data URIs with their labels."""
         from cnnlab.serve.jobs import _hwc, png_uri
 
-        loaded = cached_run(find(name), models)
+        loaded = cached_run(served.find(name), served.models)
         val = loaded.data().val.sample(max(1, min(n, 48)), 0)
         return [{"label": loaded.classes[int(y)], "image": png_uri(_hwc(x.numpy()), scale=False)}
                 for x, y in zip(val.x, val.y, strict=True)]
 
     @app.get("/runs/{name}/report.html")
     def report(name: str) -> FileResponse:
-        path = find(name) / "report.html"
+        path = served.find(name) / "report.html"
         if not path.is_file():
             raise ApiError(404, f"run {name!r} has no report yet; run cnnlab report on it")
         return FileResponse(path, media_type="text/html")
 
+
+def add_model_routes(app: FastAPI, served: Served) -> None:
+    """Predictions, and explain-and-attack jobs with their progress."""
+
     @app.post("/api/predict")
     async def predict(request: Request, run: str, top: int = 5) -> dict:
-        path = find(run)
-        data = await read_upload(request, max_upload)
-        return await _in_thread(lambda: classify(path, data, top, models, batching))
+        path = served.find(run)
+        data = await read_upload(request, served.max_upload)
+        return await _in_thread(lambda: classify(path, data, top, served.models, served.batching))
 
     @app.post("/api/inspect")
     async def inspect(request: Request, run: str, eps: float = 8 / 255, attack: str = "pgd") -> dict:
@@ -138,21 +158,19 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
 
         if attack not in ("fgsm", "pgd") or not 0 < eps <= 0.5:
             raise ApiError(422, "attack must be fgsm or pgd, and eps in (0, 0.5] (pixels in [0, 1])")
-        path = find(run)
-        data = await read_upload(request, max_upload)
-        loaded = cached_run(path, models)
+        path = served.find(run)
+        data = await read_upload(request, served.max_upload)
+        loaded = cached_run(path, served.models)
         image = await _in_thread(lambda: decode(loaded, data))
-        job = jobs.submit(lambda progress: inspect_image(loaded, image, eps, attack, progress))
+        job = served.jobs.submit(lambda progress: inspect_image(loaded, image, eps, attack, progress))
         return {"job": job}
 
     @app.get("/api/jobs/{job}")
     def job_state(job: str) -> dict:
-        state = jobs.get(job)
+        state = served.jobs.get(job)
         if state is None:
             raise ApiError(404, f"no job {job!r}; POST /api/inspect starts one")
         return state
-
-    return app
 
 
 async def read_upload(request: Request, limit: int) -> bytes:
