@@ -1,0 +1,89 @@
+"""Users' detection data: YOLO, COCO and VOC read to the same boxes; bad files named."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.data.annotations import load_detection
+from cnnlab.errors import CnnlabError
+
+
+def _images(folder, names=("a.png", "b.png")):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        Image.new("RGB", (40, 20), (90, 20, 200)).save(folder / n)
+
+
+def _yolo(root, lines_a="0 0.25 0.5 0.5 1.0\n1 0.75 0.5 0.2 0.4\n"):
+    _images(root / "images")
+    (root / "labels").mkdir()
+    (root / "labels" / "a.txt").write_text(lines_a)
+    (root / "labels" / "b.txt").write_text("")
+    (root / "classes.txt").write_text("cat\ndog\n")
+    return root
+
+
+def test_the_three_formats_give_the_same_boxes(tmp_path):
+    expected = torch.tensor([[0.0, 0.0, 20.0, 20.0], [26.0, 6.0, 34.0, 14.0]])  # in the 40x20 photo
+    scale = torch.tensor([20 / 40, 20 / 20, 20 / 40, 20 / 20])  # resized to 20 x 20
+    yolo, skipped = load_detection(f"yolo:{_yolo(tmp_path / 'y')}", size=20)
+    assert yolo.classes == ["cat", "dog"] and not skipped and yolo.x.shape == (2, 3, 20, 20)
+    assert torch.allclose(yolo.targets[0]["boxes"], expected * scale, atol=1e-4)
+    assert yolo.targets[0]["orig_size"] == (40, 20) and len(yolo.targets[1]["boxes"]) == 0
+
+    coco_dir = tmp_path / "c"
+    _images(coco_dir / "images")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 20},
+                       {"id": 2, "file_name": "b.png", "width": 40, "height": 20}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [0, 0, 20, 20]},
+                            {"id": 8, "image_id": 1, "category_id": 5, "bbox": [26, 6, 8, 8]}],
+            "categories": [{"id": 3, "name": "cat"}, {"id": 5, "name": "dog"}]}
+    (coco_dir / "instances.json").write_text(json.dumps(coco))
+    c, _ = load_detection(f"coco:{coco_dir / 'instances.json'}", size=20)
+    assert c.classes == ["cat", "dog"] and torch.allclose(c.targets[0]["boxes"], expected * scale)
+    assert c.targets[0]["labels"].tolist() == [0, 1]
+
+    voc = tmp_path / "v"
+    _images(voc / "JPEGImages", ["a.png"])
+    (voc / "Annotations").mkdir()
+    (voc / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.png</filename>"
+        "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>"
+        "<object><name>dog</name><bndbox><xmin>27</xmin><ymin>7</ymin><xmax>34</xmax><ymax>14</ymax></bndbox></object>"
+        "</annotation>")
+    v, _ = load_detection(f"voc:{voc}", size=20)
+    assert v.classes == ["cat", "dog"] and torch.allclose(v.targets[0]["boxes"], expected * scale)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("0 0.9 0.5 0.5 0.5\n", "lies outside the 40x20 image"),
+    ("0 0.5 0.5 -0.1 0.5\n", "zero or negative size"),
+    ("7 0.5 0.5 0.1 0.1\n", "class id 7 is unknown"),
+    ("0 0.5 0.5\n", "expected 'class cx cy w h'"),
+])
+def test_a_bad_yolo_line_is_named_and_skip_bad_lists_it(tmp_path, line, words):
+    root = _yolo(tmp_path / "y", line)
+    with pytest.raises(CnnlabError, match=words) as e:
+        load_detection(f"yolo:{root}", size=20)
+    assert "a.txt line 1" in str(e.value)
+    kept, skipped = load_detection(f"yolo:{root}", size=20, skip_bad=True)
+    assert len(kept) == 1 and skipped[0][0].endswith("a.png") and words in skipped[0][1]
+
+
+def test_missing_images_broken_xml_and_json_are_one_line_errors(tmp_path):
+    coco = tmp_path / "c.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.png"}], "annotations": [],
+                                "categories": [{"id": 1, "name": "cat"}]}))
+    with pytest.raises(CnnlabError, match="gone.png: the image file is missing"):
+        load_detection(f"coco:{coco}")
+    coco.write_text("{not json")
+    with pytest.raises(CnnlabError, match="is not a COCO instances file"):
+        load_detection(f"coco:{coco}")
+    (tmp_path / "v" / "Annotations").mkdir(parents=True)
+    (tmp_path / "v" / "Annotations" / "a.xml").write_text("<annotation><object>")
+    with pytest.raises(CnnlabError, match="a.xml is not valid XML"):
+        load_detection(f"voc:{tmp_path / 'v'}")
+    with pytest.raises(CnnlabError, match="write yolo:PATH, coco:PATH or voc:PATH"):
+        load_detection("kitti:somewhere")
