@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_train)
     add_analysis_verbs(sub)
     add_run_verbs(sub)
+    add_detect_verbs(sub)
     return parser
 
 
@@ -321,6 +322,76 @@ def add_run_verbs(sub) -> None:
     p = sub.add_parser("report", help="render a run's report.html again")
     p.add_argument("run")
     p.set_defaults(fn=cmd_report)
+
+
+DETECT_DEFAULTS = {"task": "detect", "dataset": "scenes", "model": "resnet20", "epochs": 12,
+                   "batch_size": 32, "optimizer": "adamw", "lr": 0.003, "weight_decay": 0.0005}
+"""What ``cnnlab detect train`` starts from (flags and --config override it): a recipe that
+trains a ResNet-20 detector on scenes (see benchmarks/RESULTS.md)."""
+
+
+def cmd_detect_train(args) -> None:
+    from cnnlab.pipeline import train
+
+    base = TrainConfig.load(args.config) if args.config else TrainConfig(**DETECT_DEFAULTS)
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = config_from_args(args, TrainConfig.load(run_dir / "config.yaml"))
+        cfg.name, cfg.out_dir = run_dir.name, str(run_dir.parent)
+        train(cfg, resume=True)
+        return
+    train(config_from_args(args, base))
+
+
+def cmd_detect_eval(args) -> None:
+    from cnnlab.dense_files import evaluate_run
+
+    result = evaluate_run(args.run, args.dataset, args.detector)
+    print("  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
+    per_class = result.get("per_class", {})
+    for name, v in per_class.items():
+        print(f"  {name}: {'n/a' if v is None else f'{v:.4f}'}")
+    if args.out:
+        from cnnlab.io import atomic_write_json
+
+        atomic_write_json(args.out, result)
+        print(f"wrote {args.out}")
+
+
+def cmd_detect_predict(args) -> None:
+    from cnnlab.dense_files import predict_files
+
+    out = args.out or str(Path(args.run) / "predicted")
+    summary = predict_files(args.run, args.path, out, args.detector, args.threshold)
+    print(f"wrote {summary['images']} annotated images and predictions.json "
+          f"({summary['boxes']} boxes) to {summary['out']}")
+
+
+def add_detect_verbs(sub) -> None:
+    """cnnlab detect train|eval|predict: detection, segmentation and pose (--task)."""
+    group = sub.add_parser("detect", help="beyond classification: train, evaluate and run "
+                           "detectors (--task segment: segmentation, --task pose: keypoints)")
+    verbs = group.add_subparsers(dest="which", required=True, metavar="WHAT")
+    p = verbs.add_parser("train", help="train a detector (default: ResNet-20 on scenes)")
+    p.add_argument("--config", help="YAML recipe; flags override it")
+    p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
+    add_config_flags(p)
+    p.set_defaults(fn=cmd_detect_train)
+    p = verbs.add_parser("eval", help="mAP (detect), mIoU (segment) or PCK and keypoint AP (pose)")
+    p.add_argument("run")
+    p.add_argument("--dataset", help="annotated data (scenes, yolo:PATH, coco:PATH, voc:PATH; "
+                   "default: the run's own evaluation split)")
+    p.add_argument("--detector", default="", help="pose: also score keypoints on the boxes this "
+                   "detection run finds (top-down from detected boxes)")
+    p.add_argument("--out", help="write the metrics as JSON here")
+    p.set_defaults(fn=cmd_detect_eval)
+    p = verbs.add_parser("predict", help="annotated images and COCO-format predictions.json")
+    p.add_argument("run")
+    p.add_argument("path", help="an image file or a folder of images")
+    p.add_argument("--out", default="", help="output folder (default: RUN/predicted)")
+    p.add_argument("--detector", default="", help="pose: the detection run that finds the boxes")
+    p.add_argument("--threshold", type=float, default=0.3, help="lowest score drawn and written")
+    p.set_defaults(fn=cmd_detect_predict)
 
 
 def add_ship_verbs(sub) -> None:

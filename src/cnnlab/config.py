@@ -25,12 +25,24 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help}, **kw)
 
 
+TASK_HEADS = {"classify": (), "detect": ("centernet", "fcos"), "segment": ("unet",),
+              "pose": ("regression", "heatmap")}
+"""Each task and its heads; the first is the default."""
+
+
 @dataclass
 class TrainConfig:
     """Everything needed to repeat a training run."""
 
     dataset: str = _f("digits", "dataset name (`cnnlab datasets`), e.g. digits, cifar10, npz:PATH")
-    model: str = _f("lenet5", "model name (`cnnlab models`)")
+    model: str = _f("lenet5", "model name (`cnnlab models`); for detect, segment and pose the backbone")
+    task: str = _f(
+        "classify", "classify (one label per image), detect (boxes), segment (a class per pixel) or "
+        "pose (keypoints of each object, on crops of its box); dense tasks need data with "
+        "annotations: scenes, yolo:PATH, coco:PATH, voc:PATH")
+    head: str = _f(
+        "", "the task's head: detect: centernet (ours, default) or fcos (torchvision's, the "
+        "reference); pose: regression (DeepPose, default) or heatmap; segment: unet")
     model_kwargs: dict = _f({}, "extra keyword arguments for the model builder, e.g. {width: 2}")
     data_dir: str = _f("~/.cache/cnnlab", "where downloaded datasets are cached and looked for")
     image_size: int = _f(0, "resize folder images to this square size (0: dataset default)")
@@ -43,6 +55,9 @@ class TrainConfig:
         0, "seed of the validation hold-out; fixed apart from --seed, so seeds compare models "
         "on one split")
     limit_train: int = _f(0, "train on a seeded random subset of N training images (0: all)")
+    skip_bad: bool = _f(
+        False, "detection data: leave out images whose annotations are malformed (listed in the "
+        "run folder's skipped.json) instead of stopping at the first")
     label_noise: float = _f(
         0.0, "flip the labels of this fraction of the training images to another class, seeded "
         "by val_seed (a known answer for finding bad data; the flipped images are recorded)")
@@ -119,7 +134,13 @@ class TrainConfig:
         if isinstance(self.tta, bool):
             self.tta = int(self.tta)  # recipes written as `tta: true` mean level 1
         _check_types(self)
-        checks = [
+        for ok, message in self._checks():
+            if not ok:
+                raise CnnlabError(f"bad config: {message}")
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        """(condition, what to fix) for every rule a config must keep."""
+        return [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.lr > 0, "lr must be positive"),
@@ -149,6 +170,13 @@ class TrainConfig:
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
+            (self.task in TASK_HEADS, f"task must be one of {', '.join(TASK_HEADS)}"),
+            (self.head in ("", *TASK_HEADS.get(self.task, ())),
+             f"head {self.head!r} does not fit task {self.task}; choose from "
+             f"{', '.join(TASK_HEADS.get(self.task, ())) or 'nothing (leave it empty)'}"),
+            (self.task == "classify" or not (self.adv or self.groups or self.dp_epsilon or self.permute_pixels
+                                              or self.label_noise or self.tta),
+             "adv, groups, dp_epsilon, permute_pixels, label_noise and tta apply to task classify only"),
             (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
             (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),
             (self.name == "" or (self.name not in (".", "..") and "/" not in self.name
@@ -157,9 +185,6 @@ class TrainConfig:
             (not (self.permute_pixels and (self.crop_padding or self.cutout)),
              "permute_pixels needs crop_padding 0 and cutout 0 (shifts of shuffled pixels mean nothing)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise CnnlabError(f"bad config: {message}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

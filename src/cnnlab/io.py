@@ -49,3 +49,25 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     raise TypeError(f"cannot write {type(x).__name__} as JSON")
+
+
+def save_npz(path: str | Path, **arrays) -> None:
+    """Compressed numpy arrays, written atomically."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_npz(path: str | Path) -> dict:
+    """The arrays of an .npz file ({} if there is none); never unpickles."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}

@@ -38,9 +38,11 @@ from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.evaluate import classification_report, predict_probs
 from cnnlab.evaluate.calibration import apply_temperature
 from cnnlab.evaluate.predict import tta_level, use_bf16
-from cnnlab.io import atomic_write, atomic_write_json
+from cnnlab.io import atomic_write, atomic_write_json, load_npz, save_npz
 from cnnlab.log import Log, last_epoch_only
 from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats
+from cnnlab.tasks import build_task_model, get_task
+from cnnlab.tasks.runs import finish_task, prepare_task_data, task_meta
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.state import time_to_accuracy
@@ -99,7 +101,7 @@ class Run:
     def data(self) -> RunData:
         """The run's training and evaluation images, split exactly as it was trained."""
         if self._data is None:
-            self._data = data_for(self.config)
+            self._data = prepare_task_data(self.config.task, data_for(self.config))
         return self._data
 
     def load_model(self, which: str = "last", device: str = "cpu") -> ImageClassifier:
@@ -107,7 +109,11 @@ class Run:
         fresh copy each call: callers may change it)."""
         meta = self.meta
         try:
-            model = create_model(meta["model"], **meta["model_kwargs"])
+            if meta.get("task", "classify") == "classify":
+                model = create_model(meta["model"], **meta["model_kwargs"])
+            else:
+                model = build_task_model(meta["task"], meta["head"], meta["model"], meta["model_kwargs"],
+                                         len(meta["classes"]), meta.get("num_keypoints", 0))
         except CnnlabError as e:
             raise CnnlabError(f"{self.path}/weights/meta.json: {e}") from None
         if self.config.dp_epsilon:  # trained with DP-SGD: GroupNorm where BatchNorm was
@@ -319,7 +325,7 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     run_dir = Path(cfg.out_dir) / cfg.name
     main = dist_.is_main()
     dist_.on_main(lambda: check_run_dir(run_dir, cfg, resume))
-    data = data_for(cfg)  # before anything is written: bad data leaves no folder behind
+    data = prepare_task_data(cfg.task, data_for(cfg))  # bad data stops before any folder is made
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
     MODELS.get(cfg.model)  # an unknown model stops here, before the folder is made
@@ -384,14 +390,12 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
                state, energy_before: dict | None = None) -> dict:
     """Evaluate the final model and write metrics.json, predictions, examples and meta.json."""
     device = next(model.parameters()).device
-    if state.final_eval is not None:  # fit already evaluated the final model
-        probs, loss = state.final_eval
+    if cfg.task == "classify":
+        metrics = finish_classifier(run_dir, cfg, data, model, state, device)
     else:
-        probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
-                                    channels_last=cfg.channels_last, y=data.val.y,
-                                    flip=data.flip_ok, bf16=use_bf16(cfg, device))
-    y = data.val.y.numpy()
-    metrics = classification_report(probs, y, data.val.classes, loss)
+        result = state.final_eval or get_task(cfg.task).evaluate(model, data.val, device,
+                                                                   use_bf16(cfg, device))
+        metrics = finish_task(run_dir, cfg.task, data, result)
     stats = model_stats(model, data.train.image_shape)
     metrics.update(
         split=data.val_name, model=cfg.model, dataset=cfg.dataset, epochs=state.epoch,
@@ -411,13 +415,26 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "provenance.json", provenance.record(
         cfg.dataset, cfg.data_dir, data.train, data.val) | {"code_version": code_version()})
+    atomic_write_json(run_dir / "weights" / "meta.json", _meta(cfg, data, model, metrics))
+    write_status(run_dir, "finished", "")
+    return metrics
+
+
+def finish_classifier(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClassifier,
+                      state, device: torch.device) -> dict:
+    """A classifier's metrics, evaluation probabilities and example images."""
+    if state.final_eval is not None:  # fit already evaluated the final model
+        probs, loss = state.final_eval
+    else:
+        probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
+                                    channels_last=cfg.channels_last, y=data.val.y,
+                                    flip=data.flip_ok, bf16=use_bf16(cfg, device))
+    y = data.val.y.numpy()
     save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
     save_npz(run_dir / "examples.npz", **_examples(data, probs))
     if data.flipped is not None:  # the known answer for data valuation
         save_npz(run_dir / "label_noise.npz", flipped=data.flipped.numpy())
-    atomic_write_json(run_dir / "weights" / "meta.json", _meta(cfg, data, model, metrics))
-    write_status(run_dir, "finished", "")
-    return metrics
+    return classification_report(probs, y, data.val.classes, loss)
 
 
 def run_energy(cfg: TrainConfig, state, n_val: int, before: dict) -> dict:
@@ -437,30 +454,22 @@ def run_energy(cfg: TrainConfig, state, n_val: int, before: dict) -> dict:
             "scope": "this process: a resumed run counts the epochs trained after resuming"}
 
 
+def _normalization(model) -> dict:
+    """The per-channel mean and std the model (or a task model's backbone) normalizes with."""
+    net = getattr(model, "backbone", model)
+    return {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist()}
+
+
 def _meta(cfg: TrainConfig, data: RunData, model: ImageClassifier, metrics: dict) -> dict:
     return {
         "run_format": RUN_FORMAT, "model": cfg.model, "model_kwargs": model.build_kwargs,
         "classes": data.train.classes, "input_shape": list(data.train.image_shape),
-        "normalization": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
+        "normalization": _normalization(model),
         "flip_ok": data.flip_ok, "ema": bool(cfg.ema), "config": cfg.to_dict(),
         "code_version": code_version(), "dataset_source": data.source,
-        "metrics": {k: metrics[k] for k in ("accuracy", "top5_accuracy", "macro_f1", "ece", "split")},
-    }
-
-
-def save_npz(path: Path, **arrays) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    atomic_write(path, write)
-
-
-def load_npz(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+        "metrics": {k: metrics[k] for k in ("accuracy", "top5_accuracy", "macro_f1", "ece", "score",
+                                            "score_name", "split") if k in metrics},
+    } | ({} if cfg.task == "classify" else task_meta(cfg, data, model))
 
 
 def _examples(data: RunData, probs: np.ndarray, per_class: int = 8, wrong: int = 24) -> dict:

@@ -109,6 +109,8 @@ class DatasetSplits:
     test: ImageDataset | None
     source: str = ""
     """Where the data came from, for the data card."""
+    skipped: list = field(default_factory=list)
+    """(file, reason) of annotated images left out as malformed (``skip_bad``)."""
 
 
 def from_numpy(x: np.ndarray, y: np.ndarray, classes: list[str], name: str, **kw) -> ImageDataset:

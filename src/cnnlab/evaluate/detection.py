@@ -3,11 +3,13 @@
 torchmetrics' ``MeanAveragePrecision`` with the faster-coco-eval backend (a faithful, faster
 port of pycocotools' COCOeval): mAP@0.5, mAP@0.5:0.95 and per-class AP. Predictions and
 ground truth are lists with one dict per image: ``boxes`` (M, 4) as (x0, y0, x1, y1) pixels,
-``labels`` (M,), and for predictions ``scores`` (M,).
+``labels`` (M,), and for predictions ``scores`` (M,). Precision-recall curves come from the same
+evaluation's accumulated ``precision`` array (COCO's 101-point interpolated precision).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -25,3 +27,29 @@ def detection_map(predictions: list[dict], targets: list[dict], classes: list[st
                  for c, v in zip(r["classes"].reshape(-1), r["map_per_class"].reshape(-1), strict=True)}
     return {"map": float(r["map"]), "map_50": float(r["map_50"]), "map_75": float(r["map_75"]),
             "per_class": per_class}
+
+
+def precision_recall(predictions: list[dict], targets: list[dict], classes: list[str],
+                     iou: float = 0.5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """COCO's interpolated precision-recall curve per class at one IoU threshold.
+
+    The ``precision`` array of the COCO evaluation (T, R, K, A, M) at area "all" and 100
+    detections per image: for each of the 101 recall points 0, 0.01, .., 1 the highest
+    precision reached at that recall or above (0 beyond the largest recall reached).
+
+    Returns:
+        ``{class name: (recall (101,), precision (101,))}``, leaving out classes without ground truth.
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[iou],
+                                  extended_summary=True, backend="faster_coco_eval")
+    metric.update([{k: torch.as_tensor(p[k]) for k in ("boxes", "scores", "labels")} for p in predictions],
+                  [{k: torch.as_tensor(t[k]) for k in ("boxes", "labels")} for t in targets])
+    r = metric.compute()
+    if "precision" not in r:  # no images
+        return {}
+    recall = np.asarray(metric.rec_thresholds)
+    precision = r["precision"][0, :, :, 0, -1].double().numpy()  # (R, K): area "all", 100 detections
+    return {classes[int(c)]: (recall.copy(), precision[:, k])
+            for k, c in enumerate(r["classes"].reshape(-1).tolist()) if (precision[:, k] >= 0).all()}

@@ -37,15 +37,38 @@ class CenterHead(nn.Module):
 
 
 class Detector(nn.Module):
-    """A classification backbone's feature map with a CenterHead on top."""
+    """A classification backbone's feature map with a CenterHead on top.
+
+    The surface every cnnlab task model shares: ``forward(x)`` (pixels in [0, 1]) -> raw
+    outputs, ``loss(outputs, targets)`` -> (loss, its parts), and a prediction method, here
+    ``detect(x)`` -> one dict of boxes, scores and labels per image."""
+
+    takes_targets = False
 
     def __init__(self, backbone: nn.Module, channels: int, num_classes: int, stride: int):
         super().__init__()
         self.backbone, self.stride, self.num_classes = backbone, stride, num_classes
+        self.image_size = getattr(backbone, "image_size", 0)
         self.head = CenterHead(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.head(self.backbone.forward_features(x))
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: list[dict]) -> tuple[torch.Tensor, dict]:
+        grid = tuple(outputs["heat"].shape[-2:])
+        encoded = encode(targets, self.num_classes, grid, self.stride)
+        encoded = {k: v.to(outputs["heat"].device) for k, v in encoded.items()}
+        return loss({k: v.float() for k, v in outputs.items()}, encoded, self.stride)
+
+    @torch.no_grad()
+    def detect(self, x: torch.Tensor, threshold: float = 0.05) -> list[dict]:
+        """Per image: boxes (pixels, clipped to the image), scores and labels after NMS."""
+        from torchvision.ops import clip_boxes_to_image
+
+        found = decode({k: v.float() for k, v in self(x).items()}, self.stride, threshold=threshold)
+        for f in found:
+            f["boxes"] = clip_boxes_to_image(f["boxes"], tuple(x.shape[-2:]))
+        return found
 
 
 def encode(targets: list[dict], num_classes: int, grid: tuple[int, int], stride: int

@@ -30,9 +30,15 @@ def render_report(run: Run) -> Path:
 
     ctx = ReportContext(run=run, plots_dir=run.path / "plots", metrics=run.metrics,
                         history=read_history(run.path / "results.csv"))
-    entries = [_Entry(order, name, lambda fn=fn: fn(ctx)) for order, name, fn in CORE_SECTIONS]
-    entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir))
-                for a in load_all()]
+    if run.config.task == "classify":
+        entries = [_Entry(order, name, lambda fn=fn: fn(ctx)) for order, name, fn in CORE_SECTIONS]
+        entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir))
+                    for a in load_all()]
+    else:  # detection, segmentation, pose: the task's own sections (analyses are per image)
+        from cnnlab.report.dense import dense_sections
+
+        entries = [_Entry(i, fn.__name__, lambda fn=fn: fn(ctx))
+                   for i, fn in enumerate(dense_sections(run.config.task))]
     sections = []
     for entry in sorted(entries):
         s = entry.make()

@@ -71,11 +71,13 @@ def accuracy_interval(m: dict) -> dict:
 def run_section(ctx: ReportContext) -> Section:
     m, cfg = ctx.metrics, ctx.run.config
     env = m.get("environment", {})
-    head = kpis([("accuracy", pct(m["accuracy"])), ("parameters", f"{m['params']:,}"),
+    score = (("accuracy", pct(m["accuracy"])) if "accuracy" in m
+             else (m["score_name"], "n/a" if m["score"] is None else f"{m['score']:.3f}"))
+    head = kpis([score, ("parameters", f"{m['params']:,}"),
                   ("MACs per image", f"{m['macs']:,}"), ("training time", f"{m['train_time_s']:.1f} s"),
                   ("images / s (train)", f"{m['train_images_per_s']:,.0f}"),
                   ("computed in", m.get("precision", "fp32"))])
-    keys = ["dataset", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
+    keys = ["dataset", "task", "model", "model_kwargs", "epochs", "batch_size", "optimizer", "lr",
             "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "tta",
             "crop_padding", "flip", "cutout", "val_split", "val_seed", "seed", "threads",
             "precision"]
@@ -127,7 +129,8 @@ def training_section(ctx: ReportContext) -> Section | None:
         return None
     uri = P.save(P.training_curves(ctx.history), ctx.plots_dir, "training_curves")
     note = ('<p class="note">Training accuracy is measured on augmented batches while the '
-            "weights change, so it can sit below validation accuracy.</p>")
+            "weights change, so it can sit below validation accuracy.</p>"
+            if "accuracy" in ctx.metrics else "")
     dp = ctx.metrics.get("dp")
     if dp:
         per_epoch = ", ".join(f"{e:.2f}" for e in dp["epsilon_per_epoch"])

@@ -12,7 +12,7 @@ from cnnlab.io import atomic_write
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.optim import Lookahead
 
-COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_robust_acc",
+COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_score", "val_robust_acc",
            "dp_epsilon", "epoch_time", "elapsed", "train_elapsed", "energy_kwh", "energy"]
 THRESHOLDS = (0.85, 0.90, 0.93, 0.94)
 """Validation accuracies whose first crossing a run records (time to accuracy)."""
@@ -41,13 +41,15 @@ class TrainState:
 def format_row(row: dict, epochs: int) -> str:
     val = (f"  val_loss {row['val_loss']:.4f}  val_acc {100 * row['val_acc']:.2f}%"
            if row["val_acc"] is not None else "")
+    if row.get("val_score") is not None:
+        val += f"  val_score {row['val_score']:.4f}"
     if row.get("val_robust_acc") is not None:
         val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
     if row.get("dp_epsilon") is not None:
         val += f"  epsilon {row['dp_epsilon']:.2f}"
+    acc = f"  train_acc {100 * row['train_acc']:.2f}%" if row.get("train_acc") is not None else ""
     return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4f}  train_loss "
-            f"{row['train_loss']:.4f}  train_acc {100 * row['train_acc']:.2f}%{val}  "
-            f"{row['epoch_time']:.1f}s")
+            f"{row['train_loss']:.4f}{acc}{val}  {row['epoch_time']:.1f}s")
 
 
 def write_results_csv(path: Path, history: list[dict]) -> None:

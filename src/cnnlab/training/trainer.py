@@ -26,6 +26,7 @@ from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 from cnnlab.log import Log
 from cnnlab.models import ImageClassifier, create_model
 from cnnlab.robustness.training import adversarial_batch
+from cnnlab.tasks import Task, get_task, unwrap
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.groups import GroupLoss
@@ -53,6 +54,9 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
 
 
 def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
+    task = get_task(cfg.task)
+    if task is not None:
+        return task.build(cfg, data)
     c, h, w = data.train.image_shape
     mean, std = data.train.mean_std()
     kwargs = dict(num_classes=data.train.num_classes, in_channels=c, image_size=h, mean=mean,
@@ -70,12 +74,14 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
 def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
                     schedule: tuple[int, int], device: torch.device, progress: bool,
                     lookahead: Lookahead | None = None, group_loss: GroupLoss | None = None,
-                    private: PrivateTraining | None = None) -> tuple[float, float]:
-    """One pass over the training images; returns (mean loss, accuracy) over all ranks.
+                    private: PrivateTraining | None = None, task: Task | None = None
+                    ) -> tuple[float, float | None]:
+    """One pass over the training images; returns (mean loss, accuracy) over all ranks (no
+    accuracy for dense tasks).
 
     ``schedule`` is (total steps, warm-up steps) of the learning-rate schedule."""
     model.train()
-    x, y = data.train.x, data.train.y
+    x = data.train.x
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
     batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private)
     augment_batch = epoch_augmentation(data, cfg, state.epoch)
@@ -84,23 +90,18 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     step_optimizer = optimizer if private is None else private.optimizer
     for i, idx in enumerate(batches):
         idx = idx.to(x.device)
-        # 1. Fetch the global batch, scale to [0, 1], augment it as one tensor on the device,
-        #    and keep this rank's slice (all of it in a single process).
-        xb = x[idx].to(device, non_blocking=True).float().div_(255)
-        yb = y[idx].to(device, non_blocking=True)
-        xb, yb = dist_.shard(augment_batch(xb, idx, gen)), dist_.shard(yb)
-        if cfg.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        if cfg.adv:  # adversarial training: train on attacked images instead
-            xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_alpha)
-        # 2. Set this step's learning rate from the schedule.
+        # 1. Set this step's learning rate from the schedule.
         lr = lr_at(state.step, *schedule, cfg.lr, cfg.schedule)
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        # 3. Forward (bf16 autocast where it pays), loss, backward, step; then weight averaging.
-        gb = None if group_loss is None else dist_.shard(data.train.groups[idx].to(device))
-        loss, logits = train_step(model, step_optimizer, xb, yb, cfg, device, (state.epoch, i),
-                                  group_loss, gb)
+        # 2. Fetch, forward (bf16 autocast where it pays), loss, backward, step.
+        if task is not None:
+            loss, correct, n = task_batch(model, step_optimizer, task, data, idx, cfg, device,
+                                          (state.epoch, i))
+        else:
+            loss, correct, n = classify_batch(model, step_optimizer, data, idx, augment_batch, gen,
+                                              cfg, device, (state.epoch, i), group_loss)
+        # 3. Weight averaging and the step count.
         if private is not None:
             private.stepped()
         if ema is not None:
@@ -109,14 +110,61 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         if lookahead is not None:
             lookahead.after_step(state.step, schedule[0])
         state.images_seen += len(idx)
-        totals += torch.stack([loss.detach() * len(yb), (logits.argmax(1) == yb).sum(),
-                               torch.tensor(len(yb), device=device)])
+        totals += torch.stack([loss.detach() * n, torch.as_tensor(correct, device=device),
+                               torch.tensor(n, device=device)])
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     loss_sum, correct, n = dist_.all_sum(totals).tolist()  # every rank's images count
-    return loss_sum / n, correct / n
+    return loss_sum / n, (correct / n if task is None else None)
+
+
+def classify_batch(model, optimizer, data: RunData, idx: torch.Tensor, augment_batch, gen,
+                   cfg: TrainConfig, device: torch.device, where: tuple[int, int],
+                   group_loss: GroupLoss | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One classification step: fetch the global batch, scale to [0, 1], augment it as one
+    tensor on the device and keep this rank's slice (all of it in one process); then train.
+    Returns (loss, correct predictions, images)."""
+    xb = data.train.x[idx].to(device, non_blocking=True).float().div_(255)
+    yb = data.train.y[idx].to(device, non_blocking=True)
+    xb, yb = dist_.shard(augment_batch(xb, idx, gen)), dist_.shard(yb)
+    if cfg.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    if cfg.adv:  # adversarial training: train on attacked images instead
+        xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_alpha)
+    gb = None if group_loss is None else dist_.shard(data.train.groups[idx].to(device))
+    loss, logits = train_step(model, optimizer, xb, yb, cfg, device, where, group_loss, gb)
+    return loss, (logits.argmax(1) == yb).sum(), len(yb)
+
+
+def task_batch(model, optimizer, task: Task, data: RunData, idx: torch.Tensor, cfg: TrainConfig,
+               device: torch.device, where: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+    """One step of a dense task: this rank's images and their targets (boxes, class maps,
+    keypoints) fetched by index, the task model's own loss. No augmentation: scenes are
+    generated afresh, and a flip would have to move boxes, masks and keypoint order."""
+    idx = dist_.shard(idx)
+    xb = data.train.x[idx].to(device, non_blocking=True).float().div_(255)
+    if cfg.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    targets = task.targets(data.train, idx, device)
+    inner = unwrap(model)
+    with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)):
+        outputs = model(xb, targets) if inner.takes_targets else model(xb)
+    loss, _ = inner.loss(outputs, targets)
+    check_finite(loss, cfg, where)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, 0, len(idx)
+
+
+def check_finite(loss: torch.Tensor, cfg: TrainConfig, where: tuple[int, int]) -> None:
+    """A non-finite loss stops the run with the step it happened at and what to change."""
+    if not torch.isfinite(loss):
+        raise CnnlabError(
+            f"the loss became {loss.item()} at epoch {where[0] + 1}, step {where[1] + 1}; "
+            f"lower --lr (now {cfg.lr:g}) or check the data for bad values")
 
 
 def epoch_augmentation(data: RunData, cfg: TrainConfig, epoch: int):
@@ -148,10 +196,7 @@ def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainC
         loss = group_loss(logits.float(), yb, gb)
     else:
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-    if not torch.isfinite(loss):
-        raise CnnlabError(
-            f"the loss became {loss.item()} at epoch {where[0] + 1}, step {where[1] + 1}; "
-            f"lower --lr (now {cfg.lr:g}) or check the data for bad values")
+    check_finite(loss, cfg, where)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -197,6 +242,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     """Train ``cfg.model`` on ``data`` (or fine-tune ``model``), checkpointing into
     ``run_dir/weights`` every epoch."""
     device = resolve_device(cfg.device)
+    task = get_task(cfg.task)
     model = prepare_model(model if model is not None else build_model(cfg, data), cfg, device)
     optimizer = make_optimizer(cfg, model)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
@@ -220,12 +266,12 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
                                                 schedule, device, progress, lookahead, group_loss,
-                                                private)
+                                                private, task)
         state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc}
         row |= keep_loss_state(state, group_loss, private)
-        row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device)
+        row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device, task)
         epoch_time = time.perf_counter() - t0
         state.elapsed += epoch_time
         row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed,
@@ -329,11 +375,18 @@ def prepare_model(model: ImageClassifier, cfg: TrainConfig, device: torch.device
 
 
 def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
-                      device: torch.device) -> dict:
-    """Validation loss and accuracy (rank 0, every ``eval_every`` epochs and at the end)."""
-    row = {"val_loss": None, "val_acc": None, "val_robust_acc": None}
+                      device: torch.device, task: Task | None = None) -> dict:
+    """Validation loss and accuracy, or a dense task's score (rank 0, every ``eval_every``
+    epochs and at the end)."""
+    row = {"val_loss": None, "val_acc": None, "val_robust_acc": None, "val_score": None}
     last = state.epoch + 1 == cfg.epochs
-    if dist_.is_main() and (last or (state.epoch + 1) % cfg.eval_every == 0):
+    due = dist_.is_main() and (last or (state.epoch + 1) % cfg.eval_every == 0)
+    if due and task is not None:
+        with meter().phase("evaluation"):
+            result = task.evaluate(model, data.val, device, use_bf16(cfg, device))
+        row["val_score"] = result["score"]
+        state.final_eval = result if last else None
+    elif due:
         with meter().phase("evaluation"):
             probs, row["val_loss"], row["val_acc"] = evaluate(model, data, cfg, device)
         state.final_eval = (probs, row["val_loss"]) if last else None
@@ -345,8 +398,9 @@ def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
 def save_epoch(run_dir: Path, model, optimizer, ema, state: TrainState,
                lookahead: Lookahead | None, row: dict) -> None:
     """The best weights so far, the resumable checkpoint and results.csv, each written atomically."""
-    if row["val_acc"] is not None and row["val_acc"] > state.best_acc:
-        state.best_acc, state.best_epoch = row["val_acc"], state.epoch
+    score = row["val_acc"] if row["val_acc"] is not None else row.get("val_score")
+    if score is not None and score > state.best_acc:
+        state.best_acc, state.best_epoch = score, state.epoch
         ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
                           eval_model(model, ema).state_dict(), {"epoch": state.epoch})
     save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state,

@@ -47,15 +47,21 @@ def training_curves(history: list[dict]):
     val = [(r["epoch"], r) for r in history if r["val_acc"] not in (None, "")]
     axes[0].plot(epochs, [r["train_loss"] for r in history], label="train", marker=".")
     axes[0].plot([e for e, _ in val], [r["val_loss"] for _, r in val], label="validation", marker=".")
-    axes[0].set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    axes[1].plot(epochs, [100 * r["train_acc"] for r in history], label="train (augmented)", marker=".")
-    axes[1].plot([e for e, _ in val], [100 * r["val_acc"] for _, r in val], label="validation",
-                 marker=".")
+    scores = [(r["epoch"], r["val_score"]) for r in history if r.get("val_score") not in (None, "")]
+    axes[0].set(title="Loss", xlabel="epoch", ylabel="task loss" if scores else "cross-entropy")
+    if scores:  # a dense task: its validation score (mAP, mIoU, PCK) instead of accuracy
+        axes[1].plot([e for e, _ in scores], [v for _, v in scores], label="validation", marker=".")
+        axes[1].set(title="Validation score (mAP, mIoU or PCK)", xlabel="epoch")
+    else:
+        axes[1].plot(epochs, [100 * r["train_acc"] for r in history], label="train (augmented)",
+                     marker=".")
+        axes[1].plot([e for e, _ in val], [100 * r["val_acc"] for _, r in val], label="validation",
+                     marker=".")
+        axes[1].set(title="Accuracy", xlabel="epoch", ylabel="%")
     robust = [(r["epoch"], r["val_robust_acc"]) for r in history if r.get("val_robust_acc") is not None]
     if robust:
         axes[1].plot([e for e, _ in robust], [100 * a for _, a in robust], label="validation, PGD-10",
                      marker=".", color="tab:red")
-    axes[1].set(title="Accuracy", xlabel="epoch", ylabel="%")
     axes[2].plot(epochs, [r["lr"] for r in history], color="tab:gray", marker=".")
     axes[2].set(title="Learning rate at epoch end", xlabel="epoch")
     for ax in axes[:2]:

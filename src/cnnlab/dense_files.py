@@ -1,0 +1,131 @@
+"""``cnnlab detect predict|eval``: a detection, segmentation or pose run on users' files.
+
+predict: every image is resized to the model's input size, and what the model finds is
+mapped back to the photo's own pixels; each image is written with its boxes (labels,
+scores), class map or keypoints drawn on it, and all boxes go to one JSON file in COCO's
+result format (``bbox`` as x, y, width, height in the original pixels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.data.files import read_image
+from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_write, atomic_write_json
+from cnnlab.predict_files import list_images
+from cnnlab.run import Run, load_run
+from cnnlab.tasks.runs import coco_results
+
+
+def dense_run(path: str) -> Run:
+    run = load_run(path)
+    if run.config.task == "classify":
+        raise CnnlabError(f"{path} is a classification run; use cnnlab predict, or give a run that "
+                          f"cnnlab detect train wrote")
+    return run
+
+
+def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
+                  threshold: float = 0.3) -> dict:
+    """Annotated copies of the images in ``out_dir`` and predictions.json; returns a summary."""
+    run = dense_run(run_path)
+    size = run.meta["input_shape"][-1] if run.config.task != "pose" else run.config.image_size or 64
+    files = list_images(path)
+    out = Path(out_dir)
+    results, annotated = [], 0
+    for image_id, f in enumerate(files):
+        original = read_image(f, None, "RGB")  # (H, W, 3) uint8: the photo's own pixels
+        h, w = original.shape[:2]
+        x = torch.from_numpy(np.array(read_image(f, size, "RGB"))).permute(2, 0, 1)[None]
+        found = predict_one(run, x, detector, threshold)
+        scale = (w / size, h / size)
+        results += coco_results([found], [image_id], [scale]) if "boxes" in found else []
+        picture = draw(original, found, scale, run.classes)
+        atomic_write(out / f"{f.stem}.png", lambda tmp, p=picture: p.save(tmp, format="PNG"))
+        annotated += 1
+    atomic_write_json(out / "predictions.json", {
+        "images": [{"id": i, "file_name": str(f)} for i, f in enumerate(files)],
+        "categories": [{"id": i, "name": c} for i, c in enumerate(run.classes)],
+        "annotations": results})
+    return {"images": annotated, "boxes": len(results), "out": str(out)}
+
+
+def predict_one(run: Run, x: torch.Tensor, detector: str, threshold: float) -> dict:
+    """What the run's model finds in one image (1, 3, S, S) uint8: boxes, a class map, or
+    (pose) keypoints on the boxes a detection run found."""
+    model = run.load_model()
+    xf = x.float() / 255
+    task = run.config.task
+    if task == "detect":
+        found = model.detect(xf, threshold=threshold)[0]
+        return {k: v.cpu() for k, v in found.items()}
+    if task == "segment":
+        return {"class_map": model.segment(xf)[0].cpu()}
+    if not detector:
+        raise CnnlabError("a pose run predicts keypoints on boxes: give --detector DETECT_RUN, a run "
+                          "that cnnlab detect train wrote")
+    from cnnlab.tasks.pose import pose_on_boxes
+
+    found = predict_one(dense_run(detector), x, "", threshold)
+    found["keypoints"] = pose_on_boxes(model, x, [found["boxes"]], run.meta["crop_size"])[0]
+    return found
+
+
+def draw(image: np.ndarray, found: dict, scale: tuple[float, float], classes: list[str]):
+    """The photo with what was found drawn on it, in its own pixels."""
+    from cnnlab.viz.dense import draw_annotations
+
+    sx, sy = scale
+    boxes = found.get("boxes")
+    kw = {}
+    if boxes is not None:
+        kw = dict(boxes=(boxes * torch.tensor([sx, sy, sx, sy])).numpy(), labels=found["labels"].numpy(),
+                  scores=found["scores"].numpy(), classes=classes)
+    if "keypoints" in found:
+        kp = found["keypoints"].clone()
+        kp[..., 0] *= sx
+        kp[..., 1] *= sy
+        kw["keypoints"] = kp.numpy()
+    if "class_map" in found:
+        h, w = image.shape[:2]
+        cm = torch.nn.functional.interpolate(found["class_map"][None, None].float(), size=(h, w),
+                                             mode="nearest")[0, 0].long()
+        kw["masks"] = np.stack([(cm == k + 1).numpy() for k in range(len(classes))])
+        kw["labels"], kw["classes"] = np.arange(len(classes)), classes
+    return draw_annotations(image, **kw)
+
+
+def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "") -> dict:
+    """The run's task metrics on its own evaluation split, or on all of ``dataset``'s test
+    split (its training images if it has none); pose with ``detector``: keypoint AP and PCK on
+    the boxes that detection run finds, beside those on ground-truth boxes."""
+    from cnnlab.data import RunData, data_for, load_dataset
+    from cnnlab.evaluate.predict import use_bf16
+    from cnnlab.tasks import get_task
+
+    run = dense_run(run_path)
+    cfg, task = run.config, get_task(run.config.task)
+    if dataset:
+        splits = load_dataset(dataset, cfg.data_dir, cfg.image_size)
+        ds = splits.test if splits.test is not None else splits.train
+        raw = RunData(ds, ds, "test" if splits.test is not None else "train", splits.source)
+    else:
+        raw = data_for(cfg)
+    data = task.prepare(raw)
+    model = run.load_model()
+    bf16 = use_bf16(cfg, "cpu")  # as the run evaluated itself
+    result = {k: v for k, v in task.evaluate(model, data.val, torch.device("cpu"), bf16).items()
+              if k != "predictions"}
+    if detector:
+        if cfg.task != "pose":
+            raise CnnlabError("--detector applies to pose runs (keypoints on detected boxes)")
+        from cnnlab.tasks.pose import topdown_on_detections
+
+        found = topdown_on_detections(model, dense_run(detector).load_model(), raw.val,
+                                      run.meta["crop_size"])
+        result |= {f"detected_{k}": v for k, v in found.items()}
+    return result

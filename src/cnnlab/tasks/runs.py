@@ -1,0 +1,97 @@
+"""The run-folder files of a dense task (the classifier's are in cnnlab.run):
+
+    detections.json    detect: the evaluation images' boxes in COCO result format
+    segmentation.npz   segment: predicted and true class maps of the first evaluation images
+    keypoints.npz      pose: predicted and true keypoints on the evaluation crops
+    skipped.json       annotated images left out as malformed (--skip-bad), with the reason
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.io import atomic_write_json, save_npz
+from cnnlab.tasks import get_task
+
+KEPT_MAPS = 64
+"""Evaluation images whose class maps a segmentation run keeps for the report."""
+
+
+def coco_results(predictions: list[dict], image_ids: list[int] | None = None,
+                 scale: list[tuple[float, float]] | None = None) -> list[dict]:
+    """Detections as COCO's result format: one {image_id, category_id, bbox [x, y, w, h],
+    score} per box; ``scale`` maps each image's boxes back to its original pixels."""
+    out = []
+    for i, p in enumerate(predictions):
+        sx, sy = scale[i] if scale else (1.0, 1.0)
+        for box, score, label in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist(),
+                                     strict=True):
+            x0, y0, x1, y1 = box
+            out.append({"image_id": image_ids[i] if image_ids else i, "category_id": int(label),
+                        "bbox": [round(x0 * sx, 2), round(y0 * sy, 2), round((x1 - x0) * sx, 2),
+                                 round((y1 - y0) * sy, 2)], "score": round(float(score), 4)})
+    return out
+
+
+def finish_task(run_dir: Path, task_name: str, data, result: dict) -> dict:
+    """Write the task's prediction file (and skipped.json) and return its metrics."""
+    metrics = {k: v for k, v in result.items() if k != "predictions"}
+    metrics |= {"score_name": get_task(task_name).score_name, "n": len(data.val)}
+    if task_name == "detect":
+        atomic_write_json(run_dir / "detections.json", coco_results(result["predictions"]))
+        save_npz(run_dir / "detect_examples.npz", **detection_examples(data.val, result["predictions"]))
+    elif task_name == "segment":
+        n = min(KEPT_MAPS, len(data.val))
+        save_npz(run_dir / "segmentation.npz", pred=result["predictions"][:n].numpy(),
+                 true=data.val.extras["class_map"][:n].numpy(), x=data.val.x[:n].numpy())
+    elif task_name == "pose":
+        save_npz(run_dir / "keypoints.npz", pred=result["predictions"].numpy(),
+                 true=data.val.extras["keypoints"].numpy(), x=data.val.x.numpy(),
+                 labels=data.val.y.numpy())
+    if data.skipped:
+        atomic_write_json(run_dir / "skipped.json", [{"file": f, "reason": r} for f, r in data.skipped])
+        metrics["skipped"] = len(data.skipped)
+    return metrics
+
+
+def detection_examples(val, predictions: list[dict], n: int = KEPT_MAPS) -> dict:
+    """For the report: the first ``n`` evaluation images with their predicted and true boxes
+    (flattened, with the image each belongs to), and each class's precision-recall curve."""
+    from cnnlab.data.dense import objects
+    from cnnlab.evaluate.detection import precision_recall
+
+    targets = objects(val, torch.arange(len(val)))
+    curves = precision_recall(predictions, targets, val.classes)
+    n = min(n, len(val))
+    out = {"x": val.x[:n].numpy(), "pr_classes": np.array(list(curves), dtype=str),
+           "pr_recall": np.linspace(0, 1, 101),
+           "pr_precision": np.array([p for _, p in curves.values()]).reshape(len(curves), -1)}
+    for side, items, keys in (("pred", predictions, ("boxes", "scores", "labels")),
+                              ("true", targets, ("boxes", "labels"))):
+        out[f"{side}_image"] = np.concatenate([np.full(len(t["labels"]), i) for i, t in enumerate(items[:n])]
+                                              + [np.zeros(0, int)])
+        for k in keys:
+            empty = np.zeros((0, 4) if k == "boxes" else 0, np.int64 if k == "labels" else np.float32)
+            out[f"{side}_{k}"] = np.concatenate([t[k].numpy() for t in items[:n]] + [empty])
+    return out
+
+
+def prepare_task_data(task_name: str, data):
+    """The data a task's run trains on (pose: crops of the objects), checked."""
+    task = get_task(task_name)
+    return data if task is None else task.prepare(data)
+
+
+def task_meta(cfg, data, model) -> dict:
+    """What weights/meta.json adds for a dense task, so the model can be rebuilt."""
+    from cnnlab.tasks import head_of
+
+    extra = {"task": cfg.task, "head": head_of(cfg)}
+    if cfg.task == "pose":
+        extra["num_keypoints"] = int(data.train.extras["keypoints"].shape[1])
+        extra["crop_size"] = int(data.train.image_shape[-1])
+    return extra
+

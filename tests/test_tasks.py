@@ -1,0 +1,104 @@
+"""Detection, segmentation and pose through the one trainer: run folders, resume, reports,
+evaluation and prediction on files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.config import TrainConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.training import checkpoint as ckpt
+
+
+def dense(tmp_path, task="detect", **kw) -> TrainConfig:
+    base = dict(task=task, dataset="scenes:n=48", model="resnet20", model_kwargs={"width": 8},
+                epochs=2, batch_size=16, optimizer="adamw", lr=0.003, out_dir=str(tmp_path / "runs"),
+                name=task)
+    return TrainConfig(**(base | kw))
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def test_detection_run_trains_saves_and_reloads(tmp_path):
+    run = cnnlab.train(dense(tmp_path, epochs=3), log=quiet)
+    rows = [r for r in open(run.path / "results.csv")][1:]
+    assert float(rows[-1].split(",")[2]) < float(rows[0].split(",")[2])  # train loss falls
+    m = run.metrics
+    assert m["score_name"] == "mAP@0.5:0.95" and 0 <= m["map"] <= m["map_50"] <= 1
+    assert set(m["per_class"]) == {"circle", "square", "triangle", "star"}
+    detections = json.loads((run.path / "detections.json").read_text())
+    assert all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in detections)
+    assert run.meta["task"] == "detect" and run.meta["head"] == "centernet"
+    from cnnlab.dense_files import evaluate_run
+
+    assert evaluate_run(str(run.path))["map"] == pytest.approx(m["map"], abs=1e-9)  # reloaded = trained
+    html = (run.path / "report.html").read_text()
+    assert "Object detection" in html and "Precision against recall" in html
+
+
+def test_an_interrupted_detection_run_resumes_to_the_same_weights(tmp_path):
+    full = cnnlab.train(dense(tmp_path, name="full", epochs=3), log=quiet, report=False)
+
+    def interrupt_after_epoch_2(line: str) -> None:
+        if line.startswith("epoch   2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cnnlab.train(dense(tmp_path, name="cut", epochs=3), log=interrupt_after_epoch_2, report=False)
+    resumed = cnnlab.train(dense(tmp_path, name="cut", epochs=3), resume=True, log=quiet, report=False)
+    a, _ = ckpt.load_tensors(full.path / "weights" / "last.safetensors")
+    b, _ = ckpt.load_tensors(resumed.path / "weights" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("task,head,score", [("segment", "", "mIoU"), ("pose", "regression", "PCK@0.1"),
+                                              ("pose", "heatmap", "PCK@0.1")])
+def test_segmentation_and_pose_runs(tmp_path, task, head, score):
+    run = cnnlab.train(dense(tmp_path, task, head=head), log=quiet)
+    assert run.metrics["score_name"] == score and 0 <= run.metrics["score"] <= 1
+    html = (run.path / "report.html").read_text()
+    assert ("Segmentation" if task == "segment" else "Pose (keypoints)") in html
+    if task == "pose":  # trained on crops: one per object, half the image side
+        assert run.meta["crop_size"] == 32 and run.metrics["n_objects"] > run.metrics["n"] / 10
+
+
+def test_dense_tasks_need_annotations_and_refuse_classification_flags(tmp_path):
+    with pytest.raises(CnnlabError, match="needs annotated data"):
+        cnnlab.train(dense(tmp_path, dataset="digits"), log=quiet)
+    with pytest.raises(CnnlabError, match="apply to task classify only"):
+        dense(tmp_path, adv="pgd")
+    with pytest.raises(CnnlabError, match="does not fit task detect"):
+        dense(tmp_path, head="heatmap")
+
+
+def test_detect_predict_writes_annotated_images_and_coco_boxes_in_original_pixels(tmp_path, capsys):
+    run = cnnlab.train(dense(tmp_path, epochs=1), log=quiet, report=False)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(160, 90), (64, 64)]):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    out = tmp_path / "out"
+    assert main(["detect", "predict", str(run.path), str(folder), "--out", str(out),
+                 "--threshold", "0.0"]) == 0
+    result = json.loads((out / "predictions.json").read_text())
+    assert [Path_name(i["file_name"]) for i in result["images"]] == ["p0.png", "p1.png"]
+    assert Image.open(out / "p0.png").size == (160, 90)  # drawn on the photo's own pixels
+    for a in result["annotations"]:
+        x, y, w, h = a["bbox"]
+        width, height = (160, 90) if a["image_id"] == 0 else (64, 64)
+        assert -1 <= x and x + w <= width + 1 and -1 <= y and y + h <= height + 1
+    assert "annotated images" in capsys.readouterr().out
+
+
+def Path_name(p: str) -> str:
+    from pathlib import Path
+
+    return Path(p).name
