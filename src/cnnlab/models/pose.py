@@ -11,7 +11,8 @@ coordinates are continuous with pixel i covering [i, i + 1], as in ``scenes`` an
 Two heads on the same CIFAR ResNet backbone:
 
 - ``PoseRegressor``: DeepPose (Toshev & Szegedy 2014, "DeepPose: human pose estimation via deep
-  neural networks"): the pooled embedding and one linear layer regress the 2K coordinates;
+  neural networks"): the feature map, reduced to 16 channels and flattened, and one linear
+  layer regress the 2K coordinates (as DeepPose's fully connected layers read the map);
   L1 loss over the keypoints that are present.
 - ``PoseHeatmap``: a heatmap per keypoint (Tompson, Jain, LeCun & Bregler 2014; Newell, Yang &
   Deng 2016, "Stacked hourglass networks"). ``layer3``'s stride-4 map is upsampled and fused
@@ -113,24 +114,29 @@ def masked_mean(values: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
 
 class PoseRegressor(nn.Module):
-    """DeepPose: the backbone's pooled embedding -> Linear -> (B, K, 2) crop coordinates; any
-    ``ImageClassifier`` serves as the backbone."""
+    """DeepPose: the backbone's feature map, reduced to a few channels and flattened (so where
+    a feature is survives), -> Linear -> (B, K, 2) crop coordinates; any ``ImageClassifier``
+    serves as the backbone. (A globally pooled embedding would throw the positions away.)"""
 
     takes_targets = False
 
-    def __init__(self, backbone: ImageClassifier, num_keypoints: int):
+    def __init__(self, backbone: ImageClassifier, num_keypoints: int, reduced: int = 16):
         super().__init__()
         drop_classifier(backbone)
         self.backbone = backbone
         self.num_classes = self.num_keypoints = num_keypoints
         self.image_size = backbone.image_size
-        self.fc = nn.Linear(backbone.num_features, 2 * num_keypoints)
+        with torch.no_grad():
+            c, h, w = backbone.forward_features(
+                torch.zeros(1, backbone.in_channels, self.image_size, self.image_size)).shape[1:]
+        self.reduce = nn.Sequential(nn.Conv2d(c, reduced, 1), nn.ReLU())
+        self.fc = nn.Linear(reduced * h * w, 2 * num_keypoints)
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.constant_(self.fc.bias, 0.5)  # start at the crop's centre
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.backbone.forward_features(x)  # (B, 64, S/4, S/4) for ResNet-20
-        x = self.backbone.forward_head(x, pre_logits=True)  # (B, 64): pooled embedding
+        x = self.reduce(x).flatten(1)  # (B, 16 * S/4 * S/4): positions kept
         x = self.fc(x)  # (B, 2K)
         return x.view(-1, self.num_keypoints, 2)  # (B, K, 2): (x, y) in [0, 1] of the crop
 
