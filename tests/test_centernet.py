@@ -21,7 +21,7 @@ def test_decoding_the_encoded_ground_truth_gives_the_boxes_back():
                 "labels": torch.tensor([1, 0])},
                {"boxes": torch.tensor([[10.0, 10.0, 30.0, 50.0]]), "labels": torch.tensor([2])}]
     enc = encode(targets, num_classes=3, grid=(16, 16), stride=4)
-    assert enc["mask"].sum() == 3 and enc["heat"].max() == 1
+    assert enc["mask"].eq(1).sum() == 3 and enc["heat"].max() == 1  # one centre cell per object
     out = decode(_perfect(enc), stride=4, threshold=0.5)
     for got, want in zip(out, targets, strict=True):
         order = torch.argsort(got["labels"], descending=True) if len(got["labels"]) > 1 else [0]

@@ -29,6 +29,10 @@ def runs_dir(tmp_path_factory):
                  log=quiet)
     cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=2, out_dir=str(root), name="digits-b"),
                  log=quiet, report=False)
+    scenes = dict(dataset="scenes:n=24", model="resnet20", model_kwargs={"width": 4}, epochs=1,
+                  batch_size=8, optimizer="adamw", lr=0.003, out_dir=str(root))
+    cnnlab.train(cnnlab.TrainConfig(task="detect", name="scenes-det", **scenes), log=quiet, report=False)
+    cnnlab.train(cnnlab.TrainConfig(task="pose", name="scenes-pose", **scenes), log=quiet, report=False)
     return root
 
 
@@ -36,6 +40,36 @@ def png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def scene_photo() -> np.ndarray:
+    """A 'photo' of another size than the detector reads: a scene enlarged to 150 x 100."""
+    from cnnlab.data.scenes import make_scenes
+
+    x = make_scenes(1, 64, seed=5).x[0].permute(1, 2, 0).numpy()
+    return np.asarray(Image.fromarray(x).resize((150, 100)))
+
+
+def test_detection_pose_and_their_errors(runs_dir):
+    client = TestClient(create_app(runs_dir))
+    body = png(scene_photo())
+    r = client.post("/api/detect?run=scenes-det&threshold=0", content=body,
+                    headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert (res["width"], res["height"]) == (150, 100) and res["image"].startswith("data:image/png")
+    assert res["objects"] and all(-0.5 <= o["box"][0] <= o["box"][2] <= 150.5 and
+                                  -0.5 <= o["box"][1] <= o["box"][3] <= 100.5 for o in res["objects"])
+    r = client.post("/api/detect?run=scenes-pose", content=body, headers={"content-type": "image/png"})
+    assert r.status_code == 422 and "--detector" in r.json()["error"]
+    r = client.post("/api/detect?run=scenes-pose&detector=scenes-det&threshold=0", content=body,
+                    headers={"content-type": "image/png"})
+    assert r.status_code == 200 and r.json()["task"] == "pose"
+    r = client.post("/api/detect?run=digits-a", content=body, headers={"content-type": "image/png"})
+    assert r.status_code == 422 and "/api/predict" in r.json()["error"]
+    r = client.post("/api/detect?run=scenes-det", content=b"not an image",
+                    headers={"content-type": "image/png"})
+    assert r.status_code == 415
 
 
 def digit(runs_dir, i: int = 0) -> tuple[bytes, str]:
@@ -46,7 +80,9 @@ def digit(runs_dir, i: int = 0) -> tuple[bytes, str]:
 def test_runs_are_listed_and_reports_served(runs_dir):
     client = TestClient(create_app(runs_dir))
     runs = {r["name"]: r for r in client.get("/api/runs").json()}
-    assert set(runs) == {"digits-a", "digits-b"} and runs["digits-a"]["model"] == "lenet5"
+    assert set(runs) == {"digits-a", "digits-b", "scenes-det", "scenes-pose"}
+    assert runs["digits-a"]["model"] == "lenet5" and runs["scenes-det"]["task"] == "detect"
+    assert runs["scenes-det"]["score_name"] == "mAP@0.5:0.95" and runs["scenes-det"]["accuracy"] is None
     assert 0 < runs["digits-a"]["accuracy"] <= 1 and runs["digits-a"]["has_report"]
     assert client.get("/runs/digits-a/report.html").text.startswith("<!doctype html>")
     detail = client.get("/api/runs/digits-b").json()
@@ -156,6 +192,7 @@ def test_in_a_real_browser(runs_dir, tmp_path):
     body, label = digit(runs_dir)
     (tmp_path / "digit.png").write_bytes(body)
     (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "scene.png").write_bytes(png(scene_photo()))
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
@@ -163,7 +200,7 @@ def test_in_a_real_browser(runs_dir, tmp_path):
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#runs tbody tr")
-            assert page.locator("#runs tbody tr").count() == 2
+            assert page.locator("#runs tbody tr").count() == 4
             page.select_option("#run-select", "digits-a")
             page.wait_for_selector("#samples img")
             page.locator("#samples img").first.click()  # one of the run's evaluation images
@@ -181,6 +218,10 @@ def test_in_a_real_browser(runs_dir, tmp_path):
             page.set_input_files("#file", str(tmp_path / "notes.png"))
             page.wait_for_selector("#result .error")
             assert "not a readable image" in page.locator("#result .error").inner_text()
+            page.select_option("#run-select", "scenes-det")  # a detector: boxes drawn on the photo
+            page.set_input_files("#file", str(tmp_path / "scene.png"))
+            page.wait_for_selector("#detected")
+            assert "boxes as x0, y0, x1, y1" in page.locator("#result .note").inner_text()
             with page.expect_navigation():
                 page.click("#runs a >> text=digits-a")
             assert page.locator("h2", has_text="Data card").count() == 1  # the run's report

@@ -25,7 +25,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help}, **kw)
 
 
-TASK_HEADS = {"classify": (), "detect": ("centernet", "fcos"), "segment": ("unet",),
+TASK_HEADS = {"classify": (), "detect": ("centernet", "centernet-fine", "fcos"), "segment": ("unet",),
               "pose": ("regression", "heatmap")}
 """Each task and its heads; the first is the default."""
 

@@ -33,7 +33,8 @@ def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
                   threshold: float = 0.3) -> dict:
     """Annotated copies of the images in ``out_dir`` and predictions.json; returns a summary."""
     run = dense_run(run_path)
-    size = run.meta["input_shape"][-1] if run.config.task != "pose" else run.config.image_size or 64
+    detector_run = dense_run(detector) if detector else None
+    size = input_side(run, detector_run)
     files = list_images(path)
     out = Path(out_dir)
     results, annotated = [], 0
@@ -41,7 +42,7 @@ def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
         original = read_image(f, None, "RGB")  # (H, W, 3) uint8: the photo's own pixels
         h, w = original.shape[:2]
         x = torch.from_numpy(np.array(read_image(f, size, "RGB"))).permute(2, 0, 1)[None]
-        found = predict_one(run, x, detector, threshold)
+        found = predict_one(run, x, detector_run, threshold)
         scale = (w / size, h / size)
         results += coco_results([found], [image_id], [scale]) if "boxes" in found else []
         picture = draw(original, found, scale, run.classes)
@@ -54,10 +55,20 @@ def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
     return {"images": annotated, "boxes": len(results), "out": str(out)}
 
 
-def predict_one(run: Run, x: torch.Tensor, detector: str, threshold: float) -> dict:
+def input_side(run: Run, detector: Run | None = None) -> int:
+    """The side images are resized to: the model's input, or (pose) its detector's."""
+    if run.config.task == "pose":
+        if detector is None:
+            raise CnnlabError("a pose run predicts keypoints on boxes: give --detector DETECT_RUN, a "
+                              "run that cnnlab detect train wrote")
+        return detector.meta["input_shape"][-1]
+    return run.meta["input_shape"][-1]
+
+
+def predict_one(run: Run, x: torch.Tensor, detector: Run | None, threshold: float) -> dict:
     """What the run's model finds in one image (1, 3, S, S) uint8: boxes, a class map, or
     (pose) keypoints on the boxes a detection run found."""
-    model = run.load_model()
+    model = run.cached_model()
     xf = x.float() / 255
     task = run.config.task
     if task == "detect":
@@ -65,12 +76,10 @@ def predict_one(run: Run, x: torch.Tensor, detector: str, threshold: float) -> d
         return {k: v.cpu() for k, v in found.items()}
     if task == "segment":
         return {"class_map": model.segment(xf)[0].cpu()}
-    if not detector:
-        raise CnnlabError("a pose run predicts keypoints on boxes: give --detector DETECT_RUN, a run "
-                          "that cnnlab detect train wrote")
     from cnnlab.tasks.pose import pose_on_boxes
 
-    found = predict_one(dense_run(detector), x, "", threshold)
+    input_side(run, detector)  # says what is missing when there is no detector
+    found = predict_one(detector, x, None, threshold)
     found["keypoints"] = pose_on_boxes(model, x, [found["boxes"]], run.meta["crop_size"])[0]
     return found
 

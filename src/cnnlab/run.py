@@ -180,6 +180,11 @@ class Run:
         temperature = self.temperature() if calibrated else None
         return probs if temperature is None else apply_temperature(probs, temperature)
 
+    def cached_model(self, which: str = "last"):
+        """The model for predictions, loaded once while its weights file is unchanged (callers
+        must not change it)."""
+        return self._model_for_predict(which)
+
     def _model_for_predict(self, which: str) -> ImageClassifier:
         """The model predict uses, kept while its weights file is unchanged (a server or a
         loop does not rebuild it); only predict sees it, so nothing changes it."""
@@ -456,8 +461,10 @@ def run_energy(cfg: TrainConfig, state, n_val: int, before: dict) -> dict:
 
 def _normalization(model) -> dict:
     """The per-channel mean and std the model (or a task model's backbone) normalizes with."""
-    net = getattr(model, "backbone", model)
-    return {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist()}
+    kwargs = getattr(model, "build_kwargs", {})
+    if kwargs.get("mean") is not None:
+        return {"mean": list(kwargs["mean"]), "std": list(kwargs["std"])}
+    return {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
 
 
 def _meta(cfg: TrainConfig, data: RunData, model: ImageClassifier, metrics: dict) -> dict:

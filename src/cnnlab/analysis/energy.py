@@ -56,8 +56,10 @@ def energy(run: Run, *, folder: str = "", log: Log = print) -> dict:
                                                            "words": "this run recorded no energy"})
     log(f"energy {method['kind']}: {len(measured)} of {len(rows)} runs recorded it")
     for r in measured:
+        score = (f"accuracy {100 * r['accuracy']:.1f}%" if r["accuracy"] is not None
+                 else f"{r['score_name']} {r['score']:.3f}")  # a detection, segmentation or pose run
         log(f"  {r['label']:>40}: {r['kwh'] * 1000:.3f} Wh, {r['j_per_train_image'] * 1000:.2f} mJ "
-            f"per training image, accuracy {100 * r['accuracy']:.1f}%")
+            f"per training image, {score}")
     return {"rows": rows, "method": method, "dataset": run.config.dataset, "job": job,
             "country": run.config.country, "folder": folder}
 
@@ -72,7 +74,8 @@ def _row(path: Path, label: str) -> dict | None:
     carbon = e.get("carbon") or {}
     return {"label": label.split("/")[-1].rsplit("-", 1)[0] if label != "this run" else label,
             "path": label, "model": m.get("model", "?"), "dataset": m.get("dataset", "?"),
-            "accuracy": m.get("accuracy"), "n_train": m.get("n_train"), "epochs": m.get("epochs"),
+            "accuracy": m.get("accuracy"), "score": m.get("score"), "score_name": m.get("score_name"),
+            "n_train": m.get("n_train"), "epochs": m.get("epochs"),
             "kwh": e.get("kwh"), "j_per_train_image": e.get("j_per_train_image"),
             "j_per_prediction": e.get("j_per_prediction"), "g_co2eq": carbon.get("g_co2eq"),
             "seconds": sum(p["seconds"] for p in (e.get("phases") or {}).values()) or None,

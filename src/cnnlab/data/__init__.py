@@ -7,6 +7,7 @@ Names: ``digits`` (embedded, the default), ``shapes`` (procedural), ``cifar10``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,18 @@ def _digits(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 
 @DATASETS.register("shapes")
 def _shapes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
-    from cnnlab.data.shapes import load_shapes_splits, parse_shapes_arg
+    from cnnlab.data.shapes import parse_shapes_arg
 
-    return load_shapes_splits(image_size, color_bias=parse_shapes_arg(arg))
+    return _cached_shapes(image_size, parse_shapes_arg(arg))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_shapes(image_size: int, color_bias: float) -> DatasetSplits:
+    """Generated once per process: the main job's analyses train dozens of sub-runs on shapes
+    (about 1-2 s to generate each time). Callers get the same tensors and never write into them."""
+    from cnnlab.data.shapes import load_shapes_splits
+
+    return load_shapes_splits(image_size, color_bias=color_bias)
 
 
 def _cifar(name: str):
@@ -94,13 +104,21 @@ def _npz(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 @DATASETS.register("scenes")
 def _scenes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
     from cnnlab.data.dense import to_image_dataset
-    from cnnlab.data.scenes import make_scenes
 
     n = _scenes_count(arg)
     size = image_size or 64
-    train, test = make_scenes(n, size, seed=0), make_scenes(max(100, n // 4), size, seed=2)
+    train, test = _cached_scenes(n, size, 0), _cached_scenes(max(100, n // 4), size, 2)
     return DatasetSplits(to_image_dataset(train), to_image_dataset(test),
                          f"scenes: procedural, {n} training images (seed 0) and the test split (seed 2)")
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_scenes(n: int, size: int, seed: int):
+    """Scenes are generated once per process (the main job trains four tasks on them); callers
+    get new ImageDatasets on the same tensors and never write into them."""
+    from cnnlab.data.scenes import make_scenes
+
+    return make_scenes(n, size, seed)
 
 
 def _scenes_count(arg: str) -> int:

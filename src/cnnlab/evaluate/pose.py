@@ -34,6 +34,19 @@ DEFAULT_SIGMA = 0.05
 logger = logging.getLogger(__name__)
 
 
+def keypoint_hits(pred: torch.Tensor, gt: torch.Tensor, boxes: torch.Tensor, alpha: float = 0.1
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, labelled), each (M, K) bool: whether each keypoint lies within ``alpha`` x its
+    box's longer side of the truth, and whether the truth labels it (visibility > 0)."""
+    pred, gt, boxes = (torch.as_tensor(a, dtype=torch.float64) for a in (pred, gt, boxes))
+    if pred.shape[:2] != gt.shape[:2] or boxes.shape != (len(gt), 4):
+        raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, "
+                         f"boxes {tuple(boxes.shape)}")
+    scale = (boxes[:, 2:] - boxes[:, :2]).amax(1, keepdim=True)  # (M, 1)
+    correct = (pred[..., :2] - gt[..., :2]).norm(dim=-1) <= alpha * scale  # (M, K)
+    return correct, gt[..., 2] > 0
+
+
 def pck(pred: torch.Tensor, gt: torch.Tensor, boxes: torch.Tensor, alpha: float = 0.1) -> dict:
     """Percentage of correct keypoints of matched objects.
 
@@ -48,13 +61,7 @@ def pck(pred: torch.Tensor, gt: torch.Tensor, boxes: torch.Tensor, alpha: float 
         (None if none is labelled), the same per keypoint index (None where none is labelled),
         and the number of labelled keypoints.
     """
-    pred, gt, boxes = (torch.as_tensor(a, dtype=torch.float64) for a in (pred, gt, boxes))
-    if pred.shape[:2] != gt.shape[:2] or boxes.shape != (len(gt), 4):
-        raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, "
-                         f"boxes {tuple(boxes.shape)}")
-    scale = (boxes[:, 2:] - boxes[:, :2]).amax(1, keepdim=True)  # (M, 1)
-    correct = (pred[..., :2] - gt[..., :2]).norm(dim=-1) <= alpha * scale  # (M, K)
-    labelled = gt[..., 2] > 0
+    correct, labelled = keypoint_hits(pred, gt, boxes, alpha)
     hits, counts = (correct & labelled).sum(0), labelled.sum(0)  # (K,)
     n = int(counts.sum())
     per_keypoint = [int(h) / int(c) if c else None for h, c in zip(hits, counts, strict=True)]

@@ -45,14 +45,28 @@ class Detector(nn.Module):
 
     takes_targets = False
 
-    def __init__(self, backbone: nn.Module, channels: int, num_classes: int, stride: int):
+    def __init__(self, backbone: nn.Module, channels: int, num_classes: int, stride: int,
+                 fine: bool = False):
         super().__init__()
         self.backbone, self.stride, self.num_classes = backbone, stride, num_classes
         self.image_size = getattr(backbone, "image_size", 0)
+        self.fine = fine
+        if fine:  # a CIFAR ResNet's stride-2 map, with the stride-4 map upsampled onto it (FPN-like)
+            c2 = backbone.layer2[-1].conv2.out_channels
+            self.lateral2, self.lateral4 = nn.Conv2d(c2, channels, 1), nn.Conv2d(channels, channels, 1)
+            self.stride = stride // 2
         self.head = CenterHead(channels, num_classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fine:
+            return self.backbone.forward_features(x)  # (B, 64, H/4, W/4) for ResNet-20
+        from cnnlab.models.segment import resnet_pyramid
+
+        _, s2, s4 = resnet_pyramid(self.backbone, x)  # (B, 32, H/2, W/2), (B, 64, H/4, W/4)
+        return self.lateral2(s2) + F.interpolate(self.lateral4(s4), size=s2.shape[-2:], mode="nearest")
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(self.backbone.forward_features(x))
+        return self.head(self.features(x))
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: list[dict]) -> tuple[torch.Tensor, dict]:
         grid = tuple(outputs["heat"].shape[-2:])
@@ -71,10 +85,14 @@ class Detector(nn.Module):
         return found
 
 
-def encode(targets: list[dict], num_classes: int, grid: tuple[int, int], stride: int
-           ) -> dict[str, torch.Tensor]:
+def encode(targets: list[dict], num_classes: int, grid: tuple[int, int], stride: int,
+           radius: int = 0) -> dict[str, torch.Tensor]:
     """Ground truth -> per-cell training targets: heatmap (B, K, h, w) with a Gaussian bump of
-    peak 1 at each box centre's cell, box sides (B, 4, h, w) and a mask (B, h, w) of those cells."""
+    peak 1 at each box centre's cell, box sides (B, 4, h, w), and a weight (B, h, w) for the
+    box loss: the bump's value at the cells within ``radius`` of the centre whose centres lie
+    inside the box (1 at the centre). More cells regressing each box (TTFNet, Liu et al. 2020)
+    did not help on scenes: radius 1 gave mAP 0.749 against 0.748, slower, so 0 is the default.
+    Where objects overlap, the nearer centre's box wins."""
     h, w = grid
     b = len(targets)
     heat, sides, mask = torch.zeros(b, num_classes, h, w), torch.zeros(b, 4, h, w), torch.zeros(b, h, w)
@@ -87,9 +105,12 @@ def encode(targets: list[dict], num_classes: int, grid: tuple[int, int], stride:
             sigma = max(0.5, math.hypot(x1 - x0, y1 - y0) / 6)
             bump = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2))
             heat[i, label] = torch.maximum(heat[i, label], bump)
-            px, py = cx + 0.5, cy + 0.5  # the cell's centre, in cells
-            sides[i, :, cy, cx] = torch.tensor([px - x0, py - y0, x1 - px, y1 - py])
-            mask[i, cy, cx] = 1
+            px, py = xs + 0.5, ys + 0.5  # cell centres, in cells
+            near = ((xs - cx).abs() <= radius) & ((ys - cy).abs() <= radius)
+            take = near & (px > x0) & (px < x1) & (py > y0) & (py < y1) & (bump > mask[i])
+            take[cy, cx] = True
+            sides[i, :, take] = torch.stack([px - x0, py - y0, x1 - px, y1 - py])[:, take]
+            mask[i, take] = bump[take]
     return {"heat": heat, "sides": sides, "mask": mask}
 
 
@@ -105,8 +126,8 @@ def cell_boxes(sides: torch.Tensor, stride: int) -> torch.Tensor:
 
 def loss(outputs: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], stride: int,
          alpha: float = 2.0, beta: float = 4.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """CenterNet's focal loss on the heatmap plus the generalized IoU loss of the boxes at centre
-    cells; both averaged over the number of objects."""
+    """CenterNet's focal loss on the heatmap (averaged over objects) plus the generalized IoU
+    loss of the boxes at the cells ``encode`` weighs (a weighted mean over those cells)."""
     from torchvision.ops import generalized_box_iou_loss
 
     p = outputs["heat"].sigmoid().clamp(1e-4, 1 - 1e-4)
@@ -116,11 +137,13 @@ def loss(outputs: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], str
     neg = -((1 - gt) ** beta) * (p ** alpha) * torch.log(1 - p) * (1 - peak)
     n = peak.sum().clamp(min=1)
     focal = (pos.sum() + neg.sum()) / n
-    m = encoded["mask"].bool()
+    weight = encoded["mask"]
+    m = weight > 0
     if m.any():
         pred = cell_boxes(outputs["sides"], stride)[m]
         true = cell_boxes(encoded["sides"], stride)[m]
-        giou = generalized_box_iou_loss(pred, true, reduction="sum") / n
+        per_cell = generalized_box_iou_loss(pred, true, reduction="none")
+        giou = (weight[m] * per_cell).sum() / weight[m].sum()  # a weighted mean over cells
     else:
         giou = outputs["sides"].sum() * 0
     return focal + giou, {"focal": float(focal.detach()), "giou": float(giou.detach())}

@@ -30,20 +30,13 @@ def detection_section(ctx: ReportContext) -> Section | None:
     if ex and len(ex["pr_classes"]):
         curves = {str(c): (ex["pr_recall"], p) for c, p in zip(ex["pr_classes"], ex["pr_precision"],
                                                                strict=True)}
-        uri = P.save(D.pr_curves(curves, {c: m["per_class"].get(c) for c in curves}), ctx.plots_dir,
-                     "pr_curves")
+        uri = P.save(D.pr_curves(curves), ctx.plots_dir, "pr_curves")  # legend: AP at IoU 0.5
         body += "<h3>Precision against recall at IoU 0.5</h3>" + img(uri, "precision-recall curves", "560px")
     if ex:
-        preds, trues = _per_image(ex, "pred", len(ex["x"])), _per_image(ex, "true", len(ex["x"]))
+        preds, trues = D.per_image(ex, "pred", len(ex["x"])), D.per_image(ex, "true", len(ex["x"]))
         uri = P.save(D.detection_gallery(ex["x"], preds, trues, classes), ctx.plots_dir, "detections")
         body += "<h3>Predictions beside the ground truth</h3>" + img(uri, "detection gallery")
     return Section("Object detection", body)
-
-
-def _per_image(ex: dict, side: str, n: int) -> list[dict]:
-    keys = ("boxes", "scores", "labels") if side == "pred" else ("boxes", "labels")
-    where = ex[f"{side}_image"]
-    return [{k: ex[f"{side}_{k}"][where == i] for k in keys} for i in range(n)]
 
 
 def segmentation_section(ctx: ReportContext) -> Section | None:

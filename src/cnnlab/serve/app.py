@@ -62,8 +62,11 @@ def summary(name: str, path: Path) -> dict:
         r = json.loads(f.read_text()).get("result", {})
         robust = r.get("robust_accuracy", robust)
     energy = (m.get("energy") or {})
-    return {"name": name, "dataset": m.get("dataset"), "model": m.get("model"),
-            "accuracy": m.get("accuracy"), "n_eval": m.get("n"), "robust_accuracy": robust,
+    task = json.loads((path / "weights" / "meta.json").read_text()).get("task", "classify") \
+        if (path / "weights" / "meta.json").is_file() else "classify"
+    return {"name": name, "dataset": m.get("dataset"), "model": m.get("model"), "task": task,
+            "accuracy": m.get("accuracy"), "score": m.get("score"), "score_name": m.get("score_name"),
+            "n_eval": m.get("n"), "robust_accuracy": robust,
             "energy_wh": None if energy.get("kwh") is None else 1000 * energy["kwh"],
             "energy_kind": (energy.get("method") or {}).get("kind"),
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "metrics.json").stat().st_mtime)),
@@ -165,6 +168,17 @@ def add_model_routes(app: FastAPI, served: Served) -> None:
         job = served.jobs.submit(lambda progress: inspect_image(loaded, image, eps, attack, progress))
         return {"job": job}
 
+    @app.post("/api/detect")
+    async def detect(request: Request, run: str, threshold: float = 0.3, detector: str = "") -> dict:
+        """Boxes (detect), a class map (segment) or keypoints (pose, on ``detector``'s boxes)
+        of one uploaded image, in its own pixels, and the image with them drawn on it."""
+        if not 0 <= threshold <= 1:
+            raise ApiError(422, "threshold must be in [0, 1]")
+        path = served.find(run)
+        det = served.find(detector) if detector else None
+        data = await read_upload(request, served.max_upload)
+        return await _in_thread(lambda: detect_upload(path, data, threshold, served.models, det))
+
     @app.get("/api/jobs/{job}")
     def job_state(job: str) -> dict:
         state = served.jobs.get(job)
@@ -210,6 +224,39 @@ def classify(path: Path, data: bytes, top: int, cache: dict, batching: bool = Fa
     return {"run": path.name, "top": [{"class": run.classes[k], "probability": float(probs[k])}
                                       for k in order],
             "calibrated": run.temperature() is not None}
+
+
+def detect_upload(path: Path, data: bytes, threshold: float, cache: dict,
+                  detector: Path | None = None) -> dict:
+    """What a detection, segmentation or pose run finds in one upload (see POST /api/detect)."""
+    import numpy as np
+    import torch
+
+    from cnnlab.data.files import read_image
+    from cnnlab.dense_files import draw, input_side, predict_one
+    from cnnlab.serve.jobs import png_uri
+
+    run = cached_run(path, cache)
+    if run.config.task == "classify":
+        raise ApiError(422, f"run {path.name!r} is a classifier; POST /api/predict classifies")
+    det = cached_run(detector, cache) if detector else None
+    try:
+        size = input_side(run, det)
+        original = read_image(io.BytesIO(data), None, "RGB", name="the upload")
+        x = torch.from_numpy(read_image(io.BytesIO(data), size, "RGB", name="the upload").copy())
+    except CnnlabError as e:
+        raise ApiError(413 if "pixels, more than" in str(e) else 415 if "image" in str(e) else 422,
+                       str(e)) from None
+    h, w = original.shape[:2]
+    found = predict_one(run, x.permute(2, 0, 1)[None], det, threshold)
+    sx, sy = w / size, h / size
+    objects = [{"class": run.classes[int(k)], "score": round(float(s), 4),
+                "box": [round(float(v), 1) for v in (b * torch.tensor([sx, sy, sx, sy])).tolist()]}
+               for b, s, k in zip(found.get("boxes", []), found.get("scores", []), found.get("labels", []),
+                                  strict=True)]
+    picture = np.asarray(draw(original, found, (sx, sy), run.classes).convert("RGB"))
+    return {"run": path.name, "task": run.config.task, "width": w, "height": h, "objects": objects,
+            "image": png_uri(picture, scale=max(w, h) < 160)}
 
 
 def cached_run(path: Path, cache: dict):

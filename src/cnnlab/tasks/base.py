@@ -77,11 +77,11 @@ def build_task_model(task: str, head: str, backbone_name: str, backbone_kwargs: 
     if task == "detect":  # the classifier is unused (and DDP refuses parameters without gradients)
         parent, _, attr = net.classifier_name.rpartition(".")
         setattr(net.get_submodule(parent) if parent else net, attr, nn.Identity())
-    if task == "detect" and head == "centernet":
+    if task == "detect" and head in ("centernet", "centernet-fine"):
         from cnnlab.models.centernet import Detector
 
         channels, stride = feature_shape(net, c, size)
-        return Detector(net, channels, num_classes, stride)
+        return Detector(net, channels, num_classes, stride, fine=head == "centernet-fine")
     if task == "detect" and head == "fcos":
         from cnnlab.models.tv_detectors import TorchvisionFCOS
 

@@ -423,3 +423,11 @@ def draw_annotations(image: np.ndarray, boxes=None, labels=None, scores=None,
         text = name if scores is None else f"{name} {float(_np(scores)[i]):.2f}"
         _label(draw, (float(box[0]), float(box[1])), text, colours[i], font, text_h)
     return img
+
+
+def per_image(ex: dict, side: str, n: int) -> list[dict]:
+    """The flattened boxes of a run's detect_examples.npz (``pred_*`` or ``true_*`` with the
+    image each belongs to) back as one dict per image."""
+    keys = ("boxes", "scores", "labels") if side == "pred" else ("boxes", "labels")
+    where = ex[f"{side}_image"]
+    return [{k: ex[f"{side}_{k}"][where == i] for k in keys} for i in range(n)]

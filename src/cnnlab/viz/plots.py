@@ -46,7 +46,8 @@ def training_curves(history: list[dict]):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     val = [(r["epoch"], r) for r in history if r["val_acc"] not in (None, "")]
     axes[0].plot(epochs, [r["train_loss"] for r in history], label="train", marker=".")
-    axes[0].plot([e for e, _ in val], [r["val_loss"] for _, r in val], label="validation", marker=".")
+    if val:
+        axes[0].plot([e for e, _ in val], [r["val_loss"] for _, r in val], label="validation", marker=".")
     scores = [(r["epoch"], r["val_score"]) for r in history if r.get("val_score") not in (None, "")]
     axes[0].set(title="Loss", xlabel="epoch", ylabel="task loss" if scores else "cross-entropy")
     if scores:  # a dense task: its validation score (mAP, mIoU, PCK) instead of accuracy

@@ -1,0 +1,179 @@
+"""Beyond classification: detection, segmentation and pose on ``scenes``, in one section.
+
+The same backbone (a CIFAR ResNet) with three kinds of head, each trained by the one trainer
+as a sub-run on procedural scenes with exact ground truth: a single-shot detector (every box
+and label in one pass, as YOLO and SSD), a U-Net that labels every pixel (scene labeling),
+and top-down pose (keypoints on each object's crop) by direct regression (DeepPose) and by
+heatmaps, compared on the same keypoints with an exact McNemar test. Pose is then scored on
+the detector's boxes too, so the error of the whole system shows beside that of pose alone.
+The digits of the main run carry no boxes, hence scenes; the quick budget trains small
+networks for a few epochs (numbers far from the full recipe's, in benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.config import TrainConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.viz.html import esc, img, para, table
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+TASKS = (("detect", "detect", "centernet"), ("segment", "segment", "unet"),
+         ("pose-regression", "pose", "regression"), ("pose-heatmap", "pose", "heatmap"))
+
+
+def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, image_size: int = 64,
+           batch_size: int = 32, log: Log = print) -> dict:
+    """Train a detector, a segmenter and two pose models on scenes; score each, compare the pose heads.
+
+    Args:
+        n_train: training scenes (the test split has a quarter as many, at least 100).
+        epochs: epochs of every task.
+        width: the ResNet-20 backbone's first-stage width (16 is the standard ResNet-20).
+        image_size: scene side in pixels (64 or 128).
+        batch_size: images (pose: crops) per step.
+    """
+    if n_train < 10 or epochs < 1 or width < 4 or image_size < 32:
+        raise CnnlabError("scenes needs n_train >= 10, epochs >= 1, width >= 4 and image_size >= 32")
+    base = TrainConfig(task="detect", dataset=f"scenes:n={n_train}", image_size=image_size,
+                       model="resnet20", model_kwargs={"width": width}, epochs=epochs, batch_size=batch_size,
+                       optimizer="adamw", lr=0.003, weight_decay=5e-4, seed=run.config.seed,
+                       threads=run.config.threads, precision=run.config.precision,
+                       data_dir=run.config.data_dir, eval_every=epochs)  # scored once, at the end
+    subs = {label: run.subrun(replace(base, task=task, head=head), label, log)
+            for label, task, head in TASKS}
+    rows = [_row(label, sub) for label, sub in subs.items()]
+    pose = _compare_pose(subs["pose-regression"], subs["pose-heatmap"])
+    system = _pose_on_detections(subs, subs["detect"])
+    for line in [f"{r['task']}: {r['score_name']} {r['score']:.3f}" for r in rows] + [pose["words"]]:
+        log(line)
+    return {"rows": rows, "pose": pose, "system": system, "dataset": base.dataset,
+            "epochs": epochs, "width": width, "image_size": image_size,
+            "subruns": {label: str(sub.path.relative_to(run.path)) for label, sub in subs.items()}}
+
+
+def _row(label: str, sub: Run) -> dict:
+    m = sub.metrics
+    return {"task": label, "score_name": m["score_name"], "score": m["score"], "params": m["params"],
+            "train_time_s": m["train_time_s"], "train_images_per_s": m["train_images_per_s"],
+            "n": m["n"]} | {k: m[k] for k in ("map_50", "pixel_accuracy", "ap", "ap50") if k in m}
+
+
+def _hits(sub: Run):
+    """Per labelled keypoint of the evaluation crops: correct at PCK@0.1 (in image pixels)."""
+    import torch
+
+    from cnnlab.evaluate.pose import keypoint_hits
+    from cnnlab.io import load_npz
+    from cnnlab.models.pose import from_crop
+
+    val = sub.data().val
+    kp = load_npz(sub.path / "keypoints.npz")
+    boxes = val.extras["crop_boxes"]
+    pred = from_crop(torch.from_numpy(kp["pred"]), boxes)
+    true = val.extras["keypoints"]
+    truth = torch.cat([from_crop(true[..., :2], boxes), true[..., 2:]], -1)
+    correct, labelled = keypoint_hits(pred, truth, val.extras["boxes"])
+    return correct[labelled].numpy()
+
+
+def _compare_pose(regression: Run, heatmap: Run) -> dict:
+    """PCK@0.1 of both heads with Wilson intervals, and McNemar on the same keypoints."""
+    from cnnlab.evaluate.stats import mcnemar, proportion_ci
+
+    a, b = _hits(regression), _hits(heatmap)
+    test = mcnemar(a, b)
+    ci = {k: proportion_ci(int(v.sum()), len(v)).to_dict() for k, v in (("regression", a), ("heatmap", b))}
+    if test.p_value >= 0.05:
+        words = (f"Pose: regression and heatmaps, no significant difference in PCK@0.1 "
+                 f"(McNemar p = {test.p_value:.2g} on {len(a):,} keypoints).")
+    else:
+        better = "heatmaps" if b.mean() > a.mean() else "direct regression"
+        words = (f"Pose: {better} places more keypoints within 0.1 box of the truth "
+                 f"({100 * b.mean():.1f}% vs {100 * a.mean():.1f}% with heatmaps vs regression; "
+                 f"McNemar p = {test.p_value:.2g} on {len(a):,} keypoints).")
+    return {"pck_ci": ci, "mcnemar": test.to_dict(), "keypoints": len(a), "words": words}
+
+
+def _pose_on_detections(subs: dict, detect: Run) -> dict:
+    """Keypoint AP of each pose head on ground-truth boxes and on the detector's boxes."""
+    from cnnlab.data import data_for
+    from cnnlab.tasks.pose import topdown_on_detections
+
+    raw = data_for(detect.config).val
+    detector = detect.load_model()
+    out = {}
+    for label in ("pose-regression", "pose-heatmap"):
+        sub = subs[label]
+        found = topdown_on_detections(sub.load_model(), detector, raw, sub.meta["crop_size"])
+        out[label] = {"gt_boxes": {"ap": sub.metrics.get("ap"), "ap50": sub.metrics.get("ap50")},
+                      "detected_boxes": found}
+    return out
+
+
+def _f3(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def section(ctx: SectionContext) -> str:
+    res = ctx.result
+    body = para(f"One backbone (ResNet-20, first-stage width {res['width']}), four heads, each trained "
+                f"{res['epochs']} epochs by the same trainer on {res['dataset']} ({res['image_size']} px "
+                "scenes of circles, squares, triangles and stars with exact boxes, masks and "
+                "keypoints). The quick budget shows the machinery; the full recipe's numbers are in "
+                "benchmarks/RESULTS.md.")
+    body += table(["task", "score", "value", "parameters", "training time (s)", "train images / s"],
+                  [[r["task"], r["score_name"], _f3(r["score"]), f"{r['params']:,}",
+                    f"{r['train_time_s']:.1f}", f"{r['train_images_per_s']:.0f}"] for r in res["rows"]])
+    pose = res["pose"]
+    body += "<p>" + esc(pose["words"]) + "</p>"
+    rows = [[label.replace("pose-", ""), _f3(v["gt_boxes"]["ap"]), _f3(v["detected_boxes"]["ap"]),
+             _f3(v["detected_boxes"]["ap50"])] for label, v in res["system"].items()]
+    body += "<h3>Pose alone and the whole system</h3>" + table(
+        ["pose head", "keypoint AP, true boxes", "keypoint AP, detected boxes", "AP@OKS 0.5, detected"], rows)
+    body += para("Keypoint AP is COCO's OKS-based evaluation. On true boxes it measures pose alone; "
+                 "on the detector's boxes, missed and misplaced boxes cost keypoints too.", note=True)
+    return body + _pictures(ctx)
+
+
+def _pictures(ctx: SectionContext) -> str:
+    """A few detections, class maps and keypoints from the sub-runs' own files."""
+    from cnnlab.io import load_npz
+    from cnnlab.viz import dense as D
+    from cnnlab.viz import plots as P
+
+    paths, classes, html = ctx.result["subruns"], None, ""
+    ex = load_npz(ctx.run.path / paths["detect"] / "detect_examples.npz")
+    if ex:
+        from cnnlab.data.shapes import CLASSES
+
+        classes = list(CLASSES)
+        n = min(16, len(ex["x"]))
+        fig = D.detection_gallery(ex["x"][:n], D.per_image(ex, "pred", n), D.per_image(ex, "true", n),
+                                  classes, n=4)
+        html += "<h3>Detections</h3>" + img(P.save(fig, ctx.plots_dir, "scenes_detect"), "detections")
+    seg = load_npz(ctx.run.path / paths["segment"] / "segmentation.npz")
+    if seg and classes:
+        fig = D.segmentation_overlays(seg["x"], seg["pred"], seg["true"], classes, n=3)
+        html += "<h3>Scene labeling</h3>" + img(P.save(fig, ctx.plots_dir, "scenes_segment"),
+                                                 "segmentation", "640px")
+    kp = load_npz(ctx.run.path / paths["pose-heatmap"] / "keypoints.npz")
+    if kp and classes:
+        s = kp["x"].shape[-1]
+        fig = D.keypoint_overlays(kp["x"], kp["pred"] * s, kp["true"] * [s, s, 1], kp["labels"], classes,
+                                  n=12)
+        html += "<h3>Keypoints (heatmaps)</h3>" + img(P.save(fig, ctx.plots_dir, "scenes_pose"), "keypoints")
+    return html
+
+
+ANALYSIS = register(Analysis(
+    name="scenes", title="Beyond classification: detection, segmentation and pose", compute=scenes,
+    section=section, order=89, verb=("scenes",),
+    quick={"n_train": 300, "epochs": 4, "width": 8, "batch_size": 16}, full={},
+))
