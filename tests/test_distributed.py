@@ -103,3 +103,16 @@ def test_a_batchnorm_model_trains_through_train_run_and_rank_0_alone_writes(tmp_
     # SyncBatchNorm runs on GPUs only: on CPU both ranks say so.
     rank0, rank1 = spawn(tmp_path, kw | {"name": "sync", "sync_bn": True})
     assert "sync_bn needs CUDA" in rank0 and "sync_bn needs CUDA" in rank1
+
+
+@pytest.mark.parametrize("head", ["centernet", "fcos"])
+def test_a_detector_trains_under_ddp(tmp_path, head):
+    """Dense tasks share the trainer's DDP path; FCOS takes its targets through DDP's forward."""
+    import json
+
+    kw = dict(task="detect", head=head, dataset="scenes:n=32", model="resnet20",
+              model_kwargs={"width": 4}, epochs=1, batch_size=16, limit_train=0, name="det")
+    rank0, rank1 = spawn(tmp_path, kw)
+    assert rank0 == str(tmp_path / "det") and rank1 == "none"
+    metrics = json.loads((tmp_path / "det" / "metrics.json").read_text())
+    assert metrics["score_name"] == "mAP@0.5:0.95" and 0 <= metrics["map"] <= 1

@@ -19,7 +19,7 @@ def detection_map(predictions: list[dict], targets: list[dict], classes: list[st
     from torchmetrics.detection import MeanAveragePrecision
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
-                                  backend="faster_coco_eval")
+                                  backend="faster_coco_eval", sync_on_compute=False)  # rank 0 alone
     metric.update([{k: torch.as_tensor(p[k]) for k in ("boxes", "scores", "labels")} for p in predictions],
                   [{k: torch.as_tensor(t[k]) for k in ("boxes", "labels")} for t in targets])
     r = metric.compute()
@@ -43,7 +43,8 @@ def precision_recall(predictions: list[dict], targets: list[dict], classes: list
     from torchmetrics.detection import MeanAveragePrecision
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[iou],
-                                  extended_summary=True, backend="faster_coco_eval")
+                                  extended_summary=True, backend="faster_coco_eval",
+                                  sync_on_compute=False)
     metric.update([{k: torch.as_tensor(p[k]) for k in ("boxes", "scores", "labels")} for p in predictions],
                   [{k: torch.as_tensor(t[k]) for k in ("boxes", "labels")} for t in targets])
     r = metric.compute()
