@@ -87,3 +87,33 @@ def test_missing_images_broken_xml_and_json_are_one_line_errors(tmp_path):
         load_detection(f"voc:{tmp_path / 'v'}")
     with pytest.raises(CnnlabError, match="write yolo:PATH, coco:PATH or voc:PATH"):
         load_detection("kitti:somewhere")
+
+
+def test_coco_polygons_rle_and_keypoints_become_class_maps_and_keypoints(tmp_path):
+    from faster_coco_eval.core import mask as mask_utils
+
+    folder = tmp_path / "c"
+    _images(folder / "images", ["a.png"])
+    square = [[2, 2, 12, 2, 12, 12, 2, 12]]  # a polygon: x from 2 to 12, y from 2 to 12
+    rle_mask = torch.zeros(20, 40, dtype=torch.uint8)
+    rle_mask[4:8, 30:36] = 1
+    rle = mask_utils.encode(rle_mask.numpy().astype("uint8", order="F"))
+    rle["counts"] = rle["counts"].decode()
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 20}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "segmentation": square,
+                 "keypoints": [2, 2, 2, 12, 12, 1, 0, 0, 0]},
+                {"id": 2, "image_id": 1, "category_id": 2, "bbox": [30, 4, 6, 4], "segmentation": rle}],
+            "categories": [{"id": 1, "name": "box", "keypoints": ["a", "b", "c"]}, {"id": 2, "name": "bar"}]}
+    (folder / "instances.json").write_text(json.dumps(coco))
+    ds, _ = load_detection(f"coco:{folder / 'instances.json'}", size=40)  # 40 x 20 -> 40 x 40
+    class_map = ds.class_map[0]
+    assert class_map[10, 10] == 1 and class_map[12, 32] == 2 and class_map[30, 20] == 0
+    assert (class_map == 2).sum() == 6 * 4 * 2  # the RLE's 6 x 4 pixels, twice as tall
+    kp = ds.targets[0]["keypoints"]
+    assert kp.shape == (2, 3, 3) and kp[0, 1].tolist() == [12.0, 24.0, 1.0]  # y scaled by 2
+    assert kp[1].abs().sum() == 0  # an object without keypoints: all absent
+    coco["annotations"][0]["segmentation"] = {"size": [20, 40], "counts": 17}
+    (folder / "instances.json").write_text(json.dumps(coco))
+    with pytest.raises(CnnlabError, match="annotation id 1: the segmentation is neither"):
+        load_detection(f"coco:{folder / 'instances.json'}", size=40)

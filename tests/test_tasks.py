@@ -102,3 +102,29 @@ def Path_name(p: str) -> str:
     from pathlib import Path
 
     return Path(p).name
+
+
+def test_detect_train_on_a_yolo_folder_names_bad_files_and_skip_bad_lists_them(tmp_path, capsys):
+    from cnnlab.data.scenes import CLASSES, make_scenes
+
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    scenes = make_scenes(12, 64, seed=3)
+    for i, (x, t) in enumerate(zip(scenes.x, scenes.targets, strict=True)):
+        Image.fromarray(x.permute(1, 2, 0).numpy()).resize((96, 80)).save(root / "images" / f"s{i}.png")
+        lines = [f"{int(k)} {(b[0] + b[2]) / 128:.5f} {(b[1] + b[3]) / 128:.5f} {(b[2] - b[0]) / 64:.5f} "
+                 f"{(b[3] - b[1]) / 64:.5f}" for b, k in zip(t["boxes"].tolist(), t["labels"], strict=True)]
+        (root / "labels" / f"s{i}.txt").write_text("\n".join(lines) + "\n")
+    (root / "labels" / "s5.txt").write_text("9 0.5 0.5 0.2 0.2\n")  # an unknown class
+    args = ["detect", "train", "--dataset", f"yolo:{root}", "--model-kwargs", "{width: 4}", "--epochs", "1",
+            "--batch-size", "4", "--out-dir", str(tmp_path / "runs"), "--name", "y"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s5.txt line 1" in err[0] and "class id 9 is unknown" in err[0]
+    assert main(args + ["--skip-bad"]) == 0
+    skipped = json.loads((tmp_path / "runs" / "y" / "skipped.json").read_text())
+    assert [Path_name(s["file"]) for s in skipped] == ["s5.png"]
+    html = (tmp_path / "runs" / "y" / "report.html").read_text()
+    assert "Images left out" in html and "s5.png" in html

@@ -44,12 +44,12 @@ def load_detection(spec: str, size: int = 64, skip_bad: bool = False
     if not root.exists():
         raise CnnlabError(f"{root} not found; give the folder (yolo, voc) or JSON file (coco)")
     classes, items = readers[kind](root)
-    xs, targets, files, skipped = [], [], [], []
+    xs, targets, files, skipped, maps = [], [], [], [], []
     for image_path, read_boxes in items:
         try:
             image = read_image(image_path, None, "RGB") if image_path.is_file() else _missing(image_path)
             h, w = image.shape[:2]
-            boxes, labels = read_boxes(w, h, len(classes))
+            boxes, labels, *extra = read_boxes(w, h, len(classes))
         except CnnlabError as e:
             if not skip_bad:
                 raise
@@ -57,13 +57,40 @@ def load_detection(spec: str, size: int = 64, skip_bad: bool = False
             continue
         xs.append(read_image(image_path, size, "RGB"))
         scale = np.array([size / w, size / h, size / w, size / h], np.float32)
-        targets.append({"boxes": torch.tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * scale),
-                        "labels": torch.tensor(labels, dtype=torch.long), "orig_size": (w, h)})
+        target = {"boxes": torch.tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * scale),
+                  "labels": torch.tensor(labels, dtype=torch.long), "orig_size": (w, h)}
+        maps.append(_with_shapes(target, extra[0] if extra else {}, labels, (w, h), size))
+        targets.append(target)
         files.append(str(image_path))
     if not xs:
         raise CnnlabError(f"{root}: no usable image" + (f" ({len(skipped)} skipped)" if skipped else ""))
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
-    return DetectionSet(x, targets, classes, spec, None, files), skipped
+    class_map = torch.from_numpy(np.stack(maps)) if all(m is not None for m in maps) else None
+    return DetectionSet(x, targets, classes, spec, class_map, files), skipped
+
+
+def _with_shapes(target: dict, extra: dict, labels: list[int], wh: tuple[int, int], size: int):
+    """Add COCO keypoints (scaled to ``size``) to ``target``; return the image's class map at
+    ``size`` (0 background, 1 + class; where objects overlap the smaller one wins), or None if
+    an object has no mask."""
+    w, h = wh
+    if extra.get("keypoints") is not None:
+        kp = np.asarray(extra["keypoints"], np.float32).reshape(len(labels), -1, 3)
+        kp[..., 0] *= size / w
+        kp[..., 1] *= size / h
+        target["keypoints"] = torch.from_numpy(kp)
+    masks = extra.get("masks")
+    if masks is None or any(m is None for m in masks):
+        return None
+    from PIL import Image
+
+    class_map = np.zeros((h, w), np.uint8)
+    for k in sorted(range(len(masks)), key=lambda i: -int(masks[i].sum())):  # large first, small on top
+        class_map[masks[k] > 0] = labels[k] + 1
+    resized = [np.asarray(Image.fromarray(m * 255).resize((size, size), Image.Resampling.NEAREST)) > 0
+               for m in masks]
+    target["masks"] = torch.from_numpy(np.array(resized, bool).reshape(-1, size, size))
+    return np.asarray(Image.fromarray(class_map).resize((size, size), Image.Resampling.NEAREST))
 
 
 def _missing(path: Path):
@@ -141,23 +168,56 @@ def _coco(path: Path):
         by_image.setdefault(a.get("image_id"), []).append(a)
     folder = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
 
+    k = max([len(c.get("keypoints", [])) for c in cats] +
+            [len(a.get("keypoints", [])) // 3 for a in anns if isinstance(a, dict)] + [0])
+
     def reader(img: dict):
         def read(w: int, h: int, n: int):
-            boxes, labels = [], []
+            boxes, labels, masks, kps = [], [], [], []
             for a in by_image.get(img["id"], []):
                 where = f"{path} annotation id {a.get('id')}"
                 if a.get("category_id") not in index:
                     raise BadAnnotation(f"{where}: category id {a.get('category_id')} is not in categories")
-                x, y, bw, bh = (float(v) for v in a["bbox"])
+                try:
+                    x, y, bw, bh = (float(v) for v in a["bbox"])
+                except (KeyError, TypeError, ValueError):
+                    raise BadAnnotation(f"{where}: no readable bbox [x, y, width, height]") from None
                 box = [x, y, x + bw, y + bh]
                 check_box(where, box, w, h, index[a["category_id"]], n)
                 boxes.append(box)
                 labels.append(index[a["category_id"]])
-            return boxes, labels
+                masks.append(_coco_mask(a.get("segmentation"), w, h, where))
+                kps.append(_coco_keypoints(a.get("keypoints"), k, where))
+            return boxes, labels, {"masks": masks, "keypoints": kps if k else None}
 
         return read
 
     return [c["name"] for c in cats], [(folder / img["file_name"], reader(img)) for img in images]
+
+
+def _coco_mask(segmentation, w: int, h: int, where: str) -> np.ndarray | None:
+    """An annotation's polygons or RLE as a (h, w) uint8 mask (faster-coco-eval's mask tools),
+    or None where it has none."""
+    if not segmentation:
+        return None
+    from faster_coco_eval.core import mask as mask_utils
+
+    try:
+        return mask_utils.decode(mask_utils.segmToRle(segmentation, w, h)).reshape(h, w).astype(np.uint8)
+    except Exception as e:  # the C extension raises several kinds on malformed input
+        raise BadAnnotation(f"{where}: the segmentation is neither polygons nor RLE ({e})") from None
+
+
+def _coco_keypoints(values, k: int, where: str) -> np.ndarray:
+    """An annotation's keypoints as (k, 3) (x, y, visibility); none: k absent ones."""
+    if not values:
+        return np.zeros((k, 3), np.float32)
+    try:
+        kp = np.asarray(values, np.float32).reshape(k, 3)
+    except ValueError:
+        raise BadAnnotation(f"{where}: keypoints must be {k} x (x, y, visibility), got {len(values)} "
+                            f"numbers") from None
+    return kp
 
 
 def _voc(root: Path):
