@@ -222,6 +222,8 @@ def test_in_a_real_browser(runs_dir, tmp_path):
             page.set_input_files("#file", str(tmp_path / "scene.png"))
             page.wait_for_selector("#detected")
             assert "boxes as x0, y0, x1, y1" in page.locator("#result .note").inner_text()
+            if shots:
+                page.screenshot(path=os.path.join(shots, "detect.png"), full_page=True)
             with page.expect_navigation():
                 page.click("#runs a >> text=digits-a")
             assert page.locator("h2", has_text="Data card").count() == 1  # the run's report

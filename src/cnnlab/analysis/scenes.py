@@ -29,7 +29,7 @@ TASKS = (("detect", "detect", "centernet"), ("segment", "segment", "unet"),
 
 
 def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, image_size: int = 64,
-           batch_size: int = 32, log: Log = print) -> dict:
+           batch_size: int = 32, reference: bool = True, log: Log = print) -> dict:
     """Train a detector, a segmenter and two pose models on scenes; score each, compare the pose heads.
 
     Args:
@@ -38,6 +38,7 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
         width: the ResNet-20 backbone's first-stage width (16 is the standard ResNet-20).
         image_size: scene side in pixels (64 or 128).
         batch_size: images (pose: crops) per step.
+        reference: also train torchvision's FCOS on the same backbone, data and epochs.
     """
     if n_train < 10 or epochs < 1 or width < 4 or image_size < 32:
         raise CnnlabError("scenes needs n_train >= 10, epochs >= 1, width >= 4 and image_size >= 32")
@@ -46,8 +47,9 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
                        optimizer="adamw", lr=0.003, weight_decay=5e-4, seed=run.config.seed,
                        threads=run.config.threads, precision=run.config.precision,
                        data_dir=run.config.data_dir, eval_every=epochs)  # scored once, at the end
+    tasks = TASKS + ((("detect-fcos", "detect", "fcos"),) if reference else ())
     subs = {label: run.subrun(replace(base, task=task, head=head), label, log)
-            for label, task, head in TASKS}
+            for label, task, head in tasks}
     rows = [_row(label, sub) for label, sub in subs.items()]
     pose = _compare_pose(subs["pose-regression"], subs["pose-heatmap"])
     system = _pose_on_detections(subs, subs["detect"])
@@ -95,7 +97,7 @@ def _compare_pose(regression: Run, heatmap: Run) -> dict:
                  f"(McNemar p = {test.p_value:.2g} on {len(a):,} keypoints).")
     else:
         better = "heatmaps" if b.mean() > a.mean() else "direct regression"
-        words = (f"Pose: {better} places more keypoints within 0.1 box of the truth "
+        words = (f"Pose: more keypoints within 0.1 box of the truth with {better} "
                  f"({100 * b.mean():.1f}% vs {100 * a.mean():.1f}% with heatmaps vs regression; "
                  f"McNemar p = {test.p_value:.2g} on {len(a):,} keypoints).")
     return {"pck_ci": ci, "mcnemar": test.to_dict(), "keypoints": len(a), "words": words}
@@ -131,6 +133,10 @@ def section(ctx: SectionContext) -> str:
     body += table(["task", "score", "value", "parameters", "training time (s)", "train images / s"],
                   [[r["task"], r["score_name"], _f3(r["score"]), f"{r['params']:,}",
                     f"{r['train_time_s']:.1f}", f"{r['train_images_per_s']:.0f}"] for r in res["rows"]])
+    if any(r["task"] == "detect-fcos" for r in res["rows"]):
+        body += para("detect-fcos is the reference: torchvision's FCOS on the same backbone, data and "
+                      "epochs (one seed, so no verdict here; benchmarks/detect_reference.py compares two "
+                      "seeds of each at equal training time).", note=True)
     pose = res["pose"]
     body += "<p>" + esc(pose["words"]) + "</p>"
     rows = [[label.replace("pose-", ""), _f3(v["gt_boxes"]["ap"]), _f3(v["detected_boxes"]["ap"]),
@@ -175,5 +181,5 @@ def _pictures(ctx: SectionContext) -> str:
 ANALYSIS = register(Analysis(
     name="scenes", title="Beyond classification: detection, segmentation and pose", compute=scenes,
     section=section, order=89, verb=("scenes",),
-    quick={"n_train": 300, "epochs": 4, "width": 8, "batch_size": 16}, full={},
+    quick={"n_train": 300, "epochs": 4, "width": 8, "batch_size": 16, "reference": False}, full={},
 ))
