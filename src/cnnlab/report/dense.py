@@ -82,7 +82,8 @@ def skipped_section(ctx: ReportContext) -> Section | None:
 
 def dense_limitations(ctx: ReportContext) -> Section:
     m = ctx.metrics
-    items = [f"Scored on {m.get('n', 0):,} images of the {m.get('split', '')} split, from the same "
+    what = "objects (crops of their true boxes)" if "n_objects" in m else "images"
+    items = [f"Scored on {m.get('n', 0):,} {what} of the {m.get('split', '')} split, from the same "
              "source as the training images; one seed.",
              "No augmentation is applied to dense tasks: flips would also have to move boxes, masks and "
              "the order of keypoints.",
