@@ -30,6 +30,8 @@ DESCRIPTIONS = {
     "resnet56": "CIFAR ResNet-56 (He et al. 2016), option-A shortcuts",
     "resnet18": "ResNet-18 with a CIFAR stem (torchvision layers)",
     "fastnet": "airbench-style fast CIFAR net: whitening stem, 3 conv groups, no residuals",
+    "framepool": "clips (frames as 3T channels): a per-frame CNN averaged over time (action baseline)",
+    "r2plus1d": "clips (frames as 3T channels): (2+1)D convolutions that see motion (Tran et al. 2018)",
 }
 
 
@@ -61,6 +63,20 @@ def resnet18(**kw) -> ImageClassifier:
 @MODELS.register("fastnet")
 def fastnet(**kw) -> ImageClassifier:
     return FastNet(**kw)
+
+
+@MODELS.register("framepool")
+def framepool(**kw) -> ImageClassifier:
+    from cnnlab.models.video import FramePool
+
+    return FramePool(**kw)
+
+
+@MODELS.register("r2plus1d")
+def r2plus1d(**kw) -> ImageClassifier:
+    from cnnlab.models.video import R2Plus1D
+
+    return R2Plus1D(**kw)
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,146 @@
+"""Tracking by detection against known answers: SORT / ByteTrack on made-up scenes whose
+identities are known, and our wrapper of motmetrics on cases counted by hand."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("filterpy")
+pytest.importorskip("motmetrics")
+
+from cnnlab.evaluate.tracking import mot_metrics  # noqa: E402
+from cnnlab.tracking import KalmanBoxTracker, Tracker, box_iou, track_video  # noqa: E402
+
+
+def moving_box(t: int, x0: float, y0: float, vx: float, vy: float, w: float = 20,
+               h: float = 20) -> np.ndarray:
+    """A box (x0, y0, x1, y1) moving at constant velocity, at frame ``t`` (from 0)."""
+    x, y = x0 + vx * t, y0 + vy * t
+    return np.array([x, y, x + w, y + h], dtype=float)
+
+
+def scene(paths: list[tuple], frames: int, noise: float = 0.0, seed: int = 0):
+    """Detections (boxes, scores 0.9) and MOTChallenge ground truth rows for objects moving along
+    ``paths`` (x0, y0, vx, vy); object i has ground-truth id i + 1."""
+    rng = np.random.default_rng(seed)
+    dets, gt = [], []
+    for t in range(frames):
+        boxes = np.stack([moving_box(t, *p) for p in paths])
+        dets.append((boxes + rng.normal(0, noise, boxes.shape), np.full(len(paths), 0.9)))
+        gt += [[t + 1, i + 1, b[0], b[1], b[2] - b[0], b[3] - b[1]] for i, b in enumerate(boxes)]
+    return dets, np.array(gt)
+
+
+def ids_by_frame(hyp: np.ndarray, frames: int) -> list[set[int]]:
+    return [set(hyp[hyp[:, 0] == f, 1].astype(int).tolist()) for f in range(1, frames + 1)]
+
+
+def test_box_iou_agrees_with_torchvision():
+    torch = pytest.importorskip("torch")
+    from torchvision.ops import box_iou as tv_box_iou
+
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 50, (7, 2)), rng.uniform(0, 50, (5, 2))
+    a = np.concatenate([a, a + rng.uniform(1, 30, (7, 2))], axis=1)
+    b = np.concatenate([b, b + rng.uniform(1, 30, (5, 2))], axis=1)
+    expected = tv_box_iou(torch.as_tensor(a), torch.as_tensor(b)).numpy()
+    np.testing.assert_allclose(box_iou(a, b), expected, atol=1e-12)
+
+
+def test_kalman_predicts_a_constant_velocity_box_within_a_pixel():
+    kf = KalmanBoxTracker(moving_box(0, 10, 50, 3, -2, w=30, h=20))
+    for t in range(1, 8):
+        kf.predict()
+        kf.update(moving_box(t, 10, 50, 3, -2, w=30, h=20))
+    assert np.abs(kf.predict() - moving_box(8, 10, 50, 3, -2, w=30, h=20)).max() < 1.0
+
+
+def test_sort_keeps_identities_of_two_crossing_objects():
+    # A moves right, B left, 8 px lower, 7 px a frame: their 20-px boxes overlap in frames 15-17
+    # (IoU 0.43 in frame 16). Matching to last frame's boxes, without the motion model, switches.
+    dets, gt = scene([(10, 50, 7, 0), (220, 58, -7, 0)], frames=30, noise=0.5)
+    assert box_iou(dets[15][0][:1], dets[15][0][1:]).item() > 0.3
+    m = mot_metrics(gt, track_video(dets, byte=False))
+    assert (m["num_switches"], m["mota"], m["idf1"]) == (0, 1.0, 1.0)
+
+
+def test_short_occlusion_is_bridged_by_the_prediction():
+    dets, _ = scene([(10, 10, 4, 0), (10, 80, 4, 1)], frames=20)
+    for t in (9, 10):  # object 2 unseen in frames 10 and 11
+        dets[t] = (dets[t][0][:1], dets[t][1][:1])
+    seen = ids_by_frame(track_video(dets, max_age=2), 20)
+    assert seen[8] == seen[11] == seen[19] == {1, 2} and seen[9] == seen[10] == {1}
+    # with max_age=1 the track dies in the gap, a new one is born and confirmed 3 frames later
+    seen = ids_by_frame(track_video(dets, max_age=1), 20)
+    assert seen[11] == seen[12] == {1} and seen[13] == seen[19] == {1, 3}
+
+
+@pytest.mark.parametrize("byte", [True, False])
+def test_bytetrack_keeps_a_track_through_low_scores(byte):
+    dets, _ = scene([(10, 10, 4, 2)], frames=20)
+    for t in range(7, 13):  # six frames at score 0.3: low <= score < high
+        dets[t] = (dets[t][0], np.array([0.3]))
+    seen = ids_by_frame(track_video(dets, byte=byte, max_age=5), 20)
+    if byte:
+        assert all(s == {1} for s in seen)
+    else:  # SORT drops the detections: a gap longer than max_age, then a new id
+        assert seen[6] == {1} and all(s == set() for s in seen[7:15]) and seen[15:] == [{2}] * 5
+
+
+def test_low_scores_never_start_tracks_and_empty_frames_are_fine():
+    tracker = Tracker(byte=True)
+    assert tracker.update(np.zeros((0, 4)), np.zeros(0)).shape == (0, 5)
+    assert tracker.update(np.array([[0, 0, 10, 10.0]]), np.array([0.3])).shape == (0, 5)
+    assert tracker.tracks == []
+
+
+def test_min_hits_delays_birth_after_the_first_frames():
+    dets, _ = scene([(10, 10, 4, 0)], frames=10)
+    dets = [(np.zeros((0, 4)), np.zeros(0))] * 4 + dets  # the object appears in frame 5
+    seen = ids_by_frame(track_video(dets, min_hits=3), 14)
+    assert seen[:6] == [set()] * 6 and seen[6:] == [{1}] * 8  # reported from its 3rd detection
+
+
+def gt_two_objects(frames: int = 10) -> np.ndarray:
+    return np.array([[f, i, 10 + 60 * i, 10, 20, 20] for f in range(1, frames + 1) for i in (1, 2)],
+                    dtype=float)
+
+
+def test_mot_metrics_perfect_and_one_false_positive():
+    gt = gt_two_objects()
+    m = mot_metrics(gt, gt.copy())
+    assert (m["mota"], m["idf1"], m["num_switches"], m["motp"]) == (1.0, 1.0, 0, 0.0)
+    hyp = np.concatenate([gt, [[4, 9, 300, 300, 20, 20]]])
+    m = mot_metrics(gt, hyp)
+    assert m["num_false_positives"] == 1 and m["num_objects"] == len(gt) == 20
+    assert m["mota"] == pytest.approx(1 - 1 / 20)
+
+
+def test_mot_metrics_counts_a_switch_of_one_object():
+    # one object, hypothesis id 1 for frames 1-7, id 2 for frames 8-10: 1 switch;
+    # IDF1 maps gt 1 to hyp 1: IDTP 7, IDFP 3, IDFN 3 -> 2*7 / (2*7 + 3 + 3) = 0.7
+    gt = gt_two_objects()[::2]
+    hyp = gt.copy()
+    hyp[7:, 1] = 2
+    m = mot_metrics(gt, hyp)
+    assert m["num_switches"] == 1 and m["idf1"] == pytest.approx(0.7)
+    assert m["mota"] == pytest.approx(1 - 1 / 10)
+
+
+def test_mot_metrics_counts_two_switches_when_ids_are_swapped():
+    # two objects whose hypothesis ids swap from frame 6: both switch; IDF1 keeps the first
+    # half of each: IDTP 10, IDFP 10, IDFN 10 -> 20 / 40
+    gt = gt_two_objects()
+    hyp = gt.copy()
+    late = hyp[:, 0] >= 6
+    hyp[late, 1] = 3 - hyp[late, 1]
+    m = mot_metrics(gt, hyp)
+    assert m["num_switches"] == 2 and m["idf1"] == pytest.approx(0.5)
+    assert m["mota"] == pytest.approx(1 - 2 / 20)
+
+
+def test_iou_below_the_threshold_is_a_miss_and_a_false_positive():
+    gt = gt_two_objects()[:1]
+    hyp = gt.copy()
+    hyp[0, 2] += 10  # 20-px boxes shifted by 10: IoU 1/3
+    assert mot_metrics(gt, hyp)["num_misses"] == 1
+    assert mot_metrics(gt, hyp, iou_threshold=0.3)["motp"] == pytest.approx(2 / 3)
