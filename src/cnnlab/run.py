@@ -40,7 +40,7 @@ from cnnlab.evaluate.calibration import apply_temperature
 from cnnlab.evaluate.predict import tta_level, use_bf16
 from cnnlab.io import atomic_write, atomic_write_json, load_npz, save_npz
 from cnnlab.log import Log, last_epoch_only
-from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats
+from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats, to_channels_last
 from cnnlab.tasks import build_task_model, get_task
 from cnnlab.tasks.runs import finish_task, prepare_task_data, task_meta
 from cnnlab.training import checkpoint as ckpt
@@ -133,7 +133,7 @@ class Run:
                               f"meta.json or retrain the run") from None
         model = model.to(device).eval()
         if self.config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = to_channels_last(model)
         return model
 
     def checkpoints(self) -> list[Path]:

@@ -34,6 +34,8 @@ DESCRIPTIONS = {
     "npz": "npz:PATH, arrays x (uint8 N x H x W x C) and y; optional x_test, y_test, classes",
     "scenes": "procedural scenes of several shapes with exact boxes, masks and keypoints, seeded "
               "(offline; detect, segment, pose); 64 px, or --image-size 128; scenes:n=4000 trains on more",
+    "videos": "procedural clips of moving shapes, seeded (offline): action recognition on 8 frames "
+              "stacked as 24 channels (models framepool, r2plus1d); videos:n=2400 trains on more",
     "yolo": "yolo:PATH, your boxes: PATH/images/ and PATH/labels/*.txt (class cx cy w h, normalized)",
     "coco": "coco:PATH, your boxes, polygons and keypoints: a COCO instances JSON file",
     "voc": "voc:PATH, your boxes: PATH/Annotations/*.xml and PATH/JPEGImages/",
@@ -121,12 +123,37 @@ def _cached_scenes(n: int, size: int, seed: int):
     return make_scenes(n, size, seed)
 
 
-def _scenes_count(arg: str) -> int:
+@DATASETS.register("videos")
+def _videos(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
+    """Action recognition: each clip of ``VIDEO_FRAMES`` frames as one image of 3T channels."""
+    n = _scenes_count(arg, default=1200)
+    size = image_size or 32
+    train, test = _cached_clips(n, size, 0), _cached_clips(max(100, n // 4), size, 2)
+    return DatasetSplits(train, test, f"videos: procedural clips of {VIDEO_FRAMES} frames, {n} training "
+                                      f"clips (seed 0) and the test split (seed 2); label: the main "
+                                      f"object's action")
+
+
+VIDEO_FRAMES = 8
+"""Frames per action clip: every other frame of a 16-frame clip."""
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_clips(n: int, size: int, seed: int) -> ImageDataset:
+    from cnnlab.data.videos import make_videos
+
+    clips = make_videos(n, size, frames=2 * VIDEO_FRAMES, seed=seed)
+    x = clips.x[:, ::2]  # (N, T, 3, H, W)
+    return ImageDataset(x.reshape(len(x), -1, size, size).contiguous(), clips.actions,
+                        list(clips.action_names), f"videos{size}", flip_ok=False)
+
+
+def _scenes_count(arg: str, default: int = 2000) -> int:
     if not arg:
-        return 2000
+        return default
     key, _, value = arg.partition("=")
     if key != "n" or not value.isdigit() or int(value) < 10:
-        raise CnnlabError(f"scenes:{arg}: write scenes:n=COUNT with COUNT >= 10 training images")
+        raise CnnlabError(f"{arg}: write NAME:n=COUNT (scenes, videos) with COUNT >= 10 training images")
     return int(value)
 
 

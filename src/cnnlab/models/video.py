@@ -47,11 +47,11 @@ class FramePool(ImageClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        x = self.normalize(x).view(b * self.frames, self.rgb, h, w)  # (B*T, 3, H, W): frames apart
+        x = self.normalize(x).reshape(b * self.frames, self.rgb, h, w)  # (B*T, 3, H, W): frames apart
         x = self.layer1(x)  # (B*T, 16, H/2, W/2)
         x = self.layer2(x)  # (B*T, 32, H/4, W/4)
         x = self.layer3(x)  # (B*T, 64, H/4, W/4)
-        return x.view(b, self.frames, *x.shape[1:]).mean(1)  # (B, 64, H/4, W/4): order forgotten
+        return x.reshape(b, self.frames, *x.shape[1:]).mean(1)  # (B, 64, H/4, W/4): order forgotten
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = features.mean(dim=(2, 3))  # (B, 64)
@@ -86,7 +86,7 @@ class R2Plus1D(ImageClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        x = self.normalize(x).view(b, self.frames, self.rgb, h, w).transpose(1, 2)  # (B, 3, T, H, W)
+        x = self.normalize(x).reshape(b, self.frames, self.rgb, h, w).transpose(1, 2)  # (B, 3, T, H, W)
         x = self.layer1(x)  # (B, 16, T, H/2, W/2)
         x = self.layer2(x)  # (B, 32, T, H/4, W/4)
         x = self.layer3(x)  # (B, 64, T, H/4, W/4)

@@ -24,7 +24,7 @@ from cnnlab.energy import meter
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 from cnnlab.log import Log
-from cnnlab.models import ImageClassifier, create_model
+from cnnlab.models import ImageClassifier, create_model, to_channels_last
 from cnnlab.robustness.training import adversarial_batch
 from cnnlab.tasks import Task, get_task, unwrap
 from cnnlab.training import checkpoint as ckpt
@@ -371,7 +371,7 @@ def prepare_model(model: ImageClassifier, cfg: TrainConfig, device: torch.device
                               "CPU drop --sync-bn: each rank then keeps its own BatchNorm statistics")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+    return to_channels_last(model) if cfg.channels_last else model
 
 
 def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,

@@ -29,7 +29,12 @@ def save(fig, plots_dir: Path, name: str) -> str:
 
 
 def to_hwc(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) uint8 -> (H, W) or (H, W, 3) for imshow."""
+    """(C, H, W) uint8 -> (H, W) or (H, W, 3) for imshow; a clip (frames stacked as 3T
+    channels) shows its middle frame."""
+    c = img.shape[0]
+    if c > 3 and c % 3 == 0:
+        middle = (c // 3) // 2
+        img = img[3 * middle: 3 * middle + 3]
     return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
 
 
