@@ -28,3 +28,40 @@ def test_both_clip_models_train_and_report(tmp_path):
         run = cnnlab.train(cnnlab.TrainConfig(dataset="videos:n=27", model=name, epochs=1, batch_size=9,
                                               out_dir=str(tmp_path), name=name), log=lambda s: None)
         assert 0 <= run.metrics["accuracy"] <= 1 and (run.path / "report.html").is_file()
+
+
+def _gif(path, frames: int = 16):
+    from PIL import Image
+
+    from cnnlab.data.videos import make_videos
+
+    clip = make_videos(1, 64, frames, seed=7).x[0]
+    images = [Image.fromarray(f.permute(1, 2, 0).numpy()).resize((96, 80)) for f in clip]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=80, loop=0)
+
+
+def test_track_and_action_on_a_video_file_and_bad_files_get_one_line(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    _gif(tmp_path / "clip.gif")
+    base = dict(model_kwargs={"width": 4}, epochs=1, batch_size=8, out_dir=str(tmp_path), optimizer="adamw",
+                lr=0.003)
+    det = cnnlab.train(cnnlab.TrainConfig(task="detect", dataset="scenes:n=16", model="resnet20", name="det",
+                                          **base), log=lambda s: None, report=False)
+    assert main(["track", str(det.path), str(tmp_path / "clip.gif"), "--out", str(tmp_path / "t.mp4")]) == 0
+    import imageio.v3 as iio
+
+    assert iio.imread(tmp_path / "t.mp4", index=None).shape[0] == 16  # every frame, drawn
+    assert (tmp_path / "t.txt").is_file()
+    cfg = cnnlab.TrainConfig(dataset="videos:n=18", model="r2plus1d", epochs=1, batch_size=9,
+                             out_dir=str(tmp_path), name="act")
+    act = cnnlab.train(cfg, log=lambda s: None, report=False)
+    capsys.readouterr()
+    assert main(["action", str(act.path), str(tmp_path / "clip.gif")]) == 0
+    assert capsys.readouterr().out.split("\t")[0] in act.classes
+    (tmp_path / "bad.mp4").write_text("not a video")
+    assert main(["track", str(det.path), str(tmp_path / "bad.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not be decoded as a video" in err[0]
+    assert main(["action", str(det.path), str(tmp_path / "clip.gif")]) == 2
+    assert "is not an action run" in capsys.readouterr().err

@@ -144,3 +144,17 @@ def test_iou_below_the_threshold_is_a_miss_and_a_false_positive():
     hyp[0, 2] += 10  # 20-px boxes shifted by 10: IoU 1/3
     assert mot_metrics(gt, hyp)["num_misses"] == 1
     assert mot_metrics(gt, hyp, iou_threshold=0.3)["motp"] == pytest.approx(2 / 3)
+
+
+def test_clips_are_scored_as_one_sequence_with_ground_truth_detections():
+    from cnnlab.data.videos import make_videos
+    from cnnlab.tracking.clips import _stack, evaluate_tracking
+
+    videos = make_videos(3, 64, 24, seed=1, max_objects=1)  # one object per clip, never occluded
+    result = evaluate_tracking(videos)
+    for name in ("SORT, ground-truth boxes", "ByteTrack, ground-truth boxes"):
+        m = result[name]
+        assert m["mota"] == 1.0 and m["idf1"] == 1.0 and m["num_switches"] == 0, name
+        assert m["num_objects"] == 3 * 24 and m["num_frames"] == 3 * 24
+    rows = _stack([np.asarray(t) for t in videos.tracks], 24)
+    assert rows[:, 0].max() == 3 * 24 and len(np.unique(rows[:, 1])) == 3  # no frame or id shared

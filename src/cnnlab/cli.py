@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_verbs(sub)
     add_run_verbs(sub)
     add_detect_verbs(sub)
+    add_video_verbs(sub)
     return parser
 
 
@@ -365,6 +366,38 @@ def cmd_detect_predict(args) -> None:
     summary = predict_files(args.run, args.path, out, args.detector, args.threshold)
     print(f"wrote {summary['images']} annotated images and predictions.json "
           f"({summary['boxes']} boxes) to {summary['out']}")
+
+
+def cmd_track(args) -> None:
+    from cnnlab.video_files import track_file
+
+    done = track_file(args.run, args.video, args.out, byte=not args.sort, threshold=args.threshold)
+    print(f"tracked {done['tracks']} objects over {done['frames']} frames: wrote {done['out']} and "
+          f"{done['mot']} (MOTChallenge rows)")
+
+
+def cmd_action(args) -> None:
+    from cnnlab.video_files import action_file
+
+    found = action_file(args.run, args.video)
+    print(f"{found['action']}\t{found['probability']:.3f}")
+    for name, p in found["top"][1:]:
+        print(f"  then {name}\t{p:.3f}")
+
+
+def add_video_verbs(sub) -> None:
+    """cnnlab track and cnnlab action: users' videos."""
+    p = sub.add_parser("track", help="track objects in a video with a detection run (ByteTrack)")
+    p.add_argument("run", help="a run that cnnlab detect train wrote")
+    p.add_argument("video", help="an MP4, a GIF or a folder of frames")
+    p.add_argument("--out", default="tracked.gif", help="the drawn clip: .gif or .mp4 (MOT rows beside it)")
+    p.add_argument("--sort", action="store_true", help="plain SORT: no second association of low scores")
+    p.add_argument("--threshold", type=float, default=0.1, help="lowest detection score kept")
+    p.set_defaults(fn=cmd_track)
+    p = sub.add_parser("action", help="the action in a video, with an action run (--dataset videos)")
+    p.add_argument("run")
+    p.add_argument("video", help="an MP4, a GIF or a folder of frames")
+    p.set_defaults(fn=cmd_action)
 
 
 def add_detect_verbs(sub) -> None:
