@@ -48,7 +48,8 @@ def test_run_end_to_end_writes_every_file(tmp_path, capsys):
     html = (run / "report.html").read_text()
     for title in ("MLP versus CNN", "The permutation test", "What convolutions see",
                   "Confusion sets and the CNN tree", "Adversarial robustness", "Limitations",
-                  "Beyond classification: detection, segmentation and pose"):
+                  "Beyond classification: detection, segmentation and pose",
+                  "Video: tracking by detection and action recognition"):
         assert title in html, title
     assert "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # self-contained

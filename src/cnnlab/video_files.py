@@ -93,38 +93,14 @@ def track_file(run_path: str, video: str, out: str, byte: bool = True, threshold
     scale = np.array([w / size, h / size, w / size, h / size])
     detections = [(b * scale, s) for b, s in detections]
     rows = track_video(detections, byte=byte)
+    from cnnlab.viz.dense import draw_tracks
+
     write_video(draw_tracks(frames, rows), out)
     mot = Path(out).with_suffix(".txt")
     atomic_write(mot, lambda tmp: Path(tmp).write_text("".join(
         f"{int(r[0])},{int(r[1])},{r[2]:.1f},{r[3]:.1f},{r[4]:.1f},{r[5]:.1f},1,-1,-1,-1\n" for r in rows)))
     return {"frames": len(frames), "tracks": len(np.unique(rows[:, 1])) if len(rows) else 0,
             "out": out, "mot": str(mot)}
-
-
-def draw_tracks(frames: np.ndarray, rows: np.ndarray, trail: int = 12) -> list[np.ndarray]:
-    """Each frame with its tracks' boxes, ids and the last ``trail`` centres of each track."""
-    from PIL import Image, ImageDraw
-
-    from cnnlab.viz.dense import class_colours
-
-    colours = class_colours(32)
-    out = []
-    for t, frame in enumerate(frames, start=1):
-        scale = max(1, 256 // max(frame.shape[:2]))
-        image = Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale),
-                                              Image.Resampling.NEAREST)
-        draw = ImageDraw.Draw(image)
-        for r in rows[rows[:, 0] == t]:
-            colour = colours[int(r[1]) % len(colours)]  # hex, as PIL takes it
-            x, y, bw, bh = r[2:6] * scale
-            draw.rectangle([x, y, x + bw, y + bh], outline=colour, width=2)
-            draw.text((x + 2, y + 1), f"id {int(r[1])}", fill=colour)
-            past = rows[(rows[:, 1] == r[1]) & (rows[:, 0] <= t) & (rows[:, 0] > t - trail)]
-            centres = [((p[2] + p[4] / 2) * scale, (p[3] + p[5] / 2) * scale) for p in past]
-            if len(centres) > 1:
-                draw.line(centres, fill=colour, width=2)
-        out.append(np.asarray(image))
-    return out
 
 
 def action_file(run_path: str, video: str) -> dict:

@@ -42,11 +42,7 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
     """
     if n_train < 10 or epochs < 1 or width < 4 or image_size < 32:
         raise CnnlabError("scenes needs n_train >= 10, epochs >= 1, width >= 4 and image_size >= 32")
-    base = TrainConfig(task="detect", dataset=f"scenes:n={n_train}", image_size=image_size,
-                       model="resnet20", model_kwargs={"width": width}, epochs=epochs, batch_size=batch_size,
-                       optimizer="adamw", lr=0.003, weight_decay=5e-4, seed=run.config.seed,
-                       threads=run.config.threads, precision=run.config.precision,
-                       data_dir=run.config.data_dir, eval_every=epochs)  # scored once, at the end
+    base = scenes_config(run, n_train, epochs, width, image_size, batch_size)
     tasks = TASKS + ((("detect-fcos", "detect", "fcos"),) if reference else ())
     subs = {label: run.subrun(replace(base, task=task, head=head), label, log)
             for label, task, head in tasks}
@@ -58,6 +54,17 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
     return {"rows": rows, "pose": pose, "system": system, "dataset": base.dataset,
             "epochs": epochs, "width": width, "image_size": image_size,
             "subruns": {label: str(sub.path.relative_to(run.path)) for label, sub in subs.items()}}
+
+
+def scenes_config(run: Run, n_train: int, epochs: int, width: int, image_size: int = 64,
+                  batch_size: int = 32) -> TrainConfig:
+    """The recipe of every sub-run on scenes (a detector trained with it is shared by the video
+    analysis: same config, same sub-run)."""
+    return TrainConfig(task="detect", dataset=f"scenes:n={n_train}", image_size=image_size,
+                       model="resnet20", model_kwargs={"width": width}, epochs=epochs, batch_size=batch_size,
+                       optimizer="adamw", lr=0.003, weight_decay=5e-4, seed=run.config.seed,
+                       threads=run.config.threads, precision=run.config.precision,
+                       data_dir=run.config.data_dir, eval_every=epochs)  # scored once, at the end
 
 
 def _row(label: str, sub: Run) -> dict:

@@ -431,3 +431,29 @@ def per_image(ex: dict, side: str, n: int) -> list[dict]:
     keys = ("boxes", "scores", "labels") if side == "pred" else ("boxes", "labels")
     where = ex[f"{side}_image"]
     return [{k: ex[f"{side}_{k}"][where == i] for k in keys} for i in range(n)]
+
+
+def draw_tracks(frames: np.ndarray, rows: np.ndarray, trail: int = 12) -> list[np.ndarray]:
+    """Each frame with its tracks' boxes, ids and the last ``trail`` centres of each track."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    colours = class_colours(32)
+    out = []
+    for t, frame in enumerate(frames, start=1):
+        scale = max(1, 256 // max(frame.shape[:2]))
+        image = Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale),
+                                              Image.Resampling.NEAREST)
+        draw = ImageDraw.Draw(image)
+        font = ImageFont.load_default(size=max(11, image.height // 16))
+        for r in rows[rows[:, 0] == t]:
+            colour = colours[int(r[1]) % len(colours)]  # hex, as PIL takes it
+            x, y, bw, bh = r[2:6] * scale
+            draw.rectangle([x, y, x + bw, y + bh], outline=colour, width=2)
+            draw.text((x + 2, y + 1), f"id {int(r[1])}", fill=colour, font=font, stroke_width=2,
+                      stroke_fill="black")
+            past = rows[(rows[:, 1] == r[1]) & (rows[:, 0] <= t) & (rows[:, 0] > t - trail)]
+            centres = [((p[2] + p[4] / 2) * scale, (p[3] + p[5] / 2) * scale) for p in past]
+            if len(centres) > 1:
+                draw.line(centres, fill=colour, width=2)
+        out.append(np.asarray(image))
+    return out
