@@ -65,3 +65,18 @@ def test_track_and_action_on_a_video_file_and_bad_files_get_one_line(tmp_path, c
     assert len(err) == 1 and "could not be decoded as a video" in err[0]
     assert main(["action", str(det.path), str(tmp_path / "clip.gif")]) == 2
     assert "is not an action run" in capsys.readouterr().err
+
+
+def test_the_video_analysis_tracks_and_compares_the_action_models(tmp_path):
+    from cnnlab.analysis import run_analysis
+
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="base"), log=lambda s: None,
+                       report=False)
+    res = run_analysis(run, "video", log=lambda s: None, clips=2, frames=16, n_train=40, epochs=1, width=4,
+                       action_clips=45, action_epochs=1)
+    assert set(res["tracking"]) == {"SORT, ground-truth boxes", "ByteTrack, ground-truth boxes",
+                                    "SORT, detector", "ByteTrack, detector"}
+    cms = res["action"]["confusion"]
+    assert sum(map(sum, cms["r2plus1d"])) == res["action"]["n_test"] == 100  # every test clip once
+    html = (cnnlab.render_report(run)).read_text()
+    assert "One clip, tracked" in html and "Confusion matrix: r2plus1d" in html

@@ -63,6 +63,8 @@ def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, e
 
 def _actions(run: Run, n: int, epochs: int, log: Log) -> dict:
     """Both clip models on videos:n=N; accuracy with intervals, McNemar, accuracy per action."""
+    import numpy as np
+
     from cnnlab.evaluate.stats import mcnemar, proportion_ci
     from cnnlab.io import load_npz
 
@@ -75,6 +77,9 @@ def _actions(run: Run, n: int, epochs: int, log: Log) -> dict:
         hit = pred["probs"].argmax(1) == pred["y"]
         hits[model] = hit
         per_action = {c: float(hit[pred["y"] == k].mean()) for k, c in enumerate(sub.classes)}
+        out.setdefault("confusion", {})[model] = np.bincount(
+            9 * pred["y"] + pred["probs"].argmax(1), minlength=81).reshape(9, 9).tolist()
+        out["actions"] = list(sub.classes)
         out["models"].append({"model": model, "params": sub.metrics["params"], "per_action": per_action,
                               "accuracy_ci": proportion_ci(int(hit.sum()), len(hit)).to_dict()})
     out["mcnemar"] = mcnemar(hits["framepool"], hits["r2plus1d"]).to_dict()
@@ -83,6 +88,8 @@ def _actions(run: Run, n: int, epochs: int, log: Log) -> dict:
 
 
 def section(ctx: SectionContext) -> str:
+    import numpy as np
+
     from cnnlab.viz import plots as P
 
     res = ctx.result
@@ -105,6 +112,10 @@ def section(ctx: SectionContext) -> str:
             P.save(fig, ctx.plots_dir, "tracking_strip"), "tracked frames")
     if res.get("action"):
         body += _action_html(res["action"])
+        for model, cm in res["action"].get("confusion", {}).items():
+            fig = P.confusion(np.array(cm), res["action"]["actions"])
+            body += f"<h3>Confusion matrix: {model}</h3>" + img(
+                P.save(fig, ctx.plots_dir, f"action_confusion_{model}"), f"{model} confusion", "520px")
     return body
 
 
