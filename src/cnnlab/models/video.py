@@ -31,19 +31,31 @@ def frame_channels(in_channels: int) -> int:
     return 3 if in_channels % 3 == 0 else 1
 
 
-class FramePool(ImageClassifier):
-    """Per-frame CNN (3 conv layers) -> the average feature map over frames -> linear."""
+class ClipClassifier(ImageClassifier):
+    """What both clip models share: three blocks (``layer1..3``, the first two halving the
+    image), a linear classifier on the pooled map, and the clip's frame layout."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+    def __init__(self, block, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
                  widths: tuple[int, int, int] = (16, 32, 64), **kw):
         super().__init__(num_classes, in_channels, image_size, **kw)
         self.rgb = frame_channels(in_channels)
         self.frames = in_channels // self.rgb
         a, b, c = widths
-        self.layer1, self.layer2 = conv_bn(self.rgb, a, True), conv_bn(a, b, True)
-        self.layer3 = conv_bn(b, c, False)
+        self.layer1, self.layer2 = block(self.rgb, a, True), block(a, b, True)  # each halves H and W
+        self.layer3 = block(b, c, False)
         self.fc = nn.Linear(c, num_classes)
         self.num_features = c
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = features.mean(dim=(2, 3))  # (B, 64)
+        return x if pre_logits else self.fc(x)
+
+
+class FramePool(ClipClassifier):
+    """Per-frame CNN (3 conv layers) -> the average feature map over frames -> linear."""
+
+    def __init__(self, **kw):
+        super().__init__(conv_bn, **kw)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -52,10 +64,6 @@ class FramePool(ImageClassifier):
         x = self.layer2(x)  # (B*T, 32, H/4, W/4)
         x = self.layer3(x)  # (B*T, 64, H/4, W/4)
         return x.reshape(b, self.frames, *x.shape[1:]).mean(1)  # (B, 64, H/4, W/4): order forgotten
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = features.mean(dim=(2, 3))  # (B, 64)
-        return x if pre_logits else self.fc(x)
 
 
 class Conv2Plus1D(nn.Sequential):
@@ -70,19 +78,11 @@ class Conv2Plus1D(nn.Sequential):
             *([nn.MaxPool3d((1, 2, 2))] if pool else []))
 
 
-class R2Plus1D(ImageClassifier):
+class R2Plus1D(ClipClassifier):
     """Three (2+1)D blocks over (time, height, width) -> the feature map averaged over time -> linear."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-                 widths: tuple[int, int, int] = (16, 32, 64), **kw):
-        super().__init__(num_classes, in_channels, image_size, **kw)
-        self.rgb = frame_channels(in_channels)
-        self.frames = in_channels // self.rgb
-        a, b, c = widths
-        self.layer1, self.layer2 = Conv2Plus1D(self.rgb, a, True), Conv2Plus1D(a, b, True)
-        self.layer3 = Conv2Plus1D(b, c, False)
-        self.fc = nn.Linear(c, num_classes)
-        self.num_features = c
+    def __init__(self, **kw):
+        super().__init__(Conv2Plus1D, **kw)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -91,7 +91,3 @@ class R2Plus1D(ImageClassifier):
         x = self.layer2(x)  # (B, 32, T, H/4, W/4)
         x = self.layer3(x)  # (B, 64, T, H/4, W/4)
         return x.mean(2)  # (B, 64, H/4, W/4)
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = features.mean(dim=(2, 3))  # (B, 64)
-        return x if pre_logits else self.fc(x)
