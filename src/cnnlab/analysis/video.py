@@ -96,9 +96,10 @@ def section(ctx: SectionContext) -> str:
     d = res["detector"]
     body = para(f"{res['clips']} procedural clips of {res['frames']} frames (64 px; shapes move, bounce, "
                 f"cross, hide each other and leave the frame), tracked with the detector of the scenes "
-                f"analysis (mAP@0.5:0.95 {d['map']:.3f}, {d['dataset']}, {d['epochs']} epochs; the "
-                "quick budget's detector misses much, which the whole system's numbers show; "
-                "cnnlab video RUN trains the full one and adds action recognition).")
+                f"analysis (mAP@0.5:0.95 {d['map']:.3f}, {d['dataset']}, {d['epochs']} epochs)."
+                + (" This quick detector misses much, which the whole system's numbers show; "
+                   "cnnlab video RUN trains the full one and adds action recognition."
+                   if not res.get("action") else ""))
     body += table(["tracker, detections", "MOTA", "IDF1", "ID switches", "misses", "false positives"],
                   [[k, f"{m['mota']:.3f}", f"{m['idf1']:.3f}", int(m["num_switches"]), int(m["num_misses"]),
                     int(m["num_false_positives"])] for k, m in res["tracking"].items()])
