@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data import load_dataset, prepare_data
-from cnnlab.data.augment import cutout, random_flip, random_translate
+from cnnlab.data.augment import crop_at, cutout, random_flip, random_translate
 from cnnlab.data.idx import read_idx
 from cnnlab.data.shapes import make_shapes
 from cnnlab.errors import CnnlabError
@@ -199,6 +199,17 @@ def test_translate_output_is_a_crop_of_the_padded_image():
     for i in range(16):
         crops = [padded[i, :, dy: dy + 10, dx: dx + 10] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], c) for c in crops)
+
+
+def test_gather_crop_used_on_gpus_equals_the_slice_crop_used_on_cpus():
+    x = torch.rand(32, 3, 10, 12)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    shifts = torch.randint(0, 25, (32,), generator=torch.Generator().manual_seed(4))
+    gathered = crop_at(padded, shifts // 5, shifts % 5, 10, 12)
+    sliced = torch.stack([padded[i, :, s // 5: s // 5 + 10, s % 5: s % 5 + 12]
+                          for i, s in enumerate(shifts.tolist())])
+    assert torch.equal(gathered, sliced)
+    assert torch.equal(random_translate(x, 2, torch.Generator().manual_seed(4)), sliced)
 
 
 def test_cutout_erases_exactly_a_size_by_size_square():

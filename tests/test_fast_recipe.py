@@ -182,3 +182,21 @@ def test_a_progressively_resized_run_trains_and_evaluates_at_full_size(tmp_path)
                       out_dir=str(tmp_path), name="r")
     run = cnnlab.train(cfg, log=lambda s: None, report=False)
     assert run.metrics["accuracy"] > 0 and run.evaluate()["accuracy"] == run.metrics["accuracy"]
+
+
+def test_compiled_fastnet_in_bf16_gets_the_eager_gradients():
+    """torch.compile (inductor) under bf16 autocast once gave NaN gradients through fastnet's
+    global max-pool (amax); the compiled step must match the eager one."""
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    grads = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = cnnlab.create_model("fastnet", widths=(8, 16, 16))
+        model.init_from_data(x)
+        step = torch.compile(model) if compiled else model
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = nn.functional.cross_entropy(step(x).float(), y)
+        loss.backward()
+        grads.append(model.whiten.bias.grad.clone())
+    assert torch.isfinite(grads[1]).all()
+    assert torch.allclose(grads[0], grads[1], rtol=0.1, atol=1e-3)

@@ -73,6 +73,20 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
         cnnlab.train(tiny(tmp_path, model="mlp", lr=1e12, epochs=2), log=lambda s: None)
 
 
+def test_deferred_finite_check_names_the_first_bad_step_at_the_end_of_the_epoch():
+    """The GPU path: no step waits to read its loss; the epoch's end reports the first bad one."""
+    from cnnlab.training.trainer import FiniteGuard
+
+    guard = FiniteGuard(cnnlab.TrainConfig(lr=0.5), epoch=2, defer=True)
+    for step, value in enumerate([1.0, 2.0, float("inf"), float("nan"), 3.0]):
+        guard.check(torch.tensor(value), step)  # nothing raised yet
+    with pytest.raises(CnnlabError, match=r"loss became inf at epoch 3, step 3; lower --lr \(now 0.5\)"):
+        guard.flush()
+    fine = FiniteGuard(cnnlab.TrainConfig(), epoch=0, defer=True)
+    fine.check(torch.tensor(1.0), 0)
+    fine.flush()
+
+
 def test_saved_run_predicts_like_the_trained_model(tmp_path):
     run = cnnlab.train(tiny(tmp_path, epochs=2), log=lambda s: None, report=False)
     loaded = cnnlab.load_run(run.path)

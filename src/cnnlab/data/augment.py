@@ -12,19 +12,32 @@ import torch
 def random_translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Pad by ``pad`` pixels (reflect) and crop back at a random offset per image.
 
-    Images are grouped by their offset, so the work is one slice copy per offset
-    ((2 * pad + 1) ** 2 of them) rather than a gather with an index per pixel."""
+    On the CPU images are grouped by their offset, so the work is one slice copy per offset
+    ((2 * pad + 1) ** 2 of them) rather than a gather with an index per pixel. On a GPU that
+    grouping would wait for the device at every offset, so it is one gather there; both give
+    the same pixels for the same draws."""
     if pad == 0:
         return x
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
     shifts = torch.randint(0, (2 * pad + 1) ** 2, (b,), generator=gen)
+    if x.device.type != "cpu":
+        shifts = shifts.to(x.device, non_blocking=True)
+        return crop_at(padded, shifts // (2 * pad + 1), shifts % (2 * pad + 1), h, w)
     out = torch.empty_like(x)
     for s in shifts.unique().tolist():
-        sel = torch.nonzero(shifts == s).flatten().to(x.device)
+        sel = torch.nonzero(shifts == s).flatten()
         dy, dx = divmod(s, 2 * pad + 1)
         out[sel] = padded[sel, :, dy: dy + h, dx: dx + w]
     return out
+
+
+def crop_at(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Each image's h x w window whose top-left corner is (dy, dx): one gather for the batch."""
+    rows = (dy[:, None] + torch.arange(h, device=padded.device))[:, :, None]  # (B, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=padded.device))[:, None, :]  # (B, 1, w)
+    batch = torch.arange(len(padded), device=padded.device)[:, None, None]
+    return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()  # (B, h, w, C) -> NCHW
 
 
 def random_flip(x: torch.Tensor, gen: torch.Generator, mask: torch.Tensor | None = None,
@@ -32,7 +45,7 @@ def random_flip(x: torch.Tensor, gen: torch.Generator, mask: torch.Tensor | None
     """Flip each image left-right with probability 1/2, or where ``mask`` (B,) is True."""
     if mask is None:
         mask = torch.rand(len(x), generator=gen) < 0.5
-    return torch.where(mask.to(x.device)[:, None, None, None], x.flip(-1), x)
+    return torch.where(mask.to(x.device, non_blocking=True)[:, None, None, None], x.flip(-1), x)
 
 
 def alternating_flip_mask(n: int, epoch: int, seed: int) -> torch.Tensor:
@@ -48,8 +61,8 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
         return x
     b, _, h, w = x.shape
     # The square's top-left corner; squares centred near the border are cut by it.
-    top = torch.randint(0, h, (b,), generator=gen).to(x.device)[:, None, None] - size // 2
-    left = torch.randint(0, w, (b,), generator=gen).to(x.device)[:, None, None] - size // 2
+    top = torch.randint(0, h, (b,), generator=gen).to(x.device, non_blocking=True)[:, None, None] - size // 2
+    left = torch.randint(0, w, (b,), generator=gen).to(x.device, non_blocking=True)[:, None, None] - size // 2
     yy = torch.arange(h, device=x.device)[None, :, None]
     xx = torch.arange(w, device=x.device)[None, None, :]
     inside = (yy >= top) & (yy < top + size) & (xx >= left) & (xx < left + size)  # (B, H, W)

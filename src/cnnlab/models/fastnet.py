@@ -81,5 +81,8 @@ class FastNet(ImageClassifier):
         return self.layer3(x)  # (B, 256, 3, 3)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = features.amax(dim=(2, 3))  # (B, 256): global max pooling
+        # Global max pooling. Not amax: compiled by inductor under bf16 autocast, amax's backward
+        # (which shares the gradient among entries equal to the max) gave NaN gradients in every
+        # layer below it (torch 2.11 CUDA and 2.14 CPU); max with indices routes it to one entry.
+        x = features.flatten(2).max(2).values  # (B, 256)
         return x if pre_logits else self.fc(x) * self.scale  # (B, num_classes)

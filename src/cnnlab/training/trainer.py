@@ -83,9 +83,10 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     model.train()
     x = data.train.x
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
-    batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private)
+    batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private, x.device)
     augment_batch = epoch_augmentation(data, cfg, state.epoch)
     totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
+    guard = FiniteGuard(cfg, state.epoch, defer=device.type != "cpu")
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
     step_optimizer = optimizer if private is None else private.optimizer
     for i, idx in enumerate(batches):
@@ -97,10 +98,10 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         # 2. Fetch, forward (bf16 autocast where it pays), loss, backward, step.
         if task is not None:
             loss, correct, n = task_batch(model, step_optimizer, task, data, idx, cfg, device,
-                                          (state.epoch, i))
+                                          (guard, i))
         else:
             loss, correct, n = classify_batch(model, step_optimizer, data, idx, augment_batch, gen,
-                                              cfg, device, (state.epoch, i), group_loss)
+                                              cfg, device, (guard, i), group_loss)
         # 3. Weight averaging and the step count.
         if private is not None:
             private.stepped()
@@ -110,18 +111,20 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         if lookahead is not None:
             lookahead.after_step(state.step, schedule[0])
         state.images_seen += len(idx)
-        totals += torch.stack([loss.detach() * n, torch.as_tensor(correct, device=device),
-                               torch.tensor(n, device=device)])
+        totals[0] += loss.detach() * n  # in place, with Python numbers: no wait for a GPU
+        totals[1] += correct
+        totals[2] += n
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    guard.flush()  # before the epoch's checkpoint: weights after a non-finite loss are not kept
     loss_sum, correct, n = dist_.all_sum(totals).tolist()  # every rank's images count
     return loss_sum / n, (correct / n if task is None else None)
 
 
 def classify_batch(model, optimizer, data: RunData, idx: torch.Tensor, augment_batch, gen,
-                   cfg: TrainConfig, device: torch.device, where: tuple[int, int],
+                   cfg: TrainConfig, device: torch.device, where: tuple[FiniteGuard, int],
                    group_loss: GroupLoss | None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One classification step: fetch the global batch, scale to [0, 1], augment it as one
     tensor on the device and keep this rank's slice (all of it in one process); then train.
@@ -139,7 +142,8 @@ def classify_batch(model, optimizer, data: RunData, idx: torch.Tensor, augment_b
 
 
 def task_batch(model, optimizer, task: Task, data: RunData, idx: torch.Tensor, cfg: TrainConfig,
-               device: torch.device, where: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+               device: torch.device, where: tuple[FiniteGuard, int]
+               ) -> tuple[torch.Tensor, int, int]:
     """One step of a dense task: this rank's images and their targets (boxes, class maps,
     keypoints) fetched by index, the task model's own loss. No augmentation: scenes are
     generated afresh, and a flip would have to move boxes, masks and keypoint order."""
@@ -152,19 +156,47 @@ def task_batch(model, optimizer, task: Task, data: RunData, idx: torch.Tensor, c
     with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)):
         outputs = model(xb, targets) if inner.takes_targets else model(xb)
     loss, _ = inner.loss(outputs, targets)
-    check_finite(loss, cfg, where)
+    guard, step = where
+    guard.check(loss, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss, 0, len(idx)
 
 
-def check_finite(loss: torch.Tensor, cfg: TrainConfig, where: tuple[int, int]) -> None:
-    """A non-finite loss stops the run with the step it happened at and what to change."""
-    if not torch.isfinite(loss):
+class FiniteGuard:
+    """A non-finite loss stops the run with the step it happened at and what to change.
+
+    On the CPU each step is checked as it ends. On a GPU, reading the loss would make the host
+    wait for the device at every step, so the first bad step is kept on the device and read at
+    the end of the epoch (before its checkpoint is written: the saved weights stay finite)."""
+
+    def __init__(self, cfg: TrainConfig, epoch: int, defer: bool):
+        self.cfg, self.epoch, self.defer = cfg, epoch, defer
+        self.first_bad = self.bad_loss = None  # on the device, from the first deferred check
+
+    def check(self, loss: torch.Tensor, step: int) -> None:
+        if not self.defer:
+            if not torch.isfinite(loss):
+                self.fail(loss.item(), step)
+            return
+        loss = loss.detach().float()
+        new = ~torch.isfinite(loss)
+        if self.first_bad is None:
+            self.first_bad, self.bad_loss = torch.where(new, step, -1), loss
+            return
+        new &= self.first_bad < 0
+        self.first_bad = torch.where(new, step, self.first_bad)
+        self.bad_loss = torch.where(new, loss, self.bad_loss)
+
+    def flush(self) -> None:
+        if self.first_bad is not None and self.first_bad.item() >= 0:
+            self.fail(self.bad_loss.item(), int(self.first_bad.item()))
+
+    def fail(self, value: float, step: int) -> None:
         raise CnnlabError(
-            f"the loss became {loss.item()} at epoch {where[0] + 1}, step {where[1] + 1}; "
-            f"lower --lr (now {cfg.lr:g}) or check the data for bad values")
+            f"the loss became {value} at epoch {self.epoch + 1}, step {step + 1}; "
+            f"lower --lr (now {self.cfg.lr:g}) or check the data for bad values")
 
 
 def epoch_augmentation(data: RunData, cfg: TrainConfig, epoch: int):
@@ -173,22 +205,24 @@ def epoch_augmentation(data: RunData, cfg: TrainConfig, epoch: int):
     of progressive resizing."""
     x = data.train.x
     flip = cfg.flip and data.flip_ok
-    mask = (alternating_flip_mask(len(x), epoch, epoch_seed(cfg.seed, 0, 2))
+    mask = (alternating_flip_mask(len(x), epoch, epoch_seed(cfg.seed, 0, 2)).to(x.device)
             if flip and cfg.alternate_flips else None)
     side = progressive_size(x.shape[-1], cfg.resize_start, cfg.resize_epochs, epoch)
 
     def apply(xb: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         xb = augment(xb, gen, pad=cfg.crop_padding, flip=flip, cutout_size=cfg.cutout,
-                     flip_mask=None if mask is None else mask[idx.cpu()])
+                     flip_mask=None if mask is None else mask[idx])
         return resize_batch(xb, side)
 
     return apply
 
 
 def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig,
-               device: torch.device, where: tuple[int, int], group_loss: GroupLoss | None = None,
-               gb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, loss, backward and one optimizer step; a non-finite loss stops the run."""
+               device: torch.device, where: tuple[FiniteGuard, int],
+               group_loss: GroupLoss | None = None, gb: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward and one optimizer step; a non-finite loss stops the run
+    (``where``: the epoch's guard and the step in it)."""
     with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)
                         and not cfg.dp_epsilon):  # Opacus's per-image gradients in fp32
         logits = model(xb)
@@ -196,7 +230,8 @@ def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainC
         loss = group_loss(logits.float(), yb, gb)
     else:
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-    check_finite(loss, cfg, where)
+    guard, step = where
+    guard.check(loss, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -311,13 +346,14 @@ def keep_loss_state(state: TrainState, group_loss: GroupLoss | None,
 
 
 def epoch_batches(n: int, batch_size: int, gen: torch.Generator,
-                  private: PrivateTraining | None):
+                  private: PrivateTraining | None, device: torch.device | None = None):
     """(this epoch's batches of indices, their number): a shuffled order cut into full batches
-    (the last partial one dropped), or DP-SGD's Poisson batches."""
+    (the last partial one dropped), or DP-SGD's Poisson batches. The order is drawn on the CPU
+    (the same on every machine) and moved to ``device`` once per epoch."""
     if private is not None:
         return private.batches(n, gen), private.steps_per_epoch
     batch = min(batch_size, n)
-    order = torch.randperm(n, generator=gen)
+    order = torch.randperm(n, generator=gen).to(device or "cpu")
     return (order[i * batch: (i + 1) * batch] for i in range(n // batch)), n // batch
 
 
