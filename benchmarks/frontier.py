@@ -31,12 +31,16 @@ FIELDS = ["date", "width", "widths", "epochs", "seed", "precision", "val_acc", "
 
 
 def point(width: float, epochs: int, seed: int, data: str, precision: str) -> dict:
+    """One training of the recipe at this width and length. Progressive resizing is off
+    (``--resize-start 0``): its schedule is tied to the first epochs, so a 3-epoch run would
+    never see full-size images; the frontier compares widths and lengths alone."""
     widths = [max(8, round(c * width)) for c in (64, 256, 256)]
     out = tempfile.mkdtemp()
     cmd = [sys.executable, "-m", "cnnlab", "train", "--config", str(ROOT / "configs/cifar10_fast.yaml"),
            "--dataset", f"npz:{data}", "--val-split", "5000", "--seed", str(seed),
            "--model-kwargs", json.dumps({"widths": widths}), "--epochs", str(epochs),
-           "--eval-every", str(epochs), "--precision", precision, "--out-dir", out, "--name", "p"]
+           "--eval-every", str(epochs), "--precision", precision, "--resize-start", "0",
+           "--out-dir", out, "--name", "p"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0

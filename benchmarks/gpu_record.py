@@ -1,7 +1,8 @@
 """The GPU record: fastnet on CIFAR-10 through cnnlab's own trainer on one GPU, timed with CUDA
 synchronisation, beside airbench's published recipes run on the same images and split.
 
-    python benchmarks/gpu_record.py --data cifar10.npz --out results/ [--airbench src/]
+    pip install airbench==0.1.8      # the reference (pure Python; or put its source on PYTHONPATH)
+    python benchmarks/gpu_record.py --data cifar10.npz --out results/
     python benchmarks/gpu_record.py --data cifar10.npz --out /tmp/x --dry     # CPU smoke test
 
 Sections, each skipped once ``--budget-s`` seconds have passed (a device lease is short):

@@ -81,8 +81,8 @@ class FastNet(ImageClassifier):
         return self.layer3(x)  # (B, 256, 3, 3)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        # Global max pooling. Not amax: compiled by inductor under bf16 autocast, amax's backward
-        # (which shares the gradient among entries equal to the max) gave NaN gradients in every
-        # layer below it (torch 2.11 CUDA and 2.14 CPU); max with indices routes it to one entry.
-        x = features.flatten(2).max(2).values  # (B, 256)
+        # Global max pooling, in fp32: compiled by inductor under bf16 autocast, amax on the bf16
+        # map gave NaN gradients in every layer below it (torch 2.11 CUDA, 2.14 CPU). In eager
+        # mode the fp32 copy changes nothing: the same maxima, ties share the gradient as before.
+        x = features.float().amax(dim=(2, 3))  # (B, 256)
         return x if pre_logits else self.fc(x) * self.scale  # (B, num_classes)
