@@ -64,6 +64,38 @@ def test_full_randomization_destroys_saliency_and_grad_cam_maps(shapes_resnet):
     assert result["cascade"][-1]["layers_randomized"] == result["layers"]
 
 
+class Patterned(nn.Module):
+    """A linear model on the image (or its square) weighted by a fixed ramp: its saliency is
+    |ramp * w| (or |2 x ramp * w|), so randomizing w leaves the ramp in both maps."""
+
+    def __init__(self, square: bool):
+        super().__init__()
+        self.square = square
+        self.register_buffer("ramp", torch.linspace(0.05, 4, 16 * 16).view(1, 1, 16, 16) ** 2)
+        self.fc = nn.Linear(3 * 16 * 16, 2)
+
+    def forward(self, x):
+        return self.fc(((x * x if self.square else x) * self.ramp).flatten(1))
+
+
+def test_the_sanity_check_discounts_a_pattern_shared_by_every_image():
+    """Review defect: a raw rank correlation after randomization counts any fixed spatial
+    pattern. A map that is the ramp times the weights (no image in it) must not be called
+    'shows the image'; a map that carries the image (x * ramp * w) still must."""
+    torch.manual_seed(1)
+    x, target = torch.rand(12, 3, 16, 16), torch.ones(12, dtype=torch.long)
+    fixed = Patterned(square=False)
+    maps = {"saliency": attribute(fixed, x, target, "saliency")}
+    res = sanity_check(fixed, x, target, ["saliency"], maps)
+    assert res["full_raw"]["saliency"] > 0.3  # the old statistic flagged it
+    assert abs(res["full_raw_other_image"]["saliency"] - res["full_raw"]["saliency"]) < 1e-6
+    assert res["full_ci"]["saliency"]["high"] < 0.3 and abs(res["full"]["saliency"]) < 0.05
+    image = Patterned(square=True)
+    maps = {"saliency": attribute(image, x, target, "saliency")}
+    res = sanity_check(image, x, target, ["saliency"], maps)
+    assert res["full_ci"]["saliency"]["low"] > 0.3  # the image survives randomization
+
+
 class TopLeft(nn.Module):
     """Class 1's score is the brightness of the top-left 4x4 pixels; class 0's is constant."""
 
@@ -87,7 +119,9 @@ def test_the_attributions_analysis_stores_maps_checks_and_a_report_section(shape
     res = run_analysis(run, "attributions", methods=("saliency", "gradcam"), n=8, index=3, **quiet)
     assert [r["kind"] for r in res["gallery"]][-1] == "#3"
     assert set(res["sanity"]["full"]) == {"saliency", "gradcam"} and "random" in res["faithfulness"]
-    assert any(v.startswith("Most faithful on this model:") for v in res["verdicts"])
+    assert any(v.startswith("Most faithful") for v in res["verdicts"])
+    assert any(v.startswith("Faithfulness, insertion minus deletion AUC") and "95% CI" in v
+               for v in res["verdicts"])
     html = cnnlab.render_report(run).read_text()
     assert "Which pixels: attribution maps" in html and "Cascading randomization" not in html.split(
         "Which pixels")[0]

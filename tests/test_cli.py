@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory):
 def test_run_end_to_end_writes_every_file(tmp_path, capsys):
     from cnnlab.analysis import load_all, load_results
 
-    code = main(["run", "--epochs", "2", "--limit-train", "400", "--out-dir", str(tmp_path),
+    code = main(["run", "--epochs", "3", "--limit-train", "400", "--out-dir", str(tmp_path),
                  "--name", "lecture"])
     assert code == 0
     run = tmp_path / "lecture"
@@ -52,6 +52,8 @@ def test_run_end_to_end_writes_every_file(tmp_path, capsys):
                   "Video: tracking by detection and action recognition"):
         assert title in html, title
     assert "data:image/png;base64," in html
+    assert html.index("The lecture's claims, measured") < html.index("Run and environment")
+    assert (run / "analysis" / "main_job.json").is_file()
     assert "http://" not in html and "https://" not in html  # self-contained
     out = capsys.readouterr().out
     assert "report:" in out and "total" in out  # the time of each step and the total

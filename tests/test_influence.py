@@ -11,7 +11,7 @@ from cnnlab.analysis import run_analysis
 from cnnlab.data import ImageDataset, drop_images, read_indices
 from cnnlab.errors import CnnlabError
 from cnnlab.training import checkpoint as ckpt
-from cnnlab.training.trainer import checkpoint_epochs
+from cnnlab.training.trainer import checkpoint_epochs, tracin_weight
 
 pytest.importorskip("captum")
 
@@ -110,3 +110,23 @@ def test_influence_explains_mistakes_and_asks_for_checkpoints_when_there_are_non
     # TracIn's proponents of a wrong prediction are mostly images of the predicted class
     assert res["summary"]["proponents"]["predicted_label"] > res["summary"]["opponents"]["predicted_label"]
     assert "Which training images made each mistake" in cnnlab.render_report(run).read_text()
+
+
+def test_each_checkpoint_weighs_the_step_size_of_the_interval_it_stands_for():
+    """Review defect: weighing by the lr mid-epoch gave the last of 4 checkpoints of a cosine
+    schedule 1/1,200 of the first. Known answer, no warm-up: the mean of 0.5 (1 + cos(pi t))
+    over [a, b] of training, times the interval's epochs."""
+    import math
+
+    cfg = cnnlab.TrainConfig(epochs=30, checkpoints=4, lr=1.0, warmup_epochs=0, schedule="cosine")
+    steps = 200  # per epoch: fine enough for the integral
+    kept = checkpoint_epochs(cfg)  # [8, 15, 22, 30]
+    starts = [0, *kept[:-1]]
+    for start, end in zip(starts, kept, strict=True):
+        a, b = start / 30, end / 30
+        integral = 0.5 * (b - a) + 0.5 * (math.sin(math.pi * b) - math.sin(math.pi * a)) / math.pi
+        assert tracin_weight(end, cfg, (30 * steps, 0), steps) == pytest.approx(30 * integral, rel=0.01)
+    weights = [tracin_weight(e, cfg, (30 * steps, 0), steps) for e in kept]
+    assert weights[-1] / weights[0] > 0.05  # the explained model counts
+    flat = cnnlab.TrainConfig(epochs=4, checkpoints=4, lr=0.1, schedule="constant", warmup_epochs=0)
+    assert tracin_weight(3, flat, (40, 0), 10) == pytest.approx(0.1)  # one epoch at lr 0.1

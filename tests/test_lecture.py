@@ -183,3 +183,28 @@ def test_results_of_other_settings_sit_side_by_side(base_run):
     assert len(stems) == 2
     records = [json.loads((folder / f"{s}.json").read_text()) for s in stems]
     assert sorted(r["options"]["index"] for r in records) == [1, 2]
+
+
+def test_subruns_derive_their_own_checkpoints(tmp_path):
+    """A run kept 3 checkpoints (for TracIn); the tree's 2-epoch nodes must still train."""
+    cfg = cnnlab.TrainConfig(dataset="digits", epochs=3, checkpoints=3)
+    assert cfg.derive(epochs=2).checkpoints == 0  # before: 'checkpoints must be in [0, epochs]'
+    assert cfg.derive(epochs=2, checkpoints=4).checkpoints == 2
+    run = cnnlab.train(cnnlab.TrainConfig(dataset="digits", epochs=3, checkpoints=3, limit_train=300,
+                                          out_dir=str(tmp_path), name="c"), report=False, **quiet)
+    res = run_analysis(run, "tree", threshold=0.05, **quiet)
+    assert res["node_epochs"] == 2 and 0 <= res["tree_acc"] <= 1
+
+
+def test_the_report_shows_the_main_jobs_result_first_and_later_calls_after_it(base_run):
+    """Issue: a later `cnnlab attack RUN --attacks pgd` replaced the main job's section."""
+    from cnnlab.analysis.registry import record_main_job
+
+    main = run_analysis(base_run, "tree", threshold=0.05, epochs=1, **quiet)
+    record_main_job(base_run.path, {"tree": main["stem"]})
+    run_analysis(base_run, "tree", threshold=0.2, epochs=1, **quiet)  # newer, other settings
+    html = cnnlab.render_report(base_run).read_text()
+    section = html.split('id="tree"')[1].split("</section>")[0]
+    assert section.index("From cnnlab run: settings") < section.index("Also run: epochs=1, threshold=0.2")
+    claims = html.split('id="claims"')[1].split("</section>")[0]
+    assert "Confusion sets guide a CNN tree" in claims and 'href="#tree"' in claims

@@ -128,3 +128,45 @@ def test_detect_train_on_a_yolo_folder_names_bad_files_and_skip_bad_lists_them(t
     assert [Path_name(s["file"]) for s in skipped] == ["s5.png"]
     html = (tmp_path / "runs" / "y" / "report.html").read_text()
     assert "Images left out" in html and "s5.png" in html
+
+
+class HalfRight(torch.nn.Module):
+    """A pose 'model' that is exact on even crops and far off on odd ones, and knows which:
+    its confidence is high where it is right. (Crops are told apart by a pixel we mark.)"""
+
+    def __init__(self, truth):
+        super().__init__()
+        self.truth = truth
+
+    def _index(self, x):
+        return (x[:, 0, 0, 0] * 255).round().long()
+
+    def keypoints(self, x):
+        i = self._index(x)
+        kp = self.truth[i, :, :2].clone()
+        kp[i % 2 == 1] = (1 - kp[i % 2 == 1]).clamp(0, 1)  # mirrored: wrong
+        return kp
+
+    def confidence(self, x):
+        return torch.where(self._index(x) % 2 == 0, 0.9, 0.1)
+
+
+def test_pose_keypoint_ap_ranks_each_pose_by_its_own_confidence():
+    """Review defect: with every pose scored 1, COCO's ranking is arbitrary. Half the poses
+    right with high confidence and half wrong with low: ranked by confidence, AP must beat the
+    same poses with constant scores."""
+    from cnnlab.data import prepare_data
+    from cnnlab.models.pose import from_crop
+    from cnnlab.tasks import get_task
+    from cnnlab.tasks.pose import crop_dataset, score_keypoints
+
+    ds = crop_dataset(prepare_data("scenes:n=40", "", 0, 0.0, 0).val, 32)
+    ds.x = ds.x.clone()
+    ds.x[:, 0, 0, 0] = torch.arange(len(ds)).to(torch.uint8)  # the crop's index, for HalfRight
+    truth = ds.extras["keypoints"]
+    ranked = get_task("pose").evaluate(HalfRight(truth), ds, torch.device("cpu"))
+    boxes = ds.extras["crop_boxes"]
+    pred = from_crop(HalfRight(truth).keypoints(ds.x.float() / 255), boxes)
+    flat = score_keypoints(pred, torch.cat([from_crop(truth[..., :2], boxes), truth[..., 2:]], -1), ds)
+    assert ranked["pck"] == pytest.approx(flat["pck"])  # the same poses
+    assert ranked["ap"] > flat["ap"] + 0.05, (ranked["ap"], flat["ap"])

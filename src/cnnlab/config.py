@@ -189,6 +189,18 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def derive(self, **changes: Any) -> TrainConfig:
+        """The config of a sub-run (an analysis's own training): this one with ``changes``.
+
+        A sub-run keeps only what its analysis reads: no kept checkpoints unless ``changes``
+        asks for them (a run trained with ``--checkpoints 4`` must not make a 2-epoch node or
+        fold fail, nor keep 40 MB of weights nobody reads), and never more than its epochs.
+        """
+        changes = {"checkpoints": 0} | changes
+        epochs = changes.get("epochs", self.epochs)
+        changes["checkpoints"] = min(changes["checkpoints"], epochs)
+        return dataclasses.replace(self, **changes)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}

@@ -80,7 +80,8 @@ def predict_one(run: Run, x: torch.Tensor, detector: Run | None, threshold: floa
 
     input_side(run, detector)  # says what is missing when there is no detector
     found = predict_one(detector, x, None, threshold)
-    found["keypoints"] = pose_on_boxes(model, x, [found["boxes"]], run.meta["crop_size"])[0]
+    kps, confs = pose_on_boxes(model, x, [found["boxes"]], run.meta["crop_size"])
+    found["keypoints"], found["pose_scores"] = kps[0], confs[0]
     return found
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.analysis import load_all, run_analysis
+from cnnlab.analysis.registry import main_job_stems, record_main_job
 from cnnlab.config import TrainConfig
 from cnnlab.log import Log
 
@@ -107,6 +108,7 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
                    threads, country)
     times = [("main CNN", time.perf_counter() - t0)]
     analyses = [a for a in load_all() if a.in_main_job]
+    stems = main_job_stems(run.path)
     for step, a in enumerate(analyses, start=2):
         log(f"== {step}. {a.title} ==")
         if a.missing():
@@ -116,7 +118,8 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
         if a.name == "energy":  # the last analysis: it reports the phases before it
             write_job_phases(run)
         with meter().phase(f"analysis: {a.name}"):
-            run_analysis(run, a.name, log=log, **a.budget(run, full))
+            stems[a.name] = run_analysis(run, a.name, log=log, **a.budget(run, full))["stem"]
+        record_main_job(run.path, stems)  # the report shows these first, whatever runs later
         times.append((a.name, time.perf_counter() - t))
         log(f"   ({a.name}: {times[-1][1]:.1f} s)")
     t = time.perf_counter()

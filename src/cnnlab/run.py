@@ -268,7 +268,8 @@ class Run:
 
 
 def _load_checkpoint(model: torch.nn.Module, path: str) -> float:
-    """Load a kept checkpoint (safetensors, never pickle) into ``model``; its learning rate."""
+    """Load a kept checkpoint (safetensors, never pickle) into ``model``; its TracIn weight
+    (the learning rate summed over the interval it stands for; older runs: the lr mid-epoch)."""
     tensors, meta = ckpt.load_tensors(path)
     model.load_state_dict(tensors)
     return float(meta["lr"])

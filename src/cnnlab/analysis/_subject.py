@@ -21,4 +21,5 @@ def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: 
         cfg |= {"dataset": dataset, "image_size": image_size, "val_split": 0.0, "limit_train": 0}
     cfg["limit_train"] = limit_train or cfg["limit_train"]
     cfg["epochs"] = epochs or cfg["epochs"]
+    cfg["checkpoints"] = 0  # a sub-run keeps only what its analysis reads
     return TrainConfig.from_dict(cfg)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cnnlab.analysis._subject import other_config
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import esc, img, para, table
@@ -128,7 +128,8 @@ def _checks(net, sample, methods: list[str], log: Log) -> dict:
     sanity = sanity_check(net, x, target, methods, maps)
     faithful = faithfulness(net, x, target, maps)
     for m in methods:
-        log(f"{m:>21}: rank correlation after full randomization {sanity['full'][m]:+.2f}; "
+        log(f"{m:>21}: image-specific rank correlation after full randomization "
+            f"{sanity['full'][m]:+.2f} (raw {sanity['full_raw'][m]:+.2f}); "
             f"deletion AUC {faithful[m]['deletion_auc']:.3f}, insertion AUC "
             f"{faithful[m]['insertion_auc']:.3f}")
     log(f"{'random order':>21}: deletion AUC {faithful['random']['deletion_auc']:.3f}, insertion AUC "
@@ -137,26 +138,39 @@ def _checks(net, sample, methods: list[str], log: Log) -> dict:
 
 
 def _verdicts(sanity: dict, faithful: dict, methods: list[str]) -> list[str]:
+    """Sanity verdicts only against the different-image baseline; faithfulness with intervals."""
+    from cnnlab.explain.attributions import compare_faithfulness
+
     lines = []
     for m in methods:
-        r = sanity["full"][m]
-        if r >= UNTRUSTED:
-            lines.append(f"{m}: its maps keep a rank correlation of {r:.2f} with themselves after "
-                         "every layer is randomized: they show the image more than the model.")
+        ci = sanity["full_ci"][m]
+        said = (f"{m}: after every layer is randomized its maps keep {ci['estimate']:+.2f} of "
+                f"image-specific rank correlation (95% CI {ci['low']:+.2f} to {ci['high']:+.2f}; "
+                f"raw {sanity['full_raw'][m]:+.2f}, of which {sanity['full_raw_other_image'][m]:+.2f} "
+                "is a pattern shared with any other image)")
+        if ci["low"] >= UNTRUSTED:
+            lines.append(said + ": they show the image more than the model.")
+        elif ci["high"] < UNTRUSTED:
+            lines.append(said + ": the maps depend on the trained weights, as an explanation of "
+                         "the model must.")
         else:
-            lines.append(f"{m}: rank correlation {r:.2f} after full randomization: the maps depend "
-                         "on the trained weights, as an explanation of the model must.")
-    rand = faithful["random"]
-    gain = {m: faithful[m]["insertion_auc"] - faithful[m]["deletion_auc"] for m in methods}
-    best = max(methods, key=gain.get)
-    caveat = " (it fails the sanity check above)" if sanity["full"][best] >= UNTRUSTED else ""
-    lines.append(f"Most faithful on this model: {best}{caveat}, insertion minus deletion AUC "
-                 f"{gain[best]:+.3f} against {rand['insertion_auc'] - rand['deletion_auc']:+.3f} "
-                 "for a random order.")
-    if all(faithful[m]["deletion_auc"] >= rand["deletion_auc"] for m in methods):
-        lines.append("No method beats a random order on deletion here: blurring scattered pixels "
-                     "hurts this model as much as blurring the important ones, so only the "
-                     "insertion curve separates the methods.")
+            lines.append(said + f": undecided on {len(faithful[m]['gain_per_image'])} images.")
+    cmp = compare_faithfulness(faithful, methods)
+    best = cmp["ranked"][0]
+    beats = [m for m in methods if cmp["over_random"][m]["low"] > 0]
+    words = lambda ci: f"{ci['estimate']:+.3f} (95% CI {ci['low']:+.3f} to {ci['high']:+.3f})"  # noqa: E731
+    lines.append("Faithfulness, insertion minus deletion AUC over a random order, per image: " +
+                 "; ".join(f"{m} {words(cmp['over_random'][m])}" for m in cmp["ranked"]) + ". " +
+                 (f"Better than a random order: {', '.join(beats)}." if beats else
+                  "No method is significantly better than a random order here."))
+    if "best_minus_next" in cmp:
+        ci, nxt = cmp["best_minus_next"], cmp["ranked"][1]
+        caveat = (" (it fails the sanity check above)"
+                  if sanity["full_ci"][best]["low"] >= UNTRUSTED else "")
+        lines.append(f"Most faithful on this model: {best}{caveat}, ahead of {nxt} by {words(ci)}."
+                     if ci["low"] > 0 else
+                     f"Most faithful: no significant difference between {best} and {nxt} "
+                     f"({best} minus {nxt}: {words(ci)}).")
     return lines
 
 
@@ -177,20 +191,29 @@ def section(ctx: SectionContext) -> str:
                 "620px")
     body += para(f"Sanity check (Adebayo et al. 2018): the layers are re-initialised from the top "
                  f"down and each method's maps compared with those of the trained model by rank "
-                 f"correlation, on {res['n']} evaluation images. Faithfulness (Petsiuk et al. 2018): "
+                 f"correlation, on {res['n']} evaluation images. A raw correlation also counts any "
+                 "pattern both models draw on every image (it is as high against a different "
+                 "image), so the verdict uses the image-specific part: each model's mean map "
+                 "divided out, minus the same correlation against a different image. "
+                 "Faithfulness (Petsiuk et al. 2018): "
                  "the predicted class's probability as the most important pixels are blurred away "
                  "(deletion, lower is better) or revealed (insertion, higher is better).", note=True)
     return body
 
 
 def _checks_table(res: dict) -> str:
-    f, s = res["faithfulness"], res["sanity"]["full"]
-    rows = [[m, f"{s[m]:+.2f}", f"{f[m]['deletion_auc']:.3f}", f"{f[m]['insertion_auc']:.3f}"]
+    f, san = res["faithfulness"], res["sanity"]
+    ci = san.get("full_ci", {})
+    rows = [[m, f"{san.get('full_raw', san['full'])[m]:+.2f}",
+             f"{san['full_raw_other_image'][m]:+.2f}" if "full_raw_other_image" in san else "",
+             f"{ci[m]['estimate']:+.2f} ({ci[m]['low']:+.2f} to {ci[m]['high']:+.2f})" if ci else "",
+             f"{f[m]['deletion_auc']:.3f}", f"{f[m]['insertion_auc']:.3f}"]
             for m in res["methods"]]
-    rows.append(["random order", "", f"{f['random']['deletion_auc']:.3f}",
+    rows.append(["random order", "", "", "", f"{f['random']['deletion_auc']:.3f}",
                  f"{f['random']['insertion_auc']:.3f}"])
-    return table(["method", "rank correlation after full randomization", "deletion AUC",
-                  "insertion AUC"], rows)
+    return table(["method", "rank correlation after full randomization, raw",
+                  "raw, against a different image", "image-specific (mean map removed, minus "
+                  "different image; 95% CI)", "deletion AUC", "insertion AUC"], rows)
 
 
 def _gallery_figure(arrays: dict, res: dict):
@@ -224,7 +247,7 @@ def _sanity_figure(res: dict):
         ax.plot(depth, [c[m] for c in cascade], marker="o", label=m.replace("_", " "))
     ax.axhline(0, color="gray", lw=0.8)
     ax.set(xlabel=f"layers randomized, from the top (of {res['sanity']['layers']})",
-           ylabel="rank correlation with the trained model's maps", ylim=(-0.4, 1.05),
+           ylabel="image-specific rank correlation\nwith the trained model's maps", ylim=(-0.4, 1.05),
            title="Cascading randomization")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
@@ -241,9 +264,25 @@ def quick(run: Run) -> dict:
     return {"n": 16}
 
 
+def claims(res: dict) -> list[Claim]:
+    """Which pixels: methods that pass the sanity check and beat a random order."""
+    from cnnlab.explain.attributions import compare_faithfulness
+
+    if "full_ci" not in res["sanity"]:
+        return []
+    passed = [m for m in res["methods"] if res["sanity"]["full_ci"][m]["high"] < UNTRUSTED]
+    faithful = compare_faithfulness(res["faithfulness"], res["methods"])["over_random"]
+    both = [m for m in passed if faithful[m]["low"] > 0]
+    return [Claim("Attribution maps show which pixels drove a prediction, and can be checked",
+                  f"{res['n']} images: pass the randomization check: {', '.join(passed) or 'none'}; "
+                  f"also beat a random order on insertion minus deletion (95% CI above 0): "
+                  f"{', '.join(both) or 'none'}", bool(both))]
+
+
 ANALYSIS = register(Analysis(
     name="attributions", title="Which pixels: attribution maps", compute=attributions,
     section=section, order=88, verb=("explain", "attributions"), quick=quick,
     needs=("captum", "explain"),
     full=lambda run: quick(run) | {"n": 64},
+    claims=claims,
 ))

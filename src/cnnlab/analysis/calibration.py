@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
@@ -165,7 +165,19 @@ def _coverage_figure(curve):
     return fig
 
 
+def claims(res: dict) -> list[Claim]:
+    """Calibration: the ECE change of temperature scaling, with its bootstrap interval."""
+    ci = res["ece_change"]["ci"]
+    ece = res["metrics"]["ece"]
+    holds = None if ci["low"] <= 0 <= ci["high"] else ci["high"] < 0
+    return [Claim("Softmax outputs are not probabilities as they come; temperature scaling "
+                  "calibrates them", f"ECE {ece['before']['estimate']:.3f} -> "
+                  f"{ece['after']['estimate']:.3f} (T = {res['temperature']:.2f}); "
+                  f"{res['ece_change']['verdict']}", holds)]
+
+
 ANALYSIS = register(Analysis(
     name="calibration", title="Calibration", compute=calibration, section=section, order=70,
     verb=("calibrate",), quick={"resamples": 500},
+    claims=claims,
 ))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
@@ -162,7 +162,23 @@ def _figure(rows: list[dict], dataset: str):
     return fig
 
 
+def claims(res: dict) -> list[Claim]:
+    """Energy: the course's three models, per training image, measured or estimated."""
+    rows = {r["label"]: r for r in res["rows"]}
+    picks = [(name, rows[label]) for name, label in
+             (("MLP", "mlp"), ("LeNet-5", "this run"), ("ResNet-20", "resnet20")) if label in rows]
+    if len(picks) < 2:
+        return []
+    said = ", ".join(f"{name} {1000 * r['j_per_train_image']:.2f} mJ" for name, r in picks)
+    job = res.get("job", {}).get("kwh")
+    return [Claim("Training has an energy cost, and it grows with the model",
+                  f"per training image ({res['method']['kind']}): {said}" +
+                  (f"; the whole job {1000 * job:.2f} Wh" if job else ""),
+                  picks[-1][1]["j_per_train_image"] > picks[0][1]["j_per_train_image"])]
+
+
 ANALYSIS = register(Analysis(
     name="energy", title="Energy and carbon", compute=energy, section=section, order=95,
     verb=("audit", "energy"),
+    claims=claims,
 ))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import esc, img
@@ -129,7 +129,17 @@ def _fields_figure(fields: list[dict], arrays: dict):
     return fig
 
 
+def claims(res: dict) -> list[Claim]:
+    """A convolution is a small moving window, and stacking them widens what a unit sees."""
+    sizes = [f["size"] for f in res["fields"]]
+    said = ", ".join(f"{f['layer']} {f['size'][0]}x{f['size'][1]}" for f in res["fields"])
+    return [Claim("A convolution looks at a small window; deeper layers see more of the image",
+                  f"receptive fields in input pixels: {said} (exact)",
+                  len(sizes) > 1 and all(b[0] > a[0] for a, b in zip(sizes, sizes[1:], strict=False)))]
+
+
 ANALYSIS = register(Analysis(
     name="filters", title="What convolutions see", compute=filters, section=section, order=84,
     verb=("explain", "filters"),
+    claims=claims,
 ))

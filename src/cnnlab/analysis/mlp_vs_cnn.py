@@ -8,10 +8,9 @@ model on the same evaluation images by an exact McNemar test.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import esc, img, para, pct_ci, table
@@ -37,7 +36,7 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
                           f"{', '.join(list_models())}")
     rows, correct = [], {}
     for name in models:
-        sub = run if name == run.config.model else run.subrun(replace(run.config, model=name),
+        sub = run if name == run.config.model else run.subrun(run.config.derive(model=name),
                                                              name, log)
         correct[name] = _correct(sub)
         rows.append({k: sub.metrics[k] for k in ROW_KEYS} | {"run": str(sub.path)})
@@ -130,7 +129,25 @@ def _figure(rows: list[dict]):
     return fig
 
 
+def claims(res: dict) -> list[Claim]:
+    """Few weights per layer (an exact count) and depth (McNemar against LeNet-5)."""
+    models = {m["model"]: m for m in res["models"]}
+    out = []
+    if "mlp" in models and res["reference"] in models:
+        mlp, cnn = models["mlp"]["first_layer_params"], models[res["reference"]]["first_layer_params"]
+        out.append(Claim("A convolution needs far fewer weights than a layer with a weight per "
+                         "pixel", f"first layer: MLP {mlp:,} weights, {res['reference']} {cnn:,} "
+                         f"({mlp / max(cnn, 1):,.0f}x fewer); exact counts", cnn < mlp))
+    for c in res["comparisons"]:
+        if c["model"] != "mlp":
+            holds = None if c["p_value"] >= 0.05 else c["difference_points"] > 0
+            out.append(Claim(f"A deeper network does better ({c['model']} against {c['reference']})",
+                             c["words"], holds))
+    return out
+
+
 ANALYSIS = register(Analysis(
     name="mlp_vs_cnn", title="MLP versus CNN", compute=mlp_vs_cnn, section=section, order=80,
     verb=("experiment", "mlp-vs-cnn"),
+    claims=claims,
 ))

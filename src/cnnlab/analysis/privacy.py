@@ -12,11 +12,10 @@ bootstrap CI) and TPR at 0.1% and 1% FPR, on a log-log ROC (evaluate/membership.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cnnlab.analysis._subject import other_config
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
@@ -64,7 +63,7 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
 
     def train_on(keep, label: str, cfg=base) -> Run:
         drop = np.setdiff1d(np.arange(len(pool)), keep)
-        return run.subrun(replace(cfg, drop_train=run.index_file(drop)), label, log)
+        return run.subrun(cfg.derive(drop_train=run.index_file(drop)), label, log)
 
     target = train_on(candidates[is_member], "privacy-target")
     probs = target.predict(x, tta=0, calibrated=False)  # raw softmax: what an attacker sees
@@ -85,7 +84,7 @@ def _random_labels(train_on, base, n_classes: int, candidates, is_member, x):
     """Loss-attack scores on a target trained on the same members with random labels."""
     from cnnlab.data import data_for
 
-    noisy = replace(base, label_noise=1 - 1 / n_classes)  # flipped uniformly: random labels
+    noisy = base.derive(label_noise=1 - 1 / n_classes)  # flipped uniformly: random labels
     target = train_on(candidates[is_member], "privacy-random-labels", noisy)
     y = data_for(noisy).train.y[candidates].numpy()
     return _loss_scores(target.predict(x, tta=0, calibrated=False), y)
@@ -96,7 +95,7 @@ def _config(run: Run, dataset, image_size, epochs, model, model_kwargs, recipe):
     cfg = other_config(run, dataset, image_size, 0, epochs,
                        {"crop_padding": 0, "flip": False, "weight_decay": 0.0, "cutout": 0,
                         "label_noise": 0.0, "checkpoints": 0, "groups": ""} | (recipe or {}))
-    return replace(cfg, model=model, model_kwargs=model_kwargs or {}, drop_train="")
+    return cfg.derive(model=model, model_kwargs=model_kwargs or {}, drop_train="")
 
 
 def _loss_scores(probs, y):
@@ -206,6 +205,16 @@ def _roc_figure(arrays: dict, res: dict):
     return fig
 
 
+def claims(res: dict) -> list[Claim]:
+    """Privacy: the strongest membership attack's AUC against chance."""
+    on_target = [a for a in res["attacks"] if "random" not in a["attack"]]  # not the random-label control
+    best = max(on_target or res["attacks"], key=lambda a: a["auc"])
+    ci = best["auc_ci"]
+    return [Claim("A trained model leaks which images it was trained on",
+                  f"{best['attack']} attack on an overfit model: AUC {ci['estimate']:.3f} (95% CI "
+                  f"{ci['low']:.3f}-{ci['high']:.3f}; chance 0.5)", ci["low"] > 0.5)]
+
+
 ANALYSIS = register(Analysis(
     name="privacy", title="Privacy: membership inference", compute=privacy, section=section,
     order=94, verb=("audit", "privacy"),
@@ -213,4 +222,5 @@ ANALYSIS = register(Analysis(
            "model_kwargs": {"widths": [16, 32, 64]}},
     full={"shadows": 16, "epochs": 40, "members": 2000, "nonmembers": 3000, "image_size": 32,
           "model_kwargs": {"widths": [16, 32, 64]}},
+    claims=claims,
 ))

@@ -48,6 +48,17 @@ class SectionContext:
 Budget = dict | Callable[["Run"], dict]
 
 
+@dataclass
+class Claim:
+    """One claim of the course and what this run measured of it."""
+
+    claim: str
+    verdict: str
+    """The measurement in words, with its interval where it compares."""
+    holds: bool | None
+    """True: shown; False: contradicted or not shown on this run; None: within noise."""
+
+
 @dataclass(frozen=True)
 class Analysis:
     """One analysis: what it computes, how the report shows it, how the CLI and ``cnnlab run``
@@ -72,6 +83,8 @@ class Analysis:
     in_main_job: bool = True
     needs: tuple[str, str] | None = None
     """(module, extra) of an optional dependency, e.g. ("captum", "explain")."""
+    claims: Callable[[dict], list[Claim]] | None = None
+    """The lecture's claims this result measures, for the table that opens the report."""
 
     def missing(self) -> str:
         """'' if the analysis can run here, else what to install."""
@@ -190,11 +203,27 @@ class StoredResult:
         return load_npz(self.path.with_suffix(".npz"))
 
 
+MAIN_JOB_FILE = "main_job.json"
+"""analysis/main_job.json: which stored result of each analysis ``cnnlab run`` wrote."""
+
+
+def record_main_job(run_path: Path, stems: dict[str, str]) -> None:
+    atomic_write_json(run_path / "analysis" / MAIN_JOB_FILE, {"stems": stems})
+
+
+def main_job_stems(run_path: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads((run_path / "analysis" / MAIN_JOB_FILE).read_text())["stems"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def load_results(run_path: Path, name: str) -> tuple[list[StoredResult], list[Path]]:
-    """The stored results of one analysis, newest first, and files in an older layout."""
+    """The stored results of one analysis, the main job's first, then newest first, and
+    files in an older layout."""
     stored, legacy = [], []
     for path in sorted((run_path / "analysis").glob(f"{name}*.json")):
-        if path.stem != name and not path.stem.startswith(f"{name}-"):
+        if path.name == MAIN_JOB_FILE or (path.stem != name and not path.stem.startswith(f"{name}-")):
             continue
         try:
             record = json.loads(path.read_text())
@@ -207,6 +236,8 @@ def load_results(run_path: Path, name: str) -> tuple[list[StoredResult], list[Pa
         stored.append(StoredResult(path.stem, record["options"], record["result"],
                                    record.get("written", ""), path))
     stored.sort(key=lambda s: (s.written, s.path.stat().st_mtime), reverse=True)
+    main = main_job_stems(run_path).get(name)
+    stored.sort(key=lambda s: s.stem != main)  # stable: the main job's result, then the newest
     return stored, legacy
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import esc, img, pct, pct_ci, table
@@ -250,7 +250,19 @@ def full(run: Run) -> dict:
     return {"eps": round(step, 6)} if step else {}
 
 
+def claims(res: dict) -> list[Claim]:
+    """Small noise fools a CNN: robust accuracy (an image counts only if every attack fails)."""
+    ci, clean = res["robust_accuracy_ci"], res["clean_accuracy"]
+    radius = f"{res['eps'] * 255:.0f}/255" if res["norm"] == "linf" else f"{res['eps']:.2f}"
+    return [Claim("Small, well-chosen noise fools a CNN",
+                  f"{res['norm'].replace('linf', 'L-inf').replace('l2', 'L2')} radius {radius}: "
+                  f"clean {100 * clean:.1f}%, under attack {100 * ci['estimate']:.1f}% (95% CI "
+                  f"{100 * ci['low']:.1f}-{100 * ci['high']:.1f}) on {res['n']} images",
+                  ci["high"] < clean)]
+
+
 ANALYSIS = register(Analysis(
     name="robustness", title="Adversarial robustness", compute=robustness, section=section,
     order=86, verb=("attack",), quick=quick, full=full,
+    claims=claims,
 ))

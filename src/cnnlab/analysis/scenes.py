@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
@@ -185,8 +185,32 @@ def _pictures(ctx: SectionContext) -> str:
     return html
 
 
+USEFUL = {"detect": 0.5, "segment": 0.7, "pose-heatmap": 0.9, "pose-regression": 0.6}
+"""The score each head must reach for the claim to count as shown (the full budget reaches
+0.75 / 0.89 / 0.97 / 0.85)."""
+
+
+def claims(res: dict) -> list[Claim]:
+    """Beyond classification: each head against a useful score; the pose heads by McNemar."""
+    rows = {r["task"]: r for r in res["rows"]}
+    said = ", ".join(f"{label} {r['score_name']} {r['score']:.3f} (useful: {USEFUL[label]:g})"
+                     for label, r in rows.items() if label in USEFUL)
+    out = [Claim("One CNN backbone detects, segments and finds keypoints",
+                 f"on {res['dataset']}: {said}",
+                 all(rows[k]["score"] >= v for k, v in USEFUL.items() if k in rows))]
+    pose = res["pose"]
+    if pose["mcnemar"]["p_value"] < 0.05:
+        holds = pose["pck_ci"]["heatmap"]["estimate"] > pose["pck_ci"]["regression"]["estimate"]
+    else:
+        holds = None
+    out.append(Claim("Heatmaps locate keypoints better than regressing coordinates (DeepPose)",
+                     pose["words"], holds))
+    return out
+
+
 ANALYSIS = register(Analysis(
     name="scenes", title="Beyond classification: detection, segmentation and pose", compute=scenes,
     section=section, order=89, verb=("scenes",),
     quick={"n_train": 300, "epochs": 4, "width": 8, "batch_size": 16, "reference": False}, full={},
+    claims=claims,
 ))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cnnlab.analysis._subject import other_config
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
@@ -168,9 +168,24 @@ QUICK = {"image_size": 16, "limit_train": 1500, "epochs": 8, "seeds": 3,
          "model_kwargs": {"widths": [16, 32, 64]}, "recipe": {"lr": 0.2, "label_smoothing": 0.0}}
 
 
+def claims(res: dict) -> list[Claim]:
+    """Bias: ERM's worst group, and whether a fix raises it (Welch interval over seeds)."""
+    erm = res["per_seed"]["erm"]
+    worst = sum(s["worst_group"] for s in erm) / len(erm)
+    average = sum(s["average"] for s in erm) / len(erm)
+    fixes = [c for c in res["comparisons"] if c["measure"] == "worst_group"]
+    helped = [c for c in fixes if c["ci"]["low"] > 0]
+    said = "; ".join(f"{NAMES[c['method']]} {c['verdict']}" for c in fixes)
+    return [Claim("A spurious correlation makes a CNN fail a group, and a measured fix helps",
+                  f"ERM: average {100 * average:.1f}%, worst group {100 * worst:.1f}% "
+                  f"({len(erm)} seeds); worst group against ERM: {said}",
+                  bool(helped) if fixes else None)]
+
+
 ANALYSIS = register(Analysis(
     name="spurious", title="Bias: a spurious correlation and its fixes", compute=spurious,
     section=section, order=73, verb=("experiment", "spurious"), quick=QUICK,
     full={"image_size": 32, "seeds": 3, "epochs": 15, "model_kwargs": {"widths": [32, 64, 128]},
           "recipe": {"lr": 0.2, "label_smoothing": 0.0}},
+    claims=claims,
 ))

@@ -13,10 +13,9 @@ retrains, and tests the change in accuracy (McNemar, paired on the evaluation im
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 from cnnlab.viz.html import img, para, table
@@ -49,13 +48,15 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
         raise CnnlabError("value needs 0 <= noise < 1, 0 <= retrain < 1, lowest >= 1, folds 0 or "
                           ">= 2, and ks of positive whole numbers")
     subject = run if not noise else run.subrun(
-        replace(run.config, label_noise=noise, checkpoints=min(4, run.config.epochs)), "noisy", log)
+        run.config.derive(label_noise=noise, checkpoints=4), "noisy", log)
     train_out, data = subject.train_outputs(), subject.data()
-    values = _knn_values(subject, train_out, ks, log)
+    valued, scored = evaluation_halves(len(data.val), subject.config.seed)
+    values = _knn_values(subject, train_out, ks, valued, log)
     main = values[ks[0]]
     order = np.argsort(main, kind="stable")[:lowest]
     suggested = train_out["logits"].argmax(1)
     result = {"subject": str(subject.path), "noise": noise, "ks": list(ks), "n_train": len(main),
+              "n_valued_against": len(valued),
               "classes": subject.classes, "folds": folds,
               "per_class": _per_class(main, train_out["y"], subject.classes),
               "lowest": [{"index": int(i), "label": subject.classes[train_out["y"][i]],
@@ -67,16 +68,27 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
     if data.flipped is not None:
         result["detection"] = _detection(rankings, data.flipped.numpy(), log)
     if retrain:
-        result["retrain"] = _retrain(subject, rankings, retrain, data.flipped, log)
+        result["retrain"] = _retrain(subject, rankings, retrain, data.flipped, scored, log)
+        result["retrain"]["n_valued_against"] = len(valued)
     if export_review:
         _export(export_review, result["lowest"])
     return result
 
 
-def _knn_values(subject: Run, train_out: dict, ks: tuple[str, ...], log: Log) -> dict:
+def evaluation_halves(n: int, seed: int):
+    """Two disjoint seeded halves of the evaluation images: KNN-Shapley values training images
+    against the labels of the first; remove-and-retrain scores every ranking on the second, so
+    no ranking has seen the labels it is scored on."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+
+
+def _knn_values(subject: Run, train_out: dict, ks: tuple[str, ...], valued, log: Log) -> dict:
     from cnnlab.explain.valuation import knn_shapley
 
-    val = subject.data().val
+    val = subject.data().val.subset(valued)
     val_emb = _embed(subject, val.x)
     values = {}
     for k in ks:
@@ -116,7 +128,7 @@ def _cleanlab(subject: Run, folds: int, log: Log):
     order = np.random.default_rng(subject.config.seed).permutation(len(train))
     for f in range(folds):
         held = np.sort(order[f::folds])
-        fold = subject.subrun(replace(subject.config, drop_train=subject.index_file(held),
+        fold = subject.subrun(subject.config.derive(drop_train=subject.index_file(held),
                                       checkpoints=0), f"fold{f + 1}of{folds}", log)
         probs[held] = fold.predict(train.x[held], tta=0)
     log(f"cleanlab: out-of-fold probabilities from {folds} trainings on {folds - 1}/{folds} of "
@@ -125,17 +137,18 @@ def _cleanlab(subject: Run, folds: int, log: Log):
     return np.argsort(scores, kind="stable")
 
 
-def _retrain(subject: Run, rankings: dict, fraction: float, flipped, log: Log) -> dict:
+def _retrain(subject: Run, rankings: dict, fraction: float, flipped, scored, log: Log) -> dict:
     """Remove the lowest-ranked ``fraction`` by each ranking (and, where flipped labels are
-    known, exactly those), retrain, and compare with the model before on the evaluation set:
-    accuracy with its Wilson CI, the paired difference by McNemar's test."""
+    known, exactly those), retrain, and compare with the model before on the ``scored`` half
+    of the evaluation set (KNN-Shapley never saw its labels): accuracy with its Wilson CI, the
+    paired difference by McNemar's test."""
     from pathlib import Path
 
     import numpy as np
 
     from cnnlab.evaluate.stats import accuracy_ci, mcnemar
 
-    val = subject.data().val
+    val = subject.data().val.subset(scored)
     y = val.y.numpy()
     before = subject.predict(val.x).argmax(1) == y
     n = int(round(fraction * len(next(iter(rankings.values())))))
@@ -148,7 +161,7 @@ def _retrain(subject: Run, rankings: dict, fraction: float, flipped, log: Log) -
              "ci": accuracy_ci(before).to_dict()}]
     for name, drop in drops.items():
         drop_file = subject.index_file(drop)
-        cfg = replace(subject.config, drop_train=drop_file, checkpoints=0)
+        cfg = subject.config.derive(drop_train=drop_file)
         after = subject.subrun(cfg, "retrain", log).predict(val.x).argmax(1) == y
         test = mcnemar(before, after)
         rows.append({"ranking": name, "removed": len(drop), "drop_file": Path(drop_file).name,
@@ -279,7 +292,9 @@ def _retrain_table(r: dict) -> str:
     return (f"<h3>Remove the lowest {100 * r['fraction']:.0f}% and retrain</h3>" + table(
         ["images removed by", "removed", "of them flipped", "accuracy (95% CI)",
          "against the model before"], rows) +
-        para(f"Accuracy on the {r['n_eval']:,} evaluation images; the verdict pairs each retrained "
+        para(f"Accuracy on {r['n_eval']:,} evaluation images that KNN-Shapley never saw (the "
+             f"values were computed against the other {r.get('n_valued_against', 0):,}); the "
+             "verdict pairs each retrained "
              "model with the model before on the same images (exact McNemar test).", note=True))
 
 
@@ -302,9 +317,25 @@ def _lowest_figure(images, rows: list[dict]):
     return fig
 
 
+def claims(res: dict) -> list[Claim]:
+    """Which training images: the best ranking against a random order, on flipped labels."""
+    rankings = {r["ranking"]: r for r in res["detection"]["rankings"]}
+    if "random" not in rankings or len(rankings) < 2:
+        return []
+    rand = rankings.pop("random")
+    best = max(rankings.values(), key=lambda r: r["precision"])
+    ci = best["ci"]
+    return [Claim("Data valuation finds the training images that hurt the model",
+                  f"{100 * res['noise']:.0f}% of labels flipped: {best['ranking']} finds "
+                  f"{best['found']} of them in its lowest {best['k']} (95% CI "
+                  f"{100 * ci['low']:.1f}-{100 * ci['high']:.1f}%), a random order "
+                  f"{100 * rand['precision']:.1f}%", ci["low"] > rand["ci"]["high"])]
+
+
 ANALYSIS = register(Analysis(
     name="value", title="Which training images: data value", compute=value, section=section,
     order=90, verb=("value",), needs=("cleanlab", "explain"),
     quick={"noise": 0.1},  # 10% of the labels flipped, so that P@k has a known answer
     full={"noise": 0.1, "retrain": 0.1},
+    claims=claims,
 ))

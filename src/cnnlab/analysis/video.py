@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis.registry import Analysis, SectionContext, register
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.analysis.scenes import scenes_config
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
@@ -159,9 +159,22 @@ def _action_html(a: dict) -> str:
     return html
 
 
+def claims(res: dict) -> list[Claim]:
+    """Tracking by detection: MOTA and IDF1 of the whole system, against a useful 0.7."""
+    out = []
+    system = {k: v for k, v in res["tracking"].items() if k.endswith("detector")}
+    if system:
+        said = "; ".join(f"{k}: MOTA {v['mota']:.3f}, IDF1 {v['idf1']:.3f}" for k, v in system.items())
+        out.append(Claim("Tracking by detection follows objects through a video",
+                         f"{res['clips']} clips of {res['frames']} frames, {said} (useful: 0.7)",
+                         any(v["mota"] >= 0.7 and v["idf1"] >= 0.7 for v in system.values())))
+    return out
+
+
 ANALYSIS = register(Analysis(
     name="video", title="Video: tracking by detection and action recognition", compute=video,
     section=section, order=90, verb=("video",),
     quick={"clips": 2, "frames": 32, "n_train": 300, "epochs": 4, "width": 8, "action_clips": 0},
     full={},
+    claims=claims,
 ))

@@ -14,7 +14,9 @@ How far to trust them:
 - ``sanity_check``: cascading randomization (Adebayo et al. 2018). The model's weighted layers
   are re-initialised from the top down; after each cut, the Spearman rank correlation between
   a method's maps on the trained and on the randomized model. A map that barely changes when
-  the model is destroyed explains the image (edges), not the model.
+  the model is destroyed explains the image (edges), not the model. Raw correlations also
+  count any spatial pattern both models draw on every image, so each model's mean map is
+  divided out and the correlation is taken against a different-image baseline.
 - ``faithfulness``: deletion and insertion curves (Petsiuk, Das & Saenko 2018): pixels are
   removed from (or revealed in) a blurred copy in order of importance, and the probability of
   the predicted class is tracked; the area under each curve, against a random order.
@@ -122,8 +124,8 @@ def randomize(model: nn.Module, names: list[str], seed: int = 0) -> nn.Module:
     return out.eval()
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over images of the Spearman rank correlation of two maps (N, H, W)."""
+def rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of two maps (N, H, W), image by image: (N,)."""
     from scipy.stats import spearmanr
 
     values = []
@@ -132,24 +134,61 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
             values.append(0.0)  # a constant map keeps no ranking of the original
         else:
             values.append(float(spearmanr(x, y).statistic))
-    return float(np.mean(values))
+    return np.asarray(values)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the Spearman rank correlation of two maps (N, H, W)."""
+    return float(rank_correlations(a, b).mean())
+
+
+def without_mean_map(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by the model's mean map over the images: what is left is what this
+    image adds to the pattern the model draws on every image (borders, centre, padding)."""
+    mean = maps.mean(0, keepdims=True)
+    return maps / (mean + 1e-6 * float(mean.max()) + 1e-12)
+
+
+def image_specific_similarity(trained: np.ndarray, random: np.ndarray) -> dict:
+    """How much of the trained model's map of an image survives randomization, beyond a fixed
+    spatial pattern. Raw rank correlations are inflated by any pattern both models draw on
+    every image: the trained map of image i correlates with the random map of a *different*
+    image as well. So both sets of maps lose their mean map, and the same-image correlation
+    is compared with the different-image one (image i against image i+1); per image,
+    ``excess`` = same - different, with a bootstrap interval over images."""
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    other = np.roll(np.arange(len(trained)), 1)  # a derangement: every image meets another
+    t, r = without_mean_map(trained), without_mean_map(random)
+    excess = rank_correlations(t, r) - rank_correlations(t, r[other])
+    return {"raw": rank_correlation(trained, random),
+            "raw_other_image": rank_correlation(trained, random[other]),
+            "excess": float(excess.mean()), "excess_ci": bootstrap_ci(excess).to_dict()}
 
 
 def sanity_check(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
                  methods: list[str], maps: dict[str, np.ndarray], cuts: int = 4) -> dict:
-    """Cascading randomization from the top: for ``cuts`` depths (the last one: every layer),
-    each method's rank correlation with its maps on the trained model."""
+    """Cascading randomization from the top (Adebayo et al. 2018): for ``cuts`` depths (the
+    last one: every layer), how much of each method's maps on the trained model survive,
+    image by image, beyond the different-image baseline (``image_specific_similarity``).
+    ``row[method]`` is that excess; ``full_raw`` keeps the uncorrected correlation."""
+    if len(x) < 2:
+        raise CnnlabError("the sanity check needs at least 2 images (one is the other's baseline)")
     layers = weighted_layers(model)[::-1]  # top (classifier) first
     depths = sorted({max(1, round(len(layers) * (i + 1) / cuts)) for i in range(cuts)})
-    rows = []
+    rows, detail = [], {}
     for depth in depths:
         random_model = randomize(model, layers[:depth])
         row = {"layers_randomized": depth, "down_to": layers[depth - 1]}
         for method in methods:
-            row[method] = rank_correlation(maps[method], attribute(random_model, x, target, method))
+            detail[method] = image_specific_similarity(maps[method],
+                                                       attribute(random_model, x, target, method))
+            row[method] = detail[method]["excess"]
         rows.append(row)
-    return {"layers": len(layers), "cascade": rows,
-            "full": {m: rows[-1][m] for m in methods}}
+    return {"layers": len(layers), "cascade": rows, "full": {m: rows[-1][m] for m in methods},
+            "full_ci": {m: detail[m]["excess_ci"] for m in methods},
+            "full_raw": {m: detail[m]["raw"] for m in methods},
+            "full_raw_other_image": {m: detail[m]["raw_other_image"] for m in methods}}
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -190,9 +229,25 @@ def faithfulness(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
     for method, order in orders.items():
         deletion = _curve(model, x, target, order, steps, insert=False)
         insertion = _curve(model, x, target, order, steps, insert=True)
-        out[method] = {"deletion_auc": float(np.trapezoid(deletion, dx=1 / steps, axis=1).mean()),
-                       "insertion_auc": float(np.trapezoid(insertion, dx=1 / steps, axis=1).mean()),
+        d_auc = np.trapezoid(deletion, dx=1 / steps, axis=1)
+        i_auc = np.trapezoid(insertion, dx=1 / steps, axis=1)
+        out[method] = {"deletion_auc": float(d_auc.mean()), "insertion_auc": float(i_auc.mean()),
+                       "gain_per_image": (i_auc - d_auc).tolist(),
                        "deletion": deletion.mean(0).tolist(), "insertion": insertion.mean(0).tolist()}
+    return out
+
+
+def compare_faithfulness(faithful: dict, methods: list[str]) -> dict:
+    """Each method's gain (insertion minus deletion AUC) over a random order, and the best
+    method against the runner-up, as paired bootstrap intervals over the same images."""
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    gain = {m: np.asarray(faithful[m]["gain_per_image"]) for m in [*methods, "random"]}
+    over_random = {m: bootstrap_ci(gain[m] - gain["random"]).to_dict() for m in methods}
+    ranked = sorted(methods, key=lambda m: gain[m].mean(), reverse=True)
+    out = {"over_random": over_random, "ranked": ranked}
+    if len(ranked) > 1:
+        out["best_minus_next"] = bootstrap_ci(gain[ranked[0]] - gain[ranked[1]]).to_dict()
     return out
 
 

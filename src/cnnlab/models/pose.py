@@ -151,6 +151,18 @@ class PoseRegressor(nn.Module):
         """Crops (B, 3, S, S) in [0, 1] -> keypoints (B, K, 2) in crop coordinates."""
         return self(x)
 
+    @torch.no_grad()
+    def confidence(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) in (0, 1]: how well the pose agrees with itself when the crop moves by one pixel
+        each way (corrected for the move): 1 / (1 + mean disagreement in pixels). Regression has
+        no score of its own; COCO's keypoint AP ranks poses, so each needs one."""
+        base, size, spread = self(x), x.shape[-1], torch.zeros(len(x), device=x.device)
+        for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+            moved = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+            shift = torch.tensor([dx, dy], dtype=base.dtype, device=x.device) / size
+            spread += ((self(moved) - shift - base).float() * size).norm(dim=-1).mean(-1) / 4
+        return 1 / (1 + spread)
+
 
 def gaussian_log_targets(kp: torch.Tensor, grid: tuple[int, int], sigma: float = 1.0) -> torch.Tensor:
     """Keypoints (B, K, 2+) in crop coordinates -> log-probability maps (B, K, h, w): a Gaussian
@@ -221,6 +233,17 @@ class PoseHeatmap(nn.Module):
         """Crops (B, 3, S, S) in [0, 1] -> keypoints (B, K, 2) in crop coordinates."""
         logits = self(x).float()  # float32 even under autocast: bf16 would round the weighted mean
         return decode_heatmaps(torch.softmax(logits.flatten(2), dim=-1).view(logits.shape), self.radius)
+
+    @torch.no_grad()
+    def confidence(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,): the heatmaps' probability mass within ``radius`` cells of each peak, averaged
+        over keypoints (the peak-value score of top-down pose methods, as a mass)."""
+        logits = self(x).float()
+        p = torch.softmax(logits.flatten(2), dim=-1).view(logits.shape)
+        window = 2 * self.radius + 1
+        mass = F.avg_pool2d(p.flatten(0, 1)[:, None], window, 1, self.radius,
+                            count_include_pad=True) * window ** 2  # mass of the window at each cell
+        return mass.flatten(1).max(1).values.view(len(x), -1).mean(1)
 
 
 def deeppose_resnet20(num_keypoints: int, image_size: int, in_channels: int = 3,

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.analysis import Analysis, load_all, load_results
-from cnnlab.analysis.registry import SectionContext, canonical
+from cnnlab.analysis.registry import SectionContext, canonical, main_job_stems
 from cnnlab.io import atomic_write_text
+from cnnlab.report.claims import claims_section
 from cnnlab.report.core import CORE_SECTIONS, ReportContext, read_history
 from cnnlab.run import Run
 from cnnlab.viz.html import Section, esc
@@ -34,6 +35,7 @@ def render_report(run: Run) -> Path:
         entries = [_Entry(order, name, lambda fn=fn: fn(ctx)) for order, name, fn in CORE_SECTIONS]
         entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir))
                     for a in load_all()]
+        entries.append(_Entry(0, "claims", lambda: claims_section(run)))
     else:  # detection, segmentation, pose: the task's own sections (analyses are per image)
         from cnnlab.report.dense import dense_sections
 
@@ -56,7 +58,8 @@ def render_report(run: Run) -> Path:
 
 
 def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section | None:
-    """The newest stored result of an analysis, drawn by its plug-in, and a list of the others."""
+    """The analysis's stored results, each drawn by its plug-in: the main job's first (or the
+    newest), then every other one, labelled with its settings."""
     stored, legacy = load_results(run.path, analysis.name)
     command = f"cnnlab {' '.join(analysis.verb)} {run.path}"
     if not stored:
@@ -64,18 +67,24 @@ def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section |
             return None
         return Section(analysis.title, f"<p>{len(legacy)} result file(s) written by an older "
                        f"cnnlab are not shown; run <code>{esc(command)}</code> again.</p>")
-    newest = stored[0]
-    ctx = SectionContext(run, plots_dir, newest.result, newest.arrays(), newest.options,
-                         newest.stem)
-    body = analysis.section(ctx)
-    if body is None:
-        return None
-    notes = [f"Settings: {_settings(analysis, newest.options)} (analysis/{newest.stem}.json; "
-             f"{newest.written})."]
-    notes += [f"Also stored: {_settings(analysis, s.options)} in analysis/{s.stem}.json."
-              for s in stored[1:]]
-    body += "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
-    return Section(analysis.title, body)
+    main = main_job_stems(run.path).get(analysis.name)
+    parts = []
+    for k, s in enumerate(stored):
+        body = analysis.section(SectionContext(run, plots_dir if k == 0 else plots_dir / s.stem,
+                                               s.result, s.arrays(), s.options, s.stem))
+        if body is None:
+            continue
+        who = ("From cnnlab run" if s.stem == main else "From a later call" if main
+               else "Newest result" if k == 0 else "Older result")
+        note = (f'<p class="note">{who}: settings '
+                f"{esc(_settings(analysis, s.options))} (analysis/{esc(s.stem)}.json; "
+                f"{esc(s.written)}).</p>")
+        if k:
+            body = (f"<h3>Also run: {esc(_settings(analysis, s.options))}</h3>" + note + body)
+        else:
+            body += note
+        parts.append(body)
+    return Section(analysis.title, "".join(parts)) if parts else None
 
 
 def _settings(analysis: Analysis, options: dict) -> str:

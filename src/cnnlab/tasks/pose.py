@@ -55,11 +55,11 @@ class PoseTask(Task):
         return ds.extras["keypoints"][idx.cpu()].to(device)
 
     def evaluate(self, model: nn.Module, ds, device: torch.device, bf16: bool = False) -> dict:
-        pred = crop_keypoints(model, ds.x, device, bf16)  # (M, K, 2) normalized
+        pred, conf = crop_keypoints(model, ds.x, device, bf16, with_confidence=True)
         true = ds.extras["keypoints"]
         scored = score_keypoints(from_crop(pred, ds.extras["crop_boxes"]),
                                  torch.cat([from_crop(true[..., :2], ds.extras["crop_boxes"]),
-                                            true[..., 2:]], -1), ds)
+                                            true[..., 2:]], -1), ds, scores=conf)
         method = "heatmaps" if type(model).__name__ == "PoseHeatmap" else "direct regression"
         return {"score": scored["pck"], **scored, "method": method, "n_objects": len(ds),
                 "predictions": pred}
@@ -81,37 +81,45 @@ def score_keypoints(pred: torch.Tensor, true: torch.Tensor, ds: ImageDataset,
 
 @torch.inference_mode()
 def crop_keypoints(model: nn.Module, crops: torch.Tensor, device: torch.device | str = "cpu",
-                   bf16: bool = False, batch_size: int = 256) -> torch.Tensor:
-    """``model.keypoints`` over uint8 crops in batches: (M, K, 2) normalized to the crop."""
+                   bf16: bool = False, batch_size: int = 256, with_confidence: bool = False
+                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``model.keypoints`` over uint8 crops in batches: (M, K, 2) normalized to the crop, and
+    with ``with_confidence`` each pose's own score (M,), which ranks poses in keypoint AP."""
     model.eval()
-    out = []
+    out, conf = [], []
     for start in range(0, len(crops), batch_size):
         xb = crops[start: start + batch_size].to(device).float().div_(255)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             out.append(model.keypoints(xb).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, 1, 2)
+            if with_confidence:
+                conf.append(model.confidence(xb).float().cpu())
+    kp = torch.cat(out) if out else torch.zeros(0, 1, 2)
+    return (kp, torch.cat(conf) if conf else torch.zeros(0)) if with_confidence else kp
 
 
 def pose_on_boxes(model: nn.Module, images: torch.Tensor, boxes: list[torch.Tensor], size: int
                   ) -> list[torch.Tensor]:
-    """Keypoints (n_i, K, 3: x, y in image pixels, visibility 2) of each image's boxes."""
+    """Keypoints (n_i, K, 3: x, y in image pixels, visibility 2) of each image's boxes, and
+    each pose's confidence (n_i,)."""
     crops, index, crop_boxes = crop_objects(images, boxes, size)
-    kp = from_crop(crop_keypoints(model, crops), crop_boxes)
+    kp, conf = crop_keypoints(model, crops, with_confidence=True)
+    kp = from_crop(kp, crop_boxes)
     kp = torch.cat([kp, torch.full_like(kp[..., :1], 2.0)], -1)
-    return [kp[index == i] for i in range(len(boxes))]
+    return [kp[index == i] for i in range(len(boxes))], [conf[index == i] for i in range(len(boxes))]
 
 
 def topdown_on_detections(pose_model: nn.Module, detector: nn.Module, images: ImageDataset,
                           size: int, score_min: float = 0.3) -> dict:
     """Keypoint AP of the whole system: the detector's boxes (score >= ``score_min``), keypoints
-    on their crops, ranked by detection score, against every ground-truth object."""
+    on their crops, ranked by detection score times pose confidence (as top-down pose methods
+    rank them), against every ground-truth object."""
     from cnnlab.tasks.detect import detect_images
 
     found = detect_images(detector, images.x, threshold=score_min)
-    kps = pose_on_boxes(pose_model, images.x, [f["boxes"] for f in found], size)
+    kps, confs = pose_on_boxes(pose_model, images.x, [f["boxes"] for f in found], size)
     truth = objects(images, torch.arange(len(images)))
-    preds = [{"keypoints": k, "scores": f["scores"], "labels": f["labels"]}
-             for k, f in zip(kps, found, strict=True)]
+    preds = [{"keypoints": k, "scores": f["scores"] * c, "labels": f["labels"]}
+             for k, c, f in zip(kps, confs, found, strict=True)]
     gts = [{"keypoints": t["keypoints"], "boxes": t["boxes"], "labels": t["labels"], "area": t["areas"]}
            for t in truth]
     return keypoint_ap(preds, gts)

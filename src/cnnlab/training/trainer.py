@@ -389,14 +389,25 @@ def checkpoint_epochs(cfg: TrainConfig) -> list[int]:
     return sorted({round(cfg.epochs * j / n) for j in range(1, n + 1)}) if n else []
 
 
+def tracin_weight(epoch: int, cfg: TrainConfig, schedule: tuple[int, int], steps_per_epoch: int) -> float:
+    """The step size a kept checkpoint stands for in TracIn (Pruthi et al. 2020): the learning
+    rate summed over the steps since the previous kept checkpoint, in epochs (so a constant lr
+    over one epoch weighs lr). The lr at one instant would not do: on a cosine schedule the
+    last epoch's middle has ~1/1000 of the peak, and the model whose mistakes are explained
+    would barely count."""
+    kept = checkpoint_epochs(cfg)
+    previous = max([e for e in kept if e < epoch], default=0)
+    steps = range(previous * steps_per_epoch, epoch * steps_per_epoch)
+    return sum(lr_at(s, *schedule, cfg.lr, cfg.schedule) for s in steps) / steps_per_epoch
+
+
 def save_checkpoint(run_dir: Path, model, epoch: int, schedule: tuple[int, int],
                     steps_per_epoch: int, cfg: TrainConfig) -> None:
-    """weights/epoch-NNN.safetensors: the model after ``epoch`` epochs, with the learning rate
-    at the middle of that epoch (TracIn weighs each checkpoint's gradients by it)."""
-    middle = (epoch - 1) * steps_per_epoch + steps_per_epoch // 2
-    lr = lr_at(middle, *schedule, cfg.lr, cfg.schedule)
-    ckpt.save_tensors(run_dir / "weights" / f"epoch-{epoch:03d}.safetensors",
-                      model.state_dict(), {"epoch": epoch, "lr": lr})
+    """weights/epoch-NNN.safetensors: the model after ``epoch`` epochs, with the step size it
+    stands for in TracIn (``tracin_weight``)."""
+    ckpt.save_tensors(run_dir / "weights" / f"epoch-{epoch:03d}.safetensors", model.state_dict(),
+                      {"epoch": epoch, "lr": tracin_weight(epoch, cfg, schedule, steps_per_epoch),
+                       "lr_is": "summed over the interval since the previous kept checkpoint"})
 
 
 def prepare_model(model: ImageClassifier, cfg: TrainConfig, device: torch.device) -> ImageClassifier:
