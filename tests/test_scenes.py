@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab.errors import CnnlabError
+
 from cnnlab.data.scenes import MAX_KEYPOINTS, MIN_VISIBLE, _keypoints, make_scenes
 
 
@@ -47,3 +49,15 @@ def test_map_wiring_on_hand_made_boxes():
     assert r["map_50"] == pytest.approx(1.0) and r["per_class"]["b"] == pytest.approx(0.6, abs=1e-6)
     missed = [{"boxes": [[10, 10, 30, 30]], "scores": [0.9], "labels": [0]}]
     assert detection_map(missed, targets, ["a", "b"])["map"] == pytest.approx(0.5)
+
+
+def test_scenes_take_a_most_objects_setting_and_refuse_a_bad_one():
+    from cnnlab.data import load_dataset
+
+    splits = load_dataset("scenes:n=20,objects=1", "", 48)
+    counts = (splits.train.extras["labels"] >= 0).sum(1)
+    assert splits.train.x.shape[-1] == 48 and (counts == 1).all()
+    with pytest.raises(CnnlabError, match="objects between 1 and 8"):
+        load_dataset("scenes:n=20,objects=9", "", 48)
+    with pytest.raises(CnnlabError, match=r"scenes:n=COUNT\[,objects=K\]"):
+        load_dataset("scenes:size=3", "", 48)

@@ -107,20 +107,35 @@ def _npz(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 def _scenes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
     from cnnlab.data.dense import to_image_dataset
 
-    n = _scenes_count(arg)
+    n, objects = _scenes_args(arg)
     size = image_size or 64
-    train, test = _cached_scenes(n, size, 0), _cached_scenes(max(100, n // 4), size, 2)
+    train = _cached_scenes(n, size, 0, objects)
+    test = _cached_scenes(max(100, n // 4), size, 2, objects)
     return DatasetSplits(to_image_dataset(train), to_image_dataset(test),
-                         f"scenes: procedural, {n} training images (seed 0) and the test split (seed 2)")
+                         f"scenes: procedural, {n} training images (seed 0) and the test split "
+                         f"(seed 2), 1 to {objects} objects each")
+
+
+def _scenes_args(arg: str) -> tuple[int, int]:
+    """``n=COUNT[,objects=K]`` -> (training scenes, most objects per scene)."""
+    values = {"n": 2000, "objects": 4}
+    for part in filter(None, arg.split(",")):
+        key, _, value = part.partition("=")
+        if key not in values or not value.isdigit():
+            raise CnnlabError(f"scenes:{arg}: write scenes:n=COUNT[,objects=K], e.g. scenes:n=600,objects=2")
+        values[key] = int(value)
+    if values["n"] < 10 or not 1 <= values["objects"] <= 8:
+        raise CnnlabError(f"scenes:{arg}: COUNT must be >= 10 and objects between 1 and 8")
+    return values["n"], values["objects"]
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_scenes(n: int, size: int, seed: int):
+def _cached_scenes(n: int, size: int, seed: int, objects: int = 4):
     """Scenes are generated once per process (the main job trains four tasks on them); callers
     get new ImageDatasets on the same tensors and never write into them."""
     from cnnlab.data.scenes import make_scenes
 
-    return make_scenes(n, size, seed)
+    return make_scenes(n, size, seed, objects)
 
 
 @DATASETS.register("videos")
