@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.errors import CnnlabError
-
 from cnnlab.data.scenes import MAX_KEYPOINTS, MIN_VISIBLE, _keypoints, make_scenes
+from cnnlab.errors import CnnlabError
 
 
 def test_scenes_are_seeded_and_their_annotations_agree_with_each_other():
