@@ -230,3 +230,17 @@ def test_the_validation_split_does_not_move_with_the_training_seed(digits_npz):
     c = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=0, val_seed=1))
     assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.x, b.train.x)
     assert not torch.equal(a.val.x, c.val.x)
+
+
+def test_images_read_from_files_are_writable_so_torch_does_not_warn(tmp_path):
+    """Issue: torch's non-writable-array warning in `explain filters --image` and the serve log."""
+    import warnings
+
+    from PIL import Image
+
+    from cnnlab.data.files import read_image
+
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "x.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.from_numpy(read_image(tmp_path / "x.png", 8, "RGB")).shape == (8, 8, 3)

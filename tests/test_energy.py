@@ -7,6 +7,7 @@ import pytest
 
 import cnnlab
 from cnnlab.analysis import run_analysis
+from cnnlab.cli import main
 from cnnlab.energy import Meter, _energy_mix, carbon
 from cnnlab.errors import CnnlabError
 
@@ -73,3 +74,18 @@ def test_results_csv_says_energy_and_the_combined_audit_compares_a_folder(tmp_pa
     assert main(["audit", str(tmp_path / "a")]) == 2  # no audit chosen: one line, exit 2
     res = run_analysis(cnnlab.load_run(tmp_path / "a"), "energy", folder=str(tmp_path), log=quiet)
     assert [r["model"] for r in res["rows"]] == ["mlp", "lenet5"]
+
+
+def test_a_country_given_after_training_applies_to_the_carbon_figures(tmp_path, capsys):
+    """Issue: `cnnlab run --name EXISTING --country FRA` kept country '' without a word."""
+    from cnnlab.energy import carbon_intensity
+
+    cfg = cnnlab.TrainConfig(model="mlp", epochs=1, limit_train=300, out_dir=str(tmp_path), name="r")
+    run = cnnlab.train(cfg, log=quiet, report=False)
+    assert run.config.country == ""
+    res = run_analysis(run, "energy", country="FRA", log=quiet)
+    row = res["rows"][0]
+    assert res["country"] == "FRA"
+    assert row["g_co2eq"] == pytest.approx(row["kwh"] * carbon_intensity("FRA")[0])
+    assert main(["run", "--name", "r", "--out-dir", str(tmp_path), "--country", "XXX"]) == 2
+    assert "unknown country code" in capsys.readouterr().err

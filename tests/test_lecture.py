@@ -68,6 +68,10 @@ def test_verdicts_say_only_what_the_numbers_show():
     changes["lenet5"]["original_ci"] = learned
     assert "locality cannot matter" in _verdicts(changes, "lenet5", 4, [1, 8, 8])[1]
     assert "locality cannot matter" not in _verdicts(changes, "lenet5", 4, [3, 32, 32])[1]
+    drop = {"estimate": -0.03, "low": -0.05, "high": -0.01, "level": 0.95}
+    changes["mlp"]["images_ci"] = drop  # images say drop, seeds do not: say which decides
+    mlp = _verdicts(changes, "lenet5", 4, [3, 32, 32])[0]
+    assert "no significant difference" in mlp and "over images excludes zero but the one over seeds" in mlp
 
 
 def test_mlp_vs_cnn_reports_first_layer_sizes_and_a_mcnemar_test(base_run):
@@ -208,3 +212,14 @@ def test_the_report_shows_the_main_jobs_result_first_and_later_calls_after_it(ba
     assert section.index("From cnnlab run: settings") < section.index("Also run: epochs=1, threshold=0.2")
     claims = html.split('id="claims"')[1].split("</section>")[0]
     assert "Confusion sets guide a CNN tree" in claims and 'href="#tree"' in claims
+
+
+def test_a_finished_subrun_keeps_only_what_analyses_read(base_run):
+    """Issue: sub-runs kept every checkpoint and the optimizer state (an MLP sub-run 40 MB)."""
+    from cnnlab.training import checkpoint as ckpt
+
+    sub = base_run.subrun(base_run.config.derive(model="mlp", epochs=1), "mlp-small", **quiet)
+    tensors, _ = ckpt.load_tensors(sub.path / "weights" / "last.safetensors")
+    assert not any(k.startswith("optim.") for k in tensors)
+    assert not (sub.path / "weights" / "best.safetensors").exists() and not sub.checkpoints()
+    assert sub.predict(base_run.data().val.x[:4]).shape == (4, 10)  # still a working model

@@ -26,8 +26,23 @@ from cnnlab.errors import CnnlabError, Interrupted
 EXIT_USAGE = 2
 
 
+class Verbs(argparse._SubParsersAction):
+    """Sub-commands whose page (``cnnlab VERB --help``) opens with their one-line help when
+    they give no longer description."""
+
+    def add_parser(self, name, **kwargs):
+        if not kwargs.get("description") and kwargs.get("help"):
+            text = kwargs["help"]
+            kwargs["description"] = text[:1].upper() + text[1:] + "."
+        return super().add_parser(name, **kwargs)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one CnnlabError line, not a usage block."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", Verbs)
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         raise CnnlabError(f"{message} (see {self.prog} --help)")
@@ -92,11 +107,22 @@ def shown(value) -> str:
     return str(value)
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults stay None so we know what the user set."""
+CLASSIFY_ONLY = ("label_noise", "permute_pixels", "tta", "groups", "dro_eta", "dp_epsilon",
+                 "dp_delta", "dp_clip", "adv", "adv_eps", "adv_steps", "adv_alpha", "adv_eval",
+                 "label_smoothing")
+"""TrainConfig fields that only image classification reads (detect train does not show them)."""
+
+
+def add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None,
+                     skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (but ``skip``), its help showing the verb's own default
+    (``defaults`` over the field's); defaults stay None so we know what the user set."""
     for f in config_fields():
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "{}"
+        default = (defaults or {}).get(f.name, default)
         help_ = f"{f.metadata.get('help', '')} (default: {default})"
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
@@ -140,7 +166,9 @@ def cmd_analysis(args) -> None:
     else:
         raise CnnlabError(f"give a run folder (cnnlab {' '.join(analysis.verb)} RUN) or "
                           f"--train-on DATASET to train one first")
-    result = run_analysis(run, analysis.name, **given(args, args.names))
+    if args.threads < 0:
+        raise CnnlabError(f"--threads must be >= 0 (0: one per core), not {args.threads}")
+    result = run_analysis(run, analysis.name, threads=args.threads, **given(args, args.names))
     print(f"wrote {run.path / 'analysis' / result['stem']}.json ({result['seconds']:.1f} s)")
     print(f"report: {render_report(run)}")
 
@@ -236,17 +264,22 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from cnnlab.report import render_report
+    from cnnlab.report import folder_size, render_report
     from cnnlab.run import load_run
 
-    print(f"report: {render_report(load_run(args.run))}")
+    run = load_run(args.run)
+    print(f"report: {render_report(run)} (run folder {folder_size(run.path)})")
 
 
 # ---- parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+
     parser = Parser(prog="cnnlab", description="Image recognition with CNNs, end to end, and "
                     "the questions of trust that come with it.")
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}",
+                        help="print cnnlab's version and exit")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = sub.add_parser("run", help="the main job: the whole lecture on one dataset, one report")
     p.set_defaults(fn=cmd_run, names=add_signature_args(p, _main_job()))
@@ -277,24 +310,35 @@ def add_analysis_verbs(sub) -> None:
             p = sub.add_parser(a.verb[0], help=a.summary(), description=a.summary())
         else:
             if a.verb[0] not in groups:
-                group = sub.add_parser(a.verb[0], help=f"{a.verb[0]}: " + ", ".join(
-                    b.verb[1] for b in load_all() if b.verb[0] == a.verb[0]))
+                words = ", ".join(b.verb[1] for b in load_all() if b.verb[0] == a.verb[0])
+                more = (" Several audits in one call, with their default options: cnnlab audit "
+                        "RUN --bias --energy --privacy --provenance." if a.verb[0] == "audit" else "")
+                group = sub.add_parser(a.verb[0], help=f"{a.verb[0]}: {words}",
+                                       description=f"{a.verb[0].capitalize()}: {words}.{more}")
                 groups[a.verb[0]] = group.add_subparsers(dest="which", required=True, metavar="WHAT")
             p = groups[a.verb[0]].add_parser(a.verb[1], help=a.summary(), description=a.summary())
         p.add_argument("run", nargs="?", help="the run folder to analyse")
         p.add_argument("--train-on", metavar="DATASET",
                        help="without RUN: train the main CNN on DATASET first, as cnnlab run does")
         p.add_argument("--out-dir", default="runs", help="where --train-on writes its run")
+        p.add_argument("--threads", type=int, default=1, help="CPU threads for torch, here and in "
+                       "the analysis's own trainings (0: one per core; default: 1, see cnnlab "
+                       "train --help)")
         p.set_defaults(fn=cmd_analysis, analysis=a, names=add_signature_args(p, a.compute))
 
 
 def add_run_verbs(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a saved run on a dataset")
-    p.add_argument("run")
+    p.add_argument("run", help="the run folder to evaluate")
     p.add_argument("--dataset", help="dataset name (default: the run's own)")
-    p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--which", choices=["last", "best"], default="last", help="which weights")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="the run's evaluation images (test: its test split or hold-out) or its "
+                        "training images (default: test)")
+    p.add_argument("--which", choices=["last", "best"], default="last",
+                   help="the weights after the last epoch or those of the best validation epoch "
+                        "(default: last)")
+    p.add_argument("--data-dir", default=None,
+                   help="where downloaded datasets are cached (default: the run's own setting)")
     p.add_argument("--out", help="write the full metrics as JSON here")
     p.set_defaults(fn=cmd_evaluate)
 
@@ -302,7 +346,9 @@ def add_run_verbs(sub) -> None:
     p.add_argument("run", help="a run folder, or a model.onnx that cnnlab export wrote")
     p.add_argument("path", help="an image file or a folder of images")
     p.add_argument("--out", help="write predictions to this .csv or .json file")
-    p.add_argument("--which", choices=["last", "best"], default="last")
+    p.add_argument("--which", choices=["last", "best"], default="last",
+                   help="the weights after the last epoch or those of the best validation epoch "
+                        "(default: last)")
     p.add_argument("--top", type=int, default=3, help="how many classes to list per image")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first file that is not a readable image (default: skip it "
@@ -312,16 +358,16 @@ def add_run_verbs(sub) -> None:
     add_ship_verbs(sub)
 
     p = sub.add_parser("models", help="list models with parameters and MACs per image")
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--channels", type=int, default=3, help="input channels (default: 3, RGB)")
+    p.add_argument("--size", type=int, default=32, help="input side in pixels (default: 32)")
+    p.add_argument("--classes", type=int, default=10, help="output classes (default: 10)")
     p.set_defaults(fn=cmd_models)
 
     p = sub.add_parser("datasets", help="list datasets")
     p.set_defaults(fn=cmd_datasets)
 
     p = sub.add_parser("report", help="render a run's report.html again")
-    p.add_argument("run")
+    p.add_argument("run", help="the run folder whose report to render")
     p.set_defaults(fn=cmd_report)
 
 
@@ -374,6 +420,10 @@ def cmd_track(args) -> None:
     done = track_file(args.run, args.video, args.out, byte=not args.sort, threshold=args.threshold)
     print(f"tracked {done['tracks']} objects over {done['frames']} frames: wrote {done['out']} and "
           f"{done['mot']} (MOTChallenge rows)")
+    if not done["tracks"]:
+        print(f"cnnlab: no object was tracked: the detector found nothing scoring >= "
+              f"{args.threshold} (try a lower --threshold, or check that the video shows what "
+              f"the detector was trained on)", file=sys.stderr)
 
 
 def cmd_action(args) -> None:
@@ -381,8 +431,9 @@ def cmd_action(args) -> None:
 
     found = action_file(args.run, args.video)
     print(f"{found['action']}\t{found['probability']:.3f}")
-    for name, p in found["top"][1:]:
-        print(f"  then {name}\t{p:.3f}")
+    others = ", ".join(f"{name} {p:.3f}" for name, p in found["top"][1:])
+    if others:
+        print(f"  runners-up (other guesses for the same clip): {others}")
 
 
 def add_video_verbs(sub) -> None:
@@ -395,7 +446,7 @@ def add_video_verbs(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.1, help="lowest detection score kept")
     p.set_defaults(fn=cmd_track)
     p = sub.add_parser("action", help="the action in a video, with an action run (--dataset videos)")
-    p.add_argument("run")
+    p.add_argument("run", help="a run trained on --dataset videos")
     p.add_argument("video", help="an MP4, a GIF or a folder of frames")
     p.set_defaults(fn=cmd_action)
 
@@ -408,10 +459,10 @@ def add_detect_verbs(sub) -> None:
     p = verbs.add_parser("train", help="train a detector (default: ResNet-20 on scenes)")
     p.add_argument("--config", help="YAML recipe; flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
-    add_config_flags(p)
+    add_config_flags(p, DETECT_DEFAULTS, skip=CLASSIFY_ONLY)
     p.set_defaults(fn=cmd_detect_train)
     p = verbs.add_parser("eval", help="mAP (detect), mIoU (segment) or PCK and keypoint AP (pose)")
-    p.add_argument("run")
+    p.add_argument("run", help="a run folder that cnnlab detect train wrote")
     p.add_argument("--dataset", help="annotated data (scenes, yolo:PATH, coco:PATH, voc:PATH; "
                    "default: the run's own evaluation split)")
     p.add_argument("--detector", default="", help="pose: also score keypoints on the boxes this "
@@ -419,7 +470,7 @@ def add_detect_verbs(sub) -> None:
     p.add_argument("--out", help="write the metrics as JSON here")
     p.set_defaults(fn=cmd_detect_eval)
     p = verbs.add_parser("predict", help="annotated images and COCO-format predictions.json")
-    p.add_argument("run")
+    p.add_argument("run", help="a run folder that cnnlab detect train wrote")
     p.add_argument("path", help="an image file or a folder of images")
     p.add_argument("--out", default="", help="output folder (default: RUN/predicted)")
     p.add_argument("--detector", default="", help="pose: the detection run that finds the boxes")
@@ -431,8 +482,9 @@ def add_ship_verbs(sub) -> None:
     """export and serve: a model out of cnnlab, and the runs in a browser."""
     p = sub.add_parser("export", help="write the run's model as one ONNX file (normalization, "
                        "temperature and class names inside), checked against PyTorch")
-    p.add_argument("run")
-    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("run", help="the run folder to export")
+    p.add_argument("--format", choices=["onnx"], default="onnx",
+                   help="the file format (default: onnx, the only one)")
     p.add_argument("--out", default="", help="the .onnx file (default: RUN/export/model.onnx)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="also write a statically quantized int8 copy (ONNX Runtime)")
@@ -442,7 +494,7 @@ def add_ship_verbs(sub) -> None:
     p.add_argument("--runs", default="runs", help="the folder that holds run folders")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted")
     p.add_argument("--no-batching", action="store_true",
                    help="one model call per request (default: concurrent requests share calls)")
@@ -472,7 +524,7 @@ def cmd_audits(args) -> None:
 
     run = load_run(args.run)
     for name in args.chosen:
-        result = run_analysis(run, name)
+        result = run_analysis(run, name, threads=1)
         print(f"wrote {run.path / 'analysis' / result['stem']}.json ({result['seconds']:.1f} s)")
     print(f"report: {render_report(run)}")
 

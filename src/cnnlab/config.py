@@ -111,8 +111,10 @@ class TrainConfig:
     adv_eval: int = _f(500, "validation images attacked (PGD-10) at each evaluation when --adv is set")
     seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly")
     threads: int = _f(
-        0, "CPU threads for torch (0: torch's default, one per core); the count used is saved "
-        "in config.yaml, since a CPU run repeats exactly for a given count")
+        1, "CPU threads for torch (0: one per core). One by default: on 2 cores a second thread "
+        "trains 1.7-2.0x faster on a quiet machine but 1.6-25x slower beside one busy process "
+        "(benchmarks/threads.py); the record recipes set 2. The count is saved in config.yaml, "
+        "since a CPU run repeats exactly for a given count")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
     precision: str = _f(

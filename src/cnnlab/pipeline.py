@@ -90,6 +90,10 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
     """
     from cnnlab.env import torch_threads
 
+    if country:  # refused now, not after every analysis has run
+        from cnnlab.energy import carbon_intensity
+
+        carbon_intensity(country)
     with torch_threads(threads):
         return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
                          full, country, log, progress)
@@ -117,8 +121,11 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
         t = time.perf_counter()
         if a.name == "energy":  # the last analysis: it reports the phases before it
             write_job_phases(run)
+        options = a.budget(run, full)
+        if country and "country" in a.options():  # carbon of a reused run: derived from energy
+            options["country"] = country
         with meter().phase(f"analysis: {a.name}"):
-            stems[a.name] = run_analysis(run, a.name, log=log, **a.budget(run, full))["stem"]
+            stems[a.name] = run_analysis(run, a.name, log=log, **options)["stem"]
         record_main_job(run.path, stems)  # the report shows these first, whatever runs later
         times.append((a.name, time.perf_counter() - t))
         log(f"   ({a.name}: {times[-1][1]:.1f} s)")

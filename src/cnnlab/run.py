@@ -250,12 +250,15 @@ class Run:
 
         The folder is named by a hash of every setting, so a changed setting (epochs, seed,
         data) means a new sub-run, never a stale one; an interrupted one resumes."""
+        cfg = replace(cfg, threads=torch.get_num_threads())  # the analysis's count, not the run's
         cfg = replace(cfg, out_dir=str(self.path / "subruns"), name=f"{label}-{cfg.digest()}")
         folder = Path(cfg.out_dir) / cfg.name
         if (folder / "metrics.json").is_file():
             return Run(folder)
         resume = (folder / "weights" / "last.safetensors").is_file()
-        return train_run(cfg, resume=resume, log=last_epoch_only(log, label), progress=False)
+        sub = train_run(cfg, resume=resume, log=last_epoch_only(log, label), progress=True)
+        compact(sub.path)
+        return sub
 
     def _permuted(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the run's fixed pixel permutation, if it was trained on permuted images."""
@@ -265,6 +268,17 @@ class Run:
 
         ds = ImageDataset(x, torch.zeros(len(x), dtype=torch.long), ["?"])
         return permute_pixels(ds, pixel_permutation(*x.shape[2:])).x
+
+
+def compact(run_dir: Path) -> None:
+    """A finished sub-run keeps only what analyses read: its last weights without the
+    optimizer state (it will never resume) and no best-epoch copy; about a third of the disk."""
+    weights = run_dir / "weights"
+    tensors, meta = ckpt.load_tensors(weights / "last.safetensors")
+    kept = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
+    if len(kept) < len(tensors):
+        ckpt.save_tensors(weights / "last.safetensors", kept, meta)
+    (weights / "best.safetensors").unlink(missing_ok=True)
 
 
 def _load_checkpoint(model: torch.nn.Module, path: str) -> float:
@@ -332,7 +346,8 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     main = dist_.is_main()
     dist_.on_main(lambda: check_run_dir(run_dir, cfg, resume))
     data = prepare_task_data(cfg.task, data_for(cfg))  # bad data stops before any folder is made
-    log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} images "
+    what = "object crops" if cfg.task == "pose" else "images"  # pose trains on one crop per object
+    log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} {what} "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
     MODELS.get(cfg.model)  # an unknown model stops here, before the folder is made
     if cfg.country:

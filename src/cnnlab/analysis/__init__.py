@@ -33,11 +33,12 @@ def load_all() -> list[Analysis]:
     return sorted((ANALYSES.get(n) for n in ANALYSES.names()), key=lambda a: a.order)
 
 
-def run_analysis(run: Run, name: str, log: Log = print, **options) -> dict:
+def run_analysis(run: Run, name: str, log: Log = print, threads: int = 0, **options) -> dict:
     """Run the analysis ``name`` on a run with the given options (the rest at their
-    defaults); store its result in the run folder and return it."""
+    defaults) and ``threads`` torch threads (0: as they are); store its result in the run
+    folder and return it."""
     load_all()
-    return compute_and_store(run, ANALYSES.get(name), log=log, **options)
+    return compute_and_store(run, ANALYSES.get(name), log=log, threads=threads, **options)
 
 
 __all__ = ["ANALYSES", "Analysis", "load_all", "load_results", "run_analysis"]

@@ -30,14 +30,19 @@ PHASES_FILE = "energy.json"
 """Written by ``cnnlab run`` in the main run's folder: the job's energy per phase."""
 
 
-def energy(run: Run, *, folder: str = "", log: Log = print) -> dict:
+def energy(run: Run, *, folder: str = "", country: str = "", log: Log = print) -> dict:
     """Energy, carbon and accuracy of the run and its sub-runs; the main job's phases.
 
     Args:
         folder: also compare every run in this folder (e.g. runs/), such as the record-speed
             recipes or the lecture's models trained one by one.
+        country: ISO 3166 alpha-3 code of the grid that powered the runs (e.g. FRA), for the
+            carbon figures; empty: the run's own --country. Carbon is energy times the grid's
+            intensity, so it can be given after training.
     """
     from pathlib import Path
+
+    from cnnlab.energy import carbon
 
     rows = [_row(run.path / "metrics.json", "this run")]
     for path in sorted(run.path.glob("subruns/**/metrics.json")):
@@ -52,6 +57,12 @@ def energy(run: Run, *, folder: str = "", log: Log = print) -> dict:
     measured = [r for r in rows if r["kwh"] is not None]
     phases_path = run.path / PHASES_FILE
     job = json.loads(phases_path.read_text()) if phases_path.is_file() else None
+    country = country or run.config.country
+    if country:  # (again) from the energy: a country given after training applies too
+        for r in measured:
+            r["g_co2eq"] = carbon(r["kwh"], country)["g_co2eq"]
+        if job:
+            job["carbon"] = carbon(job["kwh"], country)
     method = (run.metrics.get("energy") or {}).get("method", {"kind": "not measured",
                                                            "words": "this run recorded no energy"})
     log(f"energy {method['kind']}: {len(measured)} of {len(rows)} runs recorded it")
@@ -61,7 +72,7 @@ def energy(run: Run, *, folder: str = "", log: Log = print) -> dict:
         log(f"  {r['label']:>40}: {r['kwh'] * 1000:.3f} Wh, {r['j_per_train_image'] * 1000:.2f} mJ "
             f"per training image, {score}")
     return {"rows": rows, "method": method, "dataset": run.config.dataset, "job": job,
-            "country": run.config.country, "folder": folder}
+            "country": country, "folder": folder}
 
 
 def _row(path: Path, label: str) -> dict | None:

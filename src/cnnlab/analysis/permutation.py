@@ -135,6 +135,13 @@ def _verdicts(changes: dict, cnn: str, num_classes: int, shape: list[int]) -> li
                      "this says nothing about locality.")
         elif sign == 0:
             line += "no significant difference."
+            split = {k: c[k]["high"] < 0 or c[k]["low"] > 0 for k in ("seeds_ci", "images_ci")}
+            if any(split.values()):
+                which = "images" if split["images_ci"] else "seeds"
+                other = "seeds" if which == "images" else "images"
+                line += (f" (The interval over {which} excludes zero but the one over {other} "
+                         "does not: a change counts only when it holds across both the "
+                         "evaluation images and the training seeds.)")
             if model != "mlp" and max(shape[1:]) <= SMALL_IMAGE:
                 line += (f" On {shape[1]}x{shape[2]} images a CNN's first two layers already see "
                          "most of the image, so locality cannot matter much here.")

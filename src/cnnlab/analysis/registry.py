@@ -116,7 +116,7 @@ class Analysis:
         return known | options
 
     def summary(self) -> str:
-        return (inspect.getdoc(self.compute) or self.title).splitlines()[0]
+        return plain((inspect.getdoc(self.compute) or self.title).splitlines()[0])
 
     def option_help(self) -> dict[str, str]:
         """Per-option help from the docstring's ``Args:`` block (Google style)."""
@@ -129,6 +129,11 @@ ANALYSES: Registry[Analysis] = Registry("analysis")
 def register(analysis: Analysis) -> Analysis:
     ANALYSES.add(analysis.name, analysis)
     return analysis
+
+
+def plain(text: str) -> str:
+    """Docstring text for a terminal: ``code`` marks dropped."""
+    return text.replace("``", "")
 
 
 def parse_args_doc(doc: str) -> dict[str, str]:
@@ -145,7 +150,7 @@ def parse_args_doc(doc: str) -> dict[str, str]:
             out[name] = m.group(2).strip()
         elif name and line.strip():
             out[name] += " " + line.strip()
-    return out
+    return {k: plain(v) for k, v in out.items()}
 
 
 def canonical(options: dict) -> dict:
@@ -161,14 +166,16 @@ def result_stem(analysis: Analysis, options: dict) -> str:
     return f"{analysis.name}-{digest}"
 
 
-def compute_and_store(run: Run, analysis: Analysis, log: Log = print, **options) -> dict:
-    """Run one analysis on a run with the given options; store and return its result."""
+def compute_and_store(run: Run, analysis: Analysis, log: Log = print, threads: int = 0,
+                      **options) -> dict:
+    """Run one analysis on a run with the given options and ``threads`` torch threads (0: as
+    they are); store and return its result. Its sub-runs train with the same count."""
     from cnnlab.env import torch_threads
 
     name = analysis.name
     options = analysis.resolve(options)
     t0 = time.perf_counter()
-    with torch_threads(run.config.threads):  # the run's thread count: results repeat exactly
+    with torch_threads(threads):
         result = analysis.compute(run, log=log, **options)
     seconds = time.perf_counter() - t0
     stem = result_stem(analysis, options)

@@ -46,7 +46,7 @@ def read_image(path, size: int | None, mode: str, name: str = "") -> np.ndarray:
                 im = im.convert(mode)
                 if size and im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
+                a = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
     except Image.DecompressionBombError as e:  # over PIL's own ceiling: refused while opening
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(found.group(1)):,}" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,}"

@@ -51,7 +51,7 @@ def render_report(run: Run) -> Path:
                       autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
         title=f"cnnlab report: {run.path.name}", sections=sections, metrics=ctx.metrics,
-        config=run.config)
+        config=run.config, folder_size=folder_size(run.path))
     out = run.path / "report.html"
     atomic_write_text(out, page)
     return out
@@ -85,6 +85,12 @@ def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section |
             body += note
         parts.append(body)
     return Section(analysis.title, "".join(parts)) if parts else None
+
+
+def folder_size(path: Path) -> str:
+    """The run folder's size on disk, sub-runs included, as '12.3 MB'."""
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return f"{total / 1e6:.1f} MB"
 
 
 def _settings(analysis: Analysis, options: dict) -> str:

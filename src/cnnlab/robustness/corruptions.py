@@ -49,7 +49,7 @@ def jpeg(x, s, g):
     for img in u8:
         buf = io.BytesIO()
         Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, "JPEG", quality=quality)
-        dec = np.asarray(Image.open(buf))
+        dec = np.array(Image.open(buf))
         out.append(dec[..., None] if dec.ndim == 2 else dec)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 

@@ -38,11 +38,12 @@ class TrainState:
     final_eval: tuple | None = field(default=None, repr=False)
 
 
-def format_row(row: dict, epochs: int) -> str:
+def format_row(row: dict, epochs: int, score_name: str = "") -> str:
+    """One log line per epoch; a dense task's score under its own name (mAP, mIoU, PCK)."""
     val = (f"  val_loss {row['val_loss']:.4f}  val_acc {100 * row['val_acc']:.2f}%"
            if row["val_acc"] is not None else "")
     if row.get("val_score") is not None:
-        val += f"  val_score {row['val_score']:.4f}"
+        val += f"  val {score_name or 'score'} {row['val_score']:.4f}"
     if row.get("val_robust_acc") is not None:
         val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
     if row.get("dp_epsilon") is not None:
