@@ -115,6 +115,23 @@ def test_a_prediction_matches_the_run_and_bad_uploads_get_clear_4xx(runs_dir):
         assert "Traceback" not in r.text
 
 
+def test_the_obvious_curl_calls_work(runs_dir):
+    """Issue: `curl --data-binary @x.png` sends a form content type and got 415; `curl -F
+    file=@x.png` (multipart) is the other call people type."""
+    client = TestClient(create_app(runs_dir, max_upload=200_000))
+    body, _ = digit(runs_dir)
+    raw = client.post("/api/predict?run=digits-a", content=body,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = client.post("/api/predict?run=digits-a", files={"file": ("x.png", body, "image/png")})
+    assert raw.status_code == form.status_code == 200, (raw.text, form.text)
+    assert raw.json()["top"] == form.json()["top"]
+    big = client.post("/api/predict?run=digits-a", files={"file": ("x.png", os.urandom(300_000))})
+    assert big.status_code == 413 and "limit" in big.json()["error"]
+    empty = client.post("/api/predict?run=digits-a", data={"note": "no file"},
+                        headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert empty.status_code == 400
+
+
 def test_a_decompression_bomb_is_refused_before_decoding(runs_dir, monkeypatch):
     monkeypatch.setenv("CNNLAB_MAX_PIXELS", "10000")
     client = TestClient(create_app(runs_dir))

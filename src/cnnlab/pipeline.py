@@ -80,11 +80,11 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         out_dir: folder that holds run folders.
         data_dir: where downloaded datasets are cached and looked for.
         limit_train: train on a seeded random subset of N images (0: all).
-        threads: CPU threads for torch (0: torch's default, one per core). The main job's
-            models are small: on 2 cores one thread took 45 s quiet and 45 s beside a busy
-            process, two threads 36 s quiet and over 10 minutes beside a busy process
-            (benchmarks/RESULTS.md).
-        full: each analysis's full budget instead of its quick one (minutes, not seconds).
+        threads: CPU threads for torch (0: one per core). One, as every verb: the whole job
+            takes under 3 minutes on 2 cores with it, and a second thread beside one busy
+            process is 1.6-25x slower per step (benchmarks/threads.py).
+        full: each analysis's full budget instead of its quick one (minutes per analysis on 2
+            cores, not seconds).
         country: ISO 3166 alpha-3 code of the grid powering this machine (e.g. FRA), for the
             carbon figures; empty: energy only, and the report says so.
     """

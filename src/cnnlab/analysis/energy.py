@@ -76,7 +76,11 @@ def energy(run: Run, *, folder: str = "", country: str = "", log: Log = print) -
 
 
 def _row(path: Path, label: str) -> dict | None:
+    """One run's energy row, or None for a run that did not finish (its status.json says so)."""
     if not path.is_file():
+        return None
+    status = path.parent / "status.json"
+    if status.is_file() and json.loads(status.read_text()).get("state") not in ("finished", None):
         return None
     m = json.loads(path.read_text())
     e = m.get("energy") or {}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
-from cnnlab.viz.html import esc, img
+from cnnlab.viz.html import esc, img, para
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
@@ -77,6 +77,13 @@ def section(ctx: SectionContext) -> str | None:
         body += ("<h3>Receptive fields</h3><p>Which input pixels one unit at the centre of each "
                  "layer responds to: the mean |gradient| of that unit with respect to the input "
                  "(bright = strong). Deeper units see more of the image.</p>")
+        side = info["input_shape"][-1]
+        if info["model"] == "lenet5" and side != 32:
+            body += para(f"The fields are counted in the dataset's own {side}x{side} pixels. "
+                         f"LeNet-5 reads 32x32 images, so it first resizes these to 32x32: its "
+                         f"{filters.shape[1]}x{filters.shape[2]} filters cover "
+                         f"{filters.shape[1] * side / 32:.1f} of the original pixels, which is "
+                         "why a 5x5 filter shows a smaller field here.", note=True)
         fig = _fields_figure(info["fields"], arrays)
         body += img(P.save(fig, ctx.plots_dir, "receptive_fields"), "receptive fields", "900px")
     return body

@@ -111,6 +111,7 @@ def section(ctx: SectionContext) -> str:
                      "but break nearly as many: there too the gain is within noise (README).",
                      note=True)
     body += img(P.save(_tree_figure(res), ctx.plots_dir, "cnn_tree"), "CNN tree", "900px")
+    body += _nodes_table(res)
     sets = [[c, ", ".join(s) or "-"] for c, s in res["confusion_sets"].items() if s][:30]
     if sets:
         body += "<h3>Confusion sets</h3>" + table(["class", "confused with"], sets)
@@ -120,6 +121,27 @@ def section(ctx: SectionContext) -> str:
             body += f"<h3>Examples the tree {kind}</h3>"
             body += img(P.save(fig, ctx.plots_dir, f"tree_{kind}"), f"tree {kind}", "900px")
     return body
+
+
+def _nodes_table(res: dict) -> str:
+    """Each node's classes and how often they were confused, both ways: a node joins classes
+    whose confusion adds up over the two directions, so a pair can form a node while neither
+    direction alone reaches a class's confusion set."""
+    names = list(res["confusion_sets"])
+    freq = res["confusion_freq"]
+    rows = []
+    for group in res["groups"]:
+        idx = [names.index(c) for c in group]
+        pairs = [f"{names[a]} as {names[b]} {100 * freq[a][b]:.0f}%"
+                 for a in idx for b in idx if a != b and freq[a][b] > 0]
+        rows.append([" / ".join(group), "; ".join(pairs) or "-"])
+    if not rows:
+        return para("No node: no pair of classes was confused often enough.")
+    return ("<h3>Nodes</h3>" + table(["node", "confused (share of a class's images with the other "
+                                      "in its top-k)"], rows) +
+            para(f"A node joins classes whose confusion, summed over both directions, reaches "
+                 f"{100 * res['threshold']:.0f}%; the confusion sets below need it in one "
+                 "direction, so a node can hold a pair that no single set lists.", note=True))
 
 
 def _tree_figure(res: dict):

@@ -150,6 +150,8 @@ def add_model_routes(app: FastAPI, served: Served) -> None:
 
     @app.post("/api/predict")
     async def predict(request: Request, run: str, top: int = 5) -> dict:
+        """Top classes of one image: the body itself (any image type, or
+        `curl --data-binary @x.png URL`) or a form with one file (`curl -F file=@x.png URL`)."""
         path = served.find(run)
         data = await read_upload(request, served.max_upload)
         return await _in_thread(lambda: classify(path, data, top, served.models, served.batching))
@@ -187,23 +189,52 @@ def add_model_routes(app: FastAPI, served: Served) -> None:
         return state
 
 
+RAW = ("application/octet-stream", "application/x-www-form-urlencoded")
+"""Body types read as the image's own bytes: what a program sends, and what curl's
+``--data-binary @x.png`` labels it without ``-H 'Content-Type: image/png'``."""
+
+
 async def read_upload(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes before it is all read."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip()
-    if kind and not (kind.startswith("image/") or kind == "application/octet-stream"):
-        raise ApiError(415, f"send the image itself as the body (Content-Type image/png, image/jpeg "
-                            f"or application/octet-stream), not {kind}")
+    """The uploaded image's bytes: the body itself (any image/* type, or RAW), or the one file of
+    a multipart form (``curl -F file=@x.png``); refused (413) past ``limit`` bytes before the
+    body is all read."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = kind == "multipart/form-data"
+    if kind and not (kind.startswith("image/") or kind in RAW or multipart):
+        raise ApiError(415, f"send the image as the body (curl --data-binary @x.png URL) or as a form "
+                            f"file (curl -F file=@x.png URL), not Content-Type {kind}")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isdigit() and int(declared) > limit + (64 * 1024 if multipart else 0):
         raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > limit:
+        if len(body) > limit + (64 * 1024 if multipart else 0):  # room for the form's headers
             raise ApiError(413, f"the upload is over the {limit:,}-byte limit; send a smaller image")
-    if not body:
+    data = await _form_file(request, bytes(body)) if multipart else bytes(body)
+    if not data:
         raise ApiError(400, "the body is empty; send an image file as the request body")
-    return bytes(body)
+    if len(data) > limit:
+        raise ApiError(413, f"the upload is {len(data):,} bytes; the limit is {limit:,}")
+    return data
+
+
+async def _form_file(request: Request, body: bytes) -> bytes:
+    """The one file of a multipart form already read into ``body`` (python-multipart parses it)."""
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def once():
+        yield body
+        yield b""
+
+    try:
+        form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=8).parse()
+    except MultiPartException as e:
+        raise ApiError(400, f"the form could not be read ({e.message}); send curl -F file=@x.png URL") from None
+    files = [v for _, v in form.multi_items() if hasattr(v, "read")]
+    if not files:
+        raise ApiError(400, "the form holds no file; send the image as one: curl -F file=@x.png URL")
+    return await files[0].read()
 
 
 def classify(path: Path, data: bytes, top: int, cache: dict, batching: bool = False) -> dict:
