@@ -230,7 +230,8 @@ async def _form_file(request: Request, body: bytes) -> bytes:
     try:
         form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=8).parse()
     except MultiPartException as e:
-        raise ApiError(400, f"the form could not be read ({e.message}); send curl -F file=@x.png URL") from None
+        raise ApiError(400, f"the form could not be read ({e.message}); "
+                            "send curl -F file=@x.png URL") from None
     files = [v for _, v in form.multi_items() if hasattr(v, "read")]
     if not files:
         raise ApiError(400, "the form holds no file; send the image as one: curl -F file=@x.png URL")
