@@ -159,6 +159,7 @@ def cmd_analysis(args) -> None:
     from cnnlab.run import load_run
 
     analysis: Analysis = args.analysis
+    analysis.resolve(given(args, args.names))  # bad options stop before anything is trained
     if args.run:
         run = load_run(args.run)
     elif args.train_on:
@@ -206,8 +207,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from cnnlab.predict_files import predict_paths, write_predictions
+    from cnnlab.predict_files import check_output, predict_paths, write_predictions
 
+    if args.out:
+        check_output(args.out)
     rows, skipped = predict_paths(args.run, args.path, args.which, args.top, strict=args.strict)
     if args.out:
         write_predictions(rows, args.out)

@@ -18,11 +18,29 @@ import yaml
 from cnnlab.errors import CnnlabError
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with a help string (shown by ``--help``)."""
+def _f(default: Any, help: str, bounds: tuple[float, float] | None = None, **kw: Any) -> Any:
+    """A dataclass field with a help string (shown by ``--help``) and, for a number, the
+    closed interval its values must lie in (checked, with finiteness, by ``check_bounds``)."""
+    meta = {"help": help, "bounds": bounds}
     if isinstance(default, dict | list):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+def check_bounds(name: str, value: float, bounds: tuple[float, float] | None) -> None:
+    """One line for a number that is NaN, infinite or outside its declared interval."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CnnlabError(f"bad config: {name} must be a finite number, not {value}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        low, high = (f"{int(b):,}" if float(b).is_integer() else f"{b:g}" for b in bounds)
+        shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+        raise CnnlabError(f"bad config: {name} must be between {low} and {high}, not {shown}")
+
+
+SEED_MAX = 2**32 - 1
+"""numpy and torch seeds are 32-bit here: a larger one would wrap."""
 
 
 TASK_HEADS = {"classify": (), "detect": ("centernet", "centernet-fine", "fcos"), "segment": ("unet",),
@@ -45,76 +63,83 @@ class TrainConfig:
         "reference); pose: regression (DeepPose, default) or heatmap; segment: unet")
     model_kwargs: dict = _f({}, "extra keyword arguments for the model builder, e.g. {width: 2}")
     data_dir: str = _f("~/.cache/cnnlab", "where downloaded datasets are cached and looked for")
-    image_size: int = _f(0, "resize folder images to this square size (0: dataset default)")
+    image_size: int = _f(0, "resize folder images to this square size (0: dataset default)", bounds=(0, 4096))
     val_split: float = _f(
         0.0,
         "hold out this many training images (>=1) or this fraction (<1) for validation; "
         "0 evaluates on the dataset's test split (or holds out 10%% if it has none)",
-    )
+        bounds=(0, 1e7))
     val_seed: int = _f(
         0, "seed of the validation hold-out; fixed apart from --seed, so seeds compare models "
-        "on one split")
-    limit_train: int = _f(0, "train on a seeded random subset of N training images (0: all)")
+        "on one split", bounds=(0, SEED_MAX))
+    limit_train: int = _f(0, "train on a seeded random subset of N training images (0: all)", bounds=(0, 1e9))
     skip_bad: bool = _f(
         False, "detection data: leave out images whose annotations are malformed (listed in the "
         "run folder's skipped.json) instead of stopping at the first")
     label_noise: float = _f(
         0.0, "flip the labels of this fraction of the training images to another class, seeded "
-        "by val_seed (a known answer for finding bad data; the flipped images are recorded)")
+        "by val_seed (a known answer for finding bad data; the flipped images are recorded)",
+            bounds=(0, 0.99))
     drop_train: str = _f(
         "", "leave out these training images: a text file of indices into the training split "
         "(after the hold-out and limit_train), one per line (remove-and-retrain, k-fold)")
     permute_pixels: bool = _f(
         False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
-    epochs: int = _f(20, "passes over the training set")
-    batch_size: int = _f(128, "images per optimizer step")
+    epochs: int = _f(20, "passes over the training set", bounds=(1, 100_000))
+    batch_size: int = _f(128, "images per optimizer step", bounds=(1, 1_000_000))
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
-    lr: float = _f(0.05, "peak learning rate, reached after warm-up")
-    momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)")
+    lr: float = _f(0.05, "peak learning rate, reached after warm-up", bounds=(1e-12, 100))
+    momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)", bounds=(0, 0.9999))
     nesterov: bool = _f(True, "use Nesterov momentum with SGD")
-    weight_decay: float = _f(5e-4, "weight decay on weights (not on biases or norm layers)")
-    warmup_epochs: float = _f(1.0, "linear warm-up from 0 to lr over this many epochs")
+    weight_decay: float = _f(5e-4, "weight decay on weights (not on biases or norm layers)", bounds=(0, 1))
+    warmup_epochs: float = _f(1.0, "linear warm-up from 0 to lr over this many epochs", bounds=(0, 100_000))
     schedule: str = _f("cosine", "decay after warm-up: cosine, linear or constant")
-    label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss")
+    label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss", bounds=(0, 0.99))
     bias_lr_scale: float = _f(
-        1.0, "multiply the learning rate of normalization-layer parameters by this (airbench: 64)")
-    ema: float = _f(0.0, "decay of an exponential moving average of weights (0: off)")
+        1.0, "multiply the learning rate of normalization-layer parameters by this (airbench: 64)",
+            bounds=(1e-6, 1e4))
+    ema: float = _f(0.0, "decay of an exponential moving average of weights (0: off)", bounds=(0, 0.999999))
     lookahead: bool = _f(
         False, "every 5 steps move slow weights toward the weights and restart from them, with "
         "a pull that weakens as training ends (airbench); the slow weights are the final model")
     tta: int = _f(0, "test-time augmentation: 0 off, 1 average with the mirror image, "
-                  "2 also one-pixel shifts of both (6 views)")
-    crop_padding: int = _f(0, "random translation by up to this many pixels (pad-and-crop)")
+                  "2 also one-pixel shifts of both (6 views)", bounds=(0, 2))
+    crop_padding: int = _f(0, "random translation by up to this many pixels (pad-and-crop)", bounds=(0, 256))
     flip: bool = _f(True, "random horizontal flips, where the dataset allows them")
     alternate_flips: bool = _f(
         False, "flip each image in every other epoch (random phase per image) instead of at "
         "random each epoch: no image is seen unflipped twice in a row (airbench)")
-    cutout: int = _f(0, "side of a random square erased from each training image (0: off)")
+    cutout: int = _f(0, "side of a random square erased from each training image (0: off)", bounds=(0, 4096))
     resize_start: int = _f(
         0, "progressive resizing: train the first epochs on images downscaled to this side, "
-        "growing to full size by resize_epochs (0: off); evaluation is always at full size")
-    resize_epochs: int = _f(0, "progressive resizing: epochs until images reach full size")
+        "growing to full size by resize_epochs (0: off); evaluation is always at full size", bounds=(0, 4096))
+    resize_epochs: int = _f(0, "progressive resizing: epochs until images reach full size",
+        bounds=(0, 100_000))
     groups: str = _f(
         "", "train with the data's groups (shapes' colour, an npz groups array): balance "
         "(every class x group cell weighs the same) or dro (Group DRO, Sagawa et al. 2020); "
         "empty: plain ERM")
-    dro_eta: float = _f(0.01, "Group DRO's step size for the group weights")
+    dro_eta: float = _f(0.01, "Group DRO's step size for the group weights", bounds=(1e-9, 100))
     dp_epsilon: float = _f(
         0.0, "differentially private training (DP-SGD with Opacus): spend at most this epsilon "
-        "over all epochs, at dp_delta (BatchNorm becomes GroupNorm; fp32; 0: off)")
-    dp_delta: float = _f(1e-5, "DP-SGD's delta (keep it below 1 / training images)")
-    dp_clip: float = _f(1.0, "DP-SGD: each image's gradient is clipped to this norm")
+        "over all epochs, at dp_delta (BatchNorm becomes GroupNorm; fp32; 0: off)", bounds=(0, 1e6))
+    dp_delta: float = _f(1e-5, "DP-SGD's delta (keep it below 1 / training images)", bounds=(1e-30, 0.5))
+    dp_clip: float = _f(1.0, "DP-SGD: each image's gradient is clipped to this norm", bounds=(1e-9, 1e6))
     adv: str = _f("", "adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
-    adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works")
-    adv_steps: int = _f(7, "PGD steps per batch in adversarial training")
-    adv_alpha: float = _f(0.0, "attack step size (0: 2.5*eps/steps for pgd, 1.25*eps for fgsm-rs)")
-    adv_eval: int = _f(500, "validation images attacked (PGD-10) at each evaluation when --adv is set")
-    seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly")
+    adv_eps: float = _f(8 / 255, "adversarial training radius (L-inf, pixels in [0, 1]); 8/255 works",
+        bounds=(0, 1))
+    adv_steps: int = _f(7, "PGD steps per batch in adversarial training", bounds=(1, 1000))
+    adv_alpha: float = _f(0.0, "attack step size (0: 2.5*eps/steps for pgd, 1.25*eps for fgsm-rs)",
+        bounds=(0, 1))
+    adv_eval: int = _f(500, "validation images attacked (PGD-10) at each evaluation when --adv is set",
+        bounds=(0, 1e7))
+    seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly",
+        bounds=(0, SEED_MAX))
     threads: int = _f(
         1, "CPU threads for torch (0: one per core). One by default: on 2 cores a second thread "
         "trains 1.7-2.0x faster on a quiet machine but 1.6-25x slower beside one busy process "
         "(benchmarks/threads.py); the record recipes set 2. The count is saved in config.yaml, "
-        "since a CPU run repeats exactly for a given count")
+        "since a CPU run repeats exactly for a given count", bounds=(0, 1024))
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
     precision: str = _f(
@@ -124,8 +149,9 @@ class TrainConfig:
     sync_bn: bool = _f(False, "distributed training: synchronise BatchNorm statistics across ranks")
     checkpoints: int = _f(
         0, "also keep the model's weights at this many evenly spaced epochs "
-        "(weights/epoch-NNN.safetensors, with the epoch's learning rate), for TracIn")
-    eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)")
+        "(weights/epoch-NNN.safetensors, with the epoch's learning rate), for TracIn", bounds=(0, 100_000))
+    eval_every: int = _f(1, "evaluate on the validation set every N epochs (and at the end)",
+        bounds=(1, 100_000))
     country: str = _f(
         "", "ISO 3166 alpha-3 code of the grid that powers this machine (e.g. FRA, USA, DEU), "
         "to turn measured energy into gCO2eq; empty: energy only, and the report says so")
@@ -136,6 +162,9 @@ class TrainConfig:
         if isinstance(self.tta, bool):
             self.tta = int(self.tta)  # recipes written as `tta: true` mean level 1
         _check_types(self)
+        for f in dataclasses.fields(self):
+            if f.type in ("int", "float"):
+                check_bounds(f.name, getattr(self, f.name), f.metadata["bounds"])
         for ok, message in self._checks():
             if not ok:
                 raise CnnlabError(f"bad config: {message}")
@@ -222,9 +251,13 @@ class TrainConfig:
         if not path.is_file():
             raise CnnlabError(f"config file {path} not found; pass an existing YAML file")
         try:
-            d = yaml.safe_load(path.read_text()) or {}
+            d = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        except _DuplicateKey as e:
+            raise CnnlabError(f"config file {path} sets {e} twice; keep one") from None
         except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
             raise CnnlabError(f"config file {path} is not valid YAML ({e.__class__.__name__})") from None
+        if d is None:
+            raise CnnlabError(f"config file {path} is empty; write field: value lines (see configs/)")
         if not isinstance(d, dict):
             raise CnnlabError(f"config file {path} must hold a mapping of field: value")
         return cls.from_dict(d)
@@ -238,6 +271,23 @@ class TrainConfig:
         """Fields whose values differ, as 'field: old -> new' strings."""
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in ignore and a[k] != b[k]]
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice (plain YAML keeps the later silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(repr(key))
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}

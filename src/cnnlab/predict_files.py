@@ -65,7 +65,17 @@ def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3,
     return rows, skipped
 
 
+def check_output(out: str | Path) -> None:
+    """Refuse, before any prediction, an output file cnnlab cannot write as asked."""
+    out = Path(out)
+    if out.suffix not in (".csv", ".json"):
+        raise CnnlabError(f"--out {out}: write predictions to a .csv or a .json file")
+    if not out.parent.is_dir():
+        raise CnnlabError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+
+
 def write_predictions(rows: list[dict], out: str | Path) -> None:
+    check_output(out)
     out = Path(out)
     if out.suffix == ".json":
         atomic_write_text(out, json.dumps(rows, indent=2) + "\n")

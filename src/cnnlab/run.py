@@ -78,7 +78,13 @@ class Run:
     @property
     def format(self) -> int:
         meta = self.path / "weights" / "meta.json"
-        return int(self.meta.get("run_format", 1)) if meta.is_file() else RUN_FORMAT
+        if not meta.is_file():
+            return RUN_FORMAT
+        value = self.meta.get("run_format", 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CnnlabError(f"{meta} has run_format {value!r}, not a format number; restore "
+                              f"it or train the run again")
+        return value
 
     @property
     def metrics(self) -> dict:
@@ -92,6 +98,8 @@ class Run:
                           ("input_shape", list)):
             if not isinstance(meta.get(key), kind):
                 raise CnnlabError(f"{path} lacks a valid {key!r}; restore it or train the run again")
+        if not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]):
+            raise CnnlabError(f"{path} has no valid class names; restore it or train the run again")
         return meta
 
     @property
@@ -131,6 +139,10 @@ class Run:
             raise CnnlabError(f"{self.path}/weights/{which}.safetensors does not fit the model "
                               f"that weights/meta.json describes ({meta['model']}); restore "
                               f"meta.json or retrain the run") from None
+        head = getattr(model, "num_classes", None)
+        if meta.get("task", "classify") == "classify" and head != len(meta["classes"]):
+            raise CnnlabError(f"{self.path}/weights/meta.json names {len(meta['classes'])} classes "
+                              f"but the model predicts {head}; restore meta.json or retrain the run")
         model = model.to(device).eval()
         if self.config.channels_last:
             model = to_channels_last(model)

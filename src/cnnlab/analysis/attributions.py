@@ -285,4 +285,9 @@ ANALYSIS = register(Analysis(
     needs=("captum", "explain"),
     full=lambda run: quick(run) | {"n": 64},
     claims=claims,
+    bounds={"n": (2, 10_000),
+            "index": (-1, 1e9),
+            "image_size": (0, 512),
+            "limit_train": (0, 1e9),
+            "epochs": (0, 10_000)},
 ))

@@ -111,4 +111,5 @@ def section(ctx: SectionContext) -> str:
 ANALYSIS = register(Analysis(
     name="bias", title="Bias: who the model fails", compute=bias, section=section, order=72,
     verb=("audit", "bias"), needs=("fairlearn", "audit"),
+    bounds={"show": (1, 1000)},
 ))

@@ -180,4 +180,5 @@ ANALYSIS = register(Analysis(
     name="calibration", title="Calibration", compute=calibration, section=section, order=70,
     verb=("calibrate",), quick={"resamples": 500},
     claims=claims,
+    bounds={"fit_fraction": (0.05, 0.95), "resamples": (100, 100_000)},
 ))

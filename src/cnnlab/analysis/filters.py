@@ -149,4 +149,5 @@ ANALYSIS = register(Analysis(
     name="filters", title="What convolutions see", compute=filters, section=section, order=84,
     verb=("explain", "filters"),
     claims=claims,
+    bounds={"index": (0, 1e9)},
 ))

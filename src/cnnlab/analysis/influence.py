@@ -144,4 +144,5 @@ def _figure(arrays: dict, res: dict):
 ANALYSIS = register(Analysis(
     name="influence", title="Which training images made each mistake", compute=influence,
     section=section, order=85, verb=("explain", "influence"), needs=("captum", "explain"),
+    bounds={"n": (1, 1000), "k": (1, 100)},
 ))

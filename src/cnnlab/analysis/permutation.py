@@ -260,4 +260,5 @@ ANALYSIS = register(Analysis(
     order=82, verb=("experiment", "permutation"), quick=quick,
     full=full,
     claims=claims,
+    bounds={"seeds": (1, 100), "image_size": (0, 512), "limit_train": (0, 1e9), "epochs": (0, 10_000)},
 ))

@@ -223,4 +223,9 @@ ANALYSIS = register(Analysis(
     full={"shadows": 16, "epochs": 40, "members": 2000, "nonmembers": 3000, "image_size": 32,
           "model_kwargs": {"widths": [16, 32, 64]}},
     claims=claims,
+    bounds={"image_size": (0, 512),
+            "members": (10, 1e7),
+            "nonmembers": (10, 1e7),
+            "shadows": (0, 64),
+            "epochs": (1, 10_000)},
 ))

@@ -171,4 +171,5 @@ def section(ctx: SectionContext) -> str:
 ANALYSIS = register(Analysis(
     name="provenance", title="Provenance and model card", compute=provenance, section=section,
     order=97, verb=("audit", "provenance"),
+    bounds={"max_distance": (0, 64)},
 ))

@@ -85,6 +85,9 @@ class Analysis:
     """(module, extra) of an optional dependency, e.g. ("captum", "explain")."""
     claims: Callable[[dict], list[Claim]] | None = None
     """The lecture's claims this result measures, for the table that opens the report."""
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """The closed interval of every number option; ``resolve`` refuses NaN, inf and values
+    outside it before anything runs (a test checks that every number option has one)."""
 
     def missing(self) -> str:
         """'' if the analysis can run here, else what to install."""
@@ -113,6 +116,18 @@ class Analysis:
         if unknown:
             raise CnnlabError(f"{self.name} has no option {', '.join(unknown)}; its options are "
                               f"{', '.join(known) or 'none'}")
+        from cnnlab.config import check_bounds
+
+        for name, value in options.items():
+            flag = "--" + name.replace("_", "-")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                try:
+                    check_bounds(flag, value, self.bounds.get(name))
+                except CnnlabError as e:
+                    raise CnnlabError(str(e).replace("bad config: ", f"{self.name}: ")) from None
+            elif isinstance(value, tuple) and not value:
+                raise CnnlabError(f"{self.name}: {flag} needs at least one value "
+                                  f"(default: {','.join(known[name])})")
         return known | options
 
     def summary(self) -> str:

@@ -47,7 +47,13 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
     norm = norm_of(names)
     if curve:
         norm_of(expand(curve))
+    if norm == "linf" and eps > 1:
+        raise CnnlabError(f"--eps {eps:g} is past the pixel range [0, 1] of an L-inf attack; "
+                          "give a radius such as 8/255")
     model, cfg = run.load_model(), run.config
+    if n > len(run.data().val):
+        raise CnnlabError(f"--n {n:,} is more than the {len(run.data().val):,} evaluation images; "
+                          f"give at most that many")
     val = run.data().val.sample(n, cfg.seed)
     x, y = val.x.float() / 255, val.y
     torch.manual_seed(cfg.seed)
@@ -265,4 +271,5 @@ ANALYSIS = register(Analysis(
     name="robustness", title="Adversarial robustness", compute=robustness, section=section,
     order=86, verb=("attack",), quick=quick, full=full,
     claims=claims,
+    bounds={"eps": (1e-6, 64), "n": (1, 1e7), "curve_n": (1, 1e7)},
 ))

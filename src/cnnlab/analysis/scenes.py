@@ -213,4 +213,9 @@ ANALYSIS = register(Analysis(
     section=section, order=89, verb=("scenes",),
     quick={"n_train": 300, "epochs": 4, "width": 8, "batch_size": 16, "reference": False}, full={},
     claims=claims,
+    bounds={"n_train": (10, 1e6),
+            "epochs": (1, 10_000),
+            "width": (4, 256),
+            "image_size": (32, 512),
+            "batch_size": (1, 4096)},
 ))

@@ -188,4 +188,10 @@ ANALYSIS = register(Analysis(
     full={"image_size": 32, "seeds": 3, "epochs": 15, "model_kwargs": {"widths": [32, 64, 128]},
           "recipe": {"lr": 0.2, "label_smoothing": 0.0}},
     claims=claims,
+    bounds={"bias": (0, 1),
+            "seeds": (1, 100),
+            "image_size": (8, 512),
+            "limit_train": (0, 1e9),
+            "epochs": (0, 10_000),
+            "dro_eta": (1e-9, 100)},
 ))

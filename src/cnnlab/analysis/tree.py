@@ -201,4 +201,9 @@ ANALYSIS = register(Analysis(
     name="tree", title="Confusion sets and the CNN tree", compute=tree, section=section, order=55,
     verb=("tree",),
     claims=claims,
+    bounds={"top_k": (2, 100),
+            "threshold": (0.001, 0.999),
+            "max_node_size": (2, 1000),
+            "epochs": (0, 10_000),
+            "lr_scale": (1e-6, 100)},
 ))

@@ -47,6 +47,9 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
             and ks and all(k.isdigit() and int(k) > 0 for k in ks)):
         raise CnnlabError("value needs 0 <= noise < 1, 0 <= retrain < 1, lowest >= 1, folds 0 or "
                           ">= 2, and ks of positive whole numbers")
+    if max(int(k) for k in ks) >= len(run.data().train):
+        raise CnnlabError(f"--ks {','.join(ks)}: K must be below the {len(run.data().train):,} "
+                          "training images (it counts their nearest neighbours)")
     subject = run if not noise else run.subrun(
         run.config.derive(label_noise=noise, checkpoints=4), "noisy", log)
     train_out, data = subject.train_outputs(), subject.data()
@@ -338,4 +341,5 @@ ANALYSIS = register(Analysis(
     quick={"noise": 0.1},  # 10% of the labels flipped, so that P@k has a known answer
     full={"noise": 0.1, "retrain": 0.1},
     claims=claims,
+    bounds={"noise": (0, 0.99), "lowest": (1, 10_000), "folds": (0, 100), "retrain": (0, 0.99)},
 ))

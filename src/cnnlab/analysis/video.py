@@ -177,4 +177,11 @@ ANALYSIS = register(Analysis(
     quick={"clips": 2, "frames": 32, "n_train": 300, "epochs": 4, "width": 8, "action_clips": 0},
     full={},
     claims=claims,
+    bounds={"clips": (1, 10_000),
+            "frames": (2, 10_000),
+            "n_train": (10, 1e6),
+            "epochs": (1, 10_000),
+            "width": (4, 256),
+            "action_clips": (0, 1e6),
+            "action_epochs": (1, 10_000)},
 ))

@@ -82,7 +82,31 @@ def detection_examples(val, predictions: list[dict], n: int = KEPT_MAPS) -> dict
 def prepare_task_data(task_name: str, data):
     """The data a task's run trains on (pose: crops of the objects), checked."""
     task = get_task(task_name)
-    return data if task is None else task.prepare(data)
+    if task is None:
+        check_classification_data(data)
+        return data
+    return task.prepare(data)
+
+
+MIN_SIDE = 4
+"""The smallest image side a classifier is trained on: a 3x3 window must fit with room to move."""
+
+
+def check_classification_data(data) -> None:
+    """Refuse data a classifier cannot learn anything from, with the reason."""
+    import torch
+
+    from cnnlab.errors import CnnlabError
+
+    present = torch.unique(data.train.y)
+    if len(present) < 2:
+        raise CnnlabError(f"{data.source}: every training image has the label "
+                          f"{data.train.classes[int(present[0])] if len(present) else '(none)'}; a "
+                          "classifier needs at least two classes to tell apart")
+    side = min(data.train.image_shape[-2:])
+    if side < MIN_SIDE:
+        raise CnnlabError(f"{data.source}: images of {side}x{side} pixels are too small to learn "
+                          f"from; give images of at least {MIN_SIDE}x{MIN_SIDE} (or --image-size)")
 
 
 def task_meta(cfg, data, model) -> dict:
