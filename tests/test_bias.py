@@ -135,3 +135,18 @@ def test_folder_groups_come_from_groups_csv(tmp_path):
     (tmp_path / "groups.csv").write_text("\n".join(rows[:-1]) + "\n")
     with pytest.raises(CnnlabError, match="has no row for dog/2.png"):
         load_dataset(f"folder:{tmp_path}", image_size=8)
+
+
+def test_group_dro_draws_batches_with_every_cell_equally_likely():
+    """Review defect: Group DRO sampled at natural frequency; Sagawa et al. sample groups
+    uniformly. 95% of one cell and 5% of another: the epoch's draws are near half and half."""
+    from cnnlab.training.groups import GroupLoss
+    from cnnlab.training.trainer import epoch_batches
+
+    y = torch.zeros(2000, dtype=torch.long)
+    groups = (torch.arange(2000) < 100).long()  # 100 minority images
+    dro = GroupLoss("dro", y, groups, 1, 2)
+    batches, _ = epoch_batches(2000, 100, torch.Generator().manual_seed(0), None, weights=dro.sample_weights)
+    drawn = torch.cat(list(batches))
+    assert 0.45 < groups[drawn].float().mean() < 0.55
+    assert GroupLoss("balance", y, groups, 1, 2).sample_weights is None  # reweighting keeps the order

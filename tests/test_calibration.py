@@ -71,5 +71,5 @@ def test_the_analysis_fits_on_one_half_scores_the_other_and_predict_applies_it(t
     (run.path / "weights" / "calibration.json").write_text('{"temperature": -1}')
     with pytest.raises(CnnlabError, match="temperature must be a positive number"):
         run.predict(run.data().val.x[:2])
-    with pytest.raises(CnnlabError, match="0 < fit_fraction < 1"):
+    with pytest.raises(CnnlabError, match="--fit-fraction must be between 0.05 and 0.95"):
         run_analysis(run, "calibration", fit_fraction=1.5, log=quiet)

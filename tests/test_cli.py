@@ -93,7 +93,7 @@ def test_report_rerenders(trained_run, capsys):
     (["train", "--model", "nope"], "unknown model 'nope'"),
     (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["train", "--dataset", "npz:/no/such.npz"], "not found"),
-    (["train", "--epochs", "0"], "epochs must be at least 1"),
+    (["train", "--epochs", "0"], "epochs must be between 1 and 100,000"),
     (["evaluate", "/no/such/run"], "is not a run folder"),
     (["train", "--config", "/no/such.yaml"], "config file /no/such.yaml not found"),
 ])
@@ -150,11 +150,11 @@ def test_analysis_verbs_are_generated_from_their_signatures(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["attack", "RUN", "--eps", "foo"], "argument --eps: expected a number like 0.03 or 8/255, got 'foo'"),
-    (["attack", "RUN", "--eps", "-1"], "attack needs eps >= 0"),
-    (["attack", "RUN", "--n", "0"], "attack needs eps >= 0 and n, curve_n >= 1"),
+    (["attack", "RUN", "--eps", "-1"], "robustness: --eps must be between"),
+    (["attack", "RUN", "--n", "0"], "robustness: --n must be between 1 and"),
     (["attack", "RUN", "--attack", "autoattack"], "autoattack (APGD-CE, APGD-T, FAB-T, Square) is not"),
     (["attack", "RUN", "--attack", "pgd,pgd-l2"], "one eps cannot be a radius in two norms"),
-    (["tree", "RUN", "--top-k", "1"], "tree needs top_k >= 2"),
+    (["tree", "RUN", "--top-k", "1"], "tree: --top-k must be between 2 and 100"),
     (["experiment", "mlp-vs-cnn", "RUN", "--models", "mlp,vgg"], "unknown model vgg"),
     (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
     (["nope"], "invalid choice: 'nope'"),

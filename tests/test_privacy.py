@@ -75,6 +75,9 @@ def test_dp_sgd_spends_exactly_its_budget_and_the_model_reloads(tmp_path):
     model = run.load_model()
     assert not any("BatchNorm" in type(m).__name__ for m in model.modules())
     assert any("GroupNorm" in type(m).__name__ for m in model.modules())
+    # review defect: no statistic of the private images enters the model outside the budget
+    norm = json.loads((run.path / "weights" / "meta.json").read_text())["normalization"]
+    assert norm["mean"] == [0.5] * 1 and norm["std"] == [0.5] * 1
     stored = np.load(run.path / "predictions.npz")["probs"]
     assert np.allclose(run.predict(run.data().val.x, calibrated=False), stored, atol=1e-4)
     with pytest.raises(CnnlabError, match="cannot reach epsilon 0.001"):
@@ -82,3 +85,16 @@ def test_dp_sgd_spends_exactly_its_budget_and_the_model_reloads(tmp_path):
                                         out_dir=str(tmp_path), name="low"), log=quiet, report=False)
     with pytest.raises(CnnlabError, match="cannot be combined with adv"):
         cnnlab.TrainConfig(dp_epsilon=8, adv="pgd")
+
+
+def test_shadows_train_on_as_many_images_as_the_target_and_each_image_is_out_of_most():
+    """Review defect: shadows trained on half the candidates (1,500) against a 1,000-image
+    target, and 4 of them left a third of the images with fewer than 2 OUT models."""
+    from cnnlab.analysis.privacy import shadow_sets
+
+    inside = shadow_sets(3000, 1000, 6, seed=0)
+    assert (inside.sum(1) == 1000).all()  # each shadow: exactly the target's size
+    out = (~inside).sum(0)
+    assert out.min() == out.max() == 4  # 6 shadows x 1/3 IN: every image OUT of exactly 4
+    uneven = (~shadow_sets(3000, 1000, 4, seed=0)).sum(0)
+    assert uneven.min() >= 2 and set(uneven) <= {2, 3}

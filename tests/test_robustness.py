@@ -268,3 +268,21 @@ def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
         torch.manual_seed(0)
         robust[name] = robust_accuracy(run.load_model(), x, y, ["pgd"], eps)["robust_accuracy"]
     assert robust["adv"] > robust["std"] + binomial_noise(robust["std"], len(y)), robust
+
+
+def test_the_section_says_only_what_ran_and_labels_the_curve_in_its_norm(tmp_path):
+    """Review: the apgd-ens note appeared when apgd-ens did not run, and an L2 curve's axis
+    said L-inf."""
+    from cnnlab.analysis import run_analysis
+
+    run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=1, limit_train=300,
+                                          out_dir=str(tmp_path), name="r"), log=lambda s: None,
+                       report=False)
+    run_analysis(run, "robustness", attacks=("pgd-l2",), eps=0.5, n=50, curve=("pgd-l2",),
+                 curve_n=20, corruptions=False, log=lambda s: None)
+    html = cnnlab.render_report(run).read_text()
+    section = html.split('id="robustness"')[1].split("</section>")[0]
+    assert "apgd-ens is" not in section
+    from cnnlab.analysis.robustness import curve_axis
+
+    assert curve_axis("l2") == (1.0, "eps (L2 norm, pixels in [0, 1])") and "L-inf" in curve_axis("linf")[1]

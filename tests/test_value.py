@@ -50,7 +50,7 @@ def test_the_value_analysis_finds_flipped_labels_far_better_than_chance(tmp_path
 
 
 def test_bad_value_options_are_one_line_errors(tmp_path):
-    with pytest.raises(CnnlabError, match="label_noise must be in"):
+    with pytest.raises(CnnlabError, match="label_noise must be between"):
         cnnlab.TrainConfig(label_noise=1.5)
     run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=1, limit_train=200,
                                           out_dir=str(tmp_path), name="r"), log=lambda s: None,

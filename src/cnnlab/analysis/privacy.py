@@ -39,8 +39,9 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
         image_size: image side for shapes or folders (0: the dataset's).
         members: images the target trains on.
         nonmembers: images of the same pool it never sees.
-        shadows: shadow models (each on a random half of members and non-members); at most 16
-            on a CPU budget. 0: the loss attack only.
+        shadows: shadow models, each trained like the target on as many images of the
+            candidates (members and non-members), so that every image is OUT of most of them;
+            at most 16 on a CPU budget. 0: the loss attack only.
         epochs: training epochs of the target and every shadow (long: overfitting leaks).
         model: the model trained.
         model_kwargs: its arguments, e.g. {widths: [16, 32, 64]}.
@@ -72,7 +73,8 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
               "target": str(target.path), "dp": target.metrics.get("dp")}
     scores = {"loss": _loss_scores(probs, y)}
     if shadows:
-        scores |= _shadow_scores(train_on, candidates, x, probs, y, shadows, base.val_seed, log)
+        scores |= _shadow_scores(train_on, candidates, x, probs, y, shadows, members, base.val_seed, log)
+        result["lira_out_models"] = scores.pop("out_models")
     if random_labels:  # memorised labels: the same members, labels drawn at random
         scores["loss_random_labels"] = _random_labels(train_on, base, pool.num_classes, candidates,
                                                       is_member, x)
@@ -110,26 +112,50 @@ def _gap(target: Run, member_probs, member_y) -> dict:
             "gap": train_acc - target.metrics["accuracy"]}
 
 
-def _shadow_scores(train_on, candidates, x, target_probs, y, shadows: int, seed: int,
+def shadow_sets(n: int, members: int, shadows: int, seed: int):
+    """(S, N) bool: which of the N candidates each shadow trains on. Every shadow trains on
+    exactly ``members`` images, as the target does (same recipe, same epochs): windows of that
+    length, evenly spaced round a random cycle of the candidates, so every image is IN the same
+    number of shadows (floor or ceil of S * members / N) and OUT of all the others."""
+    import numpy as np
+
+    order = np.random.default_rng(seed + 12).permutation(n)
+    inside = np.zeros((shadows, n), bool)
+    for s in range(shadows):
+        inside[s, order[(s * n // shadows + np.arange(members)) % n]] = True
+    return inside
+
+
+FIXED_VARIANCE_BELOW = 8
+"""With fewer OUT shadows than this per image, offline LiRA uses one variance pooled over all
+images (Carlini et al. 2022's fixed-variance variant for few shadows), each image keeping its
+own mean."""
+
+
+def _shadow_scores(train_on, candidates, x, target_probs, y, shadows: int, members: int, seed: int,
                    log: Log) -> dict:
-    """Shadow models on random halves of the candidates: the Shokri attack and offline LiRA."""
+    """Shadow models shaped like the target: the Shokri attack and offline LiRA."""
     import numpy as np
 
     from cnnlab.evaluate import membership as M
 
-    rng = np.random.default_rng(seed + 12)
-    stats, inside, feats = [], [], []
+    shadow_in = shadow_sets(len(candidates), members, shadows, seed)
+    stats, feats = [], []
     for s in range(shadows):
-        half = rng.random(len(candidates)) < 0.5
-        p = train_on(candidates[half], f"privacy-shadow{s + 1}").predict(x, tta=0, calibrated=False)
+        p = train_on(candidates[shadow_in[s]], f"privacy-shadow{s + 1}").predict(x, tta=0, calibrated=False)
         stats.append(M.logit_confidence(p, y))
-        inside.append(half)
         feats.append(M.attack_features(p, y))
-    log(f"{shadows} shadow models trained, each on a random half of the {len(candidates)} candidates")
-    shadow_in = np.array(inside)
+    n_out = (~shadow_in).sum(0)
+    log(f"{shadows} shadow models trained like the target, each on {members} of the "
+        f"{len(candidates)} candidates; every image is OUT of {n_out.min()}-{n_out.max()} of them")
     return {"shadow": M.shadow_attack(np.concatenate(feats), shadow_in.ravel(),
                                       M.attack_features(target_probs, y)),
-            "lira": M.lira_offline(M.logit_confidence(target_probs, y), np.array(stats), shadow_in)}
+            "lira": M.lira_offline(M.logit_confidence(target_probs, y), np.array(stats), shadow_in,
+                                   min_out=FIXED_VARIANCE_BELOW),
+            "out_models": {"min": int(n_out.min()), "max": int(n_out.max()),
+                           "variance": ("per image" if n_out.min() >= FIXED_VARIANCE_BELOW else
+                                        "pooled over images (fixed variance: too few OUT "
+                                        "shadows for a per-image one)")}}
 
 
 def _grade(scores: dict, is_member, log: Log) -> tuple[list[dict], dict]:
@@ -166,6 +192,13 @@ def section(ctx: SectionContext) -> str:
                 f"{res['shadows']} shadow models. Its accuracy: {100 * g['train_accuracy']:.1f}% on "
                 f"its members, {100 * g['test_accuracy']:.1f}% on the test split (gap "
                 f"{100 * g['gap']:.1f} points).")
+    out = res.get("lira_out_models")
+    if out:
+        body += para(f"Each shadow trains like the target: on {res['members']:,} of the "
+                     f"{res['members'] + res['nonmembers']:,} candidates, same recipe and epochs. "
+                     f"Every image's offline LiRA score uses the {out['min']}-{out['max']} shadows "
+                     f"that did not train on it (its own mean; variance {out['variance']}).",
+                     note=True)
     if res.get("dp"):
         body += para(f"The target and its shadows were trained with DP-SGD: epsilon "
                      f"{res['dp']['epsilon_spent']:.2f} at delta {res['dp']['delta']:g}.")
@@ -218,7 +251,7 @@ def claims(res: dict) -> list[Claim]:
 ANALYSIS = register(Analysis(
     name="privacy", title="Privacy: membership inference", compute=privacy, section=section,
     order=94, verb=("audit", "privacy"),
-    quick={"shadows": 4, "epochs": 15, "members": 1000, "nonmembers": 2000,
+    quick={"shadows": 6, "epochs": 15, "members": 1000, "nonmembers": 2000,
            "model_kwargs": {"widths": [16, 32, 64]}},
     full={"shadows": 16, "epochs": 40, "members": 2000, "nonmembers": 3000, "image_size": 32,
           "model_kwargs": {"widths": [16, 32, 64]}},

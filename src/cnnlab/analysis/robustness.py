@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
-from cnnlab.viz.html import esc, img, pct, pct_ci, table
+from cnnlab.viz.html import esc, img, para, pct, pct_ci, table
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
@@ -150,8 +150,13 @@ def section(ctx: SectionContext) -> str:
              f"{r['seconds']:.1f}", r.get("note", "")] for name, r in res["per_attack"].items()]
     body += table(["attack", "paper", "ball", "accuracy under attack", "mean perturbation norm",
                    "seconds", "note"], rows)
-    body += ('<p class="note">apgd-ens is APGD-CE followed by APGD-DLR: two of AutoAttack\'s four '
-             "attacks, so its robust accuracy is an upper bound on AutoAttack's.</p>")
+    if {"apgd-ce", "apgd-dlr"} <= set(res["per_attack"]):
+        from cnnlab.robustness.attacks import AUTOATTACK
+
+        body += para(f"apgd-ens is APGD-CE followed by untargeted APGD-DLR. AutoAttack's four are "
+                     f"{', '.join(AUTOATTACK)}: apgd-ens shares APGD-CE with them and has neither "
+                     "FAB-T nor Square, so it is a weaker evaluation and its robust accuracy is "
+                     "not AutoAttack's.", note=True)
     if res.get("adversarially_trained"):
         body += f"<p>This model was adversarially trained ({esc(res['adversarially_trained'])}).</p>"
     if arrays and len(arrays.get("original", [])):
@@ -165,21 +170,29 @@ def section(ctx: SectionContext) -> str:
     return body
 
 
+def curve_axis(norm: str) -> tuple[float, str]:
+    """(scale of eps on the curve's x axis, its label) in the attacks' own norm."""
+    return (255.0, "eps (x 1/255, L-inf)") if norm == "linf" else (1.0, "eps (L2 norm, pixels in [0, 1])")
+
+
 def _curve_html(ctx: SectionContext, res: dict) -> str:
     from cnnlab.viz import plots as P
 
     fig, ax = P.plt.subplots(figsize=(6.5, 3.8))
+    scale, xlabel = curve_axis(res.get("norm", "linf"))
     for attack in dict.fromkeys(r["attack"] for r in res["curve"]):
         pts = [r for r in res["curve"] if r["attack"] == attack]
-        ax.plot([255 * float(r["eps"]) for r in pts], [100 * float(r["accuracy"]) for r in pts],
+        ax.plot([scale * float(r["eps"]) for r in pts], [100 * float(r["accuracy"]) for r in pts],
                 marker="o", label=attack)
-    ax.set(xlabel="eps (x 1/255, L-inf)", ylabel="accuracy (%)", ylim=(0, 100),
+    ax.set(xlabel=xlabel, ylabel="accuracy (%)", ylim=(0, 100),
            title="Accuracy versus attack radius")
     ax.legend()
     fig.tight_layout()
     k = res.get("knee")
+    linf = res.get("norm", "linf") == "linf"
+    at = (f"{255 * k['eps']:.0f}/255" if linf else f"{k['eps']:.2f}") if k else ""
     knee_text = (f"The curve's knee: {k['attack']} halves the clean accuracy at eps = "
-                 f"{255 * k['eps']:.0f}/255 ({100 * k['clean']:.0f}% -> {100 * k['accuracy']:.0f}%)."
+                 f"{at} ({100 * k['clean']:.0f}% -> {100 * k['accuracy']:.0f}%)."
                  if k else "No radius on this curve halves the clean accuracy.")
     return ("<h3>Robustness curve</h3>" + img(P.save(fig, ctx.plots_dir, "robustness_curve"),
                                               "robustness curve", "620px")

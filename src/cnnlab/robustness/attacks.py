@@ -276,10 +276,14 @@ def deepfool(model, x, y, eps: float | None = None, steps: int = 50, overshoot: 
     return (x + delta).clamp(0, 1)
 
 
+AUTOATTACK = ("APGD-CE", "APGD-T", "FAB-T", "Square")
+"""AutoAttack's standard four (Croce & Hein 2020): the one name of them used everywhere."""
+
 APGD_ENSEMBLE = ("apgd-ce", "apgd-dlr")
-"""``apgd-ens``: APGD on cross-entropy, then APGD on the DLR loss. Two of the four attacks of
-AutoAttack (Croce & Hein 2020, which adds APGD-T, FAB-T and Square with 5,000 queries), so a
-robust accuracy under it is an upper bound on AutoAttack's, not AutoAttack's number."""
+"""``apgd-ens``: APGD on cross-entropy, then untargeted APGD on the DLR loss. It shares APGD-CE
+with AutoAttack's four (``AUTOATTACK``) and uses DLR untargeted where AutoAttack runs it
+targeted (APGD-T); it has neither FAB-T nor Square. A weaker evaluation than AutoAttack's:
+its robust accuracy is not AutoAttack's number."""
 ENSEMBLES = {"apgd-ens": APGD_ENSEMBLE}
 
 
@@ -287,8 +291,8 @@ def check_attack_names(names: list[str] | tuple[str, ...]) -> None:
     """Refuse unknown names with one clear line; ``autoattack`` is not implemented here."""
     for name in names:
         if name == "autoattack":
-            raise CnnlabError("autoattack (APGD-CE, APGD-T, FAB-T, Square) is not implemented; "
-                              "use apgd-ens (APGD-CE + APGD-DLR, a weaker subset of it)")
+            raise CnnlabError(f"autoattack ({', '.join(AUTOATTACK)}) is not implemented; use "
+                              "apgd-ens (APGD-CE and untargeted APGD-DLR, a weaker evaluation)")
         if name not in ENSEMBLES:
             ATTACKS.get(name)
 

@@ -7,10 +7,12 @@ feature lies. Both fixes need each training image's group; the unit is the class
 
 - ``balance``: weight each image by the inverse size of its cell, so that every cell weighs
   the same in the loss.
-- ``dro``: Group DRO (Sagawa et al. 2020, Algorithm 1). Keep a distribution q over cells; at
-  each step raise the weight of every cell by exp(eta x its mean loss in the batch),
-  renormalise, and minimise the q-weighted sum of the cells' mean losses: the optimiser is
-  pushed toward the worst cell.
+- ``dro``: Group DRO (Sagawa et al. 2020, Algorithm 1). Batches are drawn with every cell
+  equally likely (group-balanced sampling, as their experiments do), so each batch sees the
+  rare cells; keep a distribution q over cells; at each step raise the weight of every cell by
+  exp(eta x its mean loss in the batch), renormalise, and minimise the q-weighted sum of the
+  cells' mean losses: the optimiser is pushed toward the worst cell. Their other ingredient,
+  strong L2 (or early stopping), is the caller's weight decay.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class GroupLoss:
         self.weights = torch.where(count > 0, len(y) / ((count > 0).sum() * count.clamp(min=1)), 0.0)
         self.q = torch.tensor(q, dtype=torch.float64) if q else torch.full(
             (self.n_cells,), 1.0 / self.n_cells, dtype=torch.float64)
+        # Group DRO draws its batches with each image weighed 1/|its cell|: every cell alike
+        cells = cell_ids(y, groups, n_groups).cpu()
+        self.sample_weights = self.weights[cells].float() if mode == "dro" else None
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.smoothing)

@@ -58,7 +58,10 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
     if task is not None:
         return task.build(cfg, data)
     c, h, w = data.train.image_shape
-    mean, std = data.train.mean_std()
+    # DP-SGD accounts only for what the gradients reveal: statistics of the private images
+    # put into the model would leak outside the budget, so it gets fixed ones (pixels in [0, 1]
+    # to [-1, 1]), the same whatever the data
+    mean, std = ([0.5] * c, [0.5] * c) if cfg.dp_epsilon else data.train.mean_std()
     kwargs = dict(num_classes=data.train.num_classes, in_channels=c, image_size=h, mean=mean,
                   std=std, **cfg.model_kwargs)
     torch.manual_seed(cfg.seed)
@@ -83,7 +86,8 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     model.train()
     x = data.train.x
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, state.epoch, 1))
-    batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private, x.device)
+    weights = group_loss.sample_weights if group_loss is not None else None
+    batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private, x.device, weights)
     augment_batch = epoch_augmentation(data, cfg, state.epoch)
     totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
     guard = FiniteGuard(cfg, state.epoch, defer=device.type != "cpu")
@@ -346,14 +350,17 @@ def keep_loss_state(state: TrainState, group_loss: GroupLoss | None,
 
 
 def epoch_batches(n: int, batch_size: int, gen: torch.Generator,
-                  private: PrivateTraining | None, device: torch.device | None = None):
+                  private: PrivateTraining | None, device: torch.device | None = None,
+                  weights: torch.Tensor | None = None):
     """(this epoch's batches of indices, their number): a shuffled order cut into full batches
-    (the last partial one dropped), or DP-SGD's Poisson batches. The order is drawn on the CPU
-    (the same on every machine) and moved to ``device`` once per epoch."""
+    (the last partial one dropped), DP-SGD's Poisson batches, or, with ``weights``, n draws with
+    replacement in proportion to them (Group DRO's group-balanced sampling). The order is drawn
+    on the CPU (the same on every machine) and moved to ``device`` once per epoch."""
     if private is not None:
         return private.batches(n, gen), private.steps_per_epoch
     batch = min(batch_size, n)
-    order = torch.randperm(n, generator=gen).to(device or "cpu")
+    order = (torch.randperm(n, generator=gen) if weights is None else
+             torch.multinomial(weights, n, replacement=True, generator=gen)).to(device or "cpu")
     return (order[i * batch: (i + 1) * batch] for i in range(n // batch)), n // batch
 
 
