@@ -44,6 +44,12 @@ def test_the_three_formats_give_the_same_boxes(tmp_path):
     c, _ = load_detection(f"coco:{coco_dir / 'instances.json'}", size=20)
     assert c.classes == ["cat", "dog"] and torch.allclose(c.targets[0]["boxes"], expected * scale)
     assert c.targets[0]["labels"].tolist() == [0, 1]
+    # review defect: a crowd region (iscrowd 1) is not an object; COCO's evaluation ignores it
+    coco["annotations"].append({"id": 9, "image_id": 2, "category_id": 3, "bbox": [0, 0, 40, 20],
+                                "iscrowd": 1})
+    (coco_dir / "instances.json").write_text(json.dumps(coco))
+    c, _ = load_detection(f"coco:{coco_dir / 'instances.json'}", size=20)
+    assert len(c.targets[1]["boxes"]) == 0 and len(c.targets[0]["boxes"]) == 2
 
     voc = tmp_path / "v"
     _images(voc / "JPEGImages", ["a.png"])

@@ -53,7 +53,7 @@ def test_every_number_option_of_every_analysis_declares_its_bounds_and_keeps_the
     (["attack", "nowhere", "--eps", "inf"], "--eps must be a finite number"),
     (["attack", "nowhere", "--eps", "0"], "--eps must be between"),
     (["attack", "nowhere", "--eps", "1/0"], "expected a number"),
-    (["attack", "nowhere", "--attacks", ","], "--attacks needs at least one value"),
+    (["attack", "nowhere", "--attacks", ","], "expected names separated by commas, got ','"),
     (["calibrate", "nowhere", "--resamples", "99999999"], "--resamples must be between"),
     (["audit", "bias", "nowhere", "--show", "0"], "--show must be between"),
     (["train", "--momentum", "-1"], "momentum must be between"),

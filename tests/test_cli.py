@@ -116,7 +116,7 @@ def test_wrong_shape_dataset_exits_2(trained_run, tmp_path, capsys):
 
 
 def test_nan_loss_exits_2(tmp_path, capsys):
-    argv = ["train", "--model", "mlp", "--lr", "1e12", "--epochs", "2", "--limit-train", "256",
+    argv = ["train", "--model", "mlp", "--lr", "1e6", "--epochs", "2", "--limit-train", "256",
             "--out-dir", str(tmp_path)]
     assert main(argv) == 2
     assert "lower --lr" in one_error_line(capsys)

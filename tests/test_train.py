@@ -70,7 +70,7 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):
     with pytest.raises(CnnlabError, match="loss became (nan|inf).*lower --lr"):
-        cnnlab.train(tiny(tmp_path, model="mlp", lr=1e12, epochs=2), log=lambda s: None)
+        cnnlab.train(tiny(tmp_path, model="mlp", lr=1e6, epochs=2), log=lambda s: None)
 
 
 def test_deferred_finite_check_names_the_first_bad_step_at_the_end_of_the_epoch():
@@ -171,7 +171,7 @@ def test_a_failed_run_says_why_in_its_folder_and_can_be_started_again(tmp_path):
     import json
 
     with pytest.raises(CnnlabError):
-        cnnlab.train(tiny(tmp_path, model="mlp", lr=1e12, epochs=2), log=lambda s: None)
+        cnnlab.train(tiny(tmp_path, model="mlp", lr=1e6, epochs=2), log=lambda s: None)
     status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
     assert status["state"] == "failed" and "lower --lr" in status["message"]
     with pytest.raises(CnnlabError, match="unknown model"):

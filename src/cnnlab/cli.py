@@ -60,7 +60,11 @@ def fraction_or_float(text: str) -> float:
 
 
 def comma_list(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    """'a,b' -> ('a', 'b'); '' -> () (none, where a list may be empty); ',' is a typo."""
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if text.strip() and not items:
+        raise argparse.ArgumentTypeError(f"expected names separated by commas, got {text!r}")
+    return items
 
 
 def mapping(text: str) -> dict:

@@ -88,7 +88,7 @@ class TrainConfig:
     epochs: int = _f(20, "passes over the training set", bounds=(1, 100_000))
     batch_size: int = _f(128, "images per optimizer step", bounds=(1, 1_000_000))
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
-    lr: float = _f(0.05, "peak learning rate, reached after warm-up", bounds=(1e-12, 100))
+    lr: float = _f(0.05, "peak learning rate, reached after warm-up", bounds=(1e-12, 1e6))
     momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)", bounds=(0, 0.9999))
     nesterov: bool = _f(True, "use Nesterov momentum with SGD")
     weight_decay: float = _f(5e-4, "weight decay on weights (not on biases or norm layers)", bounds=(0, 1))

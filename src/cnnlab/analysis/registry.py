@@ -125,9 +125,6 @@ class Analysis:
                     check_bounds(flag, value, self.bounds.get(name))
                 except CnnlabError as e:
                     raise CnnlabError(str(e).replace("bad config: ", f"{self.name}: ")) from None
-            elif isinstance(value, tuple) and not value:
-                raise CnnlabError(f"{self.name}: {flag} needs at least one value "
-                                  f"(default: {','.join(known[name])})")
         return known | options
 
     def summary(self) -> str:

@@ -175,6 +175,8 @@ def _coco(path: Path):
         def read(w: int, h: int, n: int):
             boxes, labels, masks, kps = [], [], [], []
             for a in by_image.get(img["id"], []):
+                if a.get("iscrowd"):  # a crowd region, not one object: COCO's evaluation ignores
+                    continue          # it, so it is neither a target nor a ground truth here
                 where = f"{path} annotation id {a.get('id')}"
                 if a.get("category_id") not in index:
                     raise BadAnnotation(f"{where}: category id {a.get('category_id')} is not in categories")
