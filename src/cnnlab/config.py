@@ -133,6 +133,9 @@ class TrainConfig:
         bounds=(0, 1))
     adv_eval: int = _f(500, "validation images attacked (PGD-10) at each evaluation when --adv is set",
         bounds=(0, 1e7))
+    init_from: str = _f(
+        "", "start from the trained body of this run folder (a classifier's layers or a dense "
+        "model's backbone, by name and shape; heads start fresh), e.g. a run on more data")
     seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly",
         bounds=(0, SEED_MAX))
     threads: int = _f(

@@ -251,7 +251,7 @@ def claims(res: dict) -> list[Claim]:
 ANALYSIS = register(Analysis(
     name="privacy", title="Privacy: membership inference", compute=privacy, section=section,
     order=94, verb=("audit", "privacy"),
-    quick={"shadows": 6, "epochs": 15, "members": 1000, "nonmembers": 2000,
+    quick={"shadows": 4, "epochs": 12, "members": 800, "nonmembers": 1600,
            "model_kwargs": {"widths": [16, 32, 64]}},
     full={"shadows": 16, "epochs": 40, "members": 2000, "nonmembers": 3000, "image_size": 32,
           "model_kwargs": {"widths": [16, 32, 64]}},

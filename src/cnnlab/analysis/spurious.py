@@ -164,7 +164,7 @@ def _cells_figure(res: dict):
     return fig
 
 
-QUICK = {"image_size": 16, "limit_train": 1500, "epochs": 8, "seeds": 3,
+QUICK = {"image_size": 16, "limit_train": 1000, "epochs": 8, "seeds": 2,
          "model_kwargs": {"widths": [16, 32, 64]}, "recipe": {"lr": 0.2, "label_smoothing": 0.0}}
 
 

@@ -10,7 +10,6 @@ the model that sees order can tell apart are those that need motion.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
@@ -25,15 +24,19 @@ if TYPE_CHECKING:
 
 
 def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, epochs: int = 12,
-          width: int = 16, action_clips: int = 1800, action_epochs: int = 20, log: Log = print) -> dict:
+          width: int = 16, image_size: int = 64, objects: int = 4, lr: float = 0.003,
+          action_clips: int = 1800, action_epochs: int = 20, log: Log = print) -> dict:
     """Track objects in clips (SORT vs ByteTrack, true vs detected boxes); recognise actions.
 
     Args:
-        clips: clips tracked (64 px, seed 3).
+        clips: clips tracked (seed 3).
         frames: frames per tracked clip.
         n_train: training scenes of the detector (as the scenes analysis trains it).
         epochs: the detector's epochs.
         width: the detector backbone's first-stage width.
+        image_size: the side of the detector's scenes and of the tracked clips.
+        objects: the most objects in one training scene.
+        lr: the detector's learning rate (AdamW).
         action_clips: training clips of the action models (0: no action recognition).
         action_epochs: epochs of the action models.
     """
@@ -45,10 +48,11 @@ def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, e
 
     if clips < 1 or frames < 4 or action_clips < 0:
         raise CnnlabError("video needs clips >= 1, frames >= 4 and action_clips >= 0")
-    base = scenes_config(run, n_train, epochs, width, 64, 16 if n_train < 1000 else 32)
-    detector_run = run.subrun(replace(base, head="centernet"), "detect", log)
+    base = scenes_config(run, n_train, epochs, width, image_size, 16 if n_train < 1000 else 32,
+                         objects, lr)
+    detector_run = run.subrun(base.derive(head="centernet"), "detect", log)
     detector = detector_run.load_model()
-    videos = make_videos(clips, 64, frames, seed=3)
+    videos = make_videos(clips, image_size, frames, seed=3)
     tracking = evaluate_tracking(videos, detector)
     rows = track_video(detector_detections(detector, videos.x[0]), byte=True)
     for k, m in tracking.items():
@@ -72,7 +76,7 @@ def _actions(run: Run, n: int, epochs: int, log: Log) -> dict:
                        seed=run.config.seed, threads=run.config.threads, precision=run.config.precision)
     out, hits = {"models": []}, {}
     for model in ("framepool", "r2plus1d"):
-        sub = run.subrun(replace(base, model=model), f"action-{model}", log)
+        sub = run.subrun(base.derive(model=model), f"action-{model}", log)
         pred = load_npz(sub.path / "predictions.npz")
         hit = pred["probs"].argmax(1) == pred["y"]
         hits[model] = hit
@@ -187,10 +191,14 @@ def claims(res: dict) -> list[Claim]:
 ANALYSIS = register(Analysis(
     name="video", title="Video: tracking by detection and action recognition", compute=video,
     section=section, order=90, verb=("video",),
-    quick={"clips": 2, "frames": 32, "n_train": 300, "epochs": 4, "width": 8, "action_clips": 0},
+    quick={"clips": 4, "frames": 32, "n_train": 1000, "objects": 2, "image_size": 48, "epochs": 10,
+           "width": 8, "lr": 0.01, "action_clips": 0},  # the detector of the scenes analysis
     full={},
     claims=claims,
     bounds={"clips": (1, 10_000),
+            "image_size": (32, 512),
+            "objects": (1, 8),
+            "lr": (1e-9, 10),
             "frames": (2, 10_000),
             "n_train": (10, 1e6),
             "epochs": (1, 10_000),

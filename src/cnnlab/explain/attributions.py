@@ -68,10 +68,9 @@ def _gradcam(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor) -> t
 
 def _occlusion(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     c, h, _ = x.shape[1:]
-    window = max(2, h // 8)
+    window = max(2, h // 8)  # squares of 1/8 the side, side by side: 64 forward passes an image
     attr = _captum().Occlusion(model).attribute(
-        x, sliding_window_shapes=(c, window, window), strides=(c, max(1, window // 2),
-                                                                max(1, window // 2)),
+        x, sliding_window_shapes=(c, window, window), strides=(c, window, window),
         baselines=0.5, target=target, perturbations_per_eval=64)
     return attr.sum(1).clamp_min(0)
 
@@ -167,7 +166,7 @@ def image_specific_similarity(trained: np.ndarray, random: np.ndarray) -> dict:
 
 
 def sanity_check(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
-                 methods: list[str], maps: dict[str, np.ndarray], cuts: int = 4) -> dict:
+                 methods: list[str], maps: dict[str, np.ndarray], cuts: int = 3) -> dict:
     """Cascading randomization from the top (Adebayo et al. 2018): for ``cuts`` depths (the
     last one: every layer), how much of each method's maps on the trained model survive,
     image by image, beyond the different-image baseline (``image_specific_similarity``).

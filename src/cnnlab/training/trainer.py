@@ -282,7 +282,13 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     ``run_dir/weights`` every epoch."""
     device = resolve_device(cfg.device)
     task = get_task(cfg.task)
-    model = prepare_model(model if model is not None else build_model(cfg, data), cfg, device)
+    if model is None:
+        model = build_model(cfg, data)
+        if cfg.init_from and not resume:  # a resumed run reads its own checkpoint instead
+            from cnnlab.training.transfer import init_from
+
+            init_from(model, cfg.init_from, log)
+    model = prepare_model(model, cfg, device)
     optimizer = make_optimizer(cfg, model)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
            if cfg.ema else None)

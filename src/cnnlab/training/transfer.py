@@ -1,0 +1,76 @@
+"""Start a model from another run's trained weights (``--init-from RUN``).
+
+The tensors move by name, the body's only: a dense model (detector, segmenter, pose head)
+holds its network as ``backbone.*``, a classifier is its own body with a head (``fc``,
+``head``, ``classifier``) on top. So a classifier's body can start a detector's backbone, a
+detector's backbone a segmenter's, and so on. A tensor is kept when its shape matches; heads
+and anything else keep their fresh initialisation, and one line says what was kept, left and
+skipped for its shape. Weights are read from safetensors only (no pickle).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.training import checkpoint as ckpt
+
+HEADS = ("fc.", "head.", "classifier.")
+"""Name prefixes of a classifier's head: never carried to another task or class list."""
+
+OWN = ("mean", "std")
+"""The input normalization: each model keeps its own data's statistics."""
+
+
+def body_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's body by name within the body: ``backbone.`` stripped from a dense model's,
+    the head dropped from a classifier's."""
+    if any(k.startswith("backbone.") for k in state):
+        state = ckpt.strip_prefix("backbone.", state)
+    return {k: v for k, v in state.items() if not k.startswith(HEADS) and k not in OWN}
+
+
+def run_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The trained model's tensors of a run folder (its EMA weights where it kept them)."""
+    import json
+
+    folder = Path(path)
+    weights, meta_path = folder / "weights" / "last.safetensors", folder / "weights" / "meta.json"
+    if not weights.is_file() or not meta_path.is_file():
+        raise CnnlabError(f"--init-from {path}: no trained weights there (weights/last.safetensors "
+                          "and meta.json); give a run folder that cnnlab train finished")
+    tensors, _ = ckpt.load_tensors(weights)
+    ema = json.loads(meta_path.read_text()).get("ema")
+    prefix = "ema.module." if ema else "model."
+    if any(k.startswith(prefix) for k in tensors):
+        tensors = ckpt.strip_prefix(prefix, tensors)
+    return {k: v for k, v in tensors.items() if not k.startswith(("optim.", "lookahead."))}
+
+
+def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
+    """Copy the body of the run at ``path`` into ``model``'s body; return what moved."""
+    source = body_tensors(run_weights(path))
+    target = model.state_dict()
+    dense = any(k.startswith("backbone.") for k in target)
+    kept, reshaped = {}, []
+    for name, value in source.items():
+        key = f"backbone.{name}" if dense else name
+        if key not in target:
+            continue
+        if target[key].shape != value.shape:
+            reshaped.append(key)
+            continue
+        kept[key] = value.to(target[key].dtype)
+    if not kept:
+        raise CnnlabError(f"--init-from {path}: none of its tensors fit this model (another "
+                          "architecture?); give a run of the same model, or leave --init-from out")
+    model.load_state_dict(target | kept)
+    left = [k for k in target if k not in kept]
+    log(f"init from {path}: kept {len(kept)} tensors of its body, {len(left)} start fresh "
+        f"({', '.join(sorted({k.split('.')[0] for k in left})) or 'none'}), "
+        f"{len(reshaped)} skipped for their shape")
+    return {"kept": len(kept), "fresh": len(left), "reshaped": reshaped}
