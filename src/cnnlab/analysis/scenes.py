@@ -36,7 +36,7 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
 
     Args:
         n_train: training scenes (the test split has a quarter as many, at least 100).
-        epochs: epochs of every task (of the detector, with share_backbone).
+        epochs: epochs of every task (of the detectors, with head_epochs).
         width: the ResNet-20 backbone's first-stage width (16 is the standard ResNet-20).
         image_size: scene side in pixels (64 or 128; smaller is quicker).
         batch_size: images (pose: crops) per step.
@@ -44,7 +44,7 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
         lr: AdamW's peak learning rate for every task.
         share_backbone: train the detector first, then start the segmenter's and the pose
             heads' backbones from its trained one (one backbone, several heads).
-        head_epochs: epochs of the heads that start from the detector (0: epochs).
+        head_epochs: epochs of the segmenter and pose heads (0: epochs).
         recipes: settings to change for one task, by its label, e.g. {segment: {batch_size: 8}}.
         reference: also train torchvision's FCOS on the same backbone, data and epochs.
     """
@@ -60,9 +60,10 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
     subs: dict[str, Run] = {}
     for label, task, head in tasks:
         cfg = base.derive(task=task, head=head)
-        if share_backbone and label != "detect":
-            cfg = cfg.derive(init_from=str(subs["detect"].path), epochs=head_epochs or epochs,
-                             eval_every=head_epochs or epochs)
+        if head_epochs and task != "detect":
+            cfg = cfg.derive(epochs=head_epochs, eval_every=head_epochs)
+        if share_backbone and task != "detect":
+            cfg = cfg.derive(init_from=str(subs["detect"].path))
         subs[label] = run.subrun(cfg.derive(**recipes.get(label, {})), label, log)
     rows = [_row(label, sub) for label, sub in subs.items()]
     pose = _compare_pose(subs["pose-regression"], subs["pose-heatmap"])
@@ -175,9 +176,11 @@ def section(ctx: SectionContext) -> str:
     res = ctx.result
     if res.get("shared_backbone"):
         trained = (f"The detector trained {res['epochs']} epochs; its backbone then started the "
-                   f"segmenter and both pose heads, each fine-tuned {res['head_epochs']} epochs")
+                   f"segmenter and both pose heads, each fine-tuned for {res['head_epochs']} epochs "
+                   "(the segmenter's own setting, if any, in the note below)")
     else:
-        trained = f"each trained {res['epochs']} epochs from scratch"
+        trained = (f"The detector trained {res['epochs']} epochs, the other heads "
+                   f"{res['head_epochs']}, each from scratch")
     body = para(f"One backbone (ResNet-20, first-stage width {res['width']}), four heads, by the same "
                 f"trainer on {res['dataset']} ({res['image_size']} px scenes of circles, squares, "
                 f"triangles and stars with exact boxes, masks and keypoints). {trained}. The full "
