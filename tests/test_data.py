@@ -244,3 +244,15 @@ def test_images_read_from_files_are_writable_so_torch_does_not_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert torch.from_numpy(read_image(tmp_path / "x.png", 8, "RGB")).shape == (8, 8, 3)
+
+
+def test_a_folder_that_mixes_grey_and_colour_is_colour_and_says_so(tmp_path):
+    """Issue: the first image's mode decided for all, so one greyscale file first turned every
+    colour image grey without a word."""
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / "0.png")  # first: grey
+    Image.fromarray(np.full((8, 8, 3), (200, 10, 10), np.uint8)).save(tmp_path / "b" / "1.png")
+    splits = load_dataset(f"folder:{tmp_path}", "", 8)
+    assert splits.train.x.shape[1] == 3 and "1 greyscale images converted to RGB" in splits.source
+    assert splits.train.x[1, 0].float().mean() > 150  # the red image kept its colour

@@ -313,8 +313,9 @@ def add_analysis_verbs(sub) -> None:
     """One verb per analysis; analyses that share a first word become its sub-verbs."""
     groups: dict[str, argparse._SubParsersAction] = {}
     for a in load_all():
+        about = a.summary() + (f" With its defaults: {a.takes}." if a.takes else "")
         if len(a.verb) == 1:
-            p = sub.add_parser(a.verb[0], help=a.summary(), description=a.summary())
+            p = sub.add_parser(a.verb[0], help=a.summary(), description=about)
         else:
             if a.verb[0] not in groups:
                 words = ", ".join(b.verb[1] for b in load_all() if b.verb[0] == a.verb[0])
@@ -323,7 +324,7 @@ def add_analysis_verbs(sub) -> None:
                 group = sub.add_parser(a.verb[0], help=f"{a.verb[0]}: {words}",
                                        description=f"{a.verb[0].capitalize()}: {words}.{more}")
                 groups[a.verb[0]] = group.add_subparsers(dest="which", required=True, metavar="WHAT")
-            p = groups[a.verb[0]].add_parser(a.verb[1], help=a.summary(), description=a.summary())
+            p = groups[a.verb[0]].add_parser(a.verb[1], help=a.summary(), description=about)
         p.add_argument("run", nargs="?", help="the run folder to analyse")
         p.add_argument("--train-on", metavar="DATASET",
                        help="without RUN: train the main CNN on DATASET first, as cnnlab run does")

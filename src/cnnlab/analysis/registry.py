@@ -85,6 +85,8 @@ class Analysis:
     """(module, extra) of an optional dependency, e.g. ("captum", "explain")."""
     claims: Callable[[dict], list[Claim]] | None = None
     """The lecture's claims this result measures, for the table that opens the report."""
+    takes: str = ""
+    """How long the defaults take on 2 CPU cores, where measured (shown by ``--help``)."""
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     """The closed interval of every number option; ``resolve`` refuses NaN, inf and values
     outside it before anything runs (a test checks that every number option has one)."""

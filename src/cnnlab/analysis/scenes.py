@@ -281,4 +281,6 @@ ANALYSIS = register(Analysis(
             "objects": (1, 8),
             "lr": (1e-9, 10),
             "head_epochs": (0, 10_000)},
+    takes=("about 8 minutes on 2 CPU cores (five trainings of 2,000 scenes x 12 epochs; "
+           "benchmarks/RESULTS.md); cnnlab run's quick budget takes about a minute"),
 ))

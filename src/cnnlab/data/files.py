@@ -112,21 +112,30 @@ def _attach_groups(ds: ImageDataset, paths: list[Path], root: Path, groups: dict
     return ImageDataset(ds.x, ds.y, ds.classes, ds.name, ds.flip_ok, {"groups": g}, names)
 
 
-def _guess_mode(root: Path) -> str:
-    first = _image_files(root)[:1]
-    if not first:
+GREY_MODES = ("L", "1", "I;16", "I", "LA")
+
+
+def _guess_mode(root: Path) -> tuple[str, int]:
+    """("L", 0) when every image is greyscale, else ("RGB", how many greyscale images will be
+    converted to RGB): one colour image makes the dataset colour, and the conversion is said
+    in the data card, never done silently. Only headers are read."""
+    files = _image_files(root)
+    if not files:
         raise CnnlabError(f"{root} holds no images (PNG/JPEG/...); put each class's images in "
                           f"{root}/<class name>/")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(first[0]) as im:
-                return "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
-    except Image.DecompressionBombError:
-        read_image(first[0], None, "L")  # raises the one-line "too many pixels" error
-        raise
-    except (UnidentifiedImageError, OSError):
-        raise CnnlabError(f"{first[0]} is not a readable image; remove or replace it") from None
+    grey = 0
+    for path in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    grey += im.mode in GREY_MODES
+        except Image.DecompressionBombError:
+            read_image(path, None, "L")  # raises the one-line "too many pixels" error
+            raise
+        except (UnidentifiedImageError, OSError):
+            raise CnnlabError(f"{path} is not a readable image; remove or replace it") from None
+    return ("L", 0) if grey == len(files) else ("RGB", grey)
 
 
 def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
@@ -134,7 +143,8 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
 
     If ``path`` holds ``train/`` and ``test/`` (or ``val/``) folders, those are the splits;
     otherwise the whole folder is the training split. Images are resized to ``image_size``
-    (default 32) and converted to RGB, or to grayscale when the first image is grayscale.
+    (default 32) and converted to RGB, or kept greyscale when every image is (the data card
+    says how many greyscale images a colour dataset converted).
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -142,7 +152,7 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
     size = image_size or 32
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     train_dir = root / "train" if (root / "train").is_dir() and test_dir else root
-    mode = _guess_mode(train_dir)
+    mode, converted = _guess_mode(train_dir)
     x, y, classes, paths = _read_class_folders(train_dir, None, size, mode)
     name = f"folder:{root}"
     train = from_numpy(x, y, classes, name)
@@ -159,7 +169,9 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
         if empty:
             raise CnnlabError(f"{root / 'groups.csv'}: group {empty[0]!r} has no training images; "
                               f"give it some or leave it out")
-    return DatasetSplits(train, test, f"image folder {root} (resized to {size}x{size}, {mode})"
+    converted_words = f", {converted} greyscale images converted to RGB" if converted else ""
+    return DatasetSplits(train, test, f"image folder {root} (resized to {size}x{size}, {mode}"
+                         f"{converted_words})"
                          + (", groups from groups.csv" if groups is not None else ""))
 
 
