@@ -89,3 +89,14 @@ def test_a_country_given_after_training_applies_to_the_carbon_figures(tmp_path, 
     assert row["g_co2eq"] == pytest.approx(row["kwh"] * carbon_intensity("FRA")[0])
     assert main(["run", "--name", "r", "--out-dir", str(tmp_path), "--country", "XXX"]) == 2
     assert "unknown country code" in capsys.readouterr().err
+
+
+def test_the_energy_claim_reads_a_run_that_cnnlab_run_did_not_make():
+    """Found by the README tour: `cnnlab audit energy RUN` on a run trained by `cnnlab train`
+    (no job phases) broke every later report through its claim."""
+    from cnnlab.analysis.energy import claims
+
+    rows = [{"label": "this run", "j_per_train_image": 0.002}, {"label": "mlp", "j_per_train_image": 0.001},
+            {"label": "resnet20", "j_per_train_image": 0.004}]
+    (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None})
+    assert claim.holds and "ResNet-20 4.00 mJ" in claim.verdict and "whole job" not in claim.verdict

@@ -44,3 +44,37 @@ def test_a_classifier_body_starts_another_classifier_and_a_mismatch_is_one_line(
         init_from(cnnlab.create_model("mlp", num_classes=3, in_channels=1, image_size=8), base.path, quiet)
     with pytest.raises(CnnlabError, match="no trained weights there"):
         init_from(model, tmp_path / "nowhere", quiet)
+
+
+def test_a_frozen_body_learns_nothing_until_thawed_and_discriminative_rates_reach_it(tmp_path):
+    """--freeze-epochs: the head (and BatchNorm) learn while the body stays as it started; then
+    everything learns, the body at --body-lr-scale of the head's rate."""
+    from cnnlab.training import checkpoint as ckpt
+    from cnnlab.training.optim import make_optimizer
+
+    base = cnnlab.train(cnnlab.TrainConfig(model="resnet20", epochs=1, limit_train=200, out_dir=str(tmp_path),
+                                           name="a"), log=quiet, report=False)
+    start = base.load_model().state_dict()
+
+    def fine_tune(name, epochs, freeze):
+        cfg = cnnlab.TrainConfig(model="resnet20", epochs=epochs, limit_train=200, init_from=str(base.path),
+                                 freeze_epochs=freeze, body_lr_scale=0.1, checkpoints=epochs,
+                                 out_dir=str(tmp_path), name=name)
+        return cnnlab.train(cfg, log=quiet, report=False)
+
+    probe = fine_tune("probe", 2, 2)  # frozen throughout: a linear probe
+    after, _ = ckpt.load_tensors(probe.path / "weights" / "epoch-002.safetensors")
+    assert torch.equal(after["conv1.weight"], start["conv1.weight"])  # the body did not move
+    assert not torch.equal(after["fc.weight"], base.load_model().state_dict()["fc.weight"])
+    assert not torch.equal(after["bn1.weight"], start["bn1.weight"])  # BatchNorm kept learning
+    thawed = fine_tune("thawed", 2, 1)
+    first, _ = ckpt.load_tensors(thawed.path / "weights" / "epoch-001.safetensors")
+    second, _ = ckpt.load_tensors(thawed.path / "weights" / "epoch-002.safetensors")
+    assert torch.equal(first["conv1.weight"], start["conv1.weight"])
+    assert not torch.equal(second["conv1.weight"], first["conv1.weight"])  # thawed in epoch 2
+    model = cnnlab.create_model("resnet20", num_classes=10, in_channels=1, image_size=8)
+    groups = make_optimizer(cnnlab.TrainConfig(model="resnet20", body_lr_scale=0.1), model).param_groups
+    head = {id(p) for p in model.get_classifier().parameters()}
+    for g in groups:
+        in_head = {id(p) in head for p in g["params"]}
+        assert len(in_head) == 1 and g["lr_scale"] == pytest.approx(1.0 if in_head == {True} else 0.1)

@@ -136,6 +136,13 @@ class TrainConfig:
     init_from: str = _f(
         "", "start from the trained body of this run folder (a classifier's layers or a dense "
         "model's backbone, by name and shape; heads start fresh), e.g. a run on more data")
+    freeze_epochs: int = _f(
+        0, "fine-tuning: train only the head (and BatchNorm) for this many epochs, the body "
+        "frozen, then everything; epochs or more: a linear probe (the body never trains)",
+        bounds=(0, 100_000))
+    body_lr_scale: float = _f(
+        1.0, "fine-tuning: the body's learning rate as a fraction of the head's (discriminative "
+        "learning rates, e.g. 0.1)", bounds=(1e-6, 1))
     seed: int = _f(0, "seed for weights, data order and augmentation; CPU runs repeat exactly",
         bounds=(0, SEED_MAX))
     threads: int = _f(
@@ -198,8 +205,8 @@ class TrainConfig:
             (self.dro_eta > 0, "dro_eta must be positive"),
             (self.dp_epsilon >= 0 and 0 < self.dp_delta < 1 and self.dp_clip > 0,
              "dp_epsilon must be >= 0, dp_delta in (0, 1) and dp_clip > 0"),
-            (not (self.dp_epsilon and (self.adv or self.groups or self.compile)),
-             "dp_epsilon (DP-SGD) cannot be combined with adv, groups or compile"),
+            (not (self.dp_epsilon and (self.adv or self.groups or self.compile or self.freeze_epochs)),
+             "dp_epsilon (DP-SGD) cannot be combined with adv, groups, compile or freeze_epochs"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),

@@ -185,7 +185,7 @@ def claims(res: dict) -> list[Claim]:
     if len(picks) < 2:
         return []
     said = ", ".join(f"{name} {1000 * r['j_per_train_image']:.2f} mJ" for name, r in picks)
-    job = res.get("job", {}).get("kwh")
+    job = (res.get("job") or {}).get("kwh")  # None: the run was not made by cnnlab run
     return [Claim("Training has an energy cost, and it grows with the model",
                   f"per training image ({res['method']['kind']}): {said}" +
                   (f"; the whole job {1000 * job:.2f} Wh" if job else ""),

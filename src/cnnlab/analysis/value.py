@@ -322,6 +322,8 @@ def _lowest_figure(images, rows: list[dict]):
 
 def claims(res: dict) -> list[Claim]:
     """Which training images: the best ranking against a random order, on flipped labels."""
+    if not res.get("detection"):  # no flipped labels (--noise 0): nothing to find, no claim
+        return []
     rankings = {r["ranking"]: r for r in res["detection"]["rankings"]}
     if "random" not in rankings or len(rankings) < 2:
         return []

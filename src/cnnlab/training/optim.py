@@ -23,7 +23,9 @@ def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str) -> flo
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """Weight decay on weights only: biases and norm layers are left alone. Normalization
-    parameters learn ``bias_lr_scale`` times faster (each group carries its ``lr_scale``)."""
+    parameters learn ``bias_lr_scale`` times faster, the body ``body_lr_scale`` times (each
+    group carries its ``lr_scale``). Built before ``freeze_epochs`` freezes the body, so the body
+    is in it and learns once thawed."""
     norm_types = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
     norm = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters()}
     params = [p for p in model.parameters() if p.requires_grad]
@@ -34,6 +36,13 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
         {"params": [p for p in params if id(p) in norm], "weight_decay": 0.0,
          "lr_scale": cfg.bias_lr_scale},
     ]
+    if cfg.body_lr_scale != 1.0:  # discriminative learning rates: the body slower than the head
+        from cnnlab.training.transfer import body_parameters
+
+        body = body_parameters(model)
+        groups = [g | {"params": [p for p in g["params"] if (id(p) in body) == in_body],
+                       "lr_scale": g["lr_scale"] * (cfg.body_lr_scale if in_body else 1.0)}
+                  for g in groups for in_body in (True, False)]
     groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))

@@ -306,7 +306,14 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     energy_before = meter().snapshot()
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
     schedule = (cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    if cfg.freeze_epochs and dist_.world()[1] > 1:
+        raise CnnlabError("freeze_epochs runs in one process (DDP needs every parameter to learn); "
+                          "drop torchrun or --freeze-epochs")
     while state.epoch < cfg.epochs:
+        if cfg.freeze_epochs:  # the body frozen for the first epochs, then thawed
+            from cnnlab.training.transfer import set_body_frozen
+
+            set_body_frozen(model, state.epoch < cfg.freeze_epochs)
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,

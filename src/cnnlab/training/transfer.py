@@ -74,3 +74,25 @@ def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
         f"({', '.join(sorted({k.split('.')[0] for k in left})) or 'none'}), "
         f"{len(reshaped)} skipped for their shape")
     return {"kept": len(kept), "fresh": len(left), "reshaped": reshaped}
+
+
+def body_parameters(model: nn.Module) -> set[int]:
+    """ids of the body's parameters: a dense model's ``backbone``, a classifier's all but its head."""
+    if hasattr(model, "backbone"):
+        return {id(p) for p in model.backbone.parameters()}
+    head = {id(p) for p in model.get_classifier().parameters()}
+    return {id(p) for p in model.parameters() if id(p) not in head}
+
+
+def set_body_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze or thaw the body's weights. BatchNorm keeps learning its scale, shift and
+    statistics while the rest is frozen (fastai's ``freeze`` with ``train_bn``): a body moved to
+    new data needs its normalization moved too."""
+    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    norm = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters()}
+    if not hasattr(model, "_cnnlab_learns"):  # what learns at all (fastnet's whitening does not)
+        model._cnnlab_learns = {id(p) for p in model.parameters() if p.requires_grad}
+    body = body_parameters(model) & model._cnnlab_learns
+    for p in model.parameters():
+        if id(p) in body and id(p) not in norm:
+            p.requires_grad_(not frozen)
