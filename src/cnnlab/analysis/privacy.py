@@ -73,8 +73,9 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
               "target": str(target.path), "dp": target.metrics.get("dp")}
     scores = {"loss": _loss_scores(probs, y)}
     if shadows:
-        scores |= _shadow_scores(train_on, candidates, x, probs, y, shadows, members, base.val_seed, log)
-        result["lira_out_models"] = scores.pop("out_models")
+        attacks, result["lira_out_models"] = _shadow_scores(train_on, candidates, x, probs, y,
+                                                            shadows, members, base.val_seed, log)
+        scores |= attacks
     if random_labels:  # memorised labels: the same members, labels drawn at random
         scores["loss_random_labels"] = _random_labels(train_on, base, pool.num_classes, candidates,
                                                       is_member, x)
@@ -133,8 +134,9 @@ own mean."""
 
 
 def _shadow_scores(train_on, candidates, x, target_probs, y, shadows: int, members: int, seed: int,
-                   log: Log) -> dict:
-    """Shadow models shaped like the target: the Shokri attack and offline LiRA."""
+                   log: Log) -> tuple[dict, dict]:
+    """Shadow models shaped like the target: the Shokri attack's and offline LiRA's scores,
+    and how many OUT shadows each image's LiRA score had."""
     import numpy as np
 
     from cnnlab.evaluate import membership as M
@@ -148,14 +150,15 @@ def _shadow_scores(train_on, candidates, x, target_probs, y, shadows: int, membe
     n_out = (~shadow_in).sum(0)
     log(f"{shadows} shadow models trained like the target, each on {members} of the "
         f"{len(candidates)} candidates; every image is OUT of {n_out.min()}-{n_out.max()} of them")
-    return {"shadow": M.shadow_attack(np.concatenate(feats), shadow_in.ravel(),
-                                      M.attack_features(target_probs, y)),
-            "lira": M.lira_offline(M.logit_confidence(target_probs, y), np.array(stats), shadow_in,
-                                   min_out=FIXED_VARIANCE_BELOW),
-            "out_models": {"min": int(n_out.min()), "max": int(n_out.max()),
-                           "variance": ("per image" if n_out.min() >= FIXED_VARIANCE_BELOW else
-                                        "pooled over images (fixed variance: too few OUT "
-                                        "shadows for a per-image one)")}}
+    attacks = {"shadow": M.shadow_attack(np.concatenate(feats), shadow_in.ravel(),
+                                         M.attack_features(target_probs, y)),
+               "lira": M.lira_offline(M.logit_confidence(target_probs, y), np.array(stats), shadow_in,
+                                      min_out=FIXED_VARIANCE_BELOW)}
+    out_models = {"min": int(n_out.min()), "max": int(n_out.max()),
+                  "variance": ("per image" if n_out.min() >= FIXED_VARIANCE_BELOW else
+                               "pooled over images (fixed variance: too few OUT shadows for a "
+                               "per-image one)")}
+    return attacks, out_models
 
 
 def _grade(scores: dict, is_member, log: Log) -> tuple[list[dict], dict]:

@@ -280,13 +280,13 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         ) -> tuple[ImageClassifier, TrainState]:
     """Train ``cfg.model`` on ``data`` (or fine-tune ``model``), checkpointing into
     ``run_dir/weights`` every epoch."""
+    from cnnlab.training.transfer import body_freezer, init_from
+
     device = resolve_device(cfg.device)
     task = get_task(cfg.task)
     if model is None:
         model = build_model(cfg, data)
         if cfg.init_from and not resume:  # a resumed run reads its own checkpoint instead
-            from cnnlab.training.transfer import init_from
-
             init_from(model, cfg.init_from, log)
     model = prepare_model(model, cfg, device)
     optimizer = make_optimizer(cfg, model)
@@ -306,14 +306,9 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     energy_before = meter().snapshot()
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
     schedule = (cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)))
-    if cfg.freeze_epochs and dist_.world()[1] > 1:
-        raise CnnlabError("freeze_epochs runs in one process (DDP needs every parameter to learn); "
-                          "drop torchrun or --freeze-epochs")
+    freeze = body_freezer(cfg, model)
     while state.epoch < cfg.epochs:
-        if cfg.freeze_epochs:  # the body frozen for the first epochs, then thawed
-            from cnnlab.training.transfer import set_body_frozen
-
-            set_body_frozen(model, state.epoch < cfg.freeze_epochs)
+        freeze(state.epoch)  # --freeze-epochs: the body frozen for the first epochs, then thawed
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(cfg.seed, state.epoch))  # dropout and other global draws
         train_loss, train_acc = train_one_epoch(step_model, optimizer, ema, data, cfg, state,
@@ -324,12 +319,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
                "train_loss": train_loss, "train_acc": train_acc}
         row |= keep_loss_state(state, group_loss, private)
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device, task)
-        epoch_time = time.perf_counter() - t0
-        state.elapsed += epoch_time
-        row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed,
-                   energy_kwh=meter().kwh_since(energy_before), energy=meter().method()["kind"])
-        state.history.append(row)
-        state.epoch += 1
+        close_epoch(state, row, t0, energy_before)
         if dist_.is_main():  # rank 0 alone writes the run folder
             save_epoch(run_dir, model, optimizer, ema, state, lookahead, row)
             if state.epoch in checkpoint_epochs(cfg):
@@ -337,6 +327,16 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             log(format_row(row, cfg.epochs, task.score_name if task is not None else ""))
         dist_.barrier()
     return eval_model(model, ema), state
+
+
+def close_epoch(state: TrainState, row: dict, t0: float, energy_before) -> None:
+    """Time and energy into the epoch's row; the row into the history; the epoch count on."""
+    epoch_time = time.perf_counter() - t0
+    state.elapsed += epoch_time
+    row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed,
+               energy_kwh=meter().kwh_since(energy_before), energy=meter().method()["kind"])
+    state.history.append(row)
+    state.epoch += 1
 
 
 def data_on(data: RunData, device: torch.device) -> RunData:

@@ -10,6 +10,7 @@ skipped for its shape. Weights are read from safetensors only (no pickle).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -96,3 +97,17 @@ def set_body_frozen(model: nn.Module, frozen: bool) -> None:
     for p in model.parameters():
         if id(p) in body and id(p) not in norm:
             p.requires_grad_(not frozen)
+
+
+def body_freezer(cfg, model: nn.Module) -> Callable[[int], None]:
+    """What each epoch calls with its index: freezes the body before ``cfg.freeze_epochs``,
+    thaws it from then on (a no-op without --freeze-epochs). One process only: DDP needs every
+    parameter to learn."""
+    from cnnlab.training import distributed as dist_
+
+    if not cfg.freeze_epochs:
+        return lambda epoch: None
+    if dist_.world()[1] > 1:
+        raise CnnlabError("freeze_epochs runs in one process (DDP needs every parameter to learn); "
+                          "drop torchrun or --freeze-epochs")
+    return lambda epoch: set_body_frozen(model, epoch < cfg.freeze_epochs)
