@@ -31,7 +31,7 @@ TASKS = {"segment": ("segment", ""), "pose-regression": ("pose", "regression"),
 def inference_speed(run) -> float:
     """Evaluation images (crops for pose) per second of the task's own evaluation pass."""
     task = get_task(run.config.task)
-    val = task.prepare(data_for(run.config)).val
+    val = task.prepare(data_for(run.config)).eval
     model = run.load_model()
     bf16 = run.metrics["precision"] == "bf16"
     t0 = time.perf_counter()

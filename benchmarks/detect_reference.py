@@ -37,7 +37,7 @@ def train(head: str, seed: int, epochs: int, n: int, out: str):
 
 def inference_speed(run) -> float:
     """Evaluation images per second of ``detect`` (decoding and NMS included), batch 100."""
-    model, x = run.load_model(), data_for(run.config).val.x
+    model, x = run.load_model(), data_for(run.config).eval.x
     detect_images(model, x[:100])  # warm-up
     t0 = time.perf_counter()
     detect_images(model, x, bf16=run.metrics["precision"] == "bf16")

@@ -92,7 +92,7 @@ def airbench_files(cfg: cnnlab.TrainConfig, folder: Path) -> None:
     validation split (the same seeded hold-out as every cnnlab run)."""
     data = data_for(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    for split, name in ((data.train, "train.pt"), (data.val, "test.pt")):
+    for split, name in ((data.train, "train.pt"), (data.eval, "test.pt")):
         torch.save({"images": split.x.permute(0, 2, 3, 1).contiguous(), "labels": split.y.long(),
                     "classes": list(split.classes)}, folder / name)
 

@@ -42,7 +42,7 @@ def main() -> None:
                                               model="resnet20", epochs=4, out_dir=tempfile.mkdtemp(),
                                               name="r"), log=lambda s: None, report=False)
     res = export_onnx(run, quantize="int8")
-    val = run.data().val
+    val = run.data().eval
     x, y = (val.x.float() / 255).numpy(), val.y.numpy()
     net = _deployable(run)
 

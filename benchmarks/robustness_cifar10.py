@@ -33,7 +33,7 @@ def main() -> None:
     run = cnnlab.load_run(a.run)
     cfg, data = run.config, run.data()
     model = run.load_model()
-    val = data.val.sample(a.n, seed=0)  # random: the file is sorted by class
+    val = data.eval.sample(a.n, seed=0)  # random: the file is sorted by class
     x, y = val.x.float() / 255, val.y
     torch.manual_seed(0)
     t0 = time.process_time()
@@ -52,7 +52,7 @@ def main() -> None:
     append_result("robust accuracy, CIFAR-10 val, eps 8/255", line, " ".join(["python", *sys.argv]),
                   machine())
     if a.throughput_n:
-        val = data.val.sample(a.throughput_n, seed=0)
+        val = data.eval.sample(a.throughput_n, seed=0)
         throughput(model, val.x.float() / 255, val.y)
 
 

@@ -61,7 +61,7 @@ def main() -> None:
                                               model="resnet20", epochs=1, out_dir=tempfile.mkdtemp(),
                                               name="resnet20"), log=lambda s: None, report=False)
     bodies = []
-    for img in run.data().val.x[:64].numpy():
+    for img in run.data().eval.x[:64].numpy():
         buf = io.BytesIO()
         Image.fromarray(img.transpose(1, 2, 0).squeeze()).save(buf, format="PNG")
         bodies.append(buf.getvalue())

@@ -1,8 +1,10 @@
 """Action recognition: clips as images of stacked frames, through the classifier's trainer."""
 
+import pytest
 import torch
 
 import cnnlab
+from cnnlab import CnnlabError
 from cnnlab.data import prepare_data
 from cnnlab.models import create_model
 
@@ -11,6 +13,18 @@ def test_videos_load_as_stacked_frames_with_their_action_labels():
     data = prepare_data("videos:n=20", "", 0, 0, seed=0)
     assert data.train.image_shape == (24, 32, 32) and not data.flip_ok  # a mirror swaps left and right
     assert data.train.classes[0] == "left" and len(data.train.classes) == 9
+
+
+def test_action_clips_can_hold_the_acting_shape_alone():
+    from cnnlab.data.videos import make_videos
+
+    alone = prepare_data("videos:n=20,objects=1", "", 16, 0, seed=0)
+    assert alone.train.image_shape == (24, 16, 16) and "no other object" in alone.source
+    clips = make_videos(20, 16, frames=16, seed=0, max_objects=1)
+    assert {int(t[:, 1].max()) for t in clips.tracks} == {1}  # one track id in every clip
+    assert torch.equal(alone.train.x, clips.x[:, ::2].reshape(20, 24, 16, 16))
+    with pytest.raises(CnnlabError, match=r"videos:n=COUNT\[,objects=K\]"):
+        prepare_data("videos:n=20,crowd=2", "", 0, 0, seed=0)
 
 
 def test_the_frame_average_forgets_order_and_the_2plus1d_model_does_not():

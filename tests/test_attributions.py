@@ -30,7 +30,7 @@ def shapes_resnet(tmp_path_factory):
                              model="resnet20", lr=0.1, crop_padding=1,
                              out_dir=str(tmp_path_factory.mktemp("runs")), name="s")
     run = cnnlab.train(cfg, report=False, **quiet)
-    val = run.data().val.sample(12, 0)
+    val = run.data().eval.sample(12, 0)
     return run, val.x.float() / 255
 
 

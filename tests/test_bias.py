@@ -94,8 +94,12 @@ def test_the_spurious_experiment_compares_each_fix_with_erm(tmp_path):
         for x in res["per_seed"][m]:
             assert x["reliance"] == pytest.approx(x["own_colour"] - x["other_colour"])
             assert x["worst_group"] == min(c["accuracy"] for c in x["cells"].values())
+            shares = [c["train_share"] for c in x["cells"].values()]
+            assert x["in_distribution"] == pytest.approx(  # cells weighted as in training
+                sum(c["train_share"] * c["accuracy"] for c in x["cells"].values()) / sum(shares))
+            assert 0.99 < sum(shares) <= 1 + 1e-9 and max(shares) > 2 * min(shares)  # bias: unequal cells
     assert {(c["method"], c["measure"]) for c in res["comparisons"]} == {
-        ("dro", "worst_group"), ("dro", "average"), ("dro", "reliance")}
+        ("dro", "worst_group"), ("dro", "in_distribution"), ("dro", "average"), ("dro", "reliance")}
     json.dumps(res["comparisons"])
     assert "Against ERM" in cnnlab.render_report(run).read_text()
 

@@ -54,7 +54,7 @@ def test_the_analysis_fits_on_one_half_scores_the_other_and_predict_applies_it(t
     quiet = lambda s: None  # noqa: E731
     run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=2, limit_train=300,
                                           out_dir=str(tmp_path), name="r"), log=quiet, report=False)
-    raw = run.predict(run.data().val.x[:20])
+    raw = run.predict(run.data().eval.x[:20])
     res = run_analysis(run, "calibration", resamples=200, log=quiet)
     assert res["n_fit"] + res["n_score"] == 360 and res["n_fit"] == 180
     for k in ("ece", "adaptive_ece", "nll", "brier"):
@@ -63,13 +63,13 @@ def test_the_analysis_fits_on_one_half_scores_the_other_and_predict_applies_it(t
             assert ci["low"] <= ci["estimate"] <= ci["high"]
     t = json.loads((run.path / "weights" / "calibration.json").read_text())["temperature"]
     assert t == pytest.approx(res["temperature"]) and run.temperature() == pytest.approx(t)
-    calibrated = run.predict(run.data().val.x[:20])
+    calibrated = run.predict(run.data().eval.x[:20])
     assert np.allclose(calibrated, C.apply_temperature(raw, t), atol=1e-6)
-    assert np.allclose(run.predict(run.data().val.x[:20], calibrated=False), raw)
+    assert np.allclose(run.predict(run.data().eval.x[:20], calibrated=False), raw)
     html = cnnlab.render_report(run).read_text()
     assert "Temperature scaling" in html and html.count("<h2>Calibration") == 1
     (run.path / "weights" / "calibration.json").write_text('{"temperature": -1}')
     with pytest.raises(CnnlabError, match="temperature must be a positive number"):
-        run.predict(run.data().val.x[:2])
+        run.predict(run.data().eval.x[:2])
     with pytest.raises(CnnlabError, match="--fit-fraction must be between 0.05 and 0.95"):
         run_analysis(run, "calibration", fit_fraction=1.5, log=quiet)

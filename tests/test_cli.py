@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ def trained_run(tmp_path_factory):
     return out / "t"
 
 
-def test_run_end_to_end_writes_every_file(tmp_path, capsys):
+def test_run_end_to_end_writes_every_file(tmp_path, capfd):
     from cnnlab.analysis import load_all, load_results
 
     code = main(["run", "--epochs", "3", "--limit-train", "400", "--out-dir", str(tmp_path),
@@ -53,10 +54,13 @@ def test_run_end_to_end_writes_every_file(tmp_path, capsys):
         assert title in html, title
     assert "data:image/png;base64," in html
     assert html.index("claims, measured") < html.index("Run and environment")
-    assert (run / "analysis" / "main_job.json").is_file()
+    stems = json.loads((run / "analysis" / "main_job.json").read_text())["stems"]
+    assert set(stems) == {a.name for a in load_all() if a.in_main_job}  # both lanes recorded
     assert "http://" not in html and "https://" not in html  # self-contained
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out  # fd-level: the second lane's process prints there
     assert "report:" in out and "total" in out  # the time of each step and the total
+    if len(os.sched_getaffinity(0)) >= 2:  # the second lane's lines, marked
+        assert "\n| == " in out and "(scenes: " in out
 
 
 def test_trained_run_folder_is_complete(trained_run):

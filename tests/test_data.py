@@ -148,10 +148,20 @@ def test_unknown_dataset():
 def test_holdout_split_is_seeded_and_disjoint(digits_npz):
     a = prepare_data(f"npz:{digits_npz}", "", 0, 300, seed=1)
     b = prepare_data(f"npz:{digits_npz}", "", 0, 300, seed=1)
-    assert len(a.val) == 300 and len(a.train) == 1497 and a.val_name == "val"
-    assert torch.equal(a.val.x, b.val.x)
-    joined = torch.cat([a.train.x.flatten(1), a.val.x.flatten(1)])
+    assert len(a.eval) == 300 and len(a.train) == 1497 and a.eval_split == "val"
+    assert torch.equal(a.eval.x, b.eval.x)
+    joined = torch.cat([a.train.x.flatten(1), a.eval.x.flatten(1)])
     assert len(joined) == 1797
+
+
+def test_a_runs_evaluation_images_are_named_eval_whichever_split_they_are(digits_npz):
+    """One name for a run's scored images: ``eval``, with ``eval_split`` saying which they are."""
+    held_out = prepare_data(f"npz:{digits_npz}", "", 0, 300, seed=1)
+    official = load_dataset("digits")
+    scored_on_test = prepare_data("digits", "", 0, 0.0, seed=1)
+    assert (held_out.eval_split, scored_on_test.eval_split) == ("val", "test")
+    assert torch.equal(scored_on_test.eval.x, official.test.x)
+    assert not hasattr(held_out, "val") and not hasattr(official, "val")
 
 
 def test_shapes_are_seeded_with_boxes_and_masks():
@@ -188,8 +198,8 @@ def test_limit_train_and_sample_are_random_on_a_class_sorted_file(tmp_path):
     np.savez(tmp_path / "sorted.npz", x=np.zeros((200, 4, 4), np.uint8), y=y)
     data = prepare_data(f"npz:{tmp_path / 'sorted.npz'}", "", 0, 40, seed=0, limit_train=60)
     assert len(data.train) == 60 and min(data.train.class_counts()) > 5
-    assert min(data.val.sample(20, seed=0).class_counts()) >= 1
-    assert torch.equal(data.val.sample(20, seed=3).y, data.val.sample(20, seed=3).y)
+    assert min(data.eval.sample(20, seed=0).class_counts()) >= 1
+    assert torch.equal(data.eval.sample(20, seed=3).y, data.eval.sample(20, seed=3).y)
 
 
 def test_translate_output_is_a_crop_of_the_padded_image():
@@ -228,8 +238,8 @@ def test_the_validation_split_does_not_move_with_the_training_seed(digits_npz):
     a = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=0))
     b = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=7))
     c = data_for(TrainConfig(dataset=f"npz:{digits_npz}", val_split=300, seed=0, val_seed=1))
-    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.x, b.train.x)
-    assert not torch.equal(a.val.x, c.val.x)
+    assert torch.equal(a.eval.x, b.eval.x) and torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.eval.x, c.eval.x)
 
 
 def test_images_read_from_files_are_writable_so_torch_does_not_warn(tmp_path):

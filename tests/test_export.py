@@ -31,7 +31,7 @@ def test_the_onnx_file_equals_pytorch_with_temperature_and_classes_inside(calibr
     onnx_model = OnnxModel(res["path"])
     assert onnx_model.classes == run.classes and onnx_model.meta["input_shape"] == [1, 8, 8]
     assert float(onnx_model.meta["temperature"]) == pytest.approx(run.temperature())
-    x = run.data().val.x[:100].numpy()
+    x = run.data().eval.x[:100].numpy()
     # the exported file alone gives what the run gives (calibrated, no TTA) on 100 images
     assert np.abs(onnx_model.predict(x) - run.predict(x, tta=0)).max() < 1e-4
 
@@ -43,7 +43,7 @@ def test_int8_copy_and_predict_on_the_exported_file(calibrated_run, tmp_path):
     out = tmp_path / "m.onnx"
     assert main(["export", str(run.path), "--out", str(out), "--quantize", "int8"]) == 0
     assert (tmp_path / "m-int8.onnx").is_file()
-    for i, img in enumerate(run.data().val.x[:4].numpy()):
+    for i, img in enumerate(run.data().eval.x[:4].numpy()):
         Image.fromarray(img[0]).save(tmp_path / f"{i}.png")
     (tmp_path / "not-an-image.png").write_bytes(b"hello")
     from cnnlab.predict_files import predict_paths

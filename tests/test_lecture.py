@@ -22,12 +22,12 @@ def test_permutation_is_a_bijection_applied_identically_to_train_and_test():
     assert sorted(perm.tolist()) == list(range(64))
     a = prepare_data("digits", "", 0, 0, seed=0, permute=True)
     b = prepare_data("digits", "", 0, 0, seed=0)
-    for permuted, original in ((a.train, b.train), (a.val, b.val)):
+    for permuted, original in ((a.train, b.train), (a.eval, b.eval)):
         flat = original.x.flatten(2)[:, :, perm]
         assert torch.equal(permuted.x.flatten(2), flat)
     # Undoing the permutation recovers the images exactly.
     inverse = torch.argsort(perm)
-    assert torch.equal(a.val.x.flatten(2)[:, :, inverse], b.val.x.flatten(2))
+    assert torch.equal(a.eval.x.flatten(2)[:, :, inverse], b.eval.x.flatten(2))
 
 
 def test_permuted_run_predicts_on_raw_images(tmp_path):
@@ -222,4 +222,4 @@ def test_a_finished_subrun_keeps_only_what_analyses_read(base_run):
     tensors, _ = ckpt.load_tensors(sub.path / "weights" / "last.safetensors")
     assert not any(k.startswith("optim.") for k in tensors)
     assert not (sub.path / "weights" / "best.safetensors").exists() and not sub.checkpoints()
-    assert sub.predict(base_run.data().val.x[:4]).shape == (4, 10)  # still a working model
+    assert sub.predict(base_run.data().eval.x[:4]).shape == (4, 10)  # still a working model

@@ -79,7 +79,7 @@ def test_dp_sgd_spends_exactly_its_budget_and_the_model_reloads(tmp_path):
     norm = json.loads((run.path / "weights" / "meta.json").read_text())["normalization"]
     assert norm["mean"] == [0.5] * 1 and norm["std"] == [0.5] * 1
     stored = np.load(run.path / "predictions.npz")["probs"]
-    assert np.allclose(run.predict(run.data().val.x, calibrated=False), stored, atol=1e-4)
+    assert np.allclose(run.predict(run.data().eval.x, calibrated=False), stored, atol=1e-4)
     with pytest.raises(CnnlabError, match="cannot reach epsilon 0.001"):
         cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=5, limit_train=300, dp_epsilon=0.001,
                                         out_dir=str(tmp_path), name="low"), log=quiet, report=False)

@@ -74,7 +74,7 @@ def test_detection_pose_and_their_errors(runs_dir):
 
 def digit(runs_dir, i: int = 0) -> tuple[bytes, str]:
     run = cnnlab.load_run(runs_dir / "digits-a")
-    return png(run.data().val.x[i, 0].numpy()), run.classes[int(run.data().val.y[i])]
+    return png(run.data().eval.x[i, 0].numpy()), run.classes[int(run.data().eval.y[i])]
 
 
 def test_runs_are_listed_and_reports_served(runs_dir):
@@ -280,7 +280,7 @@ def test_batched_predictions_equal_one_by_one(runs_dir):
     from cnnlab.serve.batching import Batcher
 
     run = cnnlab.load_run(runs_dir / "digits-a")
-    images = run.data().val.x[:12].numpy()
+    images = run.data().eval.x[:12].numpy()
     batcher = Batcher(run.predict, max_batch=8, wait_ms=200)
     results = {}
     threads = [threading.Thread(target=lambda i=i: results.setdefault(i, batcher.predict(images[i])))

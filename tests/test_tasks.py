@@ -160,7 +160,7 @@ def test_pose_keypoint_ap_ranks_each_pose_by_its_own_confidence():
     from cnnlab.tasks import get_task
     from cnnlab.tasks.pose import crop_dataset, score_keypoints
 
-    ds = crop_dataset(prepare_data("scenes:n=40", "", 0, 0.0, 0).val, 32)
+    ds = crop_dataset(prepare_data("scenes:n=40", "", 0, 0.0, 0).eval, 32)
     ds.x = ds.x.clone()
     ds.x[:, 0, 0, 0] = torch.arange(len(ds)).to(torch.uint8)  # the crop's index, for HalfRight
     truth = ds.extras["keypoints"]

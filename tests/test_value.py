@@ -66,8 +66,8 @@ def test_remove_and_retrain_compares_each_ranking_with_the_model_before(tmp_path
     res = run_analysis(run, "value", noise=0.2, folds=0, retrain=0.2, log=quiet)
     rows = {r["ranking"]: r for r in res["retrain"]["rows"]}
     # review defect: values and scores on disjoint evaluation images (360 = 180 + 180)
-    assert res["n_valued_against"] + res["retrain"]["n_eval"] == len(run.data().val)
-    assert res["retrain"]["n_eval"] < len(run.data().val)
+    assert res["n_valued_against"] + res["retrain"]["n_eval"] == len(run.data().eval)
+    assert res["retrain"]["n_eval"] < len(run.data().eval)
     assert set(rows) == {"none (the model before)", "KNN-Shapley K=5", "TracIn self-influence",
                          "training loss", "random", "the flipped images (oracle)"}
     oracle = rows["the flipped images (oracle)"]

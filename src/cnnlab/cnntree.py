@@ -121,11 +121,11 @@ def train_nodes(base: ImageClassifier, cfg: TrainConfig, data: RunData, groups: 
     node_probs = []
     with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:  # node checkpoints
         for g, classes in enumerate(groups):
-            node_data = RunData(restrict(data.train, classes), restrict(data.val.subset(build), classes),
+            node_data = RunData(restrict(data.train, classes), restrict(data.eval.subset(build), classes),
                                 "val", data.source)
             model, _ = fit(node_cfg, node_data, Path(scratch) / f"node{g}",
                            model=node_model(base, classes), log=last_epoch_only(log, f"node {g}"),
                            progress=False)
-            node_probs.append(predict_probs(model.cpu(), data.val.x, tta=tta_level(cfg),
+            node_probs.append(predict_probs(model.cpu(), data.eval.x, tta=tta_level(cfg),
                                             flip=data.flip_ok, bf16=use_bf16(cfg, "cpu"))[0])
     return node_probs

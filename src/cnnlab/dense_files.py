@@ -128,14 +128,14 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "") 
     data = task.prepare(raw)
     model = run.load_model()
     bf16 = use_bf16(cfg, "cpu")  # as the run evaluated itself
-    result = {k: v for k, v in task.evaluate(model, data.val, torch.device("cpu"), bf16).items()
+    result = {k: v for k, v in task.evaluate(model, data.eval, torch.device("cpu"), bf16).items()
               if k != "predictions"}
     if detector:
         if cfg.task != "pose":
             raise CnnlabError("--detector applies to pose runs (keypoints on detected boxes)")
         from cnnlab.tasks.pose import topdown_on_detections
 
-        found = topdown_on_detections(model, dense_run(detector).load_model(), raw.val,
+        found = topdown_on_detections(model, dense_run(detector).load_model(), raw.eval,
                                       run.meta["crop_size"])
         result |= {f"detected_{k}": v for k, v in found.items()}
     return result

@@ -84,7 +84,7 @@ def _deployable(run: Run) -> Deployable:
 
 def check(run: Run, path: Path, net: Deployable, n: int = 100) -> dict:
     """ONNX Runtime against PyTorch on ``n`` evaluation images: the largest difference."""
-    x = run.data().val.sample(n, 0).x.float() / 255
+    x = run.data().eval.sample(n, 0).x.float() / 255
     ours = OnnxModel(path).probabilities(x.numpy())
     with torch.no_grad():
         ref = net(x).numpy()

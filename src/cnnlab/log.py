@@ -5,9 +5,33 @@ A leaf module: anything may import it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 Log = Callable[[str], None]
+
+_bars = {"shown": True}
+
+
+def bars_shown() -> bool:
+    """Whether progress bars may draw: on a terminal, and not in the second lane of ``cnnlab
+    run`` (two bars on one terminal line garble each other)."""
+    return _bars["shown"] and sys.stderr.isatty()
+
+
+def hide_bars() -> None:
+    """No progress bars in this process from now on."""
+    _bars["shown"] = False
+
+
+def prefixed(prefix: str) -> Log:
+    """A log that prints each line after ``prefix`` (flushed at once: another process may be
+    printing to the same terminal)."""
+
+    def inner(line: str) -> None:
+        print(f"{prefix}{line}", flush=True)
+
+    return inner
 
 
 def silent(line: str) -> None:

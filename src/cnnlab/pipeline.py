@@ -12,6 +12,7 @@ arrive. Also here: ``train``, the Python API's training call (``train_run`` and 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,13 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                          full, country, log, progress)
 
 
+SECOND_LANE = ("scenes", "video", "privacy")
+"""Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they
+read nothing of the other analyses' (video reuses the scenes detector, so those two keep their
+order in the one lane). Each lane runs one torch thread, so the two never wait on each other's
+threads (a second thread beside a busy core is what makes runs many times slower)."""
+
+
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
               limit_train: int, threads: int, full: bool, country: str, log: Log,
               progress: bool) -> Run:
@@ -110,31 +118,114 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
     log("== 1. LeNet-5, the main CNN ==")
     run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress,
                    threads, country)
-    times = [("main CNN", time.perf_counter() - t0)]
+    times = {"main CNN": time.perf_counter() - t0}
     analyses = [a for a in load_all() if a.in_main_job]
+    steps = {a.name: k for k, a in enumerate(analyses, start=2)}
+    second = [a.name for a in analyses if a.name in SECOND_LANE] if _two_lanes(threads) else []
+    if second:
+        log(f"   {', '.join(second)}: in a second process beside the rest, their lines marked '| '")
     stems = main_job_stems(run.path)
-    for step, a in enumerate(analyses, start=2):
-        log(f"== {step}. {a.title} ==")
-        if a.missing():
-            log(f"   skipped: {a.missing()}")
-            continue
-        t = time.perf_counter()
-        if a.name == "energy":  # the last analysis: it reports the phases before it
-            write_job_phases(run)
-        options = a.budget(run, full)
-        if country and "country" in a.options():  # carbon of a reused run: derived from energy
-            options["country"] = country
-        with meter().phase(f"analysis: {a.name}"):
-            stems[a.name] = run_analysis(run, a.name, log=log, **options)["stem"]
-        record_main_job(run.path, stems)  # the report shows these first, whatever runs later
-        times.append((a.name, time.perf_counter() - t))
-        log(f"   ({a.name}: {times[-1][1]:.1f} s)")
+    with _second_lane(run.path, second, steps, full, country, threads) as lane:
+        for a in analyses:
+            if a.name in second:
+                continue
+            if a.name == "energy":  # the last analysis: it reports every phase before it
+                stems, times = lane.join(stems, times)
+                write_job_phases(run)
+            times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
+        stems, times = lane.join(stems, times)
     t = time.perf_counter()
     with meter().phase("report"):
         report = render_report(run)
     write_job_phases(run)
-    times.append(("report", time.perf_counter() - t))
-    log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times) +
+    times["report"] = time.perf_counter() - t
+    log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) +
         f"; total {time.perf_counter() - t0:.1f} s")
     log(f"report: {report}")
     return run
+
+
+def _step(run: Run, a, step: int, full: bool, country: str, stems: dict, log: Log,
+          record: bool = True) -> float:
+    """One analysis of the main job at its quick (or full) budget; its stem goes into
+    ``stems`` and (``record``) into analysis/main_job.json."""
+    from cnnlab.energy import meter
+
+    log(f"== {step}. {a.title} ==")
+    if a.missing():
+        log(f"   skipped: {a.missing()}")
+        return 0.0
+    t = time.perf_counter()
+    options = a.budget(run, full)
+    if country and "country" in a.options():  # carbon of a reused run: derived from energy
+        options["country"] = country
+    with meter().phase(f"analysis: {a.name}"):
+        stems[a.name] = run_analysis(run, a.name, log=log, **options)["stem"]
+    if record:  # the report shows these first, whatever runs later
+        record_main_job(run.path, stems)
+    seconds = time.perf_counter() - t
+    log(f"   ({a.name}: {seconds:.1f} s)")
+    return seconds
+
+
+def _two_lanes(threads: int) -> bool:
+    """A second lane when there is a core for it beside the first lane's threads."""
+    import os
+
+    return len(os.sched_getaffinity(0)) >= 2 * max(threads, 1)
+
+
+def _lane(path: str, names: list[str], steps: dict, full: bool, country: str,
+          threads: int) -> tuple[dict, dict, dict]:
+    """The second lane, in its own process: (stems, seconds, energy per phase)."""
+    from cnnlab.energy import meter
+    from cnnlab.env import torch_threads
+    from cnnlab.log import hide_bars, prefixed
+    from cnnlab.run import Run
+
+    hide_bars()
+    run, analyses = Run(path), {a.name: a for a in load_all()}
+    stems, times, log = {}, {}, prefixed("| ")
+    with torch_threads(threads):
+        for name in names:
+            times[name] = _step(run, analyses[name], steps[name], full, country, stems, log,
+                                record=False)  # the first lane records them when it joins
+    return stems, times, meter().totals
+
+
+class _SecondLane:
+    """The second lane's process; ``join`` waits for it once and merges what it did."""
+
+    def __init__(self, path: Path, pending=None):
+        self.path, self.pending = path, pending
+
+    def join(self, stems: dict, times: dict) -> tuple[dict, dict]:
+        if self.pending is None:
+            return stems, times
+        from cnnlab.energy import meter
+
+        theirs, their_times, energy = self.pending.get()  # re-raises the lane's error
+        self.pending = None
+        totals = meter().totals
+        for phase, part in energy.items():  # the lane's own meter measured its own process
+            mine = totals.setdefault(phase, {k: 0.0 for k in part})
+            for k, v in part.items():
+                mine[k] = mine.get(k, 0.0) + v
+        stems = stems | theirs
+        record_main_job(self.path, stems)
+        return stems, times | their_times
+
+
+@contextmanager
+def _second_lane(path: Path, names: list[str], steps: dict, full: bool, country: str,
+                 threads: int):
+    if not names:
+        yield _SecondLane(path)
+        return
+    import multiprocessing
+
+    # spawn, not fork: a forked torch with live threads may deadlock. Leaving the block ends
+    # the process, so an error in either lane stops both at once.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        yield _SecondLane(path, pool.apply_async(
+            _lane, (str(path), names, steps, full, country, threads)))

@@ -359,7 +359,7 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     dist_.on_main(lambda: check_run_dir(run_dir, cfg, resume))
     data = prepare_task_data(cfg.task, data_for(cfg))  # bad data stops before any folder is made
     what = "object crops" if cfg.task == "pose" else "images"  # pose trains on one crop per object
-    log(f"{cfg.dataset}: {len(data.train)} training and {len(data.val)} {data.val_name} {what} "
+    log(f"{cfg.dataset}: {len(data.train)} training and {len(data.eval)} {data.eval_split} {what} "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
     MODELS.get(cfg.model)  # an unknown model stops here, before the folder is made
     if cfg.country:
@@ -426,12 +426,12 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     if cfg.task == "classify":
         metrics = finish_classifier(run_dir, cfg, data, model, state, device)
     else:
-        result = state.final_eval or get_task(cfg.task).evaluate(model, data.val, device,
+        result = state.final_eval or get_task(cfg.task).evaluate(model, data.eval, device,
                                                                    use_bf16(cfg, device))
         metrics = finish_task(run_dir, cfg.task, data, result)
     stats = model_stats(model, data.train.image_shape)
     metrics.update(
-        split=data.val_name, model=cfg.model, dataset=cfg.dataset, epochs=state.epoch,
+        split=data.eval_split, model=cfg.model, dataset=cfg.dataset, epochs=state.epoch,
         params=stats.params, first_layer_params=stats.first_layer_params, macs=stats.macs,
         train_time_s=state.elapsed, train_images_per_s=state.images_seen / max(state.elapsed, 1e-9),
         best_epoch=state.best_epoch, best_val_acc=state.best_acc,
@@ -439,7 +439,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         precision="bf16" if use_bf16(cfg, device) else "fp32",
         n_train=len(data.train), environment=environment(device),
     )
-    metrics["energy"] = run_energy(cfg, state, len(data.val), energy_before or {})
+    metrics["energy"] = run_energy(cfg, state, len(data.eval), energy_before or {})
     if cfg.dp_epsilon:
         spent = [r["dp_epsilon"] for r in state.history if r.get("dp_epsilon") is not None]
         metrics["dp"] = {"epsilon_target": cfg.dp_epsilon, "epsilon_spent": spent[-1] if spent else None,
@@ -447,7 +447,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
                          "epsilon_per_epoch": spent}
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "provenance.json", provenance.record(
-        cfg.dataset, cfg.data_dir, data.train, data.val) | {"code_version": code_version()})
+        cfg.dataset, cfg.data_dir, data.train, data.eval) | {"code_version": code_version()})
     atomic_write_json(run_dir / "weights" / "meta.json", _meta(cfg, data, model, metrics))
     write_status(run_dir, "finished", "")
     return metrics
@@ -459,15 +459,15 @@ def finish_classifier(run_dir: Path, cfg: TrainConfig, data: RunData, model: Ima
     if state.final_eval is not None:  # fit already evaluated the final model
         probs, loss = state.final_eval
     else:
-        probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
-                                    channels_last=cfg.channels_last, y=data.val.y,
+        probs, loss = predict_probs(model, data.eval.x, tta=tta_level(cfg), device=device,
+                                    channels_last=cfg.channels_last, y=data.eval.y,
                                     flip=data.flip_ok, bf16=use_bf16(cfg, device))
-    y = data.val.y.numpy()
+    y = data.eval.y.numpy()
     save_npz(run_dir / "predictions.npz", probs=probs.astype(np.float32), y=y)
     save_npz(run_dir / "examples.npz", **_examples(data, probs))
     if data.flipped is not None:  # the known answer for data valuation
         save_npz(run_dir / "label_noise.npz", flipped=data.flipped.numpy())
-    return classification_report(probs, y, data.val.classes, loss)
+    return classification_report(probs, y, data.eval.classes, loss)
 
 
 def run_energy(cfg: TrainConfig, state, n_val: int, before: dict) -> dict:
@@ -514,11 +514,11 @@ def _examples(data: RunData, probs: np.ndarray, per_class: int = 8, wrong: int =
     y = data.train.y.numpy()
     sample_idx = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(min(k, 100))])
     pred = probs.argmax(1)
-    yv = data.val.y.numpy()
+    yv = data.eval.y.numpy()
     wrong_idx = np.flatnonzero(pred != yv)
     wrong_idx = wrong_idx[np.argsort(-probs[wrong_idx].max(1))][:wrong]
     return {"samples": data.train.x[sample_idx].numpy(), "sample_labels": y[sample_idx],
-            "wrong": data.val.x[wrong_idx].numpy(), "wrong_labels": yv[wrong_idx],
+            "wrong": data.eval.x[wrong_idx].numpy(), "wrong_labels": yv[wrong_idx],
             "wrong_probs": probs[wrong_idx].astype(np.float32), "wrong_index": wrong_idx}
 
 

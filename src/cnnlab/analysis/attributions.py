@@ -54,11 +54,11 @@ def attributions(run: Run, *, methods: tuple[str, ...] = METHODS, n: int = 16, i
         raise CnnlabError(f"attributions need n >= 2 images for the checks, got {n}")
     subject = _subject(run, dataset, image_size, limit_train, epochs, model, model_kwargs, recipe, log)
     net, data = subject.load_model(), subject.data()
-    if not -1 <= index < len(data.val):
-        raise CnnlabError(f"--index {index} is out of range: the evaluation set has {len(data.val)} "
-                          f"images (0 .. {len(data.val) - 1}, or -1 for none)")
+    if not -1 <= index < len(data.eval):
+        raise CnnlabError(f"--index {index} is out of range: the evaluation set has {len(data.eval)} "
+                          f"images (0 .. {len(data.eval) - 1}, or -1 for none)")
     gallery = _gallery(subject, net, data, index, image, list(methods), log)
-    checks = _checks(net, data.val.sample(n, subject.config.seed), list(methods), log)
+    checks = _checks(net, data.eval.sample(n, subject.config.seed), list(methods), log)
     result = {"subject": str(subject.path), "dataset": subject.config.dataset,
               "model": subject.config.model, "methods": list(methods), "n": n,
               "input_shape": subject.meta["input_shape"], "run_dataset": run.config.dataset,
@@ -86,7 +86,7 @@ def _gallery(subject: Run, net, data, index: int, image: str, methods: list[str]
     from cnnlab.data.files import read_image
     from cnnlab.explain.attributions import attribute
 
-    sample = data.val.sample(500, subject.config.seed)
+    sample = data.eval.sample(500, subject.config.seed)
     with torch.no_grad():
         probs = net(sample.x.float() / 255).softmax(1)
     conf, pred = probs.max(1)
@@ -97,8 +97,8 @@ def _gallery(subject: Run, net, data, index: int, image: str, methods: list[str]
     x = sample.x[[i for i, _ in picks]]
     labels = [(int(sample.y[i]), kind) for i, kind in picks]
     if index >= 0:
-        x = torch.cat([x, data.val.x[index: index + 1]])
-        labels += [(int(data.val.y[index]), f"#{index}")]
+        x = torch.cat([x, data.eval.x[index: index + 1]])
+        labels += [(int(data.eval.y[index]), f"#{index}")]
     if image:
         c, h, _ = subject.meta["input_shape"]
         extra = torch.from_numpy(read_image(image, h, "L" if c == 1 else "RGB")).permute(2, 0, 1)

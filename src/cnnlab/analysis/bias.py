@@ -33,7 +33,7 @@ def bias(run: Run, *, show: int = 8, log: Log = print) -> dict:
     pred = load_npz(run.path / "predictions.npz")
     if not pred:
         raise CnnlabError(f"{run.path} has no predictions.npz; train the run to the end first")
-    val = run.data().val
+    val = run.data().eval
     y, y_pred = pred["y"], pred["probs"].argmax(1)
     if len(y) != len(val) or not np.array_equal(y, val.y.numpy()):
         raise CnnlabError(f"{run.path}: predictions.npz does not match the run's evaluation "

@@ -35,17 +35,17 @@ def filters(run: Run, *, index: int = 0, image: str = "", log: Log = print) -> d
         c, h, _ = run.meta["input_shape"]
         picture = torch.from_numpy(read_image(image, h, "L" if c == 1 else "RGB")).permute(2, 0, 1)
         label = None
-    elif not 0 <= index < len(data.val):
-        raise CnnlabError(f"--index {index} is out of range: the run has {len(data.val)} evaluation "
-                          f"images (0 .. {len(data.val) - 1})")
+    elif not 0 <= index < len(data.eval):
+        raise CnnlabError(f"--index {index} is out of range: the run has {len(data.eval)} evaluation "
+                          f"images (0 .. {len(data.eval) - 1})")
     else:
-        picture, label = data.val.x[index], int(data.val.y[index])
+        picture, label = data.eval.x[index], int(data.eval.y[index])
     maps = feature_maps(model, picture.float() / 255)
-    fields = receptive_fields(model, data.val.sample(64, cfg.seed).x.float() / 255)
+    fields = receptive_fields(model, data.eval.sample(64, cfg.seed).x.float() / 255)
     arrays = {"filters": first_layer_filters(model), "image": picture.numpy()}
     arrays |= {f"map{i}": m for i, (_, m) in enumerate(maps)}
     arrays |= {f"rf{i}": f["heat"] for i, f in enumerate(fields)}
-    info = {"model": cfg.model, "image": image or f"{data.val_name} image #{index}",
+    info = {"model": cfg.model, "image": image or f"{data.eval_split} image #{index}",
             "label": run.classes[label] if label is not None else None,
             "maps": [{"layer": n, "shape": list(m.shape)} for n, m in maps],
             "fields": [{"layer": f["layer"], "size": list(f["size"]), "out_shape": list(f["out_shape"])}

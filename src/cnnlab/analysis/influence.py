@@ -38,19 +38,19 @@ def influence(run: Run, *, n: int = 6, k: int = 4, log: Log = print) -> dict:
     if n < 1 or k < 1:
         raise CnnlabError(f"influence needs n >= 1 and k >= 1, got n={n}, k={k}")
     tracer, data = run.tracin(), run.data()
-    probs = run.predict(data.val.x, tta=0)
+    probs = run.predict(data.eval.x, tta=0)
     pred, conf = probs.argmax(1), probs.max(1)
-    wrong = np.flatnonzero(pred != data.val.y.numpy())
+    wrong = np.flatnonzero(pred != data.eval.y.numpy())
     picks = wrong[np.argsort(-conf[wrong], kind="stable")][:n]
     if not len(picks):
         raise CnnlabError(f"{run.path}: the model gets every evaluation image right; nothing to explain")
-    x, target = data.val.x[picks], torch.as_tensor(pred[picks])
+    x, target = data.eval.x[picks], torch.as_tensor(pred[picks])
     found = {"proponents": proponents(tracer, x, target, k),
              "opponents": proponents(tracer, x, target, k, opponents=True),
              "neighbours": nearest(run.train_outputs()["embeddings"], _embed(run, x), k)}
     train_y = data.train.y.numpy()
     flipped = set(data.flipped.tolist()) if data.flipped is not None else None
-    rows = [{"index": int(i), "label": run.classes[data.val.y[i]], "predicted": run.classes[pred[i]],
+    rows = [{"index": int(i), "label": run.classes[data.eval.y[i]], "predicted": run.classes[pred[i]],
              "confidence": float(conf[i])} | {
                 side: [{"train_index": int(t), "label": run.classes[train_y[t]], "score": float(s)}
                        for t, s in zip(found[side][0][r], found[side][1][r], strict=True)]

@@ -154,7 +154,7 @@ def _verdicts(changes: dict, cnn: str, num_classes: int, shape: list[int]) -> li
 def _examples(sub: Run) -> dict:
     from cnnlab.data import permute_pixels, pixel_permutation
 
-    val = sub.data().val
+    val = sub.data().eval
     examples = val.subset(range(min(6, len(val))))
     permuted = permute_pixels(examples, pixel_permutation(*examples.image_shape[1:]))
     return {"original": examples.x.numpy(), "permuted": permuted.x.numpy()}

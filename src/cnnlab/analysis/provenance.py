@@ -37,7 +37,7 @@ def provenance(run: Run, *, max_distance: int = 4, log: Log = print) -> dict:
                           f"train it again to record its data's hashes")
     recorded = json.loads(path.read_text())
     data = data_for(run.config)
-    now = P.record(run.config.dataset, run.config.data_dir, data.train, data.val)
+    now = P.record(run.config.dataset, run.config.data_dir, data.train, data.eval)
     checks = [{"what": what, "recorded": recorded[key]["sha256" if key != "read_from" else "digest"],
                "now": now[key]["sha256" if key != "read_from" else "digest"]}
               for key, what in (("train", "training images and labels"),
@@ -46,7 +46,7 @@ def provenance(run: Run, *, max_distance: int = 4, log: Log = print) -> dict:
     for c in checks:
         c["matches"] = c["recorded"] == c["now"]
         log(f"{c['what']:>30}: {'matches' if c['matches'] else 'CHANGED since training'}")
-    leak = P.leakage(data.train.x, data.val.x, max_distance)
+    leak = P.leakage(data.train.x, data.eval.x, max_distance)
     log(f"leakage: {leak['exact']} of {leak['n_eval']} evaluation images are exact copies of a "
         f"training image, {leak['near']} near copies (pHash distance <= {max_distance})")
     card = model_card(run, recorded, leak)
@@ -54,7 +54,7 @@ def provenance(run: Run, *, max_distance: int = 4, log: Log = print) -> dict:
     log(f"wrote {run.path / 'model_card.md'}")
     pairs = [p[:2] for p in leak["exact_pairs"] + leak["near_pairs"]][:8]
     arrays = ({"pair_train": data.train.x[[a for a, _ in pairs]].numpy(),
-               "pair_eval": data.val.x[[b for _, b in pairs]].numpy()} if pairs else {})
+               "pair_eval": data.eval.x[[b for _, b in pairs]].numpy()} if pairs else {})
     return {"recorded": {k: recorded[k] for k in ("dataset", "source", "licence", "code_version")
                          if k in recorded}, "checks": checks, "leakage": leak,
             "all_match": all(c["matches"] for c in checks), "arrays": arrays}

@@ -51,10 +51,10 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
         raise CnnlabError(f"--eps {eps:g} is past the pixel range [0, 1] of an L-inf attack; "
                           "give a radius such as 8/255")
     model, cfg = run.load_model(), run.config
-    if n > len(run.data().val):
-        raise CnnlabError(f"--n {n:,} is more than the {len(run.data().val):,} evaluation images; "
+    if n > len(run.data().eval):
+        raise CnnlabError(f"--n {n:,} is more than the {len(run.data().eval):,} evaluation images; "
                           f"give at most that many")
-    val = run.data().val.sample(n, cfg.seed)
+    val = run.data().eval.sample(n, cfg.seed)
     x, y = val.x.float() / 255, val.y
     torch.manual_seed(cfg.seed)
     result = _robust(model, x, y, list(attacks), eps, norm, log)

@@ -104,7 +104,7 @@ def _hits(sub: Run):
     from cnnlab.io import load_npz
     from cnnlab.models.pose import from_crop
 
-    val = sub.data().val
+    val = sub.data().eval
     kp = load_npz(sub.path / "keypoints.npz")
     boxes = val.extras["crop_boxes"]
     pred = from_crop(torch.from_numpy(kp["pred"]), boxes)
@@ -157,7 +157,7 @@ def _pose_on_detections(subs: dict, detect: Run) -> dict:
     from cnnlab.data import data_for
     from cnnlab.tasks.pose import topdown_on_detections
 
-    raw = data_for(detect.config).val
+    raw = data_for(detect.config).eval
     detector = detect.load_model()
     out = {}
     for label in ("pose-regression", "pose-heatmap"):

@@ -53,7 +53,7 @@ def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int
     result |= {"k": top_k, "threshold": threshold, "max_node_size": max_node_size,
                "node_epochs": node_epochs}
     fixed, broken = result["fixed_index"], result["broken_index"]
-    result["arrays"] = {"fixed": data.val.x[fixed].numpy(), "broken": data.val.x[broken].numpy()}
+    result["arrays"] = {"fixed": data.eval.x[fixed].numpy(), "broken": data.eval.x[broken].numpy()}
     log(f"base {100 * result['base_acc']:.2f}% -> tree {100 * result['tree_acc']:.2f}% on "
         f"{result['n_held']} held-out images: {result['verdict']}")
     return result

@@ -53,7 +53,7 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
     subject = run if not noise else run.subrun(
         run.config.derive(label_noise=noise, checkpoints=4), "noisy", log)
     train_out, data = subject.train_outputs(), subject.data()
-    valued, scored = evaluation_halves(len(data.val), subject.config.seed)
+    valued, scored = evaluation_halves(len(data.eval), subject.config.seed)
     values = _knn_values(subject, train_out, ks, valued, log)
     main = values[ks[0]]
     order = np.argsort(main, kind="stable")[:lowest]
@@ -91,7 +91,7 @@ def evaluation_halves(n: int, seed: int):
 def _knn_values(subject: Run, train_out: dict, ks: tuple[str, ...], valued, log: Log) -> dict:
     from cnnlab.explain.valuation import knn_shapley
 
-    val = subject.data().val.subset(valued)
+    val = subject.data().eval.subset(valued)
     val_emb = _embed(subject, val.x)
     values = {}
     for k in ks:
@@ -151,7 +151,7 @@ def _retrain(subject: Run, rankings: dict, fraction: float, flipped, scored, log
 
     from cnnlab.evaluate.stats import accuracy_ci, mcnemar
 
-    val = subject.data().val.subset(scored)
+    val = subject.data().eval.subset(scored)
     y = val.y.numpy()
     before = subject.predict(val.x).argmax(1) == y
     n = int(round(fraction * len(next(iter(rankings.values())))))

@@ -35,7 +35,8 @@ DESCRIPTIONS = {
     "scenes": "procedural scenes of several shapes with exact boxes, masks and keypoints, seeded "
               "(offline; detect, segment, pose); 64 px, or --image-size 128; scenes:n=4000 trains on more",
     "videos": "procedural clips of moving shapes, seeded (offline): action recognition on 8 frames "
-              "stacked as 24 channels (models framepool, r2plus1d); videos:n=2400 trains on more",
+              "stacked as 24 channels (models framepool, r2plus1d); videos:n=2400,objects=1 trains "
+              "on more clips, with no other object in them (default: 1,200, at most 3 objects)",
     "yolo": "yolo:PATH, your boxes: PATH/images/ and PATH/labels/*.txt (class cx cy w h, normalized)",
     "coco": "coco:PATH, your boxes, polygons and keypoints: a COCO instances JSON file",
     "voc": "voc:PATH, your boxes: PATH/Annotations/*.xml and PATH/JPEGImages/",
@@ -107,7 +108,7 @@ def _npz(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 def _scenes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
     from cnnlab.data.dense import to_image_dataset
 
-    n, objects = _scenes_args(arg)
+    n, objects = _count_args("scenes", arg, 2000, 4)
     size = image_size or 64
     train = _cached_scenes(n, size, 0, objects)
     test = _cached_scenes(max(100, n // 4), size, 2, objects)
@@ -116,16 +117,16 @@ def _scenes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
                          f"(seed 2), 1 to {objects} objects each")
 
 
-def _scenes_args(arg: str) -> tuple[int, int]:
-    """``n=COUNT[,objects=K]`` -> (training scenes, most objects per scene)."""
-    values = {"n": 2000, "objects": 4}
+def _count_args(name: str, arg: str, n: int, objects: int) -> tuple[int, int]:
+    """``n=COUNT[,objects=K]`` -> (training scenes or clips, most objects in one), with defaults."""
+    values = {"n": n, "objects": objects}
     for part in filter(None, arg.split(",")):
         key, _, value = part.partition("=")
         if key not in values or not value.isdigit():
-            raise CnnlabError(f"scenes:{arg}: write scenes:n=COUNT[,objects=K], e.g. scenes:n=600,objects=2")
+            raise CnnlabError(f"{name}:{arg}: write {name}:n=COUNT[,objects=K], e.g. {name}:n=600,objects=2")
         values[key] = int(value)
     if values["n"] < 10 or not 1 <= values["objects"] <= 8:
-        raise CnnlabError(f"scenes:{arg}: COUNT must be >= 10 and objects between 1 and 8")
+        raise CnnlabError(f"{name}:{arg}: COUNT must be >= 10 and objects between 1 and 8")
     return values["n"], values["objects"]
 
 
@@ -141,12 +142,13 @@ def _cached_scenes(n: int, size: int, seed: int, objects: int = 4):
 @DATASETS.register("videos")
 def _videos(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
     """Action recognition: each clip of ``VIDEO_FRAMES`` frames as one image of 3T channels."""
-    n = _scenes_count(arg, default=1200)
+    n, objects = _count_args("videos", arg, 1200, 3)
     size = image_size or 32
-    train, test = _cached_clips(n, size, 0), _cached_clips(max(100, n // 4), size, 2)
-    return DatasetSplits(train, test, f"videos: procedural clips of {VIDEO_FRAMES} frames, {n} training "
-                                      f"clips (seed 0) and the test split (seed 2); label: the main "
-                                      f"object's action")
+    train, test = _cached_clips(n, size, 0, objects), _cached_clips(max(100, n // 4), size, 2, objects)
+    crowd = f"at most {objects} objects" if objects > 1 else "no other object"
+    return DatasetSplits(train, test, f"videos: procedural clips of {VIDEO_FRAMES} frames ({crowd}), {n} "
+                                      f"training clips (seed 0) and the test split (seed 2); label: the "
+                                      f"main object's action")
 
 
 VIDEO_FRAMES = 8
@@ -154,22 +156,13 @@ VIDEO_FRAMES = 8
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_clips(n: int, size: int, seed: int) -> ImageDataset:
+def _cached_clips(n: int, size: int, seed: int, objects: int = 3) -> ImageDataset:
     from cnnlab.data.videos import make_videos
 
-    clips = make_videos(n, size, frames=2 * VIDEO_FRAMES, seed=seed)
+    clips = make_videos(n, size, frames=2 * VIDEO_FRAMES, seed=seed, max_objects=objects)
     x = clips.x[:, ::2]  # (N, T, 3, H, W)
     return ImageDataset(x.reshape(len(x), -1, size, size).contiguous(), clips.actions,
                         list(clips.action_names), f"videos{size}", flip_ok=False)
-
-
-def _scenes_count(arg: str, default: int = 2000) -> int:
-    if not arg:
-        return default
-    key, _, value = arg.partition("=")
-    if key != "n" or not value.isdigit() or int(value) < 10:
-        raise CnnlabError(f"{arg}: write NAME:n=COUNT (scenes, videos) with COUNT >= 10 training images")
-    return int(value)
 
 
 def _annotated(kind: str):
@@ -209,11 +202,17 @@ ANNOTATED = ("yolo", "coco", "voc")
 
 @dataclass
 class RunData:
-    """The images a run trains and evaluates on, and how they were split."""
+    """The images a run trains on (``train``) and is scored on (``eval``).
+
+    ``load_dataset`` gives a source's official splits, ``.train`` and ``.test``; a run's
+    ``eval`` is one of two things, named by ``eval_split``: that official ``test`` split, or
+    ``val``, images held out from the official training split (``--val-split``, or 10% where
+    the source has no test split).
+    """
 
     train: ImageDataset
-    val: ImageDataset
-    val_name: str
+    eval: ImageDataset
+    eval_split: str
     """``test`` (the official test split) or ``val`` (held out from train)."""
     source: str
     flipped: torch.Tensor | None = None
@@ -259,9 +258,9 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     if val_split > 0:
         n_val = int(round(val_split * len(train))) if val_split < 1 else int(val_split)
         train, val = split_holdout(train, n_val, seed=seed)
-        val_name = "val"
+        eval_split = "val"
     else:
-        val, val_name = test, "test"
+        val, eval_split = test, "test"
     if limit_train:  # a seeded random subset: files may be sorted by class
         train = train.sample(limit_train, seed + 1)
     if val.image_shape != train.image_shape:
@@ -279,7 +278,7 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     if drop_train:
         train, flipped = drop_images(train, flipped, read_indices(drop_train, len(train)))
         source += f"; training images listed in {drop_train} left out"
-    return RunData(train, val, val_name, source, flipped, splits.skipped)
+    return RunData(train, val, eval_split, source, flipped, splits.skipped)
 
 
 def read_indices(path: str, n: int) -> torch.Tensor:

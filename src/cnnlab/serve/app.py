@@ -133,7 +133,7 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
         from cnnlab.serve.jobs import _hwc, png_uri
 
         loaded = cached_run(served.find(name), served.models)
-        val = loaded.data().val.sample(max(1, min(n, 48)), 0)
+        val = loaded.data().eval.sample(max(1, min(n, 48)), 0)
         return [{"label": loaded.classes[int(y)], "image": png_uri(_hwc(x.numpy()), scale=False)}
                 for x, y in zip(val.x, val.y, strict=True)]
 

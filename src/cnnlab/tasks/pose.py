@@ -40,7 +40,7 @@ class PoseTask(Task):
     def prepare(self, data: RunData) -> RunData:
         data = super().prepare(data)
         size = data.train.image_shape[-1] // 2
-        return RunData(crop_dataset(data.train, size), crop_dataset(data.val, size), data.val_name,
+        return RunData(crop_dataset(data.train, size), crop_dataset(data.eval, size), data.eval_split,
                        data.source + f"; objects cropped to {size}x{size}", None, data.skipped)
 
     def build(self, cfg: TrainConfig, data) -> nn.Module:

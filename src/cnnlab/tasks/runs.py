@@ -39,18 +39,18 @@ def coco_results(predictions: list[dict], image_ids: list[int] | None = None,
 def finish_task(run_dir: Path, task_name: str, data, result: dict) -> dict:
     """Write the task's prediction file (and skipped.json) and return its metrics."""
     metrics = {k: v for k, v in result.items() if k != "predictions"}
-    metrics |= {"score_name": get_task(task_name).score_name, "n": len(data.val)}
+    metrics |= {"score_name": get_task(task_name).score_name, "n": len(data.eval)}
     if task_name == "detect":
         atomic_write_json(run_dir / "detections.json", coco_results(result["predictions"]))
-        save_npz(run_dir / "detect_examples.npz", **detection_examples(data.val, result["predictions"]))
+        save_npz(run_dir / "detect_examples.npz", **detection_examples(data.eval, result["predictions"]))
     elif task_name == "segment":
-        n = min(KEPT_MAPS, len(data.val))
+        n = min(KEPT_MAPS, len(data.eval))
         save_npz(run_dir / "segmentation.npz", pred=result["predictions"][:n].numpy(),
-                 true=data.val.extras["class_map"][:n].numpy(), x=data.val.x[:n].numpy())
+                 true=data.eval.extras["class_map"][:n].numpy(), x=data.eval.x[:n].numpy())
     elif task_name == "pose":
         save_npz(run_dir / "keypoints.npz", pred=result["predictions"].numpy(),
-                 true=data.val.extras["keypoints"].numpy(), x=data.val.x.numpy(),
-                 labels=data.val.y.numpy())
+                 true=data.eval.extras["keypoints"].numpy(), x=data.eval.x.numpy(),
+                 labels=data.eval.y.numpy())
     if data.skipped:
         atomic_write_json(run_dir / "skipped.json", [{"file": f, "reason": r} for f, r in data.skipped])
         metrics["skipped"] = len(data.skipped)

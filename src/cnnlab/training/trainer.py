@@ -9,7 +9,6 @@ thread count) repeat exactly.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cnnlab.data.augment import alternating_flip_mask, augment, progressive_size
 from cnnlab.energy import meter
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
-from cnnlab.log import Log
+from cnnlab.log import Log, bars_shown
 from cnnlab.models import ImageClassifier, create_model, to_channels_last
 from cnnlab.robustness.training import adversarial_batch
 from cnnlab.tasks import Task, get_task, unwrap
@@ -243,7 +242,7 @@ def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainC
 
 
 def _bar(total: int, desc: str, progress: bool):
-    if not progress or not sys.stderr.isatty():
+    if not progress or not bars_shown():
         return None
     from tqdm import tqdm
 
@@ -252,10 +251,10 @@ def _bar(total: int, desc: str, progress: bool):
 
 def evaluate(model, data: RunData, cfg: TrainConfig, device: torch.device):
     """Probabilities on the validation set, and the loss and accuracy they give."""
-    probs, loss = predict_probs(model, data.val.x, tta=tta_level(cfg), device=device,
-                                channels_last=cfg.channels_last, y=data.val.y, flip=data.flip_ok,
+    probs, loss = predict_probs(model, data.eval.x, tta=tta_level(cfg), device=device,
+                                channels_last=cfg.channels_last, y=data.eval.y, flip=data.flip_ok,
                                 bf16=use_bf16(cfg, device))
-    acc = float((probs.argmax(1) == data.val.y.numpy()).mean())
+    acc = float((probs.argmax(1) == data.eval.y.numpy()).mean())
     return probs, loss, acc
 
 
@@ -263,7 +262,7 @@ def robust_val_accuracy(model, data: RunData, cfg: TrainConfig, device: torch.de
     """PGD-10 accuracy at the training radius on ``adv_eval`` (seeded random) validation images."""
     from cnnlab.robustness.evaluate import robust_accuracy
 
-    val = data.val.sample(cfg.adv_eval, cfg.seed)
+    val = data.eval.sample(cfg.adv_eval, cfg.seed)
     x = val.x.to(device).float() / 255
     torch.manual_seed(cfg.seed)
     result = robust_accuracy(model, x, val.y.to(device), ["pgd"], cfg.adv_eps)
@@ -450,7 +449,7 @@ def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
     due = dist_.is_main() and (last or (state.epoch + 1) % cfg.eval_every == 0)
     if due and task is not None:
         with meter().phase("evaluation"):
-            result = task.evaluate(model, data.val, device, use_bf16(cfg, device))
+            result = task.evaluate(model, data.eval, device, use_bf16(cfg, device))
         row["val_score"] = result["score"]
         state.final_eval = result if last else None
     elif due:
