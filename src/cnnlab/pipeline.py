@@ -51,7 +51,8 @@ def recipe(dataset: str, epochs: int = 0, seed: int = 0, data_dir: str = "~/.cac
 
 
 def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
-             limit_train: int, log: Log, progress: bool, threads: int = 0, country: str = "") -> Run:
+             limit_train: int, log: Log, progress: bool, threads: int = 0, country: str = "",
+             precision: str = "auto") -> Run:
     """Train the main CNN into a new run folder (or reuse a finished one of that name)."""
     from cnnlab.run import Run, train_run
 
@@ -62,15 +63,15 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
     cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
     cfg.name, cfg.out_dir = name, out_dir
     cfg.checkpoints = min(4, cfg.epochs)  # for TracIn (the influence analysis)
-    cfg.country = country
+    cfg.country, cfg.precision = country, precision  # sub-runs inherit the precision
     resume = (folder / "weights" / "last.safetensors").is_file()
     return train_run(cfg, resume=resume, log=log, progress=progress)
 
 
 def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: str = "",
              out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
-             threads: int = 1, full: bool = False, country: str = "", log: Log = print,
-             progress: bool = True) -> Run:
+             threads: int = 1, precision: str = "auto", full: bool = False, country: str = "",
+             log: Log = print, progress: bool = True) -> Run:
     """The whole lecture on one dataset: train, run every analysis, write one report.
 
     Args:
@@ -83,7 +84,12 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         limit_train: train on a seeded random subset of N images (0: all).
         threads: CPU threads for torch (0: one per core). One, as every verb: the whole job
             takes under 3 minutes on 2 cores with it, and a second thread beside one busy
-            process is 1.6-25x slower per step (benchmarks/threads.py).
+            process is 1.6-25x slower per step (benchmarks/threads.py). Where the machine has
+            a core to spare, the scenes, video and privacy analyses run beside the others in a
+            second process, with as many threads.
+        precision: auto (bf16 autocast where the CPU has AMX or on CUDA), fp32 or bf16; every
+            sub-run inherits it. In fp32 the job takes about 3 minutes on 2 cores (169 s measured;
+            137 s with bf16 on AMX).
         full: each analysis's full budget instead of its quick one (minutes per analysis on 2
             cores, not seconds).
         country: ISO 3166 alpha-3 code of the grid powering this machine (e.g. FRA), for the
@@ -97,7 +103,7 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         carbon_intensity(country)
     with torch_threads(threads):
         return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
-                         full, country, log, progress)
+                         precision, full, country, log, progress)
 
 
 SECOND_LANE = ("scenes", "video", "privacy")
@@ -108,7 +114,7 @@ threads (a second thread beside a busy core is what makes runs many times slower
 
 
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
-              limit_train: int, threads: int, full: bool, country: str, log: Log,
+              limit_train: int, threads: int, precision: str, full: bool, country: str, log: Log,
               progress: bool) -> Run:
     from cnnlab.analysis.energy import write_job_phases
     from cnnlab.energy import meter
@@ -117,7 +123,7 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
     t0 = time.perf_counter()
     log("== 1. LeNet-5, the main CNN ==")
     run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress,
-                   threads, country)
+                   threads, country, precision)
     times = {"main CNN": time.perf_counter() - t0}
     analyses = [a for a in load_all() if a.in_main_job]
     steps = {a.name: k for k, a in enumerate(analyses, start=2)}
