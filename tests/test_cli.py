@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import cnnlab
 from cnnlab.cli import main
 
 EXPECTED_RUN_FILES = ["config.yaml", "status.json", "results.csv", "metrics.json", "report.html",
@@ -32,7 +33,7 @@ def trained_run(tmp_path_factory):
 
 
 def test_run_end_to_end_writes_every_file(tmp_path, capfd):
-    from cnnlab.analysis import load_all, load_results
+    from cnnlab.analysis import load_results, main_job_analyses
 
     code = main(["run", "--epochs", "3", "--limit-train", "400", "--out-dir", str(tmp_path),
                  "--name", "lecture"])
@@ -40,7 +41,9 @@ def test_run_end_to_end_writes_every_file(tmp_path, capfd):
     run = tmp_path / "lecture"
     for f in EXPECTED_RUN_FILES:
         assert (run / f).is_file(), f
-    for analysis in load_all():  # each analysis stored one result, named by its settings
+    analyses = main_job_analyses(cnnlab.load_run(run).config)
+    assert "transfer" not in {a.name for a in analyses}  # the main CNN started from scratch
+    for analysis in analyses:  # each analysis stored one result, named by its settings
         stored, legacy = load_results(run, analysis.name)
         assert len(stored) == 1 and not legacy, analysis.name
     assert len(list((run / "subruns").glob("mlp-*/weights/last.safetensors"))) >= 1
@@ -55,7 +58,7 @@ def test_run_end_to_end_writes_every_file(tmp_path, capfd):
     assert "data:image/png;base64," in html
     assert html.index("claims, measured") < html.index("Run and environment")
     stems = json.loads((run / "analysis" / "main_job.json").read_text())["stems"]
-    assert set(stems) == {a.name for a in load_all() if a.in_main_job}  # both lanes recorded
+    assert set(stems) == {a.name for a in analyses}  # both lanes recorded
     assert "http://" not in html and "https://" not in html  # self-contained
     out = capfd.readouterr().out  # fd-level: the second lane's process prints there
     assert "report:" in out and "total" in out  # the time of each step and the total

@@ -11,6 +11,10 @@ SHAPES = [(1, 8, 8), (3, 32, 32)]
 @pytest.mark.parametrize("shape", SHAPES, ids=["gray8", "rgb32"])
 def test_every_model_forward_and_backward(name, shape):
     torch.manual_seed(0)
+    if name in ("timm:convnext_atto", "timm:vgg11_bn") and shape[1] == 8:  # they downsample 32x
+        with pytest.raises(CnnlabError, match="cannot read 8x8 images"):
+            create_model(name, num_classes=7, in_channels=shape[0], image_size=shape[1])
+        return
     model = create_model(name, num_classes=7, in_channels=shape[0], image_size=shape[1])
     x = torch.rand(4, *shape)
     model.eval()

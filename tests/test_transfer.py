@@ -1,6 +1,7 @@
 """--init-from RUN: a trained body starts another model (a classifier's layers, a detector's
 backbone), heads start fresh, and one line says what moved."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,27 @@ def test_a_frozen_body_learns_nothing_until_thawed_and_discriminative_rates_reac
     for g in groups:
         in_head = {id(p) in head for p in g["params"]}
         assert len(in_head) == 1 and g["lr_scale"] == pytest.approx(1.0 if in_head == {True} else 0.1)
+
+
+def test_the_transfer_section_compares_a_started_run_with_its_twin_from_scratch(tmp_path):
+    from cnnlab.analysis import main_job_analyses, run_analysis
+
+    base = cnnlab.train(cnnlab.TrainConfig(epochs=2, out_dir=str(tmp_path), name="base"), log=quiet,
+                        report=False)
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=2, limit_train=100, init_from=str(base.path),
+                                          out_dir=str(tmp_path), name="small"), log=quiet, report=False)
+    assert "transfer" in {a.name for a in main_job_analyses(run.config)}
+    assert "transfer" not in {a.name for a in main_job_analyses(base.config)}
+    res = run_analysis(run, "transfer", log=quiet)
+    scratch = next((run.path / "subruns").glob("scratch-*"))
+    saved = cnnlab.load_run(scratch).config
+    assert saved.init_from == "" and saved.limit_train == 100 and saved.seed == run.config.seed
+    pred = np.load(run.path / "predictions.npz")
+    assert res["accuracy"]["from weights"]["estimate"] == pytest.approx(
+        (pred["probs"].argmax(1) == pred["y"]).mean())
+    t = res["mcnemar"]
+    assert t["a_only"] + t["b_only"] <= res["n_eval"] == len(pred["y"])
+    html = cnnlab.render_report(run).read_text()
+    assert "the start against scratch" in html and "starting from trained weights" in html
+    with pytest.raises(CnnlabError, match="did not start from trained weights"):
+        run_analysis(base, "transfer", log=quiet)

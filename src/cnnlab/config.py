@@ -88,7 +88,10 @@ class TrainConfig:
     epochs: int = _f(20, "passes over the training set", bounds=(1, 100_000))
     batch_size: int = _f(128, "images per optimizer step", bounds=(1, 1_000_000))
     optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
-    lr: float = _f(0.05, "peak learning rate, reached after warm-up", bounds=(1e-12, 1e6))
+    lr: float = _f(0.05, "peak learning rate, reached after warm-up; auto: the suggestion of the "
+                   "learning-rate range test (cnnlab lr-find), run first", bounds=(1e-12, 1e6))
+    lr_find: bool = _f(False, "choose lr by the learning-rate range test before training (what "
+                       "--lr auto and lr: auto set); the config saved keeps the lr it chose")
     momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)", bounds=(0, 0.9999))
     nesterov: bool = _f(True, "use Nesterov momentum with SGD")
     weight_decay: float = _f(5e-4, "weight decay on weights (not on biases or norm layers)", bounds=(0, 1))
@@ -136,6 +139,11 @@ class TrainConfig:
     init_from: str = _f(
         "", "start from the trained body of this run folder (a classifier's layers or a dense "
         "model's backbone, by name and shape; heads start fresh), e.g. a run on more data")
+    pretrained: str = _f(
+        "", "start from a weights file you have (its classifier starts fresh): safetensors in "
+        "timm's / Hugging Face's layout or cnnlab's, or torchvision's .pth (read with "
+        "weights_only=True, the hash in its name checked); e.g. --model timm:resnet18 "
+        "--pretrained resnet18-f37072fd.pth. Nothing is downloaded")
     freeze_epochs: int = _f(
         0, "fine-tuning: train only the head (and BatchNorm) for this many epochs, the body "
         "frozen, then everything; epochs or more: a linear probe (the body never trains)",
@@ -208,6 +216,10 @@ class TrainConfig:
             (not (self.dp_epsilon and (self.adv or self.groups or self.compile or self.freeze_epochs)),
              "dp_epsilon (DP-SGD) cannot be combined with adv, groups, compile or freeze_epochs"),
             (self.adv in ("", "pgd", "fgsm-rs"), "adv must be pgd or fgsm-rs (or empty for off)"),
+            (not (self.lr_find and self.dp_epsilon),
+             "lr auto is not for DP-SGD (the range test would spend privacy); give --lr"),
+            (not (self.init_from and self.pretrained),
+             "give init_from (a run) or pretrained (a weights file), not both"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
@@ -244,6 +256,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        if d.get("lr") == "auto":  # a recipe's lr: auto
+            d = {k: v for k, v in d.items() if k != "lr"} | {"lr_find": True}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in set(d) - known)
         if unknown:

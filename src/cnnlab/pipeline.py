@@ -11,12 +11,13 @@ arrive. Also here: ``train``, the Python API's training call (``train_run`` and 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis import load_all, run_analysis
+from cnnlab.analysis import load_all, main_job_analyses, run_analysis
 from cnnlab.analysis.registry import main_job_stems, record_main_job
 from cnnlab.config import TrainConfig
 from cnnlab.log import Log
@@ -52,7 +53,7 @@ def recipe(dataset: str, epochs: int = 0, seed: int = 0, data_dir: str = "~/.cac
 
 def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
              limit_train: int, log: Log, progress: bool, threads: int = 0, country: str = "",
-             precision: str = "auto") -> Run:
+             precision: str = "auto", start: dict | None = None) -> Run:
     """Train the main CNN into a new run folder (or reuse a finished one of that name)."""
     from cnnlab.run import Run, train_run
 
@@ -61,6 +62,7 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
     if (folder / "metrics.json").is_file():
         return Run(folder)
     cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
+    cfg = dataclasses.replace(cfg, **(start or {}))  # model, init_from, pretrained: its start
     cfg.name, cfg.out_dir = name, out_dir
     cfg.checkpoints = min(4, cfg.epochs)  # for TracIn (the influence analysis)
     cfg.country, cfg.precision = country, precision  # sub-runs inherit the precision
@@ -71,7 +73,8 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
 def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: str = "",
              out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
              threads: int = 1, precision: str = "auto", full: bool = False, country: str = "",
-             log: Log = print, progress: bool = True) -> Run:
+             model: str = "lenet5", init_from: str = "", pretrained: str = "", log: Log = print,
+             progress: bool = True) -> Run:
     """The whole lecture on one dataset: train, run every analysis, write one report.
 
     Args:
@@ -94,6 +97,11 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             cores, not seconds).
         country: ISO 3166 alpha-3 code of the grid powering this machine (e.g. FRA), for the
             carbon figures; empty: energy only, and the report says so.
+        model: the main CNN (`cnnlab models`; the lecture's is LeNet-5).
+        init_from: start the main CNN from the body of this run folder (your own small data:
+            the report then adds the same recipe from scratch, and how much the start helped).
+        pretrained: start the main CNN from this weights file (safetensors, or torchvision's
+            .pth), e.g. with --model timm:resnet18; the report compares it with scratch too.
     """
     from cnnlab.env import torch_threads
 
@@ -102,8 +110,10 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
 
         carbon_intensity(country)
     with torch_threads(threads):
+        start = {k: v for k, v in (("model", model), ("init_from", init_from),
+                                   ("pretrained", pretrained)) if v}
         return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
-                         precision, full, country, log, progress)
+                         precision, full, country, log, progress, start)
 
 
 SECOND_LANE = ("scenes", "video", "privacy")
@@ -115,17 +125,17 @@ threads (a second thread beside a busy core is what makes runs many times slower
 
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
               limit_train: int, threads: int, precision: str, full: bool, country: str, log: Log,
-              progress: bool) -> Run:
+              progress: bool, start: dict) -> Run:
     from cnnlab.analysis.energy import write_job_phases
     from cnnlab.energy import meter
     from cnnlab.report import render_report
 
     t0 = time.perf_counter()
-    log("== 1. LeNet-5, the main CNN ==")
+    log(f"== 1. {'LeNet-5' if start.get('model', 'lenet5') == 'lenet5' else start['model']}, the main CNN ==")
     run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress,
-                   threads, country, precision)
+                   threads, country, precision, start)
     times = {"main CNN": time.perf_counter() - t0}
-    analyses = [a for a in load_all() if a.in_main_job]
+    analyses = main_job_analyses(run.config)
     steps = {a.name: k for k, a in enumerate(analyses, start=2)}
     second = [a.name for a in analyses if a.name in SECOND_LANE] if _two_lanes(threads) else []
     if second:

@@ -40,7 +40,7 @@ from cnnlab.evaluate.calibration import apply_temperature
 from cnnlab.evaluate.predict import tta_level, use_bf16
 from cnnlab.io import atomic_write, atomic_write_json, load_npz, save_npz
 from cnnlab.log import Log, last_epoch_only
-from cnnlab.models import MODELS, ImageClassifier, create_model, model_stats, to_channels_last
+from cnnlab.models import ImageClassifier, check_model_name, create_model, model_stats, to_channels_last
 from cnnlab.tasks import build_task_model, get_task
 from cnnlab.tasks.runs import finish_task, prepare_task_data, task_meta
 from cnnlab.training import checkpoint as ckpt
@@ -361,10 +361,19 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     what = "object crops" if cfg.task == "pose" else "images"  # pose trains on one crop per object
     log(f"{cfg.dataset}: {len(data.train)} training and {len(data.eval)} {data.eval_split} {what} "
         f"of shape {data.train.image_shape}, {data.train.num_classes} classes")
-    MODELS.get(cfg.model)  # an unknown model stops here, before the folder is made
+    check_model_name(cfg.model)  # an unknown model stops here, before the folder is made
     if cfg.country:
         carbon_intensity(cfg.country)  # an unknown country stops here, before any training
+    found = None
+    if cfg.lr_find and not resume:  # lr auto: the range test first; the config keeps its choice
+        from cnnlab.training.lr_find import choose_lr
+
+        cfg, found = choose_lr(cfg, data, log)
     dist_.on_main(lambda: start_run_dir(run_dir, cfg))
+    if found is not None:
+        from cnnlab.io import atomic_write_json
+
+        atomic_write_json(run_dir / "lr_find.json", found)
     before = meter().snapshot()
     try:
         with meter().phase("training"):

@@ -33,6 +33,11 @@ def load_all() -> list[Analysis]:
     return sorted((ANALYSES.get(n) for n in ANALYSES.names()), key=lambda a: a.order)
 
 
+def main_job_analyses(config) -> list[Analysis]:
+    """The analyses ``cnnlab run`` runs on a run with this config, in report order."""
+    return [a for a in load_all() if a.in_main_job and (a.applies is None or a.applies(config))]
+
+
 def run_analysis(run: Run, name: str, log: Log = print, threads: int = 0, **options) -> dict:
     """Run the analysis ``name`` on a run with the given options (the rest at their
     defaults) and ``threads`` torch threads (0: as they are); store its result in the run
@@ -41,4 +46,4 @@ def run_analysis(run: Run, name: str, log: Log = print, threads: int = 0, **opti
     return compute_and_store(run, ANALYSES.get(name), log=log, threads=threads, **options)
 
 
-__all__ = ["ANALYSES", "Analysis", "load_all", "load_results", "run_analysis"]
+__all__ = ["ANALYSES", "Analysis", "load_all", "load_results", "main_job_analyses", "run_analysis"]

@@ -81,6 +81,8 @@ class Analysis:
     full: Budget = field(default_factory=dict)
     """Options for ``cnnlab run --full`` and benchmarks."""
     in_main_job: bool = True
+    applies: Callable[[Any], bool] | None = None
+    """``applies(run.config)``: whether ``cnnlab run`` runs it on this run (None: on every run)."""
     needs: tuple[str, str] | None = None
     """(module, extra) of an optional dependency, e.g. ("captum", "explain")."""
     claims: Callable[[dict], list[Claim]] | None = None

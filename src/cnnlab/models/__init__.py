@@ -88,11 +88,48 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 
 
 def list_models() -> list[str]:
-    return MODELS.names()
+    """cnnlab's own models, then the timm architectures it lists (``timm:NAME``) where timm
+    is installed."""
+    import importlib.util
+
+    from cnnlab.models.timm_model import SUPPORTED
+
+    timm = importlib.util.find_spec("timm") is not None
+    return MODELS.names() + [f"timm:{name}" for name in SUPPORTED if timm]
+
+
+def check_model_name(name: str) -> None:
+    """Raise the one-line error for a model name cnnlab cannot build (before any work)."""
+    if not name.startswith("timm:"):
+        MODELS.get(name)
+        return
+    try:
+        import timm
+    except ImportError:
+        raise CnnlabError(f"model {name} needs timm: pip install 'cnnlab[transfer]'") from None
+    if not timm.is_model(name[5:]):
+        raise CnnlabError(f"timm has no model {name[5:]!r}; `cnnlab models` lists the tested ones, "
+                          "timm.list_models() all of timm's")
+
+
+def describe(name: str) -> str:
+    from cnnlab.models.timm_model import SUPPORTED
+
+    if name.startswith("timm:"):
+        return "timm: " + SUPPORTED.get(name[5:], "an architecture of timm (not among the tested ones)")
+    return DESCRIPTIONS.get(name, "")
 
 
 def create_model(name: str, **kwargs) -> ImageClassifier:
-    """Build a registered model, e.g. ``create_model("resnet20", num_classes=100)``."""
+    """Build a registered model, e.g. ``create_model("resnet20", num_classes=100)``, or a timm
+    architecture, ``create_model("timm:resnet18", num_classes=5)``."""
+    if name.startswith("timm:"):
+        from cnnlab.models.timm_model import TimmClassifier
+
+        try:
+            return TimmClassifier(name[5:], **kwargs)
+        except TypeError as e:
+            raise CnnlabError(f"model {name}: bad arguments ({e})") from None
     builder = MODELS.get(name)
     try:
         return builder(**kwargs)
@@ -124,4 +161,5 @@ def model_stats(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelSta
     return ModelStats(params, first_params, counter.get_total_flops() // 4)
 
 
-__all__ = ["MODELS", "ImageClassifier", "ModelStats", "create_model", "list_models", "model_stats"]
+__all__ = ["MODELS", "ImageClassifier", "ModelStats", "check_model_name", "create_model", "list_models",
+           "model_stats"]

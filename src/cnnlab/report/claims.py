@@ -12,7 +12,7 @@ from cnnlab.analysis.registry import Claim
 from cnnlab.run import Run
 from cnnlab.viz.html import Section, esc
 
-LECTURE_ORDER = ("permutation", "mlp_vs_cnn", "filters", "tree", "robustness", "attributions",
+LECTURE_ORDER = ("permutation", "mlp_vs_cnn", "filters", "transfer", "tree", "robustness", "attributions",
                  "influence", "value", "bias", "spurious", "calibration", "energy", "privacy",
                  "scenes", "video")
 """The course's order of the claims; an analysis not named here comes after these."""

@@ -44,12 +44,22 @@ def head_of(cfg_or_meta) -> str:
     return head or (TASK_HEADS[task][0] if TASK_HEADS[task] else "")
 
 
+def input_stats(cfg: TrainConfig, train) -> tuple[list[float], list[float]]:
+    """The per-channel mean and std the model normalizes with: its training images', or, for a
+    timm model started from a weights file, ImageNet's, which those weights expect."""
+    if cfg.pretrained and cfg.model.startswith("timm:") and train.image_shape[0] == 3:
+        from cnnlab.models.timm_model import IMAGENET_MEAN, IMAGENET_STD
+
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return train.mean_std()
+
+
 def backbone(cfg: TrainConfig, data, num_classes: int):
     """The registered model ``cfg.model`` as a backbone (seeded), with the kwargs to rebuild it."""
     from cnnlab.models import create_model
 
     c, h, _ = data.train.image_shape
-    mean, std = data.train.mean_std()
+    mean, std = input_stats(cfg, data.train)
     kwargs = dict(num_classes=num_classes, in_channels=c, image_size=h, mean=mean, std=std,
                   **cfg.model_kwargs)
     torch.manual_seed(cfg.seed)

@@ -26,6 +26,7 @@ from cnnlab.log import Log, bars_shown
 from cnnlab.models import ImageClassifier, create_model, to_channels_last
 from cnnlab.robustness.training import adversarial_batch
 from cnnlab.tasks import Task, get_task, unwrap
+from cnnlab.tasks.base import input_stats
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.groups import GroupLoss
@@ -60,7 +61,7 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
     # DP-SGD accounts only for what the gradients reveal: statistics of the private images
     # put into the model would leak outside the budget, so it gets fixed ones (pixels in [0, 1]
     # to [-1, 1]), the same whatever the data
-    mean, std = ([0.5] * c, [0.5] * c) if cfg.dp_epsilon else data.train.mean_std()
+    mean, std = ([0.5] * c, [0.5] * c) if cfg.dp_epsilon else input_stats(cfg, data.train)
     kwargs = dict(num_classes=data.train.num_classes, in_channels=c, image_size=h, mean=mean,
                   std=std, **cfg.model_kwargs)
     torch.manual_seed(cfg.seed)
@@ -279,7 +280,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         ) -> tuple[ImageClassifier, TrainState]:
     """Train ``cfg.model`` on ``data`` (or fine-tune ``model``), checkpointing into
     ``run_dir/weights`` every epoch."""
-    from cnnlab.training.transfer import body_freezer, init_from
+    from cnnlab.training.transfer import body_freezer, init_from, pretrained
 
     device = resolve_device(cfg.device)
     task = get_task(cfg.task)
@@ -287,6 +288,8 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         model = build_model(cfg, data)
         if cfg.init_from and not resume:  # a resumed run reads its own checkpoint instead
             init_from(model, cfg.init_from, log)
+        if cfg.pretrained and not resume:
+            pretrained(model, cfg.pretrained, log)
     model = prepare_model(model, cfg, device)
     optimizer = make_optimizer(cfg, model)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)

@@ -1,15 +1,27 @@
-"""Start a model from another run's trained weights (``--init-from RUN``).
+"""Start a model from trained weights: another run's (``--init-from RUN``) or a weights file the
+user has (``--pretrained FILE``).
 
 The tensors move by name, the body's only: a dense model (detector, segmenter, pose head)
 holds its network as ``backbone.*``, a classifier is its own body with a head (``fc``,
 ``head``, ``classifier``) on top. So a classifier's body can start a detector's backbone, a
 detector's backbone a segmenter's, and so on. A tensor is kept when its shape matches; heads
 and anything else keep their fresh initialisation, and one line says what was kept, left and
-skipped for its shape. Weights are read from safetensors only (no pickle).
+skipped for its shape. Weights are read from safetensors; a torchvision ``.pth`` file (a
+pickle) only with ``torch.load(weights_only=True)``, which refuses anything but tensors and
+plain containers, after the hash in its name is checked as torchvision's downloader checks it.
+
+``--pretrained FILE`` reads timm's and Hugging Face's safetensors (timm's tensor names),
+torchvision's ResNet and VGG ``.pth`` files (the same names as timm's ``resnet*`` and, for
+VGG, as torchvision's), or a cnnlab weights file. The file's names are matched to the model's
+under the prefix that fits most of them (none, ``net.`` for a ``timm:`` model, ``backbone.``
+for a dense model's backbone); the model's classifier always starts fresh, as timm and fastai
+do when the classes change.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,3 +123,87 @@ def body_freezer(cfg, model: nn.Module) -> Callable[[int], None]:
         raise CnnlabError("freeze_epochs runs in one process (DDP needs every parameter to learn); "
                           "drop torchrun or --freeze-epochs")
     return lambda epoch: set_body_frozen(model, epoch < cfg.freeze_epochs)
+
+
+TORCHVISION_HASH = re.compile(r"-([a-f0-9]{6,})\.pth?$")
+"""torchvision's weight files end in -<first hex digits of their SHA-256>.pth."""
+
+
+def read_weights_file(path: str | Path, log: Log = print) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or of a torchvision .pth (hash checked, tensors only)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CnnlabError(f"--pretrained {path}: no such file; give a .safetensors file or "
+                          "torchvision's .pth (e.g. resnet18-f37072fd.pth)")
+    if p.suffix == ".safetensors":
+        return ckpt.load_tensors(p)[0]
+    if p.suffix not in (".pth", ".pt"):
+        raise CnnlabError(f"--pretrained {path}: {p.suffix or 'no extension'} is not a weights format "
+                          "cnnlab reads; give .safetensors (timm, Hugging Face) or torchvision's .pth")
+    _check_hash(p, log)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle raises many kinds; each means "not a weights file"
+        raise CnnlabError(f"--pretrained {path}: not a plain file of tensors ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:120]}); cnnlab reads no other pickle") from None
+    for key in ("state_dict", "model"):  # training checkpoints wrap the weights
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CnnlabError(f"--pretrained {path}: holds no name -> tensor mapping (a state dict); "
+                          "save model.state_dict(), or convert it to safetensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP's wrapper
+
+
+def _check_hash(p: Path, log: Log) -> None:
+    m = TORCHVISION_HASH.search(p.name)
+    if not m:
+        log(f"--pretrained {p.name}: no hash in its name to check (torchvision's files end in "
+            "-<hash>.pth)")
+        return
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    if not digest.startswith(m.group(1)):
+        raise CnnlabError(f"--pretrained {p}: its SHA-256 starts {digest[:len(m.group(1))]}, not "
+                          f"{m.group(1)} as its name says: the file is damaged or another one; "
+                          "download it again")
+
+
+def _classifier_prefix(model: nn.Module) -> str:
+    """The name prefix (within the model) of its classifier's tensors, which start fresh."""
+    if hasattr(model, "backbone"):
+        return f"backbone.{getattr(model.backbone, 'classifier_name', 'fc')}."
+    return f"{getattr(model, 'classifier_name', 'fc')}."
+
+
+def pretrained(model: nn.Module, path: str | Path, log: Log = print) -> dict:
+    """Load the weights file at ``path`` into ``model`` (its classifier stays fresh); return what
+    moved. One line says how many tensors were kept, started fresh and skipped for their shape."""
+    source = read_weights_file(path, log)
+    target = model.state_dict()
+    prefixes = ("", "net.", "backbone.", "backbone.net.")
+    prefix = max(prefixes, key=lambda pre: sum(f"{pre}{k}" in target for k in source))
+    head = _classifier_prefix(model)
+    kept, reshaped, unused = {}, [], 0
+    for name, value in source.items():
+        key = prefix + name
+        if key.startswith(head):  # new classes: a new classifier
+            continue
+        if key not in target:
+            unused += 1
+            continue
+        if target[key].shape != value.shape:
+            reshaped.append(key)
+            continue
+        kept[key] = value.to(target[key].dtype)
+    if not kept:
+        raise CnnlabError(f"--pretrained {path}: none of its {len(source)} tensors fit this model "
+                          f"(e.g. {next(iter(source))}); give weights of the same architecture "
+                          "(timm:resnet18 for torchvision's resnet18-*.pth)")
+    model.load_state_dict(target | kept)
+    fresh = sorted({k.removeprefix(prefix).split(".")[0] for k in target if k not in kept})
+    log(f"pretrained {Path(path).name}: kept {len(kept)} of {len(target)} tensors, "
+        f"{len(target) - len(kept)} start fresh ({', '.join(fresh) or 'none'}), "
+        f"{len(reshaped)} skipped for their shape, {unused} of the file's unused")
+    return {"kept": len(kept), "fresh": len(target) - len(kept), "reshaped": reshaped,
+            "unused": unused}
