@@ -24,6 +24,20 @@ from common import append_result, machine
 from PIL import Image
 
 
+def torchvision_resnet18(out: Path) -> Path:
+    """A weights file as torchvision publishes it (random weights; nothing is downloaded)."""
+    import hashlib
+
+    import torch
+    import torchvision
+
+    tmp = out / "w.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), tmp)
+    path = out / f"resnet18-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"
+    tmp.rename(path)
+    return path
+
+
 def tour(out: Path) -> list[tuple[str, list[str]]]:
     run, cnn = str(out / "runs" / "t"), [sys.executable, "-m", "cnnlab"]
     npz = out / "my_images.npz"
@@ -36,6 +50,7 @@ def tour(out: Path) -> list[tuple[str, list[str]]]:
             Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(photos / c / f"{i}.png")
     image = photos / "cat" / "0.png"
     runs = ["--out-dir", str(out / "runs")]
+    weights = torchvision_resnet18(out)
     return [
         ("--help", cnn + ["--help"]),
         ("run (main job, small)", cnn + ["run", "--epochs", "3", "--limit-train", "400", "--name", "main"]
@@ -50,7 +65,15 @@ def tour(out: Path) -> list[tuple[str, list[str]]]:
         ("train npz --val-split", cnn + ["train", "--dataset", f"npz:{npz}", "--val-split", "100", "--model",
                                          "resnet20", "--epochs", "1"] + runs),
         ("train folder --init-from", cnn + ["train", "--dataset", f"folder:{photos}", "--init-from",
-                                            str(out / "runs" / "main"), "--epochs", "2"] + runs),
+                                            str(out / "runs" / "main"), "--epochs", "2", "--name", "small"]
+         + runs),
+        ("train timm:resnet18 --pretrained .pth", cnn + ["train", "--model", "timm:resnet18", "--pretrained",
+                                                          str(weights), "--dataset", f"folder:{photos}",
+                                                          "--image-size", "32", "--epochs", "2"] + runs),
+        ("lr-find folder", cnn + ["lr-find", "--dataset", f"folder:{photos}", "--model", "resnet20",
+                                  "--out", str(out / "lr_find.png")]),
+        ("train --lr auto", cnn + ["train", "--lr", "auto", "--epochs", "2"] + runs),
+        ("experiment transfer", cnn + ["experiment", "transfer", str(out / "runs" / "small")]),
         ("evaluate", cnn + ["evaluate", run, "--out", str(out / "metrics.json")]),
         ("predict folder", cnn + ["predict", run, str(photos), "--out", str(out / "preds.csv")]),
         ("report", cnn + ["report", run]),

@@ -60,7 +60,7 @@ def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, e
     rows = track_video(detector_detections(detector, videos.x[0]), byte=True)
     for k, m in tracking.items():
         log(f"{k}: MOTA {m['mota']:.3f}, IDF1 {m['idf1']:.3f}, {int(m['num_switches'])} ID switches")
-    result = {"tracking": tracking, "clips": clips, "frames": frames,
+    result = {"tracking": tracking, "clips": clips, "frames": frames, "image_size": image_size,
               "detector": {"map": detector_run.metrics["map"], "dataset": base.dataset, "epochs": epochs},
               "arrays": {"clip": videos.x[0].numpy(), "rows": np.asarray(rows, np.float32)}}
     if action_clips:
@@ -104,7 +104,8 @@ def section(ctx: SectionContext) -> str:
 
     res = ctx.result
     d = res["detector"]
-    body = para(f"{res['clips']} procedural clips of {res['frames']} frames (64 px; shapes move, bounce, "
+    body = para(f"{res['clips']} procedural clips of {res['frames']} frames ({res.get('image_size', 64)} px; "
+                "shapes move, bounce, "
                 f"cross, hide each other and leave the frame), tracked with the detector of the scenes "
                 f"analysis (mAP@0.5:0.95 {d['map']:.3f}, {d['dataset']}, {d['epochs']} epochs)."
                 + (" This quick detector misses much, which the whole system's numbers show; "
@@ -171,7 +172,10 @@ def _action_html(a: dict) -> str:
         crowd = (f"with up to {a['objects'] - 1} other moving shapes" if a["objects"] > 1 else
                  "alone on its background (cnnlab video RUN adds other moving shapes)")
         html += para(f"Both models trained {a['epochs']} epochs on {a['n_train']:,} clips of 8 frames at "
-                     f"{a['size']} px, the acting shape {crowd}; scored on {a['n_test']} other clips.")
+                     f"{a['size']} px, the acting shape {crowd}; scored on {a['n_test']} other clips."
+                     + (" At this size a rotation or a change of size moves only a few pixels, so "
+                        "translations are the first actions a short training learns (see the "
+                        "per-action table)." if a["size"] < 32 else ""))
     html += table(["model", "parameters", "accuracy (95% CI)"], rows)
     t = a["mcnemar"]
     words = ("no significant difference" if t["p_value"] >= 0.05 else

@@ -55,7 +55,8 @@ class TimmClassifier(ImageClassifier):
             raise CnnlabError(f"timm:{arch}: {e}; `cnnlab models` lists the tested ones") from None
         self.arch = arch
         self._check_size(in_channels, image_size)
-        self.num_features = getattr(self.net, "head_hidden_size", None) or self.net.num_features  # the embedding
+        # the embedding forward_head(pre_logits=True) gives (MobileNetV3: after its conv head)
+        self.num_features = getattr(self.net, "head_hidden_size", None) or self.net.num_features
         self.classifier_name = "net." + self.net.default_cfg.get("classifier", "fc")
 
     def _check_size(self, in_channels: int, size: int) -> None:

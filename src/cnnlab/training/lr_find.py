@@ -50,55 +50,54 @@ class _Tolerant:
 def lr_range_test(cfg: TrainConfig, data: RunData, start: float = 1e-6, end: float = 10.0,
                   steps: int = 100, log: Log = print) -> dict:
     """Losses against exponentially growing learning rates, and the suggested learning rate."""
-    from cnnlab.tasks import get_task
-    from cnnlab.training import trainer as T
-    from cnnlab.training.optim import make_optimizer
-    from cnnlab.training.transfer import init_from, pretrained
-
     if not 0 < start < end < math.inf or not 10 <= steps <= 10_000:
         raise CnnlabError(f"lr-find needs 0 < start < end (finite) and 10 to 10,000 steps; got "
                           f"start {start:g}, end {end:g}, {steps} steps")
-    device = T.resolve_device(cfg.device)
-    model = T.build_model(cfg, data)
-    if cfg.init_from:
-        init_from(model, cfg.init_from, log)
-    if cfg.pretrained:
-        pretrained(model, cfg.pretrained, log)
-    model = T.prepare_model(model, cfg, device)
-    optimizer = make_optimizer(dataclasses.replace(cfg, lr=start), model)
-    data = T.data_on(data, device)
-    task = get_task(cfg.task)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    augment_batch = T.epoch_augmentation(data, cfg, 0)
-    guard = _Tolerant()
     lrs, losses, smooth, avg, best = [], [], [], 0.0, math.inf
-    model.train()
-    while len(lrs) < steps:
-        batches, _ = T.epoch_batches(len(data.train), cfg.batch_size, gen, None, data.train.x.device)
-        for idx in batches:
-            lr = start * (end / start) ** (len(lrs) / (steps - 1))
-            for g in optimizer.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
-            idx = idx.to(data.train.x.device)
-            if task is not None:
-                loss = T.task_batch(model, optimizer, task, data, idx, cfg, device, (guard, 0))[0]
-            else:
-                loss = T.classify_batch(model, optimizer, data, idx, augment_batch, gen, cfg, device,
-                                        (guard, 0), None)[0]
-            value = float(loss.detach())
-            if guard.bad or not math.isfinite(value):
-                break
-            avg = BETA * avg + (1 - BETA) * value
-            lrs.append(lr)
-            losses.append(value)
-            smooth.append(avg / (1 - BETA ** len(lrs)))
-            best = min(best, smooth[-1])
-            if smooth[-1] > DIVERGED * best or len(lrs) == steps:
-                break
-        else:
-            continue
-        break
+    for lr, value in _training_steps(cfg, data, start, end, steps, log):
+        if not math.isfinite(value):
+            break
+        avg = BETA * avg + (1 - BETA) * value
+        lrs.append(lr)
+        losses.append(value)
+        smooth.append(avg / (1 - BETA ** len(lrs)))
+        best = min(best, smooth[-1])
+        if smooth[-1] > DIVERGED * best:
+            break
     return {"lrs": lrs, "losses": losses, "smoothed": smooth, **suggest(lrs, smooth)}
+
+
+def _training_steps(cfg: TrainConfig, data: RunData, start: float, end: float, steps: int, log: Log):
+    """(learning rate, loss) of the run's own training step at each rate of the range, on a
+    model started as the run would start (lazily: it stops when the caller stops asking)."""
+    from cnnlab.tasks import get_task
+    from cnnlab.training import trainer as T
+    from cnnlab.training.optim import make_optimizer
+
+    device = T.resolve_device(cfg.device)
+    model = T.prepare_model(T.start_model(cfg, data, log), cfg, device)
+    optimizer = make_optimizer(dataclasses.replace(cfg, lr=start), model)
+    data, task = T.data_on(data, device), get_task(cfg.task)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    augment_batch, guard = T.epoch_augmentation(data, cfg, 0), _Tolerant()
+    model.train()
+    for k, idx in zip(range(steps), _passes(T, data, cfg.batch_size, gen), strict=False):
+        lr = start * (end / start) ** (k / (steps - 1))
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        idx = idx.to(data.train.x.device)
+        if task is not None:
+            loss = T.task_batch(model, optimizer, task, data, idx, cfg, device, (guard, k))[0]
+        else:
+            loss = T.classify_batch(model, optimizer, data, idx, augment_batch, gen, cfg, device,
+                                    (guard, k), None)[0]
+        yield lr, (math.nan if guard.bad else float(loss.detach()))
+
+
+def _passes(T, data: RunData, batch_size: int, gen: torch.Generator):
+    """Batches of indices, one shuffled pass over the training images after another."""
+    while True:
+        yield from T.epoch_batches(len(data.train), batch_size, gen, None, data.train.x.device)[0]
 
 
 def choose_lr(cfg: TrainConfig, data: RunData, log: Log = print) -> tuple[TrainConfig, dict]:

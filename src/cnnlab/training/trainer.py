@@ -74,6 +74,19 @@ def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
     return model
 
 
+def start_model(cfg: TrainConfig, data: RunData, log: Log = print) -> ImageClassifier:
+    """The model a run starts from: fresh, with another run's body (``init_from``) or a
+    weights file's tensors (``pretrained``) where the config says so."""
+    from cnnlab.training.transfer import init_from, pretrained
+
+    model = build_model(cfg, data)
+    if cfg.init_from:
+        init_from(model, cfg.init_from, log)
+    if cfg.pretrained:
+        pretrained(model, cfg.pretrained, log)
+    return model
+
+
 def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, state: TrainState,
                     schedule: tuple[int, int], device: torch.device, progress: bool,
                     lookahead: Lookahead | None = None, group_loss: GroupLoss | None = None,
@@ -280,16 +293,12 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         ) -> tuple[ImageClassifier, TrainState]:
     """Train ``cfg.model`` on ``data`` (or fine-tune ``model``), checkpointing into
     ``run_dir/weights`` every epoch."""
-    from cnnlab.training.transfer import body_freezer, init_from, pretrained
+    from cnnlab.training.transfer import body_freezer
 
     device = resolve_device(cfg.device)
     task = get_task(cfg.task)
-    if model is None:
-        model = build_model(cfg, data)
-        if cfg.init_from and not resume:  # a resumed run reads its own checkpoint instead
-            init_from(model, cfg.init_from, log)
-        if cfg.pretrained and not resume:
-            pretrained(model, cfg.pretrained, log)
+    if model is None:  # a resumed run reads its own checkpoint instead of any start
+        model = start_model(cfg, data, log) if not resume else build_model(cfg, data)
     model = prepare_model(model, cfg, device)
     optimizer = make_optimizer(cfg, model)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
