@@ -266,3 +266,20 @@ def test_a_folder_that_mixes_grey_and_colour_is_colour_and_says_so(tmp_path):
     splits = load_dataset(f"folder:{tmp_path}", "", 8)
     assert splits.train.x.shape[1] == 3 and "1 greyscale images converted to RGB" in splits.source
     assert splits.train.x[1, 0].float().mean() > 150  # the red image kept its colour
+
+
+def test_the_data_card_flags_thin_classes_and_imbalance(tmp_path):
+    import cnnlab
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 60 + [1] * 30 + [2] * 6)
+    path = tmp_path / "skewed.npz"
+    np.savez(path, x=rng.integers(0, 256, (len(y), 8, 8), dtype=np.uint8), y=y,
+             x_test=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y_test=np.arange(30) % 3,
+             classes=np.array(["many", "some", "few"]))
+    run = cnnlab.train(cnnlab.TrainConfig(dataset=f"npz:{path}", model="mlp", epochs=1,
+                                          out_dir=str(tmp_path), name="s"), log=lambda line: None)
+    assert run.metrics["train_per_class"] == [60, 30, 6]
+    html = (run.path / "report.html").read_text()
+    assert "Small-data checks" in html and "few (6)" in html and "10.0x (60 / 6 images)" in html
+    assert "start from trained weights" in html and "96 training images in all" in html

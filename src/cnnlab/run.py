@@ -446,7 +446,8 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         best_epoch=state.best_epoch, best_val_acc=state.best_acc,
         time_to_accuracy=time_to_accuracy(state.history),
         precision="bf16" if use_bf16(cfg, device) else "fp32",
-        n_train=len(data.train), environment=environment(device),
+        n_train=len(data.train), train_per_class=data.train.class_counts(),
+        environment=environment(device),
     )
     metrics["energy"] = run_energy(cfg, state, len(data.eval), energy_before or {})
     if cfg.dp_epsilon:

@@ -21,7 +21,7 @@ from cnnlab.evaluate.metrics import reliability
 from cnnlab.evaluate.stats import proportion_ci
 from cnnlab.run import Run, load_npz
 from cnnlab.viz import plots as P
-from cnnlab.viz.html import Section, esc, img, kpis, pct, pct_ci, table
+from cnnlab.viz.html import Section, esc, img, kpis, para, pct, pct_ci, table
 
 
 @dataclass
@@ -118,9 +118,42 @@ def data_section(ctx: ReportContext) -> Section:
         uri = P.save(P.image_grid(ex["samples"], ex["sample_labels"], classes), ctx.plots_dir,
                      "samples")
         body += "<h3>Sample training images</h3>" + img(uri, "sample images per class", "560px")
+    body += small_data_checks(m, classes, ctx.run.config)
     if len(classes) <= 20:
         body += f"<h3>Evaluation images per class</h3>{table(['class', 'images'], counts)}"
     return Section("Data card", body)
+
+
+SMALL_CLASS = 20
+"""A class with fewer training images than this is flagged in the data card."""
+
+
+def small_data_checks(metrics: dict, classes: list[str], cfg) -> str:
+    """What a small or skewed training set risks: thin classes, imbalance, and where to look
+    for near-copies across the splits (runs trained before these counts were kept: none)."""
+    counts = metrics.get("train_per_class")
+    if not counts or len(counts) != len(classes):
+        return ""
+    thin = [f"{classes[k]} ({n})" for k, n in enumerate(counts) if n < SMALL_CLASS]
+    ratio = max(counts) / max(min(counts), 1)
+    rows = [[f"classes with fewer than {SMALL_CLASS} training images",
+             ", ".join(thin) if thin else "none"],
+            ["imbalance (largest / smallest class)",
+             f"{ratio:.1f}x ({max(counts):,} / {min(counts):,} images)"],
+            ["near-copies across the splits", "cnnlab audit provenance RUN (pHash): the provenance "
+             "section, where it ran"]]
+    words = []
+    if thin:
+        words.append("Thin classes make per-class accuracy noisy and a model from scratch weak: "
+                     "start from trained weights (--init-from RUN, --pretrained FILE; "
+                     "cnnlab experiment transfer measures the gain).")
+    if ratio >= 3:
+        words.append("A skewed training set pulls predictions toward its big classes: the "
+                     "per-class table and the bias section show which classes pay.")
+    if not cfg.init_from and not cfg.pretrained and sum(counts) < 1000:
+        words.append(f"{sum(counts):,} training images in all: few for a CNN from scratch.")
+    return ("<h3>Small-data checks</h3>" + table(["check", "this run"], rows)
+            + (para(" ".join(words), note=True) if words else ""))
 
 
 @section(30, "training")
