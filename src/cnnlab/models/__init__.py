@@ -26,6 +26,10 @@ MODELS: Registry[Callable[..., ImageClassifier]] = Registry("model")
 DESCRIPTIONS = {
     "mlp": "multi-layer perceptron (2 hidden layers), the locality-blind baseline",
     "lenet5": "LeNet-5 (LeCun et al. 1998), reads 32x32",
+    "alexnet": "AlexNet (Krizhevsky et al. 2012), CIFAR-sized: 5 convolutions, ReLU, dropout MLP head",
+    "vgg11": "VGG-11 with BatchNorm (Simonyan and Zisserman 2014), CIFAR-sized: only 3x3 convolutions",
+    "inception": "Inception blocks (Szegedy et al. 2014, GoogLeNet): 1x1, 3x3, 5x5 and pooled paths "
+                 "side by side",
     "resnet20": "CIFAR ResNet-20 (He et al. 2016), option-A shortcuts",
     "resnet56": "CIFAR ResNet-56 (He et al. 2016), option-A shortcuts",
     "resnet18": "ResNet-18 with a CIFAR stem (torchvision layers)",
@@ -43,6 +47,27 @@ def mlp(**kw) -> ImageClassifier:
 @MODELS.register("lenet5")
 def lenet5(**kw) -> ImageClassifier:
     return LeNet5(**kw)
+
+
+@MODELS.register("alexnet")
+def alexnet(**kw) -> ImageClassifier:
+    from cnnlab.models.milestones import AlexNet
+
+    return AlexNet(**kw)
+
+
+@MODELS.register("vgg11")
+def vgg11(**kw) -> ImageClassifier:
+    from cnnlab.models.milestones import VGG
+
+    return VGG(**kw)
+
+
+@MODELS.register("inception")
+def inception(**kw) -> ImageClassifier:
+    from cnnlab.models.milestones import Inception
+
+    return Inception(**kw)
 
 
 @MODELS.register("resnet20")
