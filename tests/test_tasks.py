@@ -170,3 +170,42 @@ def test_pose_keypoint_ap_ranks_each_pose_by_its_own_confidence():
     flat = score_keypoints(pred, torch.cat([from_crop(truth[..., :2], boxes), truth[..., 2:]], -1), ds)
     assert ranked["pck"] == pytest.approx(flat["pck"])  # the same poses
     assert ranked["ap"] > flat["ap"] + 0.05, (ranked["ap"], flat["ap"])
+
+
+def test_a_users_voc_photos_train_a_detector_from_a_weights_file_and_predict(tmp_path, capsys):
+    """The small-data path end to end: a few dozen annotated photos in VOC layout, a backbone
+    from a weights file (the classifier's tensors in safetensors), train, report, predict."""
+    from safetensors.torch import save_file
+
+    from cnnlab.data.scenes import CLASSES, make_scenes
+    from cnnlab.models import create_model
+
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    scenes = make_scenes(24, 64, seed=5)
+    for i, (x, t) in enumerate(zip(scenes.x, scenes.targets, strict=True)):
+        Image.fromarray(x.permute(1, 2, 0).numpy()).resize((128, 96)).save(root / "JPEGImages" / f"p{i}.png")
+        boxes = (t["boxes"] * torch.tensor([2, 1.5, 2, 1.5])).clamp(min=1).clamp(max=torch.tensor(
+            [128, 96, 128, 96]))  # in the 128x96 photo, 1-based as VOC writes pixels
+        objects = "".join(
+            f"<object><name>{CLASSES[int(k)]}</name><bndbox><xmin>{b[0]:.1f}</xmin><ymin>{b[1]:.1f}"
+            f"</ymin><xmax>{b[2]:.1f}</xmax><ymax>{b[3]:.1f}</ymax></bndbox></object>"
+            for b, k in zip(boxes.tolist(), t["labels"], strict=True))
+        (root / "Annotations" / f"p{i}.xml").write_text(
+            f"<annotation><filename>p{i}.png</filename>{objects}</annotation>")
+    torch.manual_seed(0)
+    body = create_model("resnet20", num_classes=10, in_channels=3, image_size=64, width=4)
+    save_file(body.state_dict(), tmp_path / "body.safetensors")
+    assert main(["detect", "train", "--dataset", f"voc:{root}", "--model-kwargs", "{width: 4}",
+                 "--pretrained", str(tmp_path / "body.safetensors"), "--epochs", "1", "--batch-size", "8",
+                 "--out-dir", str(tmp_path / "runs"), "--name", "v"]) == 0
+    assert "pretrained body.safetensors: kept" in capsys.readouterr().out
+    run = cnnlab.load_run(tmp_path / "runs" / "v")
+    assert torch.equal(run.load_model().backbone.conv1.weight, body.conv1.weight) is False  # it trained
+    html = (run.path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "mAP" in html
+    out = tmp_path / "out"
+    assert main(["detect", "predict", str(run.path), str(root / "JPEGImages"), "--out", str(out),
+                 "--threshold", "0.0"]) == 0
+    assert Image.open(out / "p0.png").size == (128, 96)
