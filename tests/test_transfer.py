@@ -103,3 +103,22 @@ def test_the_transfer_section_compares_a_started_run_with_its_twin_from_scratch(
     assert "the start against scratch" in html and "starting from trained weights" in html
     with pytest.raises(CnnlabError, match="did not start from trained weights"):
         run_analysis(base, "transfer", log=quiet)
+
+
+def test_an_analysis_of_a_started_run_trains_its_other_models_from_scratch(tmp_path):
+    """Review defect: the main job on a folder with --init-from failed in the spurious section,
+    whose shapes fastnet tried to load the main LeNet-5's start."""
+    from cnnlab.analysis import run_analysis
+
+    base = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="base"), log=quiet,
+                        report=False)
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, limit_train=100, init_from=str(base.path),
+                                          freeze_epochs=1, out_dir=str(tmp_path), name="small"),
+                       log=quiet, report=False)
+    run_analysis(run, "spurious", methods=("erm",), seeds=1, image_size=16, limit_train=100, epochs=1,
+                 model="lenet5", log=quiet)
+    res = run_analysis(run, "mlp_vs_cnn", models=("mlp", "lenet5"), log=quiet)
+    assert [m["model"] for m in res["models"]] == ["mlp", "lenet5"]
+    for sub in (run.path / "subruns").iterdir():
+        cfg = cnnlab.load_run(sub).config
+        assert (cfg.init_from, cfg.pretrained, cfg.freeze_epochs) == ("", "", 0), sub.name

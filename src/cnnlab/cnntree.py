@@ -117,7 +117,7 @@ def train_nodes(base: ImageClassifier, cfg: TrainConfig, data: RunData, groups: 
                 build: np.ndarray, epochs: int, lr_scale: float, log: Log) -> list[np.ndarray]:
     """Fine-tune one node per group on its classes' training images (validated on the
     ``build`` half); return each node's probabilities over its group for every evaluation image."""
-    node_cfg = cfg.derive(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
+    node_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
     node_probs = []
     with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:  # node checkpoints
         for g, classes in enumerate(groups):

@@ -48,6 +48,11 @@ TASK_HEADS = {"classify": (), "detect": ("centernet", "centernet-fine", "fcos"),
 """Each task and its heads; the first is the default."""
 
 
+FROM_SCRATCH = {"init_from": "", "pretrained": "", "freeze_epochs": 0, "body_lr_scale": 1.0,
+                "lr_find": False}
+"""The settings of where a run starts, at their from-scratch values (``TrainConfig.fresh``)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything needed to repeat a training run."""
@@ -253,6 +258,13 @@ class TrainConfig:
         epochs = changes.get("epochs", self.epochs)
         changes["checkpoints"] = min(changes["checkpoints"], epochs)
         return dataclasses.replace(self, **changes)
+
+    def fresh(self, **changes: Any) -> TrainConfig:
+        """A sub-run's config that trains from scratch: ``derive``, with the run's start
+        (``init_from``, ``pretrained``, freezing, the body's learning-rate scale, the range
+        test) reset unless ``changes`` sets it. An analysis's other models (an MLP, a shapes
+        fastnet, a noisy twin) must not try to load the main CNN's start."""
+        return self.derive(**(FROM_SCRATCH | changes))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -73,8 +73,8 @@ def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data
 def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: str = "",
              out_dir: str = "runs", data_dir: str = "~/.cache/cnnlab", limit_train: int = 0,
              threads: int = 1, precision: str = "auto", full: bool = False, country: str = "",
-             model: str = "lenet5", init_from: str = "", pretrained: str = "", log: Log = print,
-             progress: bool = True) -> Run:
+             model: str = "lenet5", model_kwargs: dict | None = None, init_from: str = "",
+             pretrained: str = "", log: Log = print, progress: bool = True) -> Run:
     """The whole lecture on one dataset: train, run every analysis, write one report.
 
     Args:
@@ -98,6 +98,8 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         country: ISO 3166 alpha-3 code of the grid powering this machine (e.g. FRA), for the
             carbon figures; empty: energy only, and the report says so.
         model: the main CNN (`cnnlab models`; the lecture's is LeNet-5).
+        model_kwargs: its arguments, e.g. {widths: [64, 256, 256]} for a fastnet body to
+            start from.
         init_from: start the main CNN from the body of this run folder (your own small data:
             the report then adds the same recipe from scratch, and how much the start helped).
         pretrained: start the main CNN from this weights file (safetensors, or torchvision's
@@ -110,8 +112,8 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
 
         carbon_intensity(country)
     with torch_threads(threads):
-        start = {k: v for k, v in (("model", model), ("init_from", init_from),
-                                   ("pretrained", pretrained)) if v}
+        start = {k: v for k, v in (("model", model), ("model_kwargs", model_kwargs),
+                                   ("init_from", init_from), ("pretrained", pretrained)) if v}
         return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
                          precision, full, country, log, progress, start)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import FROM_SCRATCH, TrainConfig
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
@@ -16,7 +16,7 @@ def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: 
                  epochs: int = 0, recipe: dict | None = None) -> TrainConfig:
     """The run's config with ``recipe`` applied and, if given, another dataset (its own test
     split, or its 10% hold-out), another training-set size and another number of epochs."""
-    cfg = run.config.to_dict() | (recipe or {})
+    cfg = run.config.to_dict() | FROM_SCRATCH | (recipe or {})  # the main CNN's start is its own
     if dataset and dataset != cfg["dataset"]:
         cfg |= {"dataset": dataset, "image_size": image_size, "val_split": 0.0, "limit_train": 0}
     cfg["limit_train"] = limit_train or cfg["limit_train"]

@@ -36,7 +36,7 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
                           f"{', '.join(list_models())}")
     rows, correct = [], {}
     for name in models:
-        sub = run if name == run.config.model else run.subrun(run.config.derive(model=name),
+        sub = run if name == run.config.model else run.subrun(run.config.fresh(model=name),
                                                              name, log)
         correct[name] = _correct(sub)
         rows.append({k: sub.metrics[k] for k in ROW_KEYS} | {"run": str(sub.path)})

@@ -36,8 +36,7 @@ def transfer(run: Run, *, log: Log = print) -> dict:
         raise CnnlabError(f"{run.path} did not start from trained weights; train it with "
                           "--init-from RUN or --pretrained FILE (image classification)")
     start = f"--init-from {cfg.init_from}" if cfg.init_from else f"--pretrained {cfg.pretrained}"
-    scratch = run.subrun(cfg.derive(init_from="", pretrained="", freeze_epochs=0, body_lr_scale=1.0),
-                         "scratch", log)
+    scratch = run.subrun(cfg.fresh(), "scratch", log)  # the same recipe, from scratch
     hits = {}
     for name, r in (("from weights", run), ("from scratch", scratch)):
         pred = load_npz(r.path / "predictions.npz")

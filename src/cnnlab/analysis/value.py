@@ -51,7 +51,7 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
         raise CnnlabError(f"--ks {','.join(ks)}: K must be below the {len(run.data().train):,} "
                           "training images (it counts their nearest neighbours)")
     subject = run if not noise else run.subrun(
-        run.config.derive(label_noise=noise, checkpoints=4), "noisy", log)
+        run.config.fresh(label_noise=noise, checkpoints=4), "noisy", log)
     train_out, data = subject.train_outputs(), subject.data()
     valued, scored = evaluation_halves(len(data.eval), subject.config.seed)
     values = _knn_values(subject, train_out, ks, valued, log)
@@ -131,7 +131,7 @@ def _cleanlab(subject: Run, folds: int, log: Log):
     order = np.random.default_rng(subject.config.seed).permutation(len(train))
     for f in range(folds):
         held = np.sort(order[f::folds])
-        fold = subject.subrun(subject.config.derive(drop_train=subject.index_file(held),
+        fold = subject.subrun(subject.config.fresh(drop_train=subject.index_file(held),
                                       checkpoints=0), f"fold{f + 1}of{folds}", log)
         probs[held] = fold.predict(train.x[held], tta=0)
     log(f"cleanlab: out-of-fold probabilities from {folds} trainings on {folds - 1}/{folds} of "
@@ -164,7 +164,7 @@ def _retrain(subject: Run, rankings: dict, fraction: float, flipped, scored, log
              "ci": accuracy_ci(before).to_dict()}]
     for name, drop in drops.items():
         drop_file = subject.index_file(drop)
-        cfg = subject.config.derive(drop_train=drop_file)
+        cfg = subject.config.fresh(drop_train=drop_file)
         after = subject.subrun(cfg, "retrain", log).predict(val.x).argmax(1) == y
         test = mcnemar(before, after)
         rows.append({"ranking": name, "removed": len(drop), "drop_file": Path(drop_file).name,
