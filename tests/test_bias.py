@@ -154,3 +154,34 @@ def test_group_dro_draws_batches_with_every_cell_equally_likely():
     drawn = torch.cat(list(batches))
     assert 0.45 < groups[drawn].float().mean() < 0.55
     assert GroupLoss("balance", y, groups, 1, 2).sample_weights is None  # reweighting keeps the order
+
+
+def test_class_balance_draws_and_weighs_every_class_alike():
+    import torch.nn.functional as F
+
+    from cnnlab.training.groups import ClassBalance
+    from cnnlab.training.trainer import epoch_batches
+
+    y = torch.tensor([0] * 90 + [1] * 10)
+    sampler = ClassBalance("sampler", y, 2)
+    gen = torch.Generator().manual_seed(0)
+    drawn = torch.cat([y[b] for _ in range(200)  # the trainer's own batches, 200 epochs of them
+                       for b in epoch_batches(100, 50, gen, None, weights=sampler.sample_weights)[0]])
+    assert len(drawn) == 20_000 and abs(drawn.float().mean().item() - 0.5) < 0.02  # 10% class: half
+    loss = ClassBalance("loss", y, 2)
+    logits = torch.randn(100, 2, generator=torch.Generator().manual_seed(2))
+    w = torch.where(y == 0, 100 / (2 * 90), 100 / (2 * 10)).double()
+    expected = (w * F.cross_entropy(logits, y, reduction="none").double()).sum() / w.sum()
+    assert loss(logits, y).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert sampler(logits, y).item() == pytest.approx(F.cross_entropy(logits, y).item())
+
+
+@pytest.mark.parametrize("mode", ["sampler", "loss"])
+def test_balance_trains_on_data_without_groups_and_is_refused_where_it_cannot_apply(tmp_path, mode):
+    run = cnnlab.train(cnnlab.TrainConfig(model="lenet5", epochs=1, limit_train=200, balance=mode,
+                                          out_dir=str(tmp_path), name=mode), log=quiet, report=False)
+    assert run.config.balance == mode and run.metrics["accuracy"] > 0
+    with pytest.raises(CnnlabError, match="cannot be combined with groups"):
+        cnnlab.TrainConfig(balance=mode, groups="dro")
+    with pytest.raises(CnnlabError, match="balance must be sampler or loss"):
+        cnnlab.TrainConfig(balance="oversample")

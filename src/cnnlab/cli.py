@@ -116,7 +116,7 @@ def shown(value) -> str:
     return str(value)
 
 
-CLASSIFY_ONLY = ("label_noise", "permute_pixels", "tta", "groups", "dro_eta", "dp_epsilon",
+CLASSIFY_ONLY = ("label_noise", "permute_pixels", "tta", "groups", "balance", "dro_eta", "dp_epsilon",
                  "dp_delta", "dp_clip", "adv", "adv_eps", "adv_steps", "adv_alpha", "adv_eval",
                  "label_smoothing")
 """TrainConfig fields that only image classification reads (detect train does not show them)."""

@@ -123,6 +123,9 @@ class TrainConfig:
         "growing to full size by resize_epochs (0: off); evaluation is always at full size", bounds=(0, 4096))
     resize_epochs: int = _f(0, "progressive resizing: epochs until images reach full size",
         bounds=(0, 100_000))
+    balance: str = _f(
+        "", "class imbalance: sampler (draw each class equally often) or loss (weigh each class's "
+        "loss equally); empty: the classes as the data has them")
     groups: str = _f(
         "", "train with the data's groups (shapes' colour, an npz groups array): balance "
         "(every class x group cell weighs the same) or dro (Group DRO, Sagawa et al. 2020); "
@@ -215,6 +218,9 @@ class TrainConfig:
             (self.country == "" or (len(self.country) == 3 and self.country.isalpha()),
              f"country must be an ISO 3166 alpha-3 code such as FRA or USA, not {self.country!r}"),
             (self.groups in ("", "balance", "dro"), "groups must be balance or dro (or empty for off)"),
+            (self.balance in ("", "sampler", "loss"), "balance must be sampler or loss (or empty for off)"),
+            (not (self.balance and (self.groups or self.dp_epsilon)),
+             "balance (classes) cannot be combined with groups or dp_epsilon; give one"),
             (self.dro_eta > 0, "dro_eta must be positive"),
             (self.dp_epsilon >= 0 and 0 < self.dp_delta < 1 and self.dp_clip > 0,
              "dp_epsilon must be >= 0, dp_delta in (0, 1) and dp_clip > 0"),
@@ -232,9 +238,10 @@ class TrainConfig:
             (self.head in ("", *TASK_HEADS.get(self.task, ())),
              f"head {self.head!r} does not fit task {self.task}; choose from "
              f"{', '.join(TASK_HEADS.get(self.task, ())) or 'nothing (leave it empty)'}"),
-            (self.task == "classify" or not (self.adv or self.groups or self.dp_epsilon or self.permute_pixels
-                                              or self.label_noise or self.tta),
-             "adv, groups, dp_epsilon, permute_pixels, label_noise and tta apply to task classify only"),
+            (self.task == "classify" or not (self.adv or self.groups or self.balance or self.dp_epsilon
+                                              or self.permute_pixels or self.label_noise or self.tta),
+             "adv, groups, balance, dp_epsilon, permute_pixels, label_noise and tta apply to task "
+             "classify only"),
             (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
             (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),
             (self.name == "" or (self.name not in (".", "..") and "/" not in self.name

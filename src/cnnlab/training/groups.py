@@ -43,6 +43,29 @@ def dro_update(q: torch.Tensor, cell_losses: torch.Tensor, eta: float) -> torch.
     return q / q.sum()
 
 
+class ClassBalance:
+    """``--balance``: every class weighs the same in training, by drawing each image with
+    probability proportional to 1/|its class| (``sampler``: batches balanced on average) or by
+    weighting each image's loss so (``loss``). The remedy for class imbalance that torch's
+    WeightedRandomSampler and weighted cross-entropy give; here on the trainer's own batches."""
+
+    def __init__(self, mode: str, y: torch.Tensor, n_classes: int, label_smoothing: float = 0.0):
+        if mode not in ("sampler", "loss"):
+            raise CnnlabError(f"balance must be sampler or loss, not {mode!r}")
+        count = torch.bincount(y.cpu(), minlength=n_classes).double()
+        self.mode, self.smoothing = mode, label_smoothing
+        self.class_weights = torch.where(count > 0, len(y) / ((count > 0).sum() * count.clamp(min=1)), 0.0)
+        self.sample_weights = self.class_weights[y.cpu()].float() if mode == "sampler" else None
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        if self.mode == "sampler":  # the batches are balanced already
+            return F.cross_entropy(logits, y, label_smoothing=self.smoothing)
+        losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.smoothing)
+        w = self.class_weights.to(losses.device, losses.dtype)[y]
+        return (w * losses).sum() / w.sum()
+
+
 class GroupLoss:
     """The training loss for ``cfg.groups`` = balance or dro (state: Group DRO's q)."""
 

@@ -29,7 +29,7 @@ from cnnlab.tasks import Task, get_task, unwrap
 from cnnlab.tasks.base import input_stats
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
-from cnnlab.training.groups import GroupLoss
+from cnnlab.training.groups import ClassBalance, GroupLoss
 from cnnlab.training.optim import Lookahead, lr_at, make_optimizer
 from cnnlab.training.privacy import PrivateTraining, make_private_compatible
 from cnnlab.training.state import (
@@ -153,7 +153,8 @@ def classify_batch(model, optimizer, data: RunData, idx: torch.Tensor, augment_b
         xb = xb.contiguous(memory_format=torch.channels_last)
     if cfg.adv:  # adversarial training: train on attacked images instead
         xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_alpha)
-    gb = None if group_loss is None else dist_.shard(data.train.groups[idx].to(device))
+    gb = (None if group_loss is None or data.train.groups is None else
+          dist_.shard(data.train.groups[idx].to(device)))
     loss, logits = train_step(model, optimizer, xb, yb, cfg, device, where, group_loss, gb)
     return loss, (logits.argmax(1) == yb).sum(), len(yb)
 
@@ -401,7 +402,10 @@ def make_private(cfg: TrainConfig, model, optimizer, n_train: int,
 
 
 def make_group_loss(cfg: TrainConfig, train: ImageDataset, q: list[float] | None) -> GroupLoss | None:
-    """The loss of ``cfg.groups`` (None for plain ERM); checks the data has groups."""
+    """The loss of ``cfg.groups`` or ``cfg.balance`` (None for plain ERM); checks the data has
+    groups."""
+    if cfg.balance:
+        return ClassBalance(cfg.balance, train.y, train.num_classes, cfg.label_smoothing)
     if not cfg.groups:
         return None
     if train.groups is None:
