@@ -122,3 +122,27 @@ def test_an_analysis_of_a_started_run_trains_its_other_models_from_scratch(tmp_p
     for sub in (run.path / "subruns").iterdir():
         cfg = cnnlab.load_run(sub).config
         assert (cfg.init_from, cfg.pretrained, cfg.freeze_epochs) == ("", "", 0), sub.name
+
+
+def test_mlp_vs_cnn_on_a_started_run_trains_its_model_again_from_scratch(tmp_path):
+    """Review defect: on a run started from weights, mlp-vs-cnn compared that run (95%) with
+    other models from scratch (10%) and said the deeper network was worse."""
+    from cnnlab.analysis import run_analysis
+
+    base = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="base"), log=quiet,
+                        report=False)
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, limit_train=100, init_from=str(base.path),
+                                          out_dir=str(tmp_path), name="small"), log=quiet, report=False)
+    res = run_analysis(run, "mlp_vs_cnn", models=("mlp", "lenet5"), log=quiet)
+    lenet = next(r for r in res["models"] if r["model"] == "lenet5")
+    assert res["retrained_from_scratch"] and lenet["run"] != str(run.path)
+    assert cnnlab.load_run(lenet["run"]).config.init_from == ""
+
+
+def test_the_quick_permutation_test_moves_to_shapes_when_the_runs_data_is_small(tmp_path):
+    from cnnlab.analysis.permutation import SHAPES_TEST, quick
+
+    small = cnnlab.train(cnnlab.TrainConfig(dataset="shapes", image_size=32, limit_train=200, epochs=1,
+                                            model="lenet5", out_dir=str(tmp_path), name="few"),
+                         log=quiet, report=False)
+    assert quick(small)["dataset"] == SHAPES_TEST["dataset"]  # 200 images: seed noise would decide

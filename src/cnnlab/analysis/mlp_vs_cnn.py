@@ -35,12 +35,14 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
         raise CnnlabError(f"unknown model {', '.join(unknown) or '(none given)'}; choose from "
                           f"{', '.join(list_models())}")
     rows, correct = [], {}
+    started = bool(run.config.init_from or run.config.pretrained)  # then its model trains anew
     for name in models:
-        sub = run if name == run.config.model else run.subrun(run.config.fresh(model=name),
-                                                             name, log)
+        reuse = name == run.config.model and not started  # every model from scratch, alike
+        sub = run if reuse else run.subrun(run.config.fresh(model=name), name, log)
         correct[name] = _correct(sub)
         rows.append({k: sub.metrics[k] for k in ROW_KEYS} | {"run": str(sub.path)})
     result = {"dataset": run.config.dataset, "epochs": run.config.epochs, "models": rows,
+              "retrained_from_scratch": started,
               "reference": run.config.model,
               "comparisons": _comparisons(correct, run.config.model)}
     for r in rows:
@@ -94,7 +96,9 @@ def section(ctx: SectionContext) -> str:
     header = ["model", "parameters", "first-layer parameters", "MACs / image",
               "accuracy (95% CI)", "training time (s)"]
     body = para(f"Same data ({res['dataset']}), same recipe and budget ({res['epochs']} epochs) "
-                "for every model.")
+                "for every model, each from scratch" + (
+                    " (the run's own model started from trained weights, so it was trained "
+                    "again from scratch here)" if res.get("retrained_from_scratch") else "") + ".")
     body += table(header, [[r["model"], f"{r['params']:,}", f"{r['first_layer_params']:,}",
                             f"{r['macs']:,}", pct_ci(r["accuracy_ci"]), f"{r['train_time_s']:.1f}"]
                            for r in rows])
