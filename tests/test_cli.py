@@ -192,3 +192,11 @@ def test_help_does_not_load_torch():
             "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_an_error_in_one_lane_of_cnnlab_run_stops_the_job_and_is_raised(trained_run):
+    from cnnlab.pipeline import _run_lanes
+
+    with pytest.raises(KeyError):
+        _run_lanes(trained_run, [["calibration"], ["no-such-analysis"]], {"calibration": 2}, False,
+                   "", 1, {}, {})

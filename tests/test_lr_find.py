@@ -64,3 +64,9 @@ def test_lr_find_refuses_what_it_cannot_do(tmp_path):
     assert main(["train", "--dataset", "digits", "--lr", "auto", "--dp-epsilon", "8",
                  "--out-dir", str(tmp_path)]) == 2
     assert main(["train", "--dataset", "digits", "--lr", "fast", "--out-dir", str(tmp_path)]) == 2
+
+
+def test_a_loss_that_only_rises_suggests_a_decade_below_its_lowest_point():
+    lrs = list(np.logspace(-4, 0, 40))
+    r = suggest(lrs, list(np.linspace(1.0, 5.0, 40)))
+    assert r["suggestion"] == r["minimum_over_10"] == pytest.approx(1e-5)

@@ -130,3 +130,14 @@ def test_a_detector_backbone_starts_from_a_weights_file(tmp_path):
 def test_init_from_and_pretrained_together_are_refused():
     with pytest.raises(CnnlabError, match="not both"):
         cnnlab.TrainConfig(init_from="runs/x", pretrained="w.safetensors")
+
+
+def test_a_pth_name_ending_in_a_date_is_not_read_as_a_hash(tmp_path):
+    import timm
+
+    path = tmp_path / "model-20240101.pth"
+    torch.save(timm.create_model("resnet10t", num_classes=1000).state_dict(), path)
+    model = create_model("timm:resnet10t", num_classes=2, in_channels=3, image_size=32)
+    lines = []
+    assert pretrained(model, path, lines.append)["kept"] > 0
+    assert "no hash in its name" in lines[0]

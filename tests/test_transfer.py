@@ -146,3 +146,28 @@ def test_the_quick_permutation_test_moves_to_shapes_when_the_runs_data_is_small(
                                             model="lenet5", out_dir=str(tmp_path), name="few"),
                          log=quiet, report=False)
     assert quick(small)["dataset"] == SHAPES_TEST["dataset"]  # 200 images: seed noise would decide
+
+
+def test_review_findings_on_started_balanced_and_wide_runs(tmp_path):
+    """mlp-vs-cnn on a run with --model-kwargs builds the other models with their own
+    arguments; spurious works on a run trained with --balance."""
+    from cnnlab.analysis import run_analysis
+
+    run = cnnlab.train(cnnlab.TrainConfig(model="fastnet", model_kwargs={"widths": [8, 16, 16]}, epochs=1,
+                                          limit_train=200, balance="loss", out_dir=str(tmp_path), name="w"),
+                       log=quiet, report=False)
+    res = run_analysis(run, "mlp_vs_cnn", models=("mlp", "fastnet"), log=quiet)
+    assert [m["model"] for m in res["models"]] == ["mlp", "fastnet"]
+    run_analysis(run, "spurious", methods=("erm", "dro"), seeds=1, image_size=16, limit_train=100,
+                 epochs=1, model="lenet5", log=quiet)
+
+
+def test_pretrained_reads_a_cnnlab_runs_weights_and_keeps_its_own_normalization(tmp_path):
+    from cnnlab.training.transfer import pretrained
+
+    base = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="base"), log=quiet,
+                        report=False)
+    model = cnnlab.create_model("lenet5", num_classes=3, in_channels=1, image_size=8, mean=[0.2], std=[0.3])
+    moved = pretrained(model, base.path / "weights" / "last.safetensors", quiet)
+    assert moved["kept"] >= 8 and model.mean.item() == pytest.approx(0.2)
+    assert torch.equal(model.conv1.weight, base.load_model().conv1.weight)

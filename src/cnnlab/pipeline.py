@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,8 +87,9 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         threads: CPU threads for torch (0: one per core). One, as every verb: the whole job
             takes under 3 minutes on 2 cores with it, and a second thread beside one busy
             process is 1.6-25x slower per step (benchmarks/threads.py). Where the machine has
-            a core to spare, the scenes, video and privacy analyses run beside the others in a
-            second process, with as many threads.
+            a core to spare for each, the analyses run in two processes at once (scenes, video
+            and privacy in the second), each with this many threads; their processes print
+            their own lines (``log`` gets the rest).
         precision: auto (bf16 autocast where the CPU has AMX or on CUDA), fp32 or bf16; every
             sub-run inherits it. In fp32 the job takes about 3 minutes on 2 cores (169 s measured;
             137 s with bf16 on AMX).
@@ -124,6 +124,9 @@ read nothing of the other analyses' (video reuses the scenes detector, so those 
 order in the one lane). Each lane runs one torch thread, so the two never wait on each other's
 threads (a second thread beside a busy core is what makes runs many times slower)."""
 
+AFTER_LANES = ("energy",)
+"""Analyses that read what every other one did (the energy of each phase): run last."""
+
 
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
               limit_train: int, threads: int, precision: str, full: bool, country: str, log: Log,
@@ -139,19 +142,21 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
     times = {"main CNN": time.perf_counter() - t0}
     analyses = main_job_analyses(run.config)
     steps = {a.name: k for k, a in enumerate(analyses, start=2)}
-    second = [a.name for a in analyses if a.name in SECOND_LANE] if _two_lanes(threads) else []
-    if second:
-        log(f"   {', '.join(second)}: in a second process beside the rest, their lines marked '| '")
+    lanes = _lanes([a.name for a in analyses if a.name not in AFTER_LANES], threads)
     stems = main_job_stems(run.path)
-    with _second_lane(run.path, second, steps, full, country, threads) as lane:
-        for a in analyses:
-            if a.name in second:
-                continue
-            if a.name == "energy":  # the last analysis: it reports every phase before it
-                stems, times = lane.join(stems, times)
-                write_job_phases(run)
+    if len(lanes) == 1:  # one process, in order
+        by_name = {a.name: a for a in analyses}
+        for name in lanes[0]:
+            times[name] = _step(run, by_name[name], steps[name], full, country, stems, log)
+    else:
+        log(f"   two lanes, one process each: {', '.join(lanes[1])} (their lines marked '| ') "
+            "beside the rest")
+        stems, times = _run_lanes(run.path, lanes, steps, full, country, threads, stems, times)
+        record_main_job(run.path, stems)
+    for a in analyses:
+        if a.name in AFTER_LANES:
+            write_job_phases(run)  # every phase so far, the lanes' included
             times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
-        stems, times = lane.join(stems, times)
     t = time.perf_counter()
     with meter().phase("report"):
         report = render_report(run)
@@ -186,64 +191,68 @@ def _step(run: Run, a, step: int, full: bool, country: str, stems: dict, log: Lo
     return seconds
 
 
-def _two_lanes(threads: int) -> bool:
-    """A second lane when there is a core for it beside the first lane's threads."""
+def _lanes(names: list[str], threads: int) -> list[list[str]]:
+    """The analyses in one lane, or in two when there is a core for the second beside the
+    first's threads (``threads`` 0, one per core, leaves none)."""
     import os
 
-    return len(os.sched_getaffinity(0)) >= 2 * max(threads, 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    second = [n for n in names if n in SECOND_LANE]
+    if threads < 1 or cores < 2 * threads or not second:
+        return [names]
+    return [[n for n in names if n not in SECOND_LANE], second]
 
 
-def _lane(path: str, names: list[str], steps: dict, full: bool, country: str,
-          threads: int) -> tuple[dict, dict, dict]:
-    """The second lane, in its own process: (stems, seconds, energy per phase)."""
+def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, threads: int,
+          prefix: str) -> tuple[dict, dict, dict]:
+    """One lane, in its own process: (stems, seconds, energy per phase). Its energy meter
+    measures this process alone, so the two lanes' phases add up without counting twice."""
     from cnnlab.energy import meter
     from cnnlab.env import torch_threads
     from cnnlab.log import hide_bars, prefixed
     from cnnlab.run import Run
 
-    hide_bars()
+    hide_bars()  # two bars on one terminal line garble each other
     run, analyses = Run(path), {a.name: a for a in load_all()}
-    stems, times, log = {}, {}, prefixed("| ")
+    stems, times, log = {}, {}, prefixed(prefix)
     with torch_threads(threads):
         for name in names:
             times[name] = _step(run, analyses[name], steps[name], full, country, stems, log,
-                                record=False)  # the first lane records them when it joins
+                                record=False)  # the parent records both lanes' when they end
     return stems, times, meter().totals
 
 
-class _SecondLane:
-    """The second lane's process; ``join`` waits for it once and merges what it did."""
+def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, country: str,
+               threads: int, stems: dict, times: dict) -> tuple[dict, dict]:
+    """Both lanes at once, each in a spawned process (a forked torch with live threads may
+    deadlock); the first error stops the other lane at once and is raised here. The parent
+    meters nothing meanwhile: each lane's meter counts its own process, and their phases are
+    merged into this one's."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-    def __init__(self, path: Path, pending=None):
-        self.path, self.pending = path, pending
+    from cnnlab.energy import meter
 
-    def join(self, stems: dict, times: dict) -> tuple[dict, dict]:
-        if self.pending is None:
-            return stems, times
-        from cnnlab.energy import meter
-
-        theirs, their_times, energy = self.pending.get()  # re-raises the lane's error
-        self.pending = None
-        totals = meter().totals
-        for phase, part in energy.items():  # the lane's own meter measured its own process
+    pool = ProcessPoolExecutor(len(lanes), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_lane, str(path), names, steps, full, country, threads, prefix)
+                   for names, prefix in zip(lanes, ("", "| "), strict=True)]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            if f.done() and f.exception() is not None:
+                raise f.exception()
+        results = [f.result() for f in futures]
+    except BaseException:  # an error or Ctrl-C: the other lane stops now, not when it ends
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    totals = meter().totals
+    for theirs, their_times, energy in results:
+        stems, times = stems | theirs, times | their_times
+        for phase, part in energy.items():
             mine = totals.setdefault(phase, {k: 0.0 for k in part})
             for k, v in part.items():
                 mine[k] = mine.get(k, 0.0) + v
-        stems = stems | theirs
-        record_main_job(self.path, stems)
-        return stems, times | their_times
-
-
-@contextmanager
-def _second_lane(path: Path, names: list[str], steps: dict, full: bool, country: str,
-                 threads: int):
-    if not names:
-        yield _SecondLane(path)
-        return
-    import multiprocessing
-
-    # spawn, not fork: a forked torch with live threads may deadlock. Leaving the block ends
-    # the process, so an error in either lane stops both at once.
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        yield _SecondLane(path, pool.apply_async(
-            _lane, (str(path), names, steps, full, country, threads)))
+    return stems, times

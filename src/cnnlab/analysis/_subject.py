@@ -16,7 +16,8 @@ def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: 
                  epochs: int = 0, recipe: dict | None = None) -> TrainConfig:
     """The run's config with ``recipe`` applied and, if given, another dataset (its own test
     split, or its 10% hold-out), another training-set size and another number of epochs."""
-    cfg = run.config.to_dict() | FROM_SCRATCH | (recipe or {})  # the main CNN's start is its own
+    # the main CNN's start and class balancing are its own; the analysis sets its own groups
+    cfg = run.config.to_dict() | FROM_SCRATCH | {"balance": ""} | (recipe or {})
     if dataset and dataset != cfg["dataset"]:
         cfg |= {"dataset": dataset, "image_size": image_size, "val_split": 0.0, "limit_train": 0}
     cfg["limit_train"] = limit_train or cfg["limit_train"]

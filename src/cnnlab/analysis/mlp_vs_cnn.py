@@ -38,7 +38,8 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     started = bool(run.config.init_from or run.config.pretrained)  # then its model trains anew
     for name in models:
         reuse = name == run.config.model and not started  # every model from scratch, alike
-        sub = run if reuse else run.subrun(run.config.fresh(model=name), name, log)
+        kwargs = run.config.model_kwargs if name == run.config.model else {}  # another model's own
+        sub = run if reuse else run.subrun(run.config.fresh(model=name, model_kwargs=kwargs), name, log)
         correct[name] = _correct(sub)
         rows.append({k: sub.metrics[k] for k in ROW_KEYS} | {"run": str(sub.path)})
     result = {"dataset": run.config.dataset, "epochs": run.config.epochs, "models": rows,

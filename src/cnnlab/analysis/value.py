@@ -131,7 +131,7 @@ def _cleanlab(subject: Run, folds: int, log: Log):
     order = np.random.default_rng(subject.config.seed).permutation(len(train))
     for f in range(folds):
         held = np.sort(order[f::folds])
-        fold = subject.subrun(subject.config.fresh(drop_train=subject.index_file(held),
+        fold = subject.subrun(subject.config.derive(drop_train=subject.index_file(held),
                                       checkpoints=0), f"fold{f + 1}of{folds}", log)
         probs[held] = fold.predict(train.x[held], tta=0)
     log(f"cleanlab: out-of-fold probabilities from {folds} trainings on {folds - 1}/{folds} of "
@@ -164,7 +164,7 @@ def _retrain(subject: Run, rankings: dict, fraction: float, flipped, scored, log
              "ci": accuracy_ci(before).to_dict()}]
     for name, drop in drops.items():
         drop_file = subject.index_file(drop)
-        cfg = subject.config.fresh(drop_train=drop_file)
+        cfg = subject.config.derive(drop_train=drop_file)  # the subject's own recipe and start
         after = subject.subrun(cfg, "retrain", log).predict(val.x).argmax(1) == y
         test = mcnemar(before, after)
         rows.append({"ranking": name, "removed": len(drop), "drop_file": Path(drop_file).name,

@@ -10,8 +10,9 @@ The suggestion is the steepest fall. Measured against a factor-2 sweep of whole 
 sweep's best on digits and shapes; the rule first chosen, the smaller of the two readings,
 was 2.7x below it on digits (still on the plateau of good rates there, 0.5 points lower).
 
-The test runs the run's own training step (its optimizer, augmentation, precision and task
-loss), so what it finds is for that recipe; it starts from the model the run would start from
+The test runs the run's own training step (its optimizer, augmentation, precision, task loss,
+class or group weighting, and the body frozen where the first epoch freezes it), so what it
+finds is for that recipe; it starts from the model the run would start from
 (``init_from`` / ``pretrained`` included) and throws the model away afterwards. Written here
 because torch-lr-finder, the small library for it, drives its own loop over a DataLoader and
 would skip cnnlab's augmentation and task losses.
@@ -73,15 +74,19 @@ def _training_steps(cfg: TrainConfig, data: RunData, start: float, end: float, s
     from cnnlab.tasks import get_task
     from cnnlab.training import trainer as T
     from cnnlab.training.optim import make_optimizer
+    from cnnlab.training.transfer import body_freezer
 
     device = T.resolve_device(cfg.device)
     model = T.prepare_model(T.start_model(cfg, data, log), cfg, device)
+    body_freezer(cfg, model)(0)  # as the first epoch trains: the body frozen if it will be
     optimizer = make_optimizer(dataclasses.replace(cfg, lr=start), model)
     data, task = T.data_on(data, device), get_task(cfg.task)
     gen = torch.Generator().manual_seed(cfg.seed)
     augment_batch, guard = T.epoch_augmentation(data, cfg, 0), _Tolerant()
+    group_loss = T.make_group_loss(cfg, data.train, None)  # --balance, --groups: the run's loss
+    weights = group_loss.sample_weights if group_loss is not None else None
     model.train()
-    for k, idx in zip(range(steps), _passes(T, data, cfg.batch_size, gen), strict=False):
+    for k, idx in zip(range(steps), _passes(T, data, cfg.batch_size, gen, weights), strict=False):
         lr = start * (end / start) ** (k / (steps - 1))
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
@@ -90,14 +95,15 @@ def _training_steps(cfg: TrainConfig, data: RunData, start: float, end: float, s
             loss = T.task_batch(model, optimizer, task, data, idx, cfg, device, (guard, k))[0]
         else:
             loss = T.classify_batch(model, optimizer, data, idx, augment_batch, gen, cfg, device,
-                                    (guard, k), None)[0]
+                                    (guard, k), group_loss)[0]
         yield lr, (math.nan if guard.bad else float(loss.detach()))
 
 
-def _passes(T, data: RunData, batch_size: int, gen: torch.Generator):
-    """Batches of indices, one shuffled pass over the training images after another."""
+def _passes(T, data: RunData, batch_size: int, gen: torch.Generator, weights=None):
+    """Batches of indices, one shuffled (or weighted) pass over the images after another."""
     while True:
-        yield from T.epoch_batches(len(data.train), batch_size, gen, None, data.train.x.device)[0]
+        yield from T.epoch_batches(len(data.train), batch_size, gen, None, data.train.x.device,
+                                   weights)[0]
 
 
 def choose_lr(cfg: TrainConfig, data: RunData, log: Log = print) -> tuple[TrainConfig, dict]:
@@ -122,9 +128,9 @@ def suggest(lrs: list[float], smoothed: list[float]) -> dict:
     low = int(np.argmin(loss))
     slope = np.gradient(loss, log_lr)
     skip = max(1, len(lrs) // 10)  # the first steps: the smoothing has not settled
-    region = slope[skip:max(low, skip + 1)]
-    steepest = float(lrs[skip + int(np.argmin(region))]) if len(region) else float(lrs[low]) / 10
     minimum = float(lrs[low]) / 10
+    # the loss rose from the start: no fall to read, so a decade below the lowest loss
+    steepest = float(lrs[skip + int(np.argmin(slope[skip:low]))]) if low > skip else minimum
     return {"steepest": steepest, "minimum_over_10": minimum, "lowest_loss_at": float(lrs[low]),
             "suggestion": steepest}
 

@@ -158,7 +158,7 @@ def read_weights_file(path: str | Path, log: Log = print) -> dict[str, torch.Ten
 
 def _check_hash(p: Path, log: Log) -> None:
     m = TORCHVISION_HASH.search(p.name)
-    if not m:
+    if not m or m.group(1).isdigit():  # model-20240101.pth: a date or a step, not a hash
         log(f"--pretrained {p.name}: no hash in its name to check (torchvision's files end in "
             "-<hash>.pth)")
         return
@@ -180,6 +180,11 @@ def pretrained(model: nn.Module, path: str | Path, log: Log = print) -> dict:
     """Load the weights file at ``path`` into ``model`` (its classifier stays fresh); return what
     moved. One line says how many tensors were kept, started fresh and skipped for their shape."""
     source = read_weights_file(path, log)
+    for wrapper in ("ema.module.", "model."):  # a cnnlab run's last.safetensors
+        if any(k.startswith(wrapper) for k in source):
+            source = {k[len(wrapper):]: v for k, v in source.items() if k.startswith(wrapper)}
+            break
+    source = {k: v for k, v in source.items() if k not in OWN}  # its normalization is its data's
     target = model.state_dict()
     prefixes = ("", "net.", "backbone.", "backbone.net.")
     prefix = max(prefixes, key=lambda pre: sum(f"{pre}{k}" in target for k in source))
