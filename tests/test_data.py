@@ -283,3 +283,15 @@ def test_the_data_card_flags_thin_classes_and_imbalance(tmp_path):
     html = (run.path / "report.html").read_text()
     assert "Small-data checks" in html and "few (6)" in html and "10.0x (60 / 6 images)" in html
     assert "start from trained weights" in html and "96 training images in all" in html
+
+
+def test_a_folder_of_images_smaller_than_the_chosen_size_says_so(tmp_path):
+    from PIL import Image
+
+    for c, side in (("a", 12), ("b", 40)):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (side, side + 4), (i * 40, 9, 9)).save(tmp_path / c / f"{i}.png")
+    splits = load_dataset(f"folder:{tmp_path}", image_size=32)
+    assert "3 of 6 training images smaller than 32x32, enlarged (the smallest 12x16)" in splits.source
+    assert "smaller than" not in load_dataset(f"folder:{tmp_path}", image_size=12).source

@@ -32,9 +32,11 @@ def max_pixels() -> int:
                           f"a pixel count such as 40000000") from None
 
 
-def read_image(path, size: int | None, mode: str, name: str = "") -> np.ndarray:
+def read_image(path, size: int | None, mode: str, name: str = "",
+               upsampled: list | None = None) -> np.ndarray:
     """One image file (a path, or a binary file object named ``name`` in messages) as uint8
-    (H, W, C) in ``mode`` (L or RGB), resized to size x size."""
+    (H, W, C) in ``mode`` (L or RGB), resized to size x size; an image smaller than that on a
+    side adds its (width, height) to ``upsampled``."""
     limit = max_pixels()
     shown = name or path
     try:
@@ -44,6 +46,8 @@ def read_image(path, size: int | None, mode: str, name: str = "") -> np.ndarray:
                 if im.width * im.height > limit:
                     raise _too_big(shown, f"{im.width}x{im.height}", limit)
                 im = im.convert(mode)
+                if upsampled is not None and size and min(im.size) < size:
+                    upsampled.append(im.size)
                 if size and im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR)
                 a = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
@@ -66,7 +70,8 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _read_class_folders(root: Path, classes: list[str] | None, size: int, mode: str):
+def _read_class_folders(root: Path, classes: list[str] | None, size: int, mode: str,
+                        upsampled: list | None = None):
     if classes is None:
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -75,7 +80,7 @@ def _read_class_folders(root: Path, classes: list[str] | None, size: int, mode: 
     xs, ys, paths = [], [], []
     for label, c in enumerate(classes):
         files = _image_files(root / c) if (root / c).is_dir() else []
-        xs += [read_image(f, size, mode) for f in files]
+        xs += [read_image(f, size, mode, upsampled=upsampled) for f in files]
         ys += [label] * len(files)
         paths += files
     if not xs:
@@ -153,7 +158,8 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     train_dir = root / "train" if (root / "train").is_dir() and test_dir else root
     mode, converted = _guess_mode(train_dir)
-    x, y, classes, paths = _read_class_folders(train_dir, None, size, mode)
+    small: list[tuple[int, int]] = []  # training images enlarged to size x size
+    x, y, classes, paths = _read_class_folders(train_dir, None, size, mode, small)
     name = f"folder:{root}"
     train = from_numpy(x, y, classes, name)
     test = test_paths = None
@@ -170,6 +176,11 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
             raise CnnlabError(f"{root / 'groups.csv'}: group {empty[0]!r} has no training images; "
                               f"give it some or leave it out")
     converted_words = f", {converted} greyscale images converted to RGB" if converted else ""
+    if small:  # the model sees blur it cannot learn from: say so, with the smallest
+        w, h = min(small, key=lambda s: s[0] * s[1])
+        converted_words += (f"; {len(small)} of {len(x)} training images smaller than {size}x{size}, "
+                            f"enlarged (the smallest {w}x{h}): give --image-size {max(8, min(w, h))} "
+                            "or larger photos")
     return DatasetSplits(train, test, f"image folder {root} (resized to {size}x{size}, {mode}"
                          f"{converted_words})"
                          + (", groups from groups.csv" if groups is not None else ""))
