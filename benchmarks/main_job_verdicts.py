@@ -19,7 +19,7 @@ import time
 import torch
 from common import append_result, machine
 
-from cnnlab.analysis import load_all, run_analysis
+from cnnlab.analysis import main_job_analyses, run_analysis
 from cnnlab.analysis.registry import ANALYSES
 from cnnlab.log import silent
 from cnnlab.pipeline import main_run
@@ -40,11 +40,11 @@ def main() -> None:
     p.add_argument("--out", default="", help="folder for the main run (default: a new temp folder)")
     a = p.parse_args()
     torch.set_num_threads(1)  # cnnlab run's count
-    names = [x.name for x in load_all() if x.in_main_job and not x.missing()]
-    if a.only:
-        names = [n for n in names if n in a.only.split(",")]
     run = main_run("digits", 0, 0, "verdicts", a.out or tempfile.mkdtemp(), "~/.cache/cnnlab", 0,
                    silent, False, threads=1)
+    names = [x.name for x in main_job_analyses(run.config) if not x.missing()]
+    if a.only:
+        names = [n for n in names if n in a.only.split(",")]
     rows, disagree = [], []
     for name in names:
         (quick, tq), (full, tf) = verdicts(run, name, False), verdicts(run, name, True)
