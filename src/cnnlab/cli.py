@@ -144,6 +144,8 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     d = (base or TrainConfig()).to_dict()
     for f in config_fields():
         value = getattr(args, f.name, None)
+        if f.name == "lr" and value == "auto" and base is not None and base.lr_find:
+            continue  # resuming a run that chose its lr: keep the lr it chose
         if value is not None:
             d[f.name] = value
     if getattr(args, "lr", None) is not None and args.lr != "auto":  # a number given: no range test
