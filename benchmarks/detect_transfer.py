@@ -17,6 +17,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 from common import append_result, machine
@@ -24,7 +25,7 @@ from common import append_result, machine
 from cnnlab.config import TrainConfig
 from cnnlab.evaluate.stats import difference_words, mean_difference_ci
 from cnnlab.log import silent
-from cnnlab.run import train_run
+from cnnlab.run import Run, train_run
 
 
 def main() -> None:
@@ -33,13 +34,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--pretrain-epochs", type=int, default=8)
+    p.add_argument("--out", default="", help="folder of the runs (a finished pretraining there is reused)")
     a = p.parse_args()
     torch.set_num_threads(1)
-    out = tempfile.mkdtemp()
+    out = a.out or tempfile.mkdtemp()
     body = {"model": "resnet20", "model_kwargs": {"width": 16}, "threads": 1, "checkpoints": 0,
             "out_dir": out}
-    pre = train_run(TrainConfig(dataset="shapes", image_size=64, limit_train=4000, epochs=a.pretrain_epochs,
-                                batch_size=64, lr=0.1, name="pretrain", **body), log=silent, progress=False)
+    pre_cfg = TrainConfig(dataset="shapes", image_size=64, limit_train=4000, epochs=a.pretrain_epochs,
+                          batch_size=64, lr=0.1, name="pretrain", **body)
+    done = Path(out) / "pretrain" / "metrics.json"
+    pre = Run(done.parent) if done.is_file() else train_run(pre_cfg, log=silent, progress=False)
     print(f"pretrained classifier: {100 * pre.metrics['accuracy']:.1f}% on shapes "
           f"({pre.metrics['train_time_s']:.0f} s)", flush=True)
     maps = {"from scratch": [], "from the classifier": []}
@@ -47,7 +51,8 @@ def main() -> None:
         for arm, start in (("from scratch", ""), ("from the classifier", str(pre.path))):
             cfg = TrainConfig(task="detect", dataset=f"scenes:n={a.scenes}", image_size=64, epochs=a.epochs,
                               batch_size=16, optimizer="adamw", lr=0.003, weight_decay=5e-4, seed=seed,
-                              eval_every=a.epochs, init_from=start, name=f"{arm[:4]}-{seed}", **body)
+                              eval_every=a.epochs, init_from=start,
+                              name=f"{'start' if start else 'scratch'}-{seed}", **body)
             run = train_run(cfg, log=silent, progress=False)
             maps[arm].append(run.metrics["map"])
             print(f"seed {seed}, {arm}: mAP@0.5:0.95 {run.metrics['map']:.3f} "
