@@ -286,3 +286,16 @@ def test_the_section_says_only_what_ran_and_labels_the_curve_in_its_norm(tmp_pat
     from cnnlab.analysis.robustness import curve_axis
 
     assert curve_axis("l2") == (1.0, "eps (L2 norm, pixels in [0, 1])") and "L-inf" in curve_axis("linf")[1]
+
+
+def test_the_full_budget_fits_a_small_evaluation_set(tmp_path):
+    """cnnlab run --full on the digits stopped at robustness: 1,000 images asked of 360."""
+    import cnnlab
+    from cnnlab.analysis import ANALYSES, load_all
+
+    load_all()
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, limit_train=200, out_dir=str(tmp_path), name="d"),
+                       log=lambda line: None, report=False)
+    budget = ANALYSES.get("robustness").budget(run, full=True)
+    assert budget["n"] == run.metrics["n"] == 360 and budget["curve_n"] <= 360
+    ANALYSES.get("robustness").resolve(budget)  # accepted as it stands

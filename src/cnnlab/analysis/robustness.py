@@ -265,8 +265,11 @@ def quick(run: Run) -> dict:
 
 
 def full(run: Run) -> dict:
+    """In ``cnnlab run --full``: the defaults (1,000 images, 500 for the curve), or every
+    evaluation image where there are fewer (the digits have 360)."""
     step = pixel_step(run)
-    return {"eps": round(step, 6)} if step else {}
+    n = min(1000, run.metrics["n"])
+    return {"n": n, "curve_n": min(n, 500)} | ({"eps": round(step, 6)} if step else {})
 
 
 def claims(res: dict) -> list[Claim]:
