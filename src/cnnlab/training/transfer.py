@@ -69,15 +69,7 @@ def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
     source = body_tensors(run_weights(path))
     target = model.state_dict()
     dense = any(k.startswith("backbone.") for k in target)
-    kept, reshaped = {}, []
-    for name, value in source.items():
-        key = f"backbone.{name}" if dense else name
-        if key not in target:
-            continue
-        if target[key].shape != value.shape:
-            reshaped.append(key)
-            continue
-        kept[key] = value.to(target[key].dtype)
+    kept, reshaped, _ = _match(source, target, "backbone." if dense else "")
     if not kept:
         raise CnnlabError(f"--init-from {path}: none of its tensors fit this model (another "
                           "architecture?); give a run of the same model, or leave --init-from out")
@@ -87,6 +79,25 @@ def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
         f"({', '.join(sorted({k.split('.')[0] for k in left})) or 'none'}), "
         f"{len(reshaped)} skipped for their shape")
     return {"kept": len(kept), "fresh": len(left), "reshaped": reshaped}
+
+
+def _match(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], prefix: str,
+           skip: str | None = None) -> tuple[dict[str, torch.Tensor], list[str], int]:
+    """The source tensors that fit ``target`` under ``prefix`` (cast to its dtypes), the keys
+    skipped for their shape, and how many source tensors had no place; keys starting with
+    ``skip`` (a classifier that starts fresh) are left out."""
+    kept, reshaped, unused = {}, [], 0
+    for name, value in source.items():
+        key = prefix + name
+        if skip and key.startswith(skip):
+            continue
+        if key not in target:
+            unused += 1
+        elif target[key].shape != value.shape:
+            reshaped.append(key)
+        else:
+            kept[key] = value.to(target[key].dtype)
+    return kept, reshaped, unused
 
 
 def body_parameters(model: nn.Module) -> set[int]:
@@ -188,19 +199,7 @@ def pretrained(model: nn.Module, path: str | Path, log: Log = print) -> dict:
     target = model.state_dict()
     prefixes = ("", "net.", "backbone.", "backbone.net.")
     prefix = max(prefixes, key=lambda pre: sum(f"{pre}{k}" in target for k in source))
-    head = _classifier_prefix(model)
-    kept, reshaped, unused = {}, [], 0
-    for name, value in source.items():
-        key = prefix + name
-        if key.startswith(head):  # new classes: a new classifier
-            continue
-        if key not in target:
-            unused += 1
-            continue
-        if target[key].shape != value.shape:
-            reshaped.append(key)
-            continue
-        kept[key] = value.to(target[key].dtype)
+    kept, reshaped, unused = _match(source, target, prefix, skip=_classifier_prefix(model))
     if not kept:
         raise CnnlabError(f"--pretrained {path}: none of its {len(source)} tensors fit this model "
                           f"(e.g. {next(iter(source))}); give weights of the same architecture "
