@@ -113,18 +113,26 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 
 
 def list_models() -> list[str]:
-    """cnnlab's own models, then the timm architectures it lists (``timm:NAME``) where timm
-    is installed."""
+    """cnnlab's own models, torchvision's milestones (``torchvision:NAME``), then the timm
+    architectures it lists (``timm:NAME``) where timm is installed."""
     import importlib.util
 
-    from cnnlab.models.timm_model import SUPPORTED
+    from cnnlab.models import timm_model, torchvision_model
 
     timm = importlib.util.find_spec("timm") is not None
-    return MODELS.names() + [f"timm:{name}" for name in SUPPORTED if timm]
+    return (MODELS.names() + [f"torchvision:{name}" for name in torchvision_model.SUPPORTED]
+            + [f"timm:{name}" for name in timm_model.SUPPORTED if timm])
 
 
 def check_model_name(name: str) -> None:
     """Raise the one-line error for a model name cnnlab cannot build (before any work)."""
+    if name.startswith("torchvision:"):
+        from cnnlab.models.torchvision_model import SUPPORTED
+
+        if name[12:] not in SUPPORTED:
+            raise CnnlabError(f"unknown model {name}: cnnlab's torchvision models are "
+                              f"{', '.join('torchvision:' + n for n in SUPPORTED)}")
+        return
     if not name.startswith("timm:"):
         MODELS.get(name)
         return
@@ -138,8 +146,11 @@ def check_model_name(name: str) -> None:
 
 
 def describe(name: str) -> str:
+    from cnnlab.models import torchvision_model
     from cnnlab.models.timm_model import SUPPORTED
 
+    if name.startswith("torchvision:"):
+        return "torchvision: " + torchvision_model.SUPPORTED.get(name[12:], "")
     if name.startswith("timm:"):
         return "timm: " + SUPPORTED.get(name[5:], "an architecture of timm (not among the tested ones)")
     return DESCRIPTIONS.get(name, "")
@@ -147,7 +158,15 @@ def describe(name: str) -> str:
 
 def create_model(name: str, **kwargs) -> ImageClassifier:
     """Build a registered model, e.g. ``create_model("resnet20", num_classes=100)``, or a timm
-    architecture, ``create_model("timm:resnet18", num_classes=5)``."""
+    architecture, ``create_model("timm:resnet18", num_classes=5)``, or torchvision's,
+    ``create_model("torchvision:alexnet", num_classes=5, image_size=64)``."""
+    if name.startswith("torchvision:"):
+        from cnnlab.models.torchvision_model import TorchvisionClassifier
+
+        try:
+            return TorchvisionClassifier(name[12:], **kwargs)
+        except TypeError as e:
+            raise CnnlabError(f"model {name}: bad arguments ({e})") from None
     if name.startswith("timm:"):
         from cnnlab.models.timm_model import TimmClassifier
 

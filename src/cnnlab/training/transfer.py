@@ -12,10 +12,11 @@ plain containers, after the hash in its name is checked as torchvision's downloa
 
 ``--pretrained FILE`` reads timm's and Hugging Face's safetensors (timm's tensor names),
 torchvision's ResNet and VGG ``.pth`` files (the same names as timm's ``resnet*`` and, for
-VGG, as torchvision's), or a cnnlab weights file. The file's names are matched to the model's
-under the prefix that fits most of them (none, ``net.`` for a ``timm:`` model, ``backbone.``
-for a dense model's backbone); the model's classifier always starts fresh, as timm and fastai
-do when the classes change.
+VGG, as torchvision's), torchvision's AlexNet, VGG-11 and GoogLeNet files (for the
+``torchvision:`` models, its own layout), or a cnnlab weights file. The file's names are
+matched to the model's under the prefix that fits most of them (none, ``net.`` for a
+``timm:`` or ``torchvision:`` model, ``backbone.`` for a dense model's backbone); the model's
+classifier always starts fresh, as timm and fastai do when the classes change.
 """
 
 from __future__ import annotations
