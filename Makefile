@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,explain,audit,serve,detect,video,transfer]'
+	$(PY) -m pip install -q -e '.[dev,explain,audit,serve,detect,video,transfer,generate]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -44,8 +44,12 @@ SEED_MAX = 2**32 - 1
 
 
 TASK_HEADS = {"classify": (), "detect": ("centernet", "centernet-fine", "fcos"), "segment": ("unet",),
-              "pose": ("regression", "heatmap")}
+              "pose": ("regression", "heatmap"), "generate": ("dcgan", "conditional")}
 """Each task and its heads; the first is the default."""
+
+
+GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
+"""The GAN losses of task generate (cnnlab.models.gan)."""
 
 
 FROM_SCRATCH = {"init_from": "", "pretrained": "", "freeze_epochs": 0, "body_lr_scale": 1.0,
@@ -67,6 +71,19 @@ class TrainConfig:
         "", "the task's head: detect: centernet (ours, default) or fcos (torchvision's, the "
         "reference); pose: regression (DeepPose, default) or heatmap; segment: unet")
     model_kwargs: dict = _f({}, "extra keyword arguments for the model builder, e.g. {width: 2}")
+    gan_loss: str = _f(
+        "nonsaturating", "generate: the GAN loss, nonsaturating (Goodfellow et al.'s practical "
+        "one), minimax (the original game) or hinge")
+    spectral_norm: bool = _f(False, "generate: spectral normalisation of the discriminator "
+                             "(Miyato et al. 2018) instead of its BatchNorm")
+    r1_gamma: float = _f(0.0, "generate: weight of the R1 gradient penalty on real images "
+                         "(Mescheder et al. 2018; 0: off)", bounds=(0, 1e6))
+    d_lr_scale: float = _f(1.0, "generate: the discriminator's learning rate as a multiple of "
+                           "the generator's (TTUR, Heusel et al. 2017)", bounds=(1e-6, 1e4))
+    latent_dim: int = _f(64, "generate: length of the generator's noise vector", bounds=(1, 4096))
+    judge: str = _f(
+        "", "generate: a classifier run on the same data whose features score the samples "
+        "(domain FID, class coverage); `cnnlab generate train` trains one when empty")
     data_dir: str = _f("~/.cache/cnnlab", "where downloaded datasets are cached and looked for")
     image_size: int = _f(0, "resize folder images to this square size (0: dataset default)", bounds=(0, 4096))
     val_split: float = _f(
@@ -191,7 +208,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if f.type in ("int", "float"):
                 check_bounds(f.name, getattr(self, f.name), f.metadata["bounds"])
-        for ok, message in self._checks():
+        for ok, message in self._checks() + self._gan_checks():
             if not ok:
                 raise CnnlabError(f"bad config: {message}")
 
@@ -249,6 +266,19 @@ class TrainConfig:
              f"name must be a plain folder name inside out_dir, not {self.name!r}"),
             (not (self.permute_pixels and (self.crop_padding or self.cutout)),
              "permute_pixels needs crop_padding 0 and cutout 0 (shifts of shuffled pixels mean nothing)"),
+        ]
+
+    def _gan_checks(self) -> list[tuple[bool, str]]:
+        gan = (self.gan_loss != "nonsaturating" or self.spectral_norm or self.r1_gamma
+               or self.d_lr_scale != 1.0 or self.judge)
+        return [
+            (self.gan_loss in GAN_LOSSES, f"gan_loss must be one of {', '.join(GAN_LOSSES)}"),
+            (self.task == "generate" or not gan,
+             "gan_loss, spectral_norm, r1_gamma, d_lr_scale and judge apply to task generate only"),
+            (self.task != "generate" or not (self.init_from or self.pretrained or self.freeze_epochs
+                                             or self.lookahead or self.lr_find),
+             "task generate trains from scratch: drop init_from, pretrained, freeze_epochs, "
+             "lookahead and lr auto"),
         ]
 
     def to_dict(self) -> dict[str, Any]:

@@ -128,11 +128,7 @@ class Run:
             from cnnlab.training.privacy import make_private_compatible
 
             model = make_private_compatible(model)
-        tensors, _ = ckpt.load_tensors(self.path / "weights" / f"{which}.safetensors")
-        if which == "last":  # the resumable checkpoint: pick the (EMA) model's tensors
-            state = ckpt.strip_prefix("ema.module." if meta.get("ema") else "model.", tensors)
-        else:
-            state = tensors
+        state = ckpt.model_tensors(self.path, which, bool(meta.get("ema")))
         try:
             model.load_state_dict(state)
         except RuntimeError:
@@ -434,6 +430,10 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     device = next(model.parameters()).device
     if cfg.task == "classify":
         metrics = finish_classifier(run_dir, cfg, data, model, state, device)
+    elif cfg.task == "generate":
+        from cnnlab.tasks.generate import generation_files
+
+        metrics = generation_files(run_dir, data, model) | {"n": len(data.eval)}
     else:
         result = state.final_eval or get_task(cfg.task).evaluate(model, data.eval, device,
                                                                    use_bf16(cfg, device))

@@ -36,6 +36,11 @@ def render_report(run: Run) -> Path:
         entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir))
                     for a in load_all()]
         entries.append(_Entry(0, "claims", lambda: claims_section(run)))
+    elif run.config.task == "generate":
+        from cnnlab.report.generation import generation_sections
+
+        entries = [_Entry(i, fn.__name__, lambda fn=fn: fn(ctx))
+                   for i, fn in enumerate(generation_sections())]
     else:  # detection, segmentation, pose: the task's own sections (analyses are per image)
         from cnnlab.report.dense import dense_sections
 

@@ -1,4 +1,5 @@
-"""Tasks beyond classification: detection, segmentation and pose, driven by the one trainer.
+"""Tasks beyond classification: detection, segmentation, pose and generation, driven by the one
+trainer.
 
 Classification is the trainer's own path (a label per image, cross-entropy, accuracy). A
 dense task tells the trainer the four things that differ, and nothing else:
@@ -37,6 +38,10 @@ def get_task(name: str) -> Task | None:
         from cnnlab.tasks.pose import PoseTask
 
         return PoseTask()
+    if name == "generate":
+        from cnnlab.tasks.generate import GenerateTask
+
+        return GenerateTask()
     raise CnnlabError(f"unknown task {name!r}; choose one of {', '.join(TASK_HEADS)}")
 
 

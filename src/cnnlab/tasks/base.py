@@ -82,6 +82,10 @@ def build_task_model(task: str, head: str, backbone_name: str, backbone_kwargs: 
     rebuilds it from weights/meta.json."""
     from cnnlab.models import create_model
 
+    if task == "generate":  # a GAN: its own two networks, no registered backbone
+        from cnnlab.models.gan import GAN
+
+        return GAN(**backbone_kwargs)
     net = create_model(backbone_name, **backbone_kwargs)
     c, size = backbone_kwargs["in_channels"], backbone_kwargs["image_size"]
     if task == "detect":  # the classifier is unused (and DDP refuses parameters without gradients)

@@ -76,3 +76,12 @@ def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 def strip_prefix(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def model_tensors(run_dir: str | Path, which: str = "last", ema: bool = False) -> dict[str, torch.Tensor]:
+    """The model's tensors in a run folder's ``weights/WHICH.safetensors``; from the resumable
+    checkpoint (``last``), the model's (the EMA's when the run kept one), not the optimizer's."""
+    tensors, _ = load_tensors(Path(run_dir) / "weights" / f"{which}.safetensors")
+    if which == "last":
+        return strip_prefix("ema.module." if ema else "model.", tensors)
+    return tensors

@@ -13,9 +13,14 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.optim import Lookahead
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_score", "val_robust_acc",
-           "dp_epsilon", "epoch_time", "elapsed", "train_elapsed", "energy_kwh", "energy"]
+           "dp_epsilon", "d_loss", "g_loss", "d_real", "d_fake", "val_kid", "val_coverage", "epoch_time",
+           "elapsed", "train_elapsed", "energy_kwh", "energy"]
 THRESHOLDS = (0.85, 0.90, 0.93, 0.94)
 """Validation accuracies whose first crossing a run records (time to accuracy)."""
+
+
+TRANSIENT = ("final_eval", "snapshot", "epoch_parts")
+"""TrainState fields of the epoch at hand, not saved in checkpoints."""
 
 
 @dataclass
@@ -36,6 +41,10 @@ class TrainState:
     # The last epoch's validation (probabilities, loss), kept so that finish_run need not
     # predict again; not saved in checkpoints.
     final_eval: tuple | None = field(default=None, repr=False)
+    snapshot: object = field(default=None, repr=False)
+    """A task's picture of the last evaluation (a GAN's sample grid), written with the epoch."""
+    epoch_parts: dict = field(default_factory=dict, repr=False)
+    """The last epoch's mean loss parts of a task that has them (a GAN's d_loss, g_loss)."""
 
 
 def format_row(row: dict, epochs: int, score_name: str = "") -> str:
@@ -46,6 +55,8 @@ def format_row(row: dict, epochs: int, score_name: str = "") -> str:
         val += f"  val {score_name or 'score'} {row['val_score']:.4f}"
     if row.get("val_robust_acc") is not None:
         val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
+    if row.get("g_loss") is not None:
+        val += f"  D {row['d_loss']:.3f}  G {row['g_loss']:.3f}"
     if row.get("dp_epsilon") is not None:
         val += f"  epsilon {row['dp_epsilon']:.2f}"
     acc = f"  train_acc {100 * row['train_acc']:.2f}%" if row.get("train_acc") is not None else ""
@@ -56,7 +67,7 @@ def format_row(row: dict, epochs: int, score_name: str = "") -> str:
 def write_results_csv(path: Path, history: list[dict]) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             w.writeheader()
             w.writerows(history)
 
@@ -72,7 +83,7 @@ def save_training_state(path: Path, model, optimizer, ema, state: TrainState,
         tensors.update(ckpt.prefixed("ema.", ema.state_dict()))
     if lookahead is not None:
         tensors.update(ckpt.prefixed("lookahead.", lookahead.slow))
-    saved = {k: v for k, v in vars(state).items() if k != "final_eval"}
+    saved = {k: v for k, v in vars(state).items() if k not in TRANSIENT}
     meta = {"train_state": saved, "optimizer": opt_rest}
     ckpt.save_tensors(path, tensors, meta)
 

@@ -102,7 +102,7 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
     weights = group_loss.sample_weights if group_loss is not None else None
     batches, steps = epoch_batches(len(x), cfg.batch_size, gen, private, x.device, weights)
     augment_batch = epoch_augmentation(data, cfg, state.epoch)
-    totals = torch.zeros(3, device=device)  # this rank's loss sum, correct count, images
+    totals = EpochTotals(device)
     guard = FiniteGuard(cfg, state.epoch, defer=device.type != "cpu")
     bar = _bar(steps, f"epoch {state.epoch + 1}/{cfg.epochs}", progress)
     step_optimizer = optimizer if private is None else private.optimizer
@@ -113,9 +113,10 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         # 2. Fetch, forward (bf16 autocast where it pays), loss, backward, step.
+        parts = {}
         if task is not None:
-            loss, correct, n = task_batch(model, step_optimizer, task, data, idx, cfg, device,
-                                          (guard, i))
+            loss, correct, n, parts = task_batch(model, step_optimizer, task, data, idx, cfg, device,
+                                                 (guard, i))
         else:
             loss, correct, n = classify_batch(model, step_optimizer, data, idx, augment_batch, gen,
                                               cfg, device, (guard, i), group_loss)
@@ -128,16 +129,38 @@ def train_one_epoch(model, optimizer, ema, data: RunData, cfg: TrainConfig, stat
         if lookahead is not None:
             lookahead.after_step(state.step, schedule[0])
         state.images_seen += len(idx)
-        totals[0] += loss.detach() * n  # in place, with Python numbers: no wait for a GPU
-        totals[1] += correct
-        totals[2] += n
+        totals.add(loss, correct, n, parts)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     guard.flush()  # before the epoch's checkpoint: weights after a non-finite loss are not kept
-    loss_sum, correct, n = dist_.all_sum(totals).tolist()  # every rank's images count
-    return loss_sum / n, (correct / n if task is None else None)
+    loss, acc, state.epoch_parts = totals.means()
+    return loss, (acc if task is None else None)
+
+
+class EpochTotals:
+    """Sums over an epoch's steps, kept on the device (in place, with Python numbers: no wait
+    for a GPU): the loss, correct predictions, images, and a task's named loss parts (a GAN's
+    generator and discriminator losses). ``means()`` sums every rank's."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(3, device=device)  # loss sum, correct count, images
+        self.parts: dict[str, torch.Tensor] = {}
+
+    def add(self, loss: torch.Tensor, correct, n: int, parts: dict[str, torch.Tensor]) -> None:
+        self.sums[0] += loss.detach() * n
+        self.sums[1] += correct
+        self.sums[2] += n
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, 0) + v.detach().float() * n
+
+    def means(self) -> tuple[float, float, dict[str, float]]:
+        names = sorted(self.parts)
+        sums = torch.cat([self.sums, torch.stack([self.parts[k] for k in names])]) if names else self.sums
+        values = dist_.all_sum(sums).tolist()  # every rank's images count
+        n = values[2]
+        return values[0] / n, values[1] / n, {k: v / n for k, v in zip(names, values[3:], strict=True)}
 
 
 def classify_batch(model, optimizer, data: RunData, idx: torch.Tensor, augment_batch, gen,
@@ -161,25 +184,33 @@ def classify_batch(model, optimizer, data: RunData, idx: torch.Tensor, augment_b
 
 def task_batch(model, optimizer, task: Task, data: RunData, idx: torch.Tensor, cfg: TrainConfig,
                device: torch.device, where: tuple[FiniteGuard, int]
-               ) -> tuple[torch.Tensor, int, int]:
+               ) -> tuple[torch.Tensor, int, int, dict]:
     """One step of a dense task: this rank's images and their targets (boxes, class maps,
     keypoints) fetched by index, the task model's own loss. No augmentation: scenes are
-    generated afresh, and a flip would have to move boxes, masks and keypoint order."""
+    generated afresh, and a flip would have to move boxes, masks and keypoint order.
+
+    A model with its own ``train_step`` (a GAN: a discriminator step, then a generator step)
+    takes the batch, the optimizer and the autocast context and returns (loss, its parts)."""
     idx = dist_.shard(idx)
     xb = data.train.x[idx].to(device, non_blocking=True).float().div_(255)
     if cfg.channels_last:
         xb = xb.contiguous(memory_format=torch.channels_last)
     targets = task.targets(data.train, idx, device)
     inner = unwrap(model)
-    with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device)):
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=use_bf16(cfg, device))
+    guard, step = where
+    if hasattr(inner, "train_step"):
+        loss, parts = inner.train_step(xb, targets, optimizer, autocast)
+        guard.check(loss, step)
+        return loss, 0, len(idx), parts
+    with autocast:
         outputs = model(xb, targets) if inner.takes_targets else model(xb)
     loss, _ = inner.loss(outputs, targets)
-    guard, step = where
     guard.check(loss, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss, 0, len(idx)
+    return loss, 0, len(idx), {}
 
 
 class FiniteGuard:
@@ -256,6 +287,16 @@ def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainC
     return loss, logits
 
 
+def save_image(path: Path, image) -> None:
+    """A uint8 (H, W, C) picture as a PNG, written atomically."""
+    from PIL import Image
+
+    from cnnlab.io import atomic_write
+
+    img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
 def _bar(total: int, desc: str, progress: bool):
     if not progress or not bars_shown():
         return None
@@ -329,7 +370,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc}
-        row |= keep_loss_state(state, group_loss, private)
+        row |= keep_loss_state(state, group_loss, private) | state.epoch_parts
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device, task)
         close_epoch(state, row, t0, energy_before)
         if dist_.is_main():  # rank 0 alone writes the run folder
@@ -467,6 +508,8 @@ def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
         with meter().phase("evaluation"):
             result = task.evaluate(model, data.eval, device, use_bf16(cfg, device))
         row["val_score"] = result["score"]
+        row |= result.get("row", {})  # a task's own columns (a GAN's KID, class coverage)
+        state.snapshot = result.get("snapshot")  # a task's picture of the epoch (a GAN's samples)
         state.final_eval = result if last else None
     elif due:
         with meter().phase("evaluation"):
@@ -481,10 +524,15 @@ def save_epoch(run_dir: Path, model, optimizer, ema, state: TrainState,
                lookahead: Lookahead | None, row: dict) -> None:
     """The best weights so far, the resumable checkpoint and results.csv, each written atomically."""
     score = row["val_acc"] if row["val_acc"] is not None else row.get("val_score")
-    if score is not None and score > state.best_acc:
+    if score is not None and row.get("lower_is_better"):  # a GAN's FID: the best is the lowest
+        score = -score
+    if score is not None and (score > state.best_acc or state.best_epoch < 0):
         state.best_acc, state.best_epoch = score, state.epoch
         ckpt.save_tensors(run_dir / "weights" / "best.safetensors",
                           eval_model(model, ema).state_dict(), {"epoch": state.epoch})
     save_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema, state,
                         lookahead)
+    if state.snapshot is not None:  # as StyleGAN keeps its training snapshots
+        save_image(run_dir / "snapshots" / f"epoch-{state.epoch:03d}.png", state.snapshot)
+        state.snapshot = None
     write_results_csv(run_dir / "results.csv", state.history)

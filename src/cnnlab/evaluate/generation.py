@@ -1,0 +1,197 @@
+"""How good, how diverse and how original a generator's images are, each beside its floor.
+
+Every measure compares images in a feature space. By default it is the embedding of a cnnlab
+classifier trained on the same data (the *judge*): the resulting FID is a **domain FID**, which
+ranks generators on this data but is not comparable with the Inception FIDs papers publish
+(``inception_features`` gives those, from the weights file torch-fidelity uses). Libraries do
+the statistics: FID and KID are torchmetrics' (Heusel et al. 2017; Binkowski et al. 2018),
+precision, recall, density and coverage the ``prdc`` package's (Kynkäänniemi et al. 2019;
+Naeem et al. 2020). The features are computed once and handed to torchmetrics through an
+identity "feature extractor".
+
+Each number comes with its **floor**: the same measure between two disjoint sets of real
+images of the same size (training images against held-out ones). FID is biased upwards at a
+small n, so a generator's FID means something only beside the floor at equal n.
+
+- ``label_histogram``: the judge's classes of the samples against the real ones (entropy, the
+  share of classes produced); a generator that makes few classes is flagged as collapsed.
+- ``memorisation``: did it copy? Each sample's distance to its nearest training image, against
+  the same distance for held-out real images: the share of samples nearer to a training
+  image than all but 5% of held-out images are. A generator that does not copy gives about
+  5%; one that reproduces training images gives far more. In features and in pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.stats import proportion_ci
+
+COPY_QUANTILE = 0.05
+"""The held-out images' nearest-training-image distance below which a sample counts as a copy."""
+
+
+class _Given(nn.Module):
+    """An identity "feature extractor": torchmetrics' FID and KID on features computed once."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+@torch.inference_mode()
+def judge_outputs(judge: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu",
+                  batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings (N, D) float64, predicted classes (N,)) of uint8 images by a cnnlab classifier."""
+    judge.eval()
+    feats, preds = [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i: i + batch_size].to(device).float().div_(255)
+        f = judge.forward_features(xb)
+        emb = judge.forward_head(f, pre_logits=True)
+        feats.append(emb.double().cpu())
+        preds.append(judge.forward_head(f).argmax(1).cpu())
+    if not feats:
+        return torch.zeros(0, getattr(judge, "num_features", 1), dtype=torch.float64), torch.zeros(0).long()
+    return torch.cat(feats), torch.cat(preds)
+
+
+def inception_features(x: torch.Tensor, weights: str | Path, batch_size: int = 100) -> torch.Tensor:
+    """The published protocol's 2048-D Inception pool features of uint8 images, from the weights
+    file torch-fidelity uses (pt_inception-2015-12-05-6726825d.pth), which the user places:
+    nothing is downloaded."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise CnnlabError(f"--fid-weights {path}: no such file; place torch-fidelity's "
+                          "pt_inception-2015-12-05-6726825d.pth there (the published FID's "
+                          "Inception weights), or leave --fid-weights out for the domain FID")
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                      feature_extractor_weights_path=str(path)).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = x[i: i + batch_size]
+            xb = xb.expand(-1, 3, -1, -1) if xb.shape[1] == 1 else xb
+            out.append(net(xb)[0].double())
+    return torch.cat(out)
+
+
+def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 50) -> dict:
+    """FID and KID (mean and std over subsets) between two sets of features (torchmetrics)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    d = real.shape[1]
+    fid = FrechetInceptionDistance(feature=_Given(d))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    subset = max(2, min(len(real), len(fake), 2000) // 2)  # subsets of half (at most 1,000): a spread
+    with warnings.catch_warnings():  # that it keeps the features: these are small
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=_Given(d), subsets=kid_subsets, subset_size=subset)
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict:
+    """Precision and recall of the distribution, density and coverage (the ``prdc`` package)."""
+    from prdc import compute_prdc
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the two set sizes
+        out = compute_prdc(real_features=real.numpy(), fake_features=fake.numpy(), nearest_k=k)
+    return {key: float(v) for key, v in out.items()}
+
+
+def label_histogram(fake_classes: torch.Tensor, real_classes: torch.Tensor, num_classes: int,
+                    produced_share: float = 0.1) -> dict:
+    """The judge's class histogram of the samples against the real images': each share, the
+    entropy of each (bits), the share of classes produced (a class counts when it gets at least
+    ``produced_share`` of its real share) and ``collapsed``: a class missing, or the samples'
+    entropy below 80% of the real images'."""
+    def shares(c: torch.Tensor) -> np.ndarray:
+        counts = np.bincount(c.numpy(), minlength=num_classes).astype(float)
+        return counts / max(1.0, counts.sum())
+
+    fake, real = shares(fake_classes), shares(real_classes)
+
+    def entropy(p: np.ndarray) -> float:
+        p = p[p > 0]
+        return float(-(p * np.log2(p)).sum())
+
+    produced = fake >= produced_share * real
+    covered = float(produced[real > 0].mean()) if (real > 0).any() else 0.0
+    h_fake, h_real = entropy(fake), entropy(real)
+    return {"fake": fake.tolist(), "real": real.tolist(), "entropy": h_fake, "real_entropy": h_real,
+            "classes_covered": covered, "collapsed": bool(covered < 1.0 or h_fake < 0.8 * h_real)}
+
+
+def nearest(queries: torch.Tensor, keys: torch.Tensor,
+            batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distance, index) of each query's nearest key (Euclidean), in batches."""
+    dist, idx = [], []
+    keys = keys.double()
+    for i in range(0, len(queries), batch):
+        d = torch.cdist(queries[i: i + batch].double(), keys)
+        m = d.min(1)
+        dist.append(m.values)
+        idx.append(m.indices)
+    return torch.cat(dist), torch.cat(idx)
+
+
+def memorisation(train: torch.Tensor, heldout: torch.Tensor, samples: torch.Tensor,
+                 quantile: float = COPY_QUANTILE) -> dict:
+    """Did the generator copy its training images? ``train``, ``heldout`` and ``samples`` are
+    vectors (features or flattened pixels). A sample is a near-copy when it is nearer to its
+    nearest training image than all but ``quantile`` of held-out real images are to theirs.
+    Returns the share of near-copies with its Wilson interval (about ``quantile`` when the
+    generator does not copy), the threshold, and each sample's nearest training image."""
+    d_held, _ = nearest(heldout, train)
+    d_fake, idx = nearest(samples, train)
+    threshold = float(torch.quantile(d_held, quantile))
+    copies = int((d_fake < threshold).sum())
+    ci = proportion_ci(copies, len(samples))
+    return {"copy_share": ci.estimate, "ci": [ci.low, ci.high], "expected": quantile,
+            "threshold": threshold, "n": len(samples), "median_distance": float(d_fake.median()),
+            "median_heldout_distance": float(d_held.median()), "distance": d_fake.tolist(),
+            "nearest": idx.tolist()}
+
+
+def pixels(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1).double() / 255
+
+
+def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor,
+          num_classes: int, device: torch.device | str = "cpu", copies: bool = True) -> dict:
+    """Every measure of ``samples`` (uint8) against real images, with the floor: the same
+    measures of ``train`` (a sample of the training images as large as ``samples``) against
+    ``heldout`` (images the generator never saw). With ``copies``, the memorisation statistic
+    in features and in pixels (against every image of ``train``)."""
+    n = min(len(samples), len(heldout))
+    f_fake, c_fake = judge_outputs(judge, samples, device)
+    f_train, c_train = judge_outputs(judge, train, device)
+    f_held, c_held = judge_outputs(judge, heldout, device)
+    ref = f_held[:n]
+    gen = fid_kid(ref, f_fake[:n]) | prdc(ref, f_fake[:n])
+    floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
+    floor = fid_kid(ref, f_train[floor_idx]) | prdc(ref, f_train[floor_idx])
+    out = {"features": "domain (the judge classifier's embedding)", "n": n, "generated": gen,
+           "floor": floor, "labels": label_histogram(c_fake, c_held, num_classes)}
+    if copies:
+        out["copies"] = {"features": memorisation(f_train, f_held, f_fake),
+                         "pixels": memorisation(pixels(train), pixels(heldout), pixels(samples))}
+    return out

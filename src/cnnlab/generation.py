@@ -1,0 +1,130 @@
+"""``cnnlab generate train|sample|eval``: GANs on any dataset cnnlab reads, as run folders.
+
+``train_generator`` trains the judge first when none is given (a classifier, ``cfg.model``, on
+the same data and split: its features score the samples), then the GAN (``task: generate``)
+with the trainer; the run folder is a classifier's plus ``snapshots/`` (the fixed noise's
+images after each evaluation), ``generation.json`` and ``samples.npz``. ``sample_run`` draws
+images from a run, ``evaluate_generator`` measures one again, optionally in the published
+protocol (Inception features from a weights file the user has).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cnnlab.config import TrainConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+
+GENERATE_DEFAULTS = {"task": "generate", "head": "dcgan", "dataset": "digits", "epochs": 60,
+                     "batch_size": 64, "optimizer": "adamw", "lr": 2e-4, "momentum": 0.5,
+                     "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
+                     "ema": 0.99, "eval_every": 5, "flip": False}
+"""DCGAN's recipe (Adam at 2e-4, beta1 0.5, no decay, constant rate) with an EMA of the weights;
+what ``cnnlab generate train`` starts from (flags and --config override it)."""
+
+JUDGE_EPOCHS = 10
+"""Epochs of the judge classifier that ``train_generator`` trains when none is given."""
+
+
+def judge_config(cfg: TrainConfig) -> TrainConfig:
+    """The judge's recipe: ``cfg.model`` on the GAN's data and split (so the held-out images
+    are the same), trained with the small-budget classifier recipe."""
+    from cnnlab.pipeline import recipe
+
+    base = recipe(cfg.dataset, JUDGE_EPOCHS, cfg.seed, cfg.data_dir, cfg.limit_train, cfg.model,
+                  cfg.threads)
+    return dataclasses.replace(base, image_size=cfg.image_size, val_split=cfg.val_split,
+                               val_seed=cfg.val_seed, device=cfg.device, precision=cfg.precision,
+                               name=f"{cfg.name}-judge", out_dir=cfg.out_dir, flip=False)
+
+
+def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bool = True,
+                    report: bool = True):
+    """Train the judge (unless ``cfg.judge`` names one) and the GAN; return the GAN's Run."""
+    from cnnlab.pipeline import train
+    from cnnlab.run import default_name, train_run
+
+    if cfg.task != "generate":
+        cfg = dataclasses.replace(cfg, task="generate")
+    cfg = dataclasses.replace(cfg, name=cfg.name or default_name(cfg))
+    if not cfg.judge and not resume:
+        judge_dir = Path(cfg.out_dir) / f"{cfg.name}-judge"
+        if not (judge_dir / "weights" / "meta.json").is_file():
+            log(f"the judge: {cfg.model} on {cfg.dataset} ({JUDGE_EPOCHS} epochs), whose features "
+                "score the samples (domain FID)")
+            train_run(judge_config(cfg), log=log, progress=progress)
+        cfg = dataclasses.replace(cfg, judge=str(judge_dir))
+    return train(cfg, resume=resume, log=log, progress=progress, report=report)
+
+
+def load_generator(path: str | Path):
+    """(Run, its GAN) of a run folder that ``cnnlab generate train`` wrote."""
+    from cnnlab.run import load_run
+
+    run = load_run(path)
+    if run.config.task != "generate":
+        raise CnnlabError(f"{path} is a {run.config.task} run; give a run that cnnlab generate train wrote")
+    return run, run.load_model("last")
+
+
+def sample_run(path: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
+               label: str = "") -> Path:
+    """``n`` images of a generator run as one PNG grid (or, for ``.npz``, uint8 arrays ``x``);
+    ``label`` asks a conditional GAN for one class."""
+    import numpy as np
+    import torch
+
+    from cnnlab.tasks.generate import grid
+    from cnnlab.training.trainer import save_image
+
+    run, gan = load_generator(path)
+    if n < 1 or n > 100_000:
+        raise CnnlabError(f"-n {n}: give between 1 and 100000 images")
+    labels = None
+    if label:
+        if not gan.conditional:
+            raise CnnlabError(f"--label {label}: {path} is an unconditional GAN (train one with "
+                              "--head conditional)")
+        if label not in run.classes:
+            raise CnnlabError(f"--label {label}: not a class of {path} ({', '.join(run.classes)})")
+        labels = torch.full((n,), run.classes.index(label))
+    x = gan.sample(n, seed=seed, labels=labels)
+    out = Path(out)
+    if out.suffix.lower() == ".npz":
+        from cnnlab.io import save_npz
+
+        save_npz(out, x=x.numpy())
+    elif out.suffix.lower() == ".png":
+        save_image(out, grid(x, columns=min(16, max(1, int(np.ceil(np.sqrt(n)))))))
+    else:
+        raise CnnlabError(f"--out {out}: give a .png (a grid) or .npz (the arrays) path")
+    return out
+
+
+def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> dict:
+    """The run's generator measured again (cnnlab.evaluate.generation.score) on ``n`` samples
+    (0: as many as the evaluation images); with ``fid_weights``, also the published protocol's
+    FID and KID on Inception features (and their floor)."""
+    import torch
+
+    from cnnlab.evaluate.generation import fid_kid, inception_features, score
+    from cnnlab.tasks.generate import load_judge
+
+    if fid_weights and not Path(fid_weights).expanduser().is_file():
+        inception_features(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), fid_weights)  # its one-line error
+    run, gan = load_generator(path)
+    data = run.data()
+    n = n or len(data.eval)
+    samples = gan.sample(n, seed=1)
+    result = score(load_judge(run.config.judge), samples, data.train.x, data.eval.x,
+                   data.train.num_classes)
+    if fid_weights:
+        k = min(n, len(data.eval))
+        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:k]
+        real, fake, train = (inception_features(x, fid_weights)
+                             for x in (data.eval.x[:k], samples[:k], data.train.x[order]))
+        result["inception"] = {"features": "Inception-v3 pool3 (the published FID protocol)", "n": k,
+                               "generated": fid_kid(real, fake), "floor": fid_kid(real, train)}
+    return result

@@ -1,0 +1,213 @@
+"""A generative adversarial network (Goodfellow et al. 2014) in the DCGAN layout (Radford et
+al. 2016): a generator that turns noise into images with strided transposed convolutions,
+BatchNorm and ReLU, and a discriminator that mirrors it with strided convolutions and leaky
+ReLU. The two play a game: the discriminator learns to tell training images from generated
+ones, the generator learns to make the discriminator wrong.
+
+``conditional=True`` is the class-conditional variant: the generator reads a label embedding
+beside the noise, the discriminator scores (image, label) pairs with a projection (Miyato and
+Koyama 2018). The stabilisers the literature settled on are options, each measured in
+``benchmarks/gan_stabilisers.py``: the non-saturating loss (the default; ``loss="minimax"`` is
+the original), spectral normalisation of the discriminator (Miyato et al. 2018), the R1
+gradient penalty on real images (Mescheder et al. 2018), two learning rates (TTUR, Heusel et
+al. 2017: the trainer's ``d_lr_scale``) and an exponential average of the weights (the
+trainer's ``ema``), which the samples are drawn from.
+
+Images are pixels in [0, 1] outside, [-1, 1] inside (the generator ends in tanh). Sizes are
+4 * 2**k (8, 16, 32, 64); other sizes (MNIST's 28) are generated at the next such size and
+cropped at the centre.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+from cnnlab.config import GAN_LOSSES as LOSSES
+
+
+def _side(image_size: int) -> int:
+    """The generated side: the smallest 4 * 2**k (k >= 1) at least ``image_size``."""
+    return 4 * 2 ** max(1, math.ceil(math.log2(image_size / 4)))
+
+
+class Generator(nn.Module):
+    def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int,
+                 num_classes: int = 0):
+        super().__init__()
+        side = _side(image_size)
+        ups = int(math.log2(side // 4))
+        top = width * 2 ** (ups - 1)
+        self.image_size, self.latent_dim, self.top = image_size, latent_dim, top
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.project = nn.Sequential(nn.Linear(latent_dim * (2 if num_classes else 1), top * 16, bias=False),
+                                     nn.BatchNorm1d(top * 16), nn.ReLU(inplace=True))
+        blocks, c = [], top
+        for _ in range(ups):
+            out = max(width, c // 2)
+            blocks += [nn.ConvTranspose2d(c, out, 4, 2, 1, bias=False), nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True)]
+            c = out
+        self.blocks = nn.Sequential(*blocks)
+        self.to_image = nn.Conv2d(c, out_channels, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise (B, latent_dim) (and labels) -> images in [-1, 1], (B, C, S, S)."""
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], 1)
+        h = self.project(z).view(len(z), self.top, 4, 4)
+        x = torch.tanh(self.to_image(self.blocks(h)))
+        crop = (x.shape[-1] - self.image_size) // 2
+        return x[..., crop: crop + self.image_size, crop: crop + self.image_size] if crop else x
+
+
+class Discriminator(nn.Module):
+    def __init__(self, in_channels: int, image_size: int, width: int, num_classes: int = 0,
+                 spectral_norm: bool = False):
+        super().__init__()
+        sn = _sn if spectral_norm else (lambda m: m)
+        norm = nn.Identity if spectral_norm else nn.BatchNorm2d  # DCGAN's BatchNorm, or SN alone
+        downs = int(math.log2(_side(image_size) // 4))
+        layers, c = [sn(nn.Conv2d(in_channels, width, 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True)], width
+        for _ in range(downs):
+            layers += [sn(nn.Conv2d(c, c * 2, 4, 2, 1, bias=spectral_norm)), norm(c * 2),
+                       nn.LeakyReLU(0.2, inplace=True)]
+            c *= 2
+        self.body = nn.Sequential(*layers)
+        self.side = _side(image_size)
+        self.features = c * 16
+        self.score = sn(nn.Linear(self.features, 1))
+        self.embed = sn(nn.Embedding(num_classes, self.features)) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] (and labels) -> one logit per image: real (high) or generated."""
+        pad = self.side - x.shape[-1]
+        if pad:  # the size the strided body reduces to 4x4
+            x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+        h = self.body(x).flatten(1)
+        out = self.score(h).squeeze(1)
+        if self.embed is not None:  # the projection: <embed(y), h>
+            out = out + (self.embed(y) * h).sum(1)
+        return out
+
+
+class GAN(nn.Module):
+    """Generator and discriminator in one module, so one checkpoint, one EMA and one optimizer
+    (two parameter groups) hold both; ``train_step`` is the task's step of the trainer."""
+
+    takes_targets = False
+
+    def __init__(self, in_channels: int = 1, image_size: int = 8, num_classes: int = 10,
+                 conditional: bool = False, latent_dim: int = 64, width: int = 32,
+                 spectral_norm: bool = False, loss: str = "nonsaturating", r1_gamma: float = 0.0,
+                 mean=None, std=None):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"GAN loss must be one of {', '.join(LOSSES)}")
+        k = num_classes if conditional else 0
+        self.generator = Generator(latent_dim, in_channels, image_size, width, k)
+        self.discriminator = Discriminator(in_channels, image_size, width, k, spectral_norm)
+        self.num_classes, self.conditional = num_classes, conditional
+        self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
+        self.loss_name, self.r1_gamma = loss, r1_gamma
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The discriminator's logits for images in [0, 1] (what a GAN's forward scores); the
+        conditional one scores them as class 0 when no labels are given."""
+        if self.conditional and y is None:
+            y = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        return self.discriminator(x * 2 - 1, y if self.conditional else None)
+
+    def optimizer_groups(self, d_lr_scale: float = 1.0) -> list[dict]:
+        """Two parameter groups for one optimizer: the generator's and the discriminator's, with
+        its own learning-rate scale (TTUR); no weight decay."""
+        return [{"params": list(self.generator.parameters()), "weight_decay": 0.0, "lr_scale": 1.0},
+                {"params": list(self.discriminator.parameters()), "weight_decay": 0.0,
+                 "lr_scale": d_lr_scale}]
+
+    def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def random_labels(self, n: int, device=None) -> torch.Tensor | None:
+        return torch.randint(self.num_classes, (n,), device=device) if self.conditional else None
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from noise (and labels, for the conditional GAN)."""
+        return (self.generator(z, y if self.conditional else None) + 1) / 2
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None,
+               batch_size: int = 500) -> torch.Tensor:
+        """``n`` images as uint8 (N, C, H, W), the same for one seed (the generator in eval mode:
+        BatchNorm with its running statistics). Labels default to cycling through the classes."""
+        was = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        g = torch.Generator().manual_seed(seed)
+        z = self.noise(n, g)
+        if labels is None and self.conditional:
+            labels = torch.arange(n) % self.num_classes
+        out = []
+        for i in range(0, n, batch_size):
+            y = labels[i: i + batch_size].to(device) if labels is not None else None
+            x = self.generate(z[i: i + batch_size].to(device), y)
+            out.append((x * 255).round().to(torch.uint8).cpu())
+        self.train(was)
+        return torch.cat(out) if out else torch.zeros(0, self.in_channels, self.image_size,
+                                                      self.image_size, dtype=torch.uint8)
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   autocast: AbstractContextManager) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One discriminator step, then one generator step, on a batch of real images in [0, 1].
+        Returns (the summed loss, for the trainer's finite check; {d_loss, g_loss, d_real, d_fake})."""
+        d, g = self.discriminator, self.generator
+        n, device = len(xb), xb.device
+        real = xb * 2 - 1
+        y_real = yb if self.conditional else None
+        # 1. The discriminator: real images high, generated ones low.
+        y_fake = self.random_labels(n, device)
+        with torch.no_grad(), autocast:
+            fake = g(self.noise(n, device=device), y_fake)
+        if self.r1_gamma:
+            real.requires_grad_(True)
+        with autocast:
+            s_real, s_fake = d(real, y_real).float(), d(fake.detach(), y_fake).float()
+        loss_d = self._d_loss(s_real, s_fake)
+        if self.r1_gamma:  # R1: the discriminator's gradient on real images, kept small
+            grad, = torch.autograd.grad(s_real.sum(), real, create_graph=True)
+            loss_d = loss_d + self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss_d.backward()
+        optimizer.step()  # the generator has no gradients: Adam leaves it alone
+        # 2. The generator: make the (frozen) discriminator score its images as real.
+        d.requires_grad_(False)
+        y_fake = self.random_labels(n, device)
+        with autocast:
+            s_gen = d(g(self.noise(n, device=device), y_fake), y_fake).float()
+        loss_g = self._g_loss(s_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss_g.backward()
+        optimizer.step()
+        d.requires_grad_(True)
+        parts = {"d_loss": loss_d.detach(), "g_loss": loss_g.detach(),
+                 "d_real": torch.sigmoid(s_real.detach()).mean(),
+                 "d_fake": torch.sigmoid(s_fake.detach()).mean()}
+        return loss_d.detach() + loss_g.detach(), parts
+
+    def _d_loss(self, s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "hinge":
+            return F.relu(1 - s_real).mean() + F.relu(1 + s_fake).mean()
+        # -log sigmoid(real) - log(1 - sigmoid(fake)), written with softplus for stability
+        return F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
+
+    def _g_loss(self, s_gen: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "minimax":  # minimise log(1 - D(G(z))): vanishing gradients early
+            return -F.softplus(s_gen).mean()
+        if self.loss_name == "hinge":
+            return -s_gen.mean()
+        return F.softplus(-s_gen).mean()  # non-saturating: maximise log D(G(z))

@@ -1,0 +1,193 @@
+"""GANs as a task of the one trainer, and the measures of generated images, against known
+answers: identical sets score 0, a generator that copies is caught, a collapsed one flagged."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.config import TrainConfig
+from cnnlab.evaluate import generation as G
+from cnnlab.models.gan import GAN
+
+pytest.importorskip("torchmetrics")
+pytest.importorskip("prdc")
+
+TINY = ["--epochs", "2", "--limit-train", "400", "--batch-size", "50", "--eval-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    """A LeNet-5 judge on the digits (2 epochs): enough to tell the classes apart."""
+    from cnnlab.run import train_run
+
+    out = tmp_path_factory.mktemp("judge")
+    return train_run(TrainConfig(dataset="digits", epochs=2, out_dir=str(out), name="judge"),
+                     progress=False)
+
+
+@pytest.mark.parametrize("size", [8, 28, 32])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_a_gan_makes_images_of_the_data_size_and_the_same_ones_for_a_seed(size, conditional):
+    torch.manual_seed(0)
+    gan = GAN(in_channels=3 if size == 32 else 1, image_size=size, num_classes=4, conditional=conditional)
+    a, b = gan.sample(6, seed=1), gan.sample(6, seed=1)
+    assert a.dtype == torch.uint8 and a.shape == (6, 3 if size == 32 else 1, size, size)
+    assert torch.equal(a, b) and not torch.equal(a, gan.sample(6, seed=2))
+    assert gan(a.float() / 255).shape == (6,)  # the discriminator's logits
+
+
+def test_each_half_of_a_step_moves_only_its_own_network():
+    torch.manual_seed(0)
+    gan = GAN(in_channels=1, image_size=8, num_classes=3, conditional=True)
+    opt = torch.optim.Adam(gan.optimizer_groups(), lr=1e-3)
+    g0 = [p.detach().clone() for p in gan.generator.parameters()]
+    d0 = [p.detach().clone() for p in gan.discriminator.parameters()]
+    real = torch.rand(16, 1, 8, 8)
+    y = torch.randint(3, (16,))
+    loss, parts = gan.train_step(real, y, opt, contextlib.nullcontext())
+    assert set(parts) == {"d_loss", "g_loss", "d_real", "d_fake"} and torch.isfinite(loss)
+    assert all(not torch.equal(a, b) for a, b in zip(g0, gan.generator.parameters(), strict=True)
+               if a.numel() > 1)
+    assert any(not torch.equal(a, b) for a, b in zip(d0, gan.discriminator.parameters(), strict=True))
+    # the discriminator is trainable again after the generator's step froze it
+    assert all(p.requires_grad for p in gan.discriminator.parameters())
+    # Adam saw the discriminator's parameters once (its step), the generator's once (its step)
+    steps = {int(opt.state[p]["step"]) for p in gan.parameters() if p in opt.state}
+    assert steps == {1}
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "minimax", "hinge"])
+def test_every_loss_and_stabiliser_trains_one_finite_step(loss):
+    torch.manual_seed(0)
+    gan = GAN(in_channels=1, image_size=8, num_classes=3, loss=loss, spectral_norm=True, r1_gamma=1.0)
+    opt = torch.optim.Adam(gan.optimizer_groups(d_lr_scale=2.0), lr=1e-3)
+    total, _ = gan.train_step(torch.rand(8, 1, 8, 8), torch.zeros(8).long(), opt,
+                              contextlib.nullcontext())
+    assert torch.isfinite(total) and opt.param_groups[1]["lr_scale"] == 2.0
+
+
+def test_fid_matches_a_hand_computation_and_identical_sets_score_zero():
+    from scipy.linalg import sqrtm
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 6))
+    b = rng.normal(loc=0.5, scale=1.5, size=(400, 6))
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * sqrtm(ca @ cb).real)
+    got = G.fid_kid(torch.from_numpy(a), torch.from_numpy(b))
+    assert got["fid"] == pytest.approx(expected, rel=1e-3)
+    assert abs(G.fid_kid(torch.from_numpy(a), torch.from_numpy(a))["fid"]) < 1e-6
+    alike = G.fid_kid(torch.from_numpy(a), torch.from_numpy(rng.normal(size=(400, 6))))
+    assert abs(alike["kid"]) < 0.05 < 0.5 < got["kid"]  # KID: unbiased, about 0 for one distribution
+    assert G.prdc(torch.from_numpy(a), torch.from_numpy(a))["precision"] == 1.0
+
+
+def test_the_copy_statistic_catches_copies_and_stays_near_five_percent_otherwise():
+    torch.manual_seed(0)
+    train, held, fresh = torch.randn(600, 8), torch.randn(400, 8), torch.randn(400, 8)
+    copied = G.memorisation(train, held, train[:400] + 1e-3 * torch.randn(400, 8))
+    honest = G.memorisation(train, held, fresh)
+    assert copied["copy_share"] > 0.95 and copied["ci"][0] > honest["ci"][1]
+    assert honest["ci"][0] <= 0.05 + 0.03 and honest["copy_share"] < 0.12
+
+
+def test_a_histogram_of_one_class_is_flagged_as_collapse_and_real_labels_are_not():
+    real = torch.arange(1000) % 10
+    assert not G.label_histogram(real, real, 10)["collapsed"]
+    one = G.label_histogram(torch.full((1000,), 3), real, 10)
+    assert one["collapsed"] and one["classes_covered"] == pytest.approx(0.1)
+    half = G.label_histogram(torch.arange(1000) % 5, real, 10)
+    assert half["collapsed"] and half["classes_covered"] == 0.5
+
+
+def test_a_deliberately_collapsed_generator_is_flagged_by_the_task(judge):
+    from cnnlab.tasks.generate import GenerateTask
+
+    torch.manual_seed(0)
+    gan = GAN(in_channels=1, image_size=8, num_classes=10)
+    with torch.no_grad():  # every noise vector gives one image: the generator's last layer ignores it
+        gan.generator.to_image.weight.zero_()
+        gan.generator.to_image.bias.fill_(0.3)
+    gan.judge_path = str(judge.path)
+    result = GenerateTask().evaluate(gan, judge.data().eval, torch.device("cpu"))
+    assert result["classes_covered"] <= 0.2 and result["score"] > 1.0
+    assert result["snapshot"].shape == (8 * 9 + 1, 8 * 9 + 1, 1)
+
+
+def test_generate_train_writes_a_run_that_resumes_exactly_samples_and_evaluates(tmp_path, capsys, judge):
+    out = tmp_path / "runs"
+    common = ["--dataset", "digits", "--out-dir", str(out), "--judge", str(judge.path), *TINY]
+    assert main(["generate", "train", "--name", "g", "--head", "conditional", *common]) == 0
+    run = out / "g"
+    for name in ("generation.json", "samples.npz", "report.html", "snapshots/epoch-002.png",
+                 "weights/last.safetensors"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["score_name"] == "domain FID" and metrics["fid_floor"] < metrics["score"]
+    result = json.loads((run / "generation.json").read_text())
+    assert result["labels"]["n"] == 10_000 and "copies" in result and 0 <= result["label_agreement"] <= 1
+    html = (run / "report.html").read_text()
+    assert "Did it copy its training images?" in html and "not comparable with the Inception" in html
+    # an interrupted run resumes to the same weights (Ctrl-C after epoch 1)
+    from cnnlab.generation import train_generator
+    from cnnlab.training import checkpoint as ckpt
+
+    cfg = TrainConfig.load(run / "config.yaml")
+    cfg.name = "cut"
+
+    def interrupt_after_epoch_1(line: str) -> None:
+        if line.startswith("epoch   1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(cfg, log=interrupt_after_epoch_1, report=False)
+    train_generator(cfg, resume=True, log=lambda s: None, report=False)
+    a, _ = ckpt.load_tensors(run / "weights" / "last.safetensors")
+    b, _ = ckpt.load_tensors(out / "cut" / "weights" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resume differs"
+    capsys.readouterr()
+    assert main(["generate", "sample", str(run), "-n", "12", "--label", "7",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["generate", "eval", str(run), "--out", str(tmp_path / "e.json")]) == 0
+    said = capsys.readouterr().out
+    assert "domain FID" in said and "real-data floor" in said and "near-copies" in said
+
+
+def test_generate_train_trains_its_own_judge_when_none_is_given(tmp_path):
+    out = tmp_path / "runs"
+    assert main(["generate", "train", "--name", "g", "--out-dir", str(out), *TINY]) == 0
+    assert (out / "g-judge" / "weights" / "meta.json").is_file()
+    assert TrainConfig.load(out / "g" / "config.yaml").judge == str(out / "g-judge")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--task", "generate", "--epochs", "1"], "needs a judge"),
+    (["train", "--gan-loss", "hinge", "--epochs", "1"], "apply to task generate only"),
+    (["generate", "train", "--gan-loss", "wasserstein"], "gan_loss must be one of"),
+    (["generate", "train", "--pretrained", "x.pth"], "unrecognized arguments"),
+])
+def test_bad_generate_commands_get_one_line(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
+    assert main(["generate", "sample", str(judge.path)]) == 2
+    assert "is a classify run" in capsys.readouterr().err
+    out = tmp_path / "runs"
+    assert main(["generate", "train", "--name", "g", "--out-dir", str(out), "--judge", str(judge.path),
+                 *TINY]) == 0
+    capsys.readouterr()
+    assert main(["generate", "sample", str(out / "g"), "--label", "3"]) == 2
+    assert "unconditional GAN" in capsys.readouterr().err
+    assert main(["generate", "eval", str(out / "g"), "--fid-weights", str(tmp_path / "none.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "pt_inception-2015-12-05-6726825d.pth" in err and err.count("\n") == 1
