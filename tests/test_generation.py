@@ -191,3 +191,41 @@ def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
     assert main(["generate", "eval", str(out / "g"), "--fid-weights", str(tmp_path / "none.pth")]) == 2
     err = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in err and err.count("\n") == 1
+
+
+def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp_path, judge):
+    """On the judge run (the digits): a GAN, an unseen generator, the real-or-generated detector,
+    a GAN on few images; the report section and the claims read the result."""
+    import shutil
+
+    from cnnlab.analysis import run_analysis
+    from cnnlab.analysis.generation import claims
+    from cnnlab.report import render_report
+    from cnnlab.run import Run
+
+    run = Run(shutil.copytree(judge.path, tmp_path / "main"))
+    res = run_analysis(run, "generation", log=lambda s: None, epochs=4, unseen_epochs=2,
+                       detector_samples=300, detector_epochs=2, few=50, few_epochs=4)
+    d = res["detector"]
+    assert d["n_train"] == 600 and 0 <= d["same"]["low"] <= d["same"]["estimate"] <= d["same"]["high"] <= 1
+    assert res["gan"]["head"] == "conditional" and res["unseen"]["head"] == "dcgan"
+    assert res["few"]["n_train"] == 50 and Run(run.path / res["subruns"]["gan-few"]).metrics["n_train"] == 50
+    said = claims(res)
+    assert [c.claim.split()[0] for c in said] == ["A", "Its", "A", "Such", "A"]
+    html = render_report(run).read_text()
+    assert "Can a CNN tell real images from generated ones?" in html and "Few images" in html
+
+
+def test_the_detector_claim_follows_the_intervals():
+    from cnnlab.analysis.generation import claims
+
+    def result(same, unseen):
+        ci = lambda e, w: {"estimate": e, "low": e - w, "high": e + w}  # noqa: E731
+        g = {"classes_covered": 1.0, "collapsed": False, "label_agreement": None, "fid": 1.0, "floor": 0.5,
+             "copies": {"copy_share": 0.05, "ci": [0.04, 0.06], "expected": 0.05}}
+        return {"gan": g, "detector": {"same": ci(*same), "unseen": ci(*unseen), "words": ""}}
+
+    assert claims(result((0.9, 0.02), (0.5, 0.03)))[3].holds is True
+    assert claims(result((0.9, 0.05), (0.87, 0.05)))[3].holds is None  # the intervals overlap
+    assert claims(result((0.6, 0.02), (0.9, 0.02)))[3].holds is False
+    assert claims(result((0.52, 0.03), (0.5, 0.03)))[2].holds is False  # the CI reaches chance

@@ -126,7 +126,7 @@ def section(ctx: SectionContext) -> str:
         "no carbon figure: give --country (ISO 3166 alpha-3, e.g. FRA)" if not res["country"]
         else f"carbon for country {res['country']}")
     body += para(f"Carbon: {carbon_words}.")
-    same = [r for r in rows if r["dataset"] == res["dataset"] and r["clean"]]
+    same = [r for r in rows if r["dataset"] == res["dataset"] and r["clean"] and r["accuracy"] is not None]
     if res.get("folder"):
         body += para(f"Runs of {res['folder']} are compared too, on the run's dataset.", note=True)
     if same:
@@ -140,7 +140,7 @@ def section(ctx: SectionContext) -> str:
                     "accuracy against training energy", "640px")
     others = [r for r in rows if r not in same]
     if others:
-        body += para(f"{len(others)} other sub-runs (other data, flipped labels or left-out "
+        body += para(f"{len(others)} other sub-runs (other data or tasks, flipped labels or left-out "
                      f"images) used {1000 * sum(r['kwh'] for r in others):.3f} Wh in all; each "
                      "is listed in analysis/energy.json.", note=True)
     if res["job"]:

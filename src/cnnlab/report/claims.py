@@ -14,7 +14,7 @@ from cnnlab.viz.html import Section, esc
 
 LECTURE_ORDER = ("permutation", "mlp_vs_cnn", "filters", "transfer", "tree", "robustness", "attributions",
                  "influence", "value", "bias", "spurious", "calibration", "energy", "privacy",
-                 "scenes", "video")
+                 "scenes", "video", "generation")
 """The course's order of the claims; an analysis not named here comes after these."""
 
 STATUS = {True: ("shown", "#15803d"), False: ("not shown here", "#b91c1c"),

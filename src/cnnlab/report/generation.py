@@ -27,7 +27,14 @@ def samples_section(ctx: ReportContext) -> Section | None:
     if not pics:
         return None
     classes = ctx.run.meta["classes"]
-    body = img(P.save(G.picture(pics["x"][:64], 8), ctx.plots_dir, "samples"), "generated samples", "420px")
+    gen = img(P.save(G.picture(pics["x"][:64], 8, "Generated"), ctx.plots_dir, "samples"),
+              "generated samples", "420px")
+    if "real" in pics:  # real images beside them, drawn the same way
+        real = img(P.save(G.picture(pics["real"][:64], 8, "Real (held-out)"), ctx.plots_dir,
+                          "real_samples"), "real images", "420px")
+        body = f'<div class="cols"><div>{real}</div><div>{gen}</div></div>'
+    else:
+        body = gen
     if "by_class" in pics:
         body += "<h3>One row per class asked for (the conditional GAN)</h3>"
         body += img(P.save(G.class_rows(pics["by_class"], classes), ctx.plots_dir, "by_class"),

@@ -140,7 +140,8 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
     _, c_real = judge_outputs(judge, data.eval.x, device)
     result["labels"] = label_histogram(c_many, c_real, data.train.num_classes) | {"n": len(samples)}
     result["judge"] = str(model.judge_path)
-    pictures = {"x": samples[:1000].numpy(), "interpolation": interpolation(model).numpy()}
+    pictures = {"x": samples[:1000].numpy(), "interpolation": interpolation(model).numpy(),
+                "real": data.eval.x[:64].numpy()}
     pixels = result["copies"]["pixels"]
     distance, nearest = np.array(pixels.pop("distance")), np.array(pixels.pop("nearest"))
     feats = result["copies"]["features"]

@@ -1,0 +1,246 @@
+"""Beyond supervised learning: a GAN on the run's own data, measured, and a CNN that tells real
+images from generated ones.
+
+The generator is a sub-run (``task: generate``) judged by the run's own classifier: its
+embedding gives the domain FID and its labels say which classes the samples show. Two
+questions of the course come with it. *Did it copy its training images?* (the near-copy
+statistic of cnnlab.evaluate.generation; with ``few`` a second GAN on a few images, which can
+memorise them). *Can a CNN tell a generated image from a real one?* A detector (LeNet-5, real
+= class 0, generated = class 1) trains on training images and samples of the GAN, and is
+scored on held-out real images against fresh samples of that GAN and of a generator it never
+saw (the other architecture, another seed): whether detection carries over to a new generator
+is the practical deepfake question.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
+from cnnlab.errors import CnnlabError
+from cnnlab.log import Log
+from cnnlab.viz.html import esc, para, table
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+COPY_LIMIT = 0.10
+"""Near-copies the claim "it makes new images" allows: twice the 5% of a generator that copies
+nothing (a good generator's samples lie a little nearer the data than held-out images)."""
+
+
+def generation(run: Run, *, epochs: int = 60, head: str = "conditional", width: int = 32,
+               unseen_epochs: int = 0, detector_samples: int = 2000, detector_epochs: int = 8,
+               few: int = 0, few_epochs: int = 300, log: Log = print) -> dict:
+    """Train a GAN on the run's data (judged by the run's classifier), measure it, and train a CNN
+    that tells its images from real ones.
+
+    Args:
+        epochs: epochs of the GAN.
+        head: conditional (a label embedding in both networks) or dcgan (unconditional).
+        width: the generator's and discriminator's base width.
+        unseen_epochs: epochs of the generator the detector never sees (the other head, the
+            next seed; 0: epochs).
+        detector_samples: generated images the detector trains on (as many real ones beside).
+        detector_epochs: epochs of the real-vs-generated detector.
+        few: also train a GAN on this many training images only, to see memorisation
+            (0: skip; 100 shows it).
+        few_epochs: epochs of that GAN (few images need many passes).
+    """
+    if head not in ("conditional", "dcgan"):
+        raise CnnlabError(f"generation --head {head}: choose conditional or dcgan")
+    gan = run.subrun(gan_config(run, epochs, head, width), "gan", log)
+    other = "dcgan" if head == "conditional" else "conditional"
+    unseen = run.subrun(gan_config(run, unseen_epochs or epochs, other, width, seed_offset=1),
+                        "gan-unseen", log)
+    detector = real_or_generated(run, gan, unseen, detector_samples, detector_epochs, log)
+    out = {"gan": summary(gan), "unseen": summary(unseen), "detector": detector, "head": head,
+           "dataset": run.config.dataset,
+           "subruns": {"gan": str(gan.path.relative_to(run.path)),
+                       "gan-unseen": str(unseen.path.relative_to(run.path))}}
+    if few:
+        small = run.subrun(gan_config(run, few_epochs, head, width, limit_train=few), "gan-few", log)
+        out["few"] = summary(small) | {"n_train": few}
+        out["subruns"]["gan-few"] = str(small.path.relative_to(run.path))
+    g = out["gan"]
+    log(f"GAN: domain FID {g['fid']:.3f} (floor {g['floor']:.3f}), classes produced "
+        f"{100 * g['classes_covered']:.0f}%, near-copies {100 * g['copies']['copy_share']:.1f}%; "
+        f"{detector['words']}")
+    return out
+
+
+def gan_config(run: Run, epochs: int, head: str, width: int, seed_offset: int = 0,
+               limit_train: int = 0):
+    """The GAN sub-run's recipe (``cnnlab generate train``'s) on the run's data and split."""
+    from cnnlab.config import TrainConfig
+    from cnnlab.generation import GENERATE_DEFAULTS
+
+    c = run.config
+    return TrainConfig(**GENERATE_DEFAULTS).derive(
+        dataset=c.dataset, data_dir=c.data_dir, image_size=c.image_size, val_split=c.val_split,
+        val_seed=c.val_seed, limit_train=limit_train or c.limit_train, seed=c.seed + seed_offset,
+        head=head, epochs=epochs, eval_every=max(1, epochs // 12), model_kwargs={"width": width},
+        judge=str(run.path.resolve()), threads=c.threads, precision=c.precision, device="cpu")
+
+
+def summary(sub: Run) -> dict:
+    """What the section and the claims read of a GAN sub-run."""
+    import json
+
+    r = json.loads((sub.path / "generation.json").read_text())
+    m = sub.metrics
+    return {"fid": r["generated"]["fid"], "floor": r["floor"]["fid"], "kid": r["generated"]["kid"],
+            "kid_floor": r["floor"]["kid"], "precision": r["generated"]["precision"],
+            "recall": r["generated"]["recall"], "classes_covered": r["labels"]["classes_covered"],
+            "collapsed": r["labels"]["collapsed"], "label_agreement": r.get("label_agreement"),
+            "copies": r["copies"]["features"], "copies_pixels": r["copies"]["pixels"],
+            "n": r["n"], "train_time_s": m["train_time_s"], "epochs": m["epochs"],
+            "g_params": m["g_params"], "d_params": m["d_params"], "head": sub.config.head}
+
+
+def real_or_generated(run: Run, gan: Run, unseen: Run, n: int, epochs: int, log: Log) -> dict:
+    """Train LeNet-5 to tell training images (0) from the GAN's samples (1); score it on held-out
+    real images against fresh samples of the same GAN and of the unseen generator."""
+    import numpy as np
+    import torch
+
+    from cnnlab.evaluate.stats import accuracy_ci
+    from cnnlab.io import save_npz
+    from cnnlab.pipeline import recipe
+
+    data = gan.data()
+    real_train, real_test = data.train.x, data.eval.x
+    n = min(n, len(real_train))
+    g, g_unseen = gan.load_model(), unseen.load_model()
+    k = len(real_test)
+    pick = torch.randperm(len(real_train), generator=torch.Generator().manual_seed(0))[:n]
+    x = torch.cat([real_train[pick], g.sample(n, seed=10)])
+    x_test = torch.cat([real_test, g.sample(k, seed=11)])
+    folder = run.path / "analysis" / "generation"
+    path = folder / "real_or_generated.npz"
+    save_npz(path, x=x.permute(0, 2, 3, 1).numpy(), y=np.repeat([0, 1], n),  # npz: N x H x W x C
+             x_test=x_test.permute(0, 2, 3, 1).numpy(),
+             y_test=np.repeat([0, 1], k), classes=np.array(["real", "generated"]))
+    cfg = recipe(f"npz:{path}", epochs, run.config.seed, model="lenet5", threads=run.config.threads)
+    cfg = cfg.derive(flip=False, crop_padding=0, precision=run.config.precision, device="cpu")
+    det = run.subrun(cfg, "real-or-generated", log)
+    y = np.repeat([0, 1], k)
+    same = det.predict(x_test, calibrated=False).argmax(1) == y
+    unseen_test = torch.cat([real_test, g_unseen.sample(k, seed=12)])
+    other = det.predict(unseen_test, calibrated=False).argmax(1) == y
+    a, b = accuracy_ci(same), accuracy_ci(other)
+    words = (f"real or generated: {100 * a.estimate:.1f}% correct on the GAN it trained against "
+             f"(95% CI {100 * a.low:.1f}-{100 * a.high:.1f}), {100 * b.estimate:.1f}% on an unseen "
+             f"generator (CI {100 * b.low:.1f}-{100 * b.high:.1f}); chance is 50%")
+    return {"same": a.to_dict(), "unseen": b.to_dict(), "n_train": 2 * n, "n_test": 2 * k,
+            "words": words,
+            "real_missed": float(1 - same[:k].mean()), "generated_missed": float(1 - same[k:].mean()),
+            "subrun": str(det.path.relative_to(run.path))}
+
+
+def _gan_html(ctx: SectionContext, label: str) -> str:
+    """The GAN sub-run's own report sections (samples, quality, copies), drawn into this report."""
+    from cnnlab.report.core import ReportContext, read_history
+    from cnnlab.report.generation import copies_section, quality_section, samples_section
+    from cnnlab.run import Run
+
+    sub = Run(ctx.run.path / ctx.result["subruns"][label])
+    sctx = ReportContext(run=sub, plots_dir=ctx.plots_dir / label, metrics=sub.metrics,
+                         history=read_history(sub.path / "results.csv"))
+    html = ""
+    for make in (samples_section, quality_section, copies_section):
+        s = make(sctx)
+        if s is not None:
+            body = s.html.replace("<h3>", "<h4>").replace("</h3>", "</h4>")
+            html += f"<h3>{esc(s.title)}</h3>" + body
+    return html
+
+
+def section(ctx: SectionContext) -> str:
+    r, d = ctx.result, ctx.result["detector"]
+    g, u = r["gan"], r["unseen"]
+    html = para(f"A {'class-conditional ' if r['head'] == 'conditional' else ''}DCGAN trained on "
+                f"{r['dataset']} for {g['epochs']} epochs ({g['train_time_s']:.0f} s, generator "
+                f"{g['g_params']:,} and discriminator {g['d_params']:,} parameters), judged by this "
+                "run's classifier: its embedding gives the domain FID, its labels the classes the "
+                "samples show. The sub-run is a complete generator run (cnnlab generate sample / "
+                f"eval {ctx.result['subruns']['gan']}).")
+    html += _gan_html(ctx, "gan")
+    html += "<h3>Can a CNN tell real images from generated ones?</h3>"
+    rows = [[f"the GAN it trained against ({g['head']})", f"{100 * d['same']['estimate']:.1f}%",
+             f"{100 * d['same']['low']:.1f}-{100 * d['same']['high']:.1f}%"],
+            [f"a generator it never saw ({u['head']}, another seed; domain FID {u['fid']:.3f})",
+             f"{100 * d['unseen']['estimate']:.1f}%",
+             f"{100 * d['unseen']['low']:.1f}-{100 * d['unseen']['high']:.1f}%"]]
+    html += table(["generated images from", "accuracy", "95% CI (Wilson)"], rows)
+    html += para(f"LeNet-5 trained on {d['n_train']:,} images (half real training images, half "
+                 f"samples), scored on {d['n_test']:,} (held-out real images and fresh samples, "
+                 "half each; chance is 50%). A detector that only works on the generator it was "
+                 "trained against protects against that generator only.", note=True)
+    if "few" in r:
+        f = r["few"]
+        rows = [[f"{label} training images", f"{100 * s['copies']['copy_share']:.1f}%",
+                 f"{100 * s['copies']['ci'][0]:.1f}-{100 * s['copies']['ci'][1]:.1f}%",
+                 f"{s['fid']:.3f}"]
+                for label, s in ((f"{f['n_train']:,}", f), ("all", g))]
+        html += "<h3>Few images: does it copy them?</h3>" + table(
+            ["GAN trained on", "near-copies", "95% CI", "domain FID"], rows)
+    return html
+
+
+def claims(res: dict) -> list[Claim]:
+    g, d = res["gan"], res["detector"]
+    made = g["classes_covered"] == 1.0 and not g["collapsed"]
+    agree = g.get("label_agreement")
+    said = (f"samples of every class ({100 * g['classes_covered']:.0f}% produced), domain FID "
+            f"{g['fid']:.3f} against a real-data floor of {g['floor']:.3f}"
+            + (f"; the classifier reads the class asked for in {100 * agree:.1f}% of samples"
+               if agree is not None else ""))
+    out = [Claim("A GAN learns to generate images of the data, every class of it", said,
+                 made and (agree is None or agree >= 0.8))]
+    c = g["copies"]
+    out.append(Claim("Its images are new, not copies of training images",
+                     f"near-copies {100 * c['copy_share']:.1f}% (95% CI {100 * c['ci'][0]:.1f}-"
+                     f"{100 * c['ci'][1]:.1f}%); a generator that copies nothing gives about "
+                     f"{100 * c['expected']:.0f}%", c["ci"][0] <= COPY_LIMIT))
+    out.append(Claim("A CNN can tell generated images from real ones", d["words"],
+                     d["same"]["low"] > 0.5))
+    same, unseen = d["same"], d["unseen"]
+    out.append(Claim("Such a detector does worse on a generator it never saw",
+                     f"{100 * unseen['estimate']:.1f}% (95% CI {100 * unseen['low']:.1f}-"
+                     f"{100 * unseen['high']:.1f}) on the unseen generator against "
+                     f"{100 * same['estimate']:.1f}% ({100 * same['low']:.1f}-{100 * same['high']:.1f}) "
+                     "on the one it trained against",
+                     True if unseen["high"] < same["low"] else None if unseen["low"] <= same["high"]
+                     else False))
+    if "few" in res:
+        f = res["few"]["copies"]
+        apart = f["ci"][0] > c["ci"][1]
+        out.append(Claim("A GAN trained on few images copies them",
+                         f"near-copies {100 * f['copy_share']:.1f}% on {res['few']['n_train']} images "
+                         f"(CI {100 * f['ci'][0]:.1f}-{100 * f['ci'][1]:.1f}%) against "
+                         f"{100 * c['copy_share']:.1f}% on all", apart))
+    return out
+
+
+def applies(config) -> bool:
+    """A classifier that can judge (not DP-trained, not on permuted pixels), on images a
+    generator of 4 * 2**k pixels can make."""
+    return config.task == "classify" and not config.dp_epsilon and not config.permute_pixels
+
+
+QUICK = {"epochs": 30, "unseen_epochs": 15, "detector_samples": 2000, "detector_epochs": 12}
+"""``cnnlab run``'s budget on the digits: a conditional GAN for 40 epochs (about 12 s), an
+unconditional one for 20, the detector on 2,000 images."""
+
+
+ANALYSIS = register(Analysis(
+    name="generation", title="Generating images (GANs), and telling them from real",
+    compute=generation, section=section, order=92, verb=("experiment", "generation"),
+    quick=QUICK, full={"epochs": 100, "few": 100, "detector_samples": 2000, "detector_epochs": 10},
+    claims=claims, applies=applies, needs=("torchmetrics", "generate"),
+    bounds={"epochs": (1, 100_000), "width": (4, 512), "unseen_epochs": (0, 100_000),
+            "detector_samples": (10, 1e6), "detector_epochs": (1, 10_000), "few": (0, 1e6),
+            "few_epochs": (1, 100_000)},
+    takes="about 35 s on the digits at the quick budget, 2 CPU cores",
+))
