@@ -1,6 +1,7 @@
 """The web app: its JSON API, bad uploads, path tricks, and (where chromium is installed) a
 real browser."""
 
+import importlib.util
 import io
 import os
 import shutil
@@ -33,6 +34,12 @@ def runs_dir(tmp_path_factory):
                   batch_size=8, optimizer="adamw", lr=0.003, out_dir=str(root))
     cnnlab.train(cnnlab.TrainConfig(task="detect", name="scenes-det", **scenes), log=quiet, report=False)
     cnnlab.train(cnnlab.TrainConfig(task="pose", name="scenes-pose", **scenes), log=quiet, report=False)
+    if importlib.util.find_spec("torchmetrics"):  # a GAN and its detector, for "Which is real?"
+        from cnnlab.analysis import run_analysis
+        from cnnlab.run import Run
+
+        run_analysis(Run(root / "digits-a"), "generation", log=quiet, epochs=3, unseen_epochs=2,
+                     detector_samples=200, detector_epochs=2)
     return root
 
 
@@ -232,6 +239,13 @@ def test_in_a_real_browser(runs_dir, tmp_path):
             shots = os.environ.get("CNNLAB_SCREENSHOTS")  # a folder: refresh the README's pictures
             if shots:
                 page.screenshot(path=os.path.join(shots, "app.png"), full_page=True)
+            if importlib.util.find_spec("torchmetrics"):  # Which is real? pick one, get the answer
+                page.wait_for_selector("#game-pair .pick img")
+                page.locator("#game-pair .pick").first.click()
+                page.wait_for_function("document.getElementById('game-you').textContent.endsWith('/ 1')")
+                assert "The detector picked the" in page.locator("#game-result").inner_text()
+                if shots:
+                    page.locator("#game-section").screenshot(path=os.path.join(shots, "which_is_real.png"))
             page.set_input_files("#file", str(tmp_path / "notes.png"))
             page.wait_for_selector("#result .error")
             assert "not a readable image" in page.locator("#result .error").inner_text()
@@ -250,6 +264,35 @@ def test_in_a_real_browser(runs_dir, tmp_path):
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+def test_which_is_real_keeps_the_answer_on_the_server_and_tells_it_once(runs_dir):
+    pytest.importorskip("torchmetrics")
+    client = TestClient(create_app(runs_dir))
+    playable = {r["name"]: r["which_is_real"] for r in client.get("/api/runs").json()}
+    assert playable == {"digits-a": True, "digits-b": False, "scenes-det": False, "scenes-pose": False}
+    r = client.get("/api/runs/digits-a/which-is-real").json()
+    assert set(r) == {"round", "left", "right"} and r["left"].startswith("data:image/png;base64,")
+    assert client.post(f"/api/which-is-real/{r['round']}?pick=middle").status_code == 422
+    a = client.post(f"/api/which-is-real/{r['round']}?pick=left").json()
+    assert a["correct"] == (a["real"] == "left") and a["detector"]["real"] in ("left", "right")
+    p = a["detector"]["p_generated"]
+    assert 0.5 <= a["detector"]["confidence"] <= 1
+    assert (a["detector"]["real"] == "left") == (p["left"] <= p["right"])
+    again = client.post(f"/api/which-is-real/{r['round']}?pick=left")
+    assert again.status_code == 404 and "no open round" in again.json()["error"]
+    missing = client.get("/api/runs/digits-b/which-is-real")
+    assert missing.status_code == 404 and "no generation analysis" in missing.json()["error"]
+    rounds = [client.get("/api/runs/digits-a/which-is-real").json()["round"] for _ in range(12)]
+    sides = {client.post(f"/api/which-is-real/{r}?pick=left").json()["real"] for r in rounds}
+    assert sides == {"left", "right"}  # the real image is not always on one side
+
+
+def test_the_pair_probability_knows_one_image_is_real():
+    from cnnlab.serve.game import left_is_real
+
+    assert left_is_real(0.1, 0.9) == pytest.approx(0.81 / (0.81 + 0.01))
+    assert left_is_real(0.5, 0.5) == 0.5 and left_is_real(0.9, 0.1) < 0.5
 
 
 def test_an_inspection_job_explains_attacks_and_reports_progress(runs_dir):

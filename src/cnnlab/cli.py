@@ -500,7 +500,8 @@ def cmd_action(args) -> None:
 
 
 def cmd_generate_train(args) -> None:
-    from cnnlab.generation import GENERATE_DEFAULTS, train_generator
+    from cnnlab.config import GENERATE_DEFAULTS
+    from cnnlab.generation import train_generator
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -550,7 +551,7 @@ def cmd_generate_eval(args) -> None:
 
 def add_generate_verbs(sub) -> None:
     """cnnlab generate train|sample|eval: GANs."""
-    from cnnlab.generation import GENERATE_DEFAULTS
+    from cnnlab.config import GENERATE_DEFAULTS
 
     group = sub.add_parser("generate", help="beyond supervised learning: train GANs, sample "
                            "them, measure them (domain FID, diversity, copies)")

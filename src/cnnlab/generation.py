@@ -17,13 +17,6 @@ from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
 
-GENERATE_DEFAULTS = {"task": "generate", "head": "dcgan", "dataset": "digits", "epochs": 60,
-                     "batch_size": 64, "optimizer": "adamw", "lr": 2e-4, "momentum": 0.5,
-                     "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
-                     "ema": 0.99, "eval_every": 5, "flip": False}
-"""DCGAN's recipe (Adam at 2e-4, beta1 0.5, no decay, constant rate) with an EMA of the weights;
-what ``cnnlab generate train`` starts from (flags and --config override it)."""
-
 JUDGE_EPOCHS = 10
 """Epochs of the judge classifier that ``train_generator`` trains when none is given."""
 

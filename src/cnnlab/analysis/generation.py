@@ -72,8 +72,7 @@ def generation(run: Run, *, epochs: int = 60, head: str = "conditional", width: 
 def gan_config(run: Run, epochs: int, head: str, width: int, seed_offset: int = 0,
                limit_train: int = 0):
     """The GAN sub-run's recipe (``cnnlab generate train``'s) on the run's data and split."""
-    from cnnlab.config import TrainConfig
-    from cnnlab.generation import GENERATE_DEFAULTS
+    from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
 
     c = run.config
     return TrainConfig(**GENERATE_DEFAULTS).derive(
@@ -104,9 +103,9 @@ def real_or_generated(run: Run, gan: Run, unseen: Run, n: int, epochs: int, log:
     import numpy as np
     import torch
 
+    from cnnlab.config import TrainConfig
     from cnnlab.evaluate.stats import accuracy_ci
     from cnnlab.io import save_npz
-    from cnnlab.pipeline import recipe
 
     data = gan.data()
     real_train, real_test = data.train.x, data.eval.x
@@ -121,8 +120,8 @@ def real_or_generated(run: Run, gan: Run, unseen: Run, n: int, epochs: int, log:
     save_npz(path, x=x.permute(0, 2, 3, 1).numpy(), y=np.repeat([0, 1], n),  # npz: N x H x W x C
              x_test=x_test.permute(0, 2, 3, 1).numpy(),
              y_test=np.repeat([0, 1], k), classes=np.array(["real", "generated"]))
-    cfg = recipe(f"npz:{path}", epochs, run.config.seed, model="lenet5", threads=run.config.threads)
-    cfg = cfg.derive(flip=False, crop_padding=0, precision=run.config.precision, device="cpu")
+    cfg = TrainConfig(dataset=f"npz:{path}", model="lenet5", epochs=epochs, batch_size=64, lr=0.05,
+                      seed=run.config.seed, flip=False, precision=run.config.precision, device="cpu")
     det = run.subrun(cfg, "real-or-generated", log)
     y = np.repeat([0, 1], k)
     same = det.predict(x_test, calibrated=False).argmax(1) == y
@@ -139,20 +138,20 @@ def real_or_generated(run: Run, gan: Run, unseen: Run, n: int, epochs: int, log:
 
 
 def _gan_html(ctx: SectionContext, label: str) -> str:
-    """The GAN sub-run's own report sections (samples, quality, copies), drawn into this report."""
-    from cnnlab.report.core import ReportContext, read_history
-    from cnnlab.report.generation import copies_section, quality_section, samples_section
-    from cnnlab.run import Run
+    """The GAN sub-run's samples, quality and copies, as its own report shows them."""
+    import json
 
-    sub = Run(ctx.run.path / ctx.result["subruns"][label])
-    sctx = ReportContext(run=sub, plots_dir=ctx.plots_dir / label, metrics=sub.metrics,
-                         history=read_history(sub.path / "results.csv"))
+    from cnnlab.viz import generation as G
+
+    sub = ctx.run.path / ctx.result["subruns"][label]
+    classes = json.loads((sub / "weights" / "meta.json").read_text())["classes"]
+    plots = ctx.plots_dir / label
     html = ""
-    for make in (samples_section, quality_section, copies_section):
-        s = make(sctx)
-        if s is not None:
-            body = s.html.replace("<h3>", "<h4>").replace("</h3>", "</h4>")
-            html += f"<h3>{esc(s.title)}</h3>" + body
+    for title, body in (("Generated images", G.samples_html(sub, classes, plots)),
+                        ("Quality and diversity, beside the floor", G.quality_html(sub, classes, plots)),
+                        ("Did it copy its training images?", G.copies_html(sub, plots))):
+        if body is not None:
+            html += f"<h3>{esc(title)}</h3>" + body.replace("<h3>", "<h4>").replace("</h3>", "</h4>")
     return html
 
 

@@ -9,6 +9,8 @@ and the API it uses, documented at /docs:
     POST /api/predict?run=NAME      an image in the body -> top-5 classes and probabilities
     POST /api/inspect?run=NAME      an image -> a job: Grad-CAM, saliency, an adversarial example
     GET  /api/jobs/{id}             the job's state, progress and, when done, its result
+    GET  /api/runs/{name}/which-is-real     a round of "Which is real?" (serve/game.py)
+    POST /api/which-is-real/{round}?pick=left|right   the answer and the detector's
 
 Safety: run names are looked up in the folder's listing, never joined into a path (a name
 with ``/`` or ``..`` is simply not found, and a run folder that is a symlink to elsewhere is
@@ -31,16 +33,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from cnnlab.errors import CnnlabError
+from cnnlab.serve.common import ApiError, cached_run
+from cnnlab.serve.game import WhichIsReal, game_result
 from cnnlab.serve.jobs import Jobs
 
 STATIC = Path(__file__).with_name("static")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def list_runs(root: Path) -> dict[str, Path]:
@@ -70,7 +68,8 @@ def summary(name: str, path: Path) -> dict:
             "energy_wh": None if energy.get("kwh") is None else 1000 * energy["kwh"],
             "energy_kind": (energy.get("method") or {}).get("kind"),
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "metrics.json").stat().st_mtime)),
-            "has_report": (path / "report.html").is_file()}
+            "has_report": (path / "report.html").is_file(),
+            "which_is_real": game_result(path) is not None}
 
 
 class Served:
@@ -80,6 +79,7 @@ class Served:
         self.root, self.max_upload, self.batching = Path(runs_dir), max_upload, batching
         self.models: dict[str, object] = {}
         self.jobs = Jobs(workers=2)
+        self.game = WhichIsReal()
 
     def find(self, name: str) -> Path:
         """The run folder of that name, looked up in the listing (never joined into a path)."""
@@ -104,6 +104,7 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
 
     add_run_routes(app, served)
     add_model_routes(app, served)
+    add_game_routes(app, served)
     return app
 
 
@@ -187,6 +188,21 @@ def add_model_routes(app: FastAPI, served: Served) -> None:
         if state is None:
             raise ApiError(404, f"no job {job!r}; POST /api/inspect starts one")
         return state
+
+
+def add_game_routes(app: FastAPI, served: Served) -> None:
+    """Which is real? (serve/game.py): a round, and its answer."""
+
+    @app.get("/api/runs/{name}/which-is-real")
+    async def which_is_real(name: str) -> dict:
+        """A round: a real image and a generated one, in random order."""
+        path = served.find(name)
+        return await _in_thread(lambda: served.game.new_round(path, served.models))
+
+    @app.post("/api/which-is-real/{round_id}")
+    def which_is_real_answer(round_id: str, pick: str) -> dict:
+        """Was ``pick`` (left or right) the real image? And what the detector said."""
+        return served.game.answer(round_id, pick)
 
 
 RAW = ("application/octet-stream", "application/x-www-form-urlencoded")
@@ -289,12 +305,6 @@ def detect_upload(path: Path, data: bytes, threshold: float, cache: dict,
     picture = np.asarray(draw(original, found, (sx, sy), run.classes).convert("RGB"))
     return {"run": path.name, "task": run.config.task, "width": w, "height": h, "objects": objects,
             "image": png_uri(picture, scale=max(w, h) < 160)}
-
-
-def cached_run(path: Path, cache: dict):
-    from cnnlab.run import Run
-
-    return cache.get(str(path)) or cache.setdefault(str(path), Run(path))
 
 
 def decode(run, data: bytes):

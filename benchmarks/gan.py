@@ -1,0 +1,159 @@
+"""GANs, measured: the targets of the generation issue on the digits and on shapes.
+
+    python benchmarks/gan.py targets          # domain FID against the floor after <= 2 minutes
+    python benchmarks/gan.py stabilisers      # each stabiliser against the baseline, 3 seeds
+    python benchmarks/gan.py copies           # memorisation: few images against all of them
+    python benchmarks/gan.py speed            # a GAN step against a classifier step, equal params
+
+Every GAN is trained as ``cnnlab generate train`` trains it (its judge first: LeNet-5 on the
+same data and split, whose embedding gives the domain FID; not comparable with published
+Inception FIDs). Each part appends a row to RESULTS.md. Run on a quiet machine: the rows
+carry the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import append_result, machine
+
+from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
+from cnnlab.evaluate.stats import difference_words, mean_difference_ci
+from cnnlab.generation import train_generator
+from cnnlab.log import silent
+
+OUT = Path(tempfile.mkdtemp(prefix="gan-bench-"))
+DATA = {"digits": {}, "shapes": {"image_size": 16}}
+"""The two small datasets of the targets (shapes at 16 px: 5,000 coloured shapes)."""
+
+
+def gan(dataset: str, name: str, **changes):
+    cfg = TrainConfig(**GENERATE_DEFAULTS).derive(dataset=dataset, out_dir=str(OUT), name=name,
+                                                  threads=torch.get_num_threads(),
+                                                  **DATA.get(dataset, {}), **changes)
+    run = train_generator(cfg, log=silent, progress=False, report=False)
+    r = json.loads((run.path / "generation.json").read_text())
+    return run, r
+
+
+def targets(a) -> None:
+    for dataset, epochs in (("digits", a.digits_epochs), ("shapes", a.shapes_epochs)):
+        run, r = gan(dataset, f"target-{dataset}", head="conditional", epochs=epochs, eval_every=epochs)
+        g, f, m = r["generated"], r["floor"], run.metrics
+        words = (f"{dataset}: domain FID {g['fid']:.3f} against a floor of {f['fid']:.3f} "
+                 f"({g['fid'] / f['fid']:.1f}x) after {m['train_time_s']:.0f} s of training "
+                 f"({epochs} epochs); classes produced {100 * r['labels']['classes_covered']:.0f}%, "
+                 f"the judge reads the class asked for in {100 * r['label_agreement']:.1f}%; "
+                 f"precision {g['precision']:.2f}, recall {g['recall']:.2f}; KID {g['kid']:.4f} "
+                 f"(floor {f['kid']:.4f}); near-copies {100 * r['copies']['features']['copy_share']:.1f}%")
+        print(words, flush=True)
+        append_result(f"GAN targets: conditional DCGAN on {dataset} (cnnlab generate train)", words,
+                      " ".join(["python", *sys.argv]), machine())
+
+
+VARIANTS = {"baseline (non-saturating, BatchNorm D, EMA 0.99)": {},
+            "no EMA": {"ema": 0.0}, "minimax loss": {"gan_loss": "minimax"},
+            "hinge loss": {"gan_loss": "hinge"}, "spectral norm": {"spectral_norm": True},
+            "R1 gamma 1": {"r1_gamma": 1.0}, "TTUR (D at 2x lr)": {"d_lr_scale": 2.0}}
+
+
+def stabilisers(a) -> None:
+    fid = {k: [] for k in VARIANTS}
+    for seed in range(a.seeds):
+        for label, changes in VARIANTS.items():
+            _, r = gan("digits", f"stab-{len(fid[label])}-{seed}-{abs(hash(label)) % 10**6}", seed=seed,
+                       epochs=a.epochs, eval_every=a.epochs, **changes)
+            fid[label].append(r["generated"]["fid"])
+            print(label, seed, round(fid[label][-1], 3), flush=True)
+    base = fid[next(iter(VARIANTS))]
+    parts = [f"{label}: {statistics.mean(v):.3f}" + ("" if v is base else
+             f" (minus baseline {difference_words(mean_difference_ci(base, v), 'FID', 1.0)})")
+             for label, v in fid.items()]
+    words = "domain FID, mean over seeds (lower is better): " + "; ".join(parts)
+    print(words)
+    append_result(f"GAN stabilisers on digits (conditional DCGAN, {a.epochs} epochs, {a.seeds} seeds)",
+                  words, " ".join(["python", *sys.argv]), machine())
+
+
+def copies(a) -> None:
+    rows = []
+    for n, epochs in ((a.few, a.few_epochs), (0, a.epochs)):
+        run, r = gan("digits", f"copies-{n}", head="conditional", epochs=epochs, limit_train=n,
+                     eval_every=epochs)
+        c, px = r["copies"]["features"], r["copies"]["pixels"]
+        rows.append(f"{run.metrics['n_train']} training images ({epochs} epochs): near-copies "
+                    f"{100 * c['copy_share']:.1f}% (95% CI {100 * c['ci'][0]:.1f}-{100 * c['ci'][1]:.1f}) "
+                    f"in features, {100 * px['copy_share']:.1f}% ({100 * px['ci'][0]:.1f}-"
+                    f"{100 * px['ci'][1]:.1f}) in pixels; domain FID {r['generated']['fid']:.3f}")
+        print(rows[-1], flush=True)
+    append_result("GAN memorisation on digits: few training images against all (about 5% when "
+                  "nothing is copied)", "; ".join(rows), " ".join(["python", *sys.argv]), machine())
+
+
+def speed(a) -> None:
+    """Images per second of one training step: a GAN (generator + discriminator, about LeNet-5's
+    parameters in all) against LeNet-5 on the same 8x8 digits at the same batch."""
+    import contextlib
+
+    from cnnlab.config import TrainConfig as C
+    from cnnlab.models import create_model
+    from cnnlab.models.gan import GAN
+    from cnnlab.training.optim import make_optimizer
+    from cnnlab.training.trainer import FiniteGuard, train_step
+
+    torch.manual_seed(0)
+    x, y = torch.rand(a.batch, 1, 8, 8), torch.randint(10, (a.batch,))
+    g = GAN(1, 8, 10, conditional=True, width=a.width)
+    clf = create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
+    cfg = dataclasses.replace(C(), optimizer="adamw", momentum=0.5, weight_decay=0.0)
+    opt_g, opt_c = make_optimizer(cfg, g), make_optimizer(C(), clf)
+    guard = FiniteGuard(C(), 0, defer=False)
+
+    def time_it(step) -> float:
+        for _ in range(20):
+            step()
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        return a.steps * a.batch / (time.perf_counter() - t)
+
+    gan_ips = time_it(lambda: g.train_step(x, y, opt_g, contextlib.nullcontext()))
+    plain = C(precision="fp32")
+    clf_ips = time_it(lambda: train_step(clf, opt_c, x, y, plain, torch.device("cpu"), (guard, 0)))
+    params = (sum(p.numel() for p in g.parameters()), sum(p.numel() for p in clf.parameters()))
+    words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D) {gan_ips:,.0f} real images/s "
+             f"(one D step and one G step each); LeNet-5 ({params[1]:,}) {clf_ips:,.0f} images/s; "
+             f"ratio {gan_ips / clf_ips:.2f}; batch {a.batch}, fp32")
+    print(words)
+    append_result("GAN training step against a classifier's, about equal parameters (8x8 digits)", words,
+                  " ".join(["python", *sys.argv]), machine())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("part", choices=["targets", "stabilisers", "copies", "speed"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--digits-epochs", type=int, default=150)
+    p.add_argument("--shapes-epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--few", type=int, default=100)
+    p.add_argument("--few-epochs", type=int, default=600)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--width", type=int, default=16)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    {"targets": targets, "stabilisers": stabilisers, "copies": copies, "speed": speed}[a.part](a)
+
+
+if __name__ == "__main__":
+    main()

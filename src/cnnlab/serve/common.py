@@ -1,0 +1,20 @@
+"""What the web app's modules share: the error a route answers with, and the runs it keeps loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ApiError(Exception):
+    """A request the app refuses: its HTTP status and one line that says what to do."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def cached_run(path: Path, cache: dict):
+    """The Run of a folder, loaded once per app (its model is cached inside it)."""
+    from cnnlab.run import Run
+
+    return cache.get(str(path)) or cache.setdefault(str(path), Run(path))
