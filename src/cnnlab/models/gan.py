@@ -169,10 +169,10 @@ class GAN(nn.Module):
         n, device = len(xb), xb.device
         real = xb * 2 - 1
         y_real = yb if self.conditional else None
-        # 1. The discriminator: real images high, generated ones low.
         y_fake = self.random_labels(n, device)
-        with torch.no_grad(), autocast:
+        with autocast:  # one generator pass serves both steps (as PyTorch's DCGAN example does)
             fake = g(self.noise(n, device=device), y_fake)
+        # 1. The discriminator: real images high, generated ones low (the generator held still).
         if self.r1_gamma:
             real.requires_grad_(True)
         with autocast:
@@ -184,11 +184,10 @@ class GAN(nn.Module):
         optimizer.zero_grad(set_to_none=True)
         loss_d.backward()
         optimizer.step()  # the generator has no gradients: Adam leaves it alone
-        # 2. The generator: make the (frozen) discriminator score its images as real.
+        # 2. The generator: make the updated (and frozen) discriminator score its images as real.
         d.requires_grad_(False)
-        y_fake = self.random_labels(n, device)
         with autocast:
-            s_gen = d(g(self.noise(n, device=device), y_fake), y_fake).float()
+            s_gen = d(fake, y_fake).float()
         loss_g = self._g_loss(s_gen)
         optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
