@@ -559,7 +559,7 @@ def add_generate_verbs(sub) -> None:
     p = verbs.add_parser("train", help="train a GAN (default: DCGAN on digits; --head conditional)")
     p.add_argument("--config", help="YAML recipe; flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
-    add_config_flags(p, GENERATE_DEFAULTS | {"model": "lenet5 (the judge, when --judge is not given)"},
+    add_config_flags(p, GENERATE_DEFAULTS | {"model": "resnet20 (the judge, when --judge is not given)"},
                      skip=CLASSIFY_ONLY + ("init_from", "pretrained", "freeze_epochs", "body_lr_scale",
                                            "lookahead", "lr_find"))
     p.set_defaults(fn=cmd_generate_train)

@@ -52,12 +52,13 @@ GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
 """The GAN losses of task generate (cnnlab.models.gan)."""
 
 
-GENERATE_DEFAULTS = {"task": "generate", "head": "dcgan", "dataset": "digits", "epochs": 60,
-                     "batch_size": 64, "optimizer": "adamw", "lr": 2e-4, "momentum": 0.5,
+GENERATE_DEFAULTS = {"task": "generate", "head": "dcgan", "dataset": "digits", "model": "resnet20",
+                     "epochs": 60, "batch_size": 64, "optimizer": "adamw", "lr": 2e-4, "momentum": 0.5,
                      "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
                      "ema": 0.99, "eval_every": 5, "flip": False}
 """DCGAN's recipe (Adam at 2e-4, beta1 0.5, no decay, constant rate) with an EMA of the weights;
-what ``cnnlab generate train`` starts from (flags and --config override it)."""
+what ``cnnlab generate train`` starts from (flags and --config override it). ``model`` is the
+judge's architecture, when it trains one: ResNet-20 (LeNet-5 stays near chance on shapes)."""
 
 
 FROM_SCRATCH = {"init_from": "", "pretrained": "", "freeze_epochs": 0, "body_lr_scale": 1.0,

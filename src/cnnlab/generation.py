@@ -23,11 +23,12 @@ JUDGE_EPOCHS = 10
 
 def judge_config(cfg: TrainConfig) -> TrainConfig:
     """The judge's recipe: ``cfg.model`` on the GAN's data and split (so the held-out images
-    are the same), trained with the small-budget classifier recipe."""
+    are the same), trained with the small-budget classifier recipe on every training image,
+    even where the GAN trains on fewer (``limit_train``): its features describe the data, and
+    GANs on subsets of it are then measured in one feature space."""
     from cnnlab.pipeline import recipe
 
-    base = recipe(cfg.dataset, JUDGE_EPOCHS, cfg.seed, cfg.data_dir, cfg.limit_train, cfg.model,
-                  cfg.threads)
+    base = recipe(cfg.dataset, JUDGE_EPOCHS, cfg.seed, cfg.data_dir, 0, cfg.model, cfg.threads)
     return dataclasses.replace(base, image_size=cfg.image_size, val_split=cfg.val_split,
                                val_seed=cfg.val_seed, device=cfg.device, precision=cfg.precision,
                                name=f"{cfg.name}-judge", out_dir=cfg.out_dir, flip=False)

@@ -179,9 +179,10 @@ def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout:
           num_classes: int, device: torch.device | str = "cpu", copies: bool = True) -> dict:
     """Every measure of ``samples`` (uint8) against real images, with the floor: the same
     measures of ``train`` (a sample of the training images as large as ``samples``) against
-    ``heldout`` (images the generator never saw). With ``copies``, the memorisation statistic
-    in features and in pixels (against every image of ``train``)."""
-    n = min(len(samples), len(heldout))
+    ``heldout`` (images the generator never saw). Every set is cut to one n, the smallest of
+    the three (FID's bias depends on n). With ``copies``, the memorisation statistic in
+    features and in pixels (against every image of ``train``)."""
+    n = min(len(samples), len(heldout), len(train))
     f_fake, c_fake = judge_outputs(judge, samples, device)
     f_train, c_train = judge_outputs(judge, train, device)
     f_held, c_held = judge_outputs(judge, heldout, device)

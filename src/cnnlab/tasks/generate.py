@@ -112,6 +112,14 @@ def load_judge(path: str, device: str = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
+def judge_record(path: str) -> tuple[str, float | None]:
+    """The judge's architecture and its accuracy on its evaluation images."""
+    import json
+
+    metrics = json.loads((Path(path) / "metrics.json").read_text())
+    return metrics.get("model", ""), metrics.get("accuracy")
+
+
 def grid(x: torch.Tensor, columns: int = 8, pad: int = 1) -> np.ndarray:
     """uint8 images (N, C, H, W) as one (rows*H, columns*W, C) picture with a white gap."""
     n, c, h, w = x.shape
@@ -140,6 +148,7 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
     _, c_real = judge_outputs(judge, data.eval.x, device)
     result["labels"] = label_histogram(c_many, c_real, data.train.num_classes) | {"n": len(samples)}
     result["judge"] = str(model.judge_path)
+    result["judge_model"], result["judge_accuracy"] = judge_record(model.judge_path)
     pictures = {"x": samples[:1000].numpy(), "interpolation": interpolation(model).numpy(),
                 "real": data.eval.x[:64].numpy()}
     pixels = result["copies"]["pixels"]

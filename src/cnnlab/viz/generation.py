@@ -14,7 +14,7 @@ import numpy as np
 
 from cnnlab.io import load_npz
 from cnnlab.viz import plots as P
-from cnnlab.viz.html import img, kpis, para, table
+from cnnlab.viz.html import esc, img, kpis, para, table
 from cnnlab.viz.plots import plt, show
 
 DOMAIN = ("Domain FID: Fréchet distance between the embeddings that the judge (a cnnlab classifier "
@@ -194,6 +194,15 @@ def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
         ("density", "density", "about 1 for samples like real ones"),
         ("coverage", "coverage", "real images with a sample nearby"))]
     body = head + table(["measure", "generated", "floor: real vs real", "reading"], rows)
+    acc, k = r.get("judge_accuracy"), len(classes)
+    if acc is not None:
+        weak = acc < min(0.5, 2 / k)
+        style = ' style="color:#b91c1c;font-weight:600"' if weak else ""
+        body += (f'<p class="note"{style}>The judge: {esc(r.get("judge_model", ""))} at {100 * acc:.1f}% '
+                 f"on the evaluation images (chance {100 / k:.0f}%)"
+                 + ("; a judge this weak describes little of the images, and these numbers mean as "
+                    "little: give a stronger one (--judge RUN, or --model resnet20)." if weak else ".")
+                 + "</p>")
     body += para(f"{DOMAIN} Floor: the same measures between {r['n']:,} training images and the "
                  f"{r['n']:,} evaluation images the samples are compared with, so both sides have the "
                  "same n (FID is biased upwards at small n).", note=True)

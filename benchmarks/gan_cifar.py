@@ -1,0 +1,110 @@
+"""A conditional DCGAN on the benchmark copy of CIFAR-10: samples and domain FID after 15 and 45
+minutes of training on 2 CPU cores.
+
+    python benchmarks/gan_cifar.py                    # 45,000 training images, judge fastnet
+    python benchmarks/gan_cifar.py --minutes 15 45 --width 32
+
+The 50,000 images are split once (seed 0, as every CIFAR benchmark here): the first 5,000 of
+the permutation are held out (the FID is measured against them), the other 45,000 train both
+the judge (fastnet, configs/cifar10_fast.yaml, 5 epochs) and the GAN. No recipe is chosen on
+the held-out images: the GAN runs cnnlab generate train's defaults. Each evaluation scores
+1,000 samples against 1,000 held-out images; the floor is the same measure between 1,000
+training images and those 1,000. The FIDs are domain FIDs (the judge's embedding), not
+comparable with published Inception FIDs (DCGAN's CIFAR-10 figure is an Inception FID).
+Appends a row to RESULTS.md; the snapshot grids nearest each budget are copied beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import append_result, machine
+
+from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
+from cnnlab.evaluate.generation import fid_kid, judge_outputs
+from cnnlab.generation import train_generator
+from cnnlab.run import train_run
+from cnnlab.tasks.generate import load_judge
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def split(data: Path, out: Path) -> Path:
+    d = np.load(data)
+    order = np.random.default_rng(0).permutation(len(d["y"]))
+    held, train = order[:5000], order[5000:]
+    path = out / "cifar45k.npz"
+    np.savez(path, x=d["x"][train], y=d["y"][train], x_test=d["x"][held], y_test=d["y"][held],
+             classes=d["classes"])
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10/train.npz"))
+    p.add_argument("--minutes", type=float, nargs="+", default=[15, 45])
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=0, help="0: enough for the longest budget")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    out = Path(a.out or tempfile.mkdtemp(prefix="gan-cifar-"))
+    data = split(Path(a.data), out)
+    judge_cfg = TrainConfig.load(ROOT / "configs" / "cifar10_fast.yaml")
+    judge_cfg = judge_cfg.derive(dataset=f"npz:{data}", out_dir=str(out), name="judge",
+                                 threads=a.threads, val_split=0.0)
+    judge = train_run(judge_cfg, progress=False, log=lambda s: None)
+    print(f"judge: fastnet {100 * judge.metrics['accuracy']:.2f}% on the held-out 5,000", flush=True)
+    epochs = a.epochs or 1000  # a cap: the budget ends the run first
+    cfg = TrainConfig(**GENERATE_DEFAULTS).derive(
+        dataset=f"npz:{data}", head="conditional", epochs=epochs, eval_every=1,
+        judge=str(judge.path),
+        model_kwargs={"width": a.width}, out_dir=str(out), name="gan", threads=a.threads)
+    budget = max(a.minutes) * 60
+
+    def stop_after_budget(line: str) -> None:  # the run is cut once the longest budget is spent
+        print(line, flush=True)
+        results = out / "gan" / "results.csv"
+        rows = list(csv.DictReader(open(results))) if results.is_file() else []
+        if rows and float(rows[-1]["train_elapsed"]) >= budget:
+            raise KeyboardInterrupt
+
+    try:
+        train_generator(cfg, log=stop_after_budget, progress=False, report=False)
+    except KeyboardInterrupt:
+        pass
+    rows = [r for r in csv.DictReader(open(out / "gan" / "results.csv")) if r["val_score"]]
+    held = load_judge(str(judge.path))
+    d = np.load(data)
+    x_train = torch.from_numpy(d["x"][:1000]).permute(0, 3, 1, 2).contiguous()
+    x_held = torch.from_numpy(d["x_test"][:1000]).permute(0, 3, 1, 2).contiguous()
+    floor = fid_kid(judge_outputs(held, x_held)[0], judge_outputs(held, x_train)[0])["fid"]
+    parts = [f"judge fastnet {100 * judge.metrics['accuracy']:.1f}% on the held-out 5,000; floor "
+             f"(1,000 training vs 1,000 held-out images) {floor:.3f}"]
+    for minutes in a.minutes:
+        r = min(rows, key=lambda r: abs(float(r["train_elapsed"]) - 60 * minutes))
+        e = int(r["epoch"])
+        fid = float(r["val_score"])
+        parts.append(f"after {float(r['train_elapsed']) / 60:.1f} min (epoch {e}): domain FID "
+                     f"{fid:.3f} ({fid / floor:.1f}x the floor), KID {float(r['val_kid']):.4f}, "
+                     f"classes produced {100 * float(r['val_coverage']):.0f}%")
+        shot = out / "gan" / "snapshots" / f"epoch-{e:03d}.png"
+        if shot.is_file():
+            shutil.copy(shot, ROOT / "benchmarks" / f"gan_cifar_{int(minutes)}min.png")
+    words = "; ".join(parts)
+    print(words)
+    append_result(f"conditional DCGAN on CIFAR-10 (45,000 images, width {a.width}, cnnlab generate "
+                  "train's defaults), domain FID against the held-out 5,000", words,
+                  " ".join(["python", *sys.argv]), machine())
+
+
+if __name__ == "__main__":
+    main()
