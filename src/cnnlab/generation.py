@@ -103,7 +103,7 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     FID and KID on Inception features (and their floor)."""
     import torch
 
-    from cnnlab.evaluate.generation import fid_kid, inception_features, score
+    from cnnlab.evaluate.generation import fid_kid, halves, inception_features, score
     from cnnlab.tasks.generate import load_judge
 
     if fid_weights and not Path(fid_weights).expanduser().is_file():
@@ -114,11 +114,10 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     samples = gan.sample(n, seed=1)
     result = score(load_judge(run.config.judge), samples, data.train.x, data.eval.x,
                    data.train.num_classes)
-    if fid_weights:
-        k = min(n, len(data.eval))
-        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:k]
-        real, fake, train = (inception_features(x, fid_weights)
-                             for x in (data.eval.x[:k], samples[:k], data.train.x[order]))
+    if fid_weights:  # the same halves as the domain measures (Inception saw none of them)
+        half, k = halves(len(data.eval), n)
+        real, other, fake = (inception_features(x, fid_weights) for x in
+                             (data.eval.x[:k], data.eval.x[half: half + k], samples[:k]))
         result["inception"] = {"features": "Inception-v3 pool3 (the published FID protocol)", "n": k,
-                               "generated": fid_kid(real, fake), "floor": fid_kid(real, train)}
+                               "generated": fid_kid(real, fake), "floor": fid_kid(real, other)}
     return result

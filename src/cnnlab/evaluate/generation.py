@@ -9,9 +9,10 @@ precision, recall, density and coverage the ``prdc`` package's (Kynkäänniemi e
 Naeem et al. 2020). The features are computed once and handed to torchmetrics through an
 identity "feature extractor".
 
-Each number comes with its **floor**: the same measure between two disjoint sets of real
-images of the same size (training images against held-out ones). FID is biased upwards at a
-small n, so a generator's FID means something only beside the floor at equal n.
+Each number comes with its **floor**: the same measure between the two halves of the held-out
+real images, at the n of the samples' comparison (with the first half). FID is biased upwards
+at a small n, so a generator's FID means something only beside the floor at equal n; and the
+judge has seen the training images, so they are not a fair half.
 
 - ``label_histogram``: the judge's classes of the samples against the real ones (entropy, the
   share of classes produced); a generator that makes few classes is flagged as collapsed.
@@ -76,10 +77,18 @@ def inception_features(x: torch.Tensor, weights: str | Path, batch_size: int = 1
         raise CnnlabError(f"--fid-weights {path}: no such file; place torch-fidelity's "
                           "pt_inception-2015-12-05-6726825d.pth there (the published FID's "
                           "Inception weights), or leave --fid-weights out for the domain FID")
+    from unittest import mock
+
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                      feature_extractor_weights_path=str(path)).eval()
+    from cnnlab.training.transfer import read_weights_file
+
+    # torch-fidelity would unpickle the file itself (weights_only=False): cnnlab reads it (the
+    # hash in its name checked, plain tensors only) and hands the tensors over instead
+    tensors = read_weights_file(path, log=lambda line: None, flag="--fid-weights")
+    with mock.patch("torch_fidelity.feature_extractor_inceptionv3.torch.load", lambda *a, **k: tensors):
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(path)).eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
@@ -175,24 +184,32 @@ def pixels(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).double() / 255
 
 
+def halves(n_heldout: int, n_samples: int) -> tuple[int, int]:
+    """(where the second half of the held-out images starts, the n of every comparison): the
+    samples are compared with the first half, the floor is the first half against the second."""
+    half = n_heldout // 2
+    return half, min(half, n_samples)
+
+
 def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor,
           num_classes: int, device: torch.device | str = "cpu", copies: bool = True) -> dict:
-    """Every measure of ``samples`` (uint8) against real images, with the floor: the same
-    measures of ``train`` (a sample of the training images as large as ``samples``) against
-    ``heldout`` (images the generator never saw). Every set is cut to one n, the smallest of
-    the three (FID's bias depends on n). With ``copies``, the memorisation statistic in
-    features and in pixels (against every image of ``train``)."""
-    n = min(len(samples), len(heldout), len(train))
+    """Every measure of ``samples`` (uint8) against real images the generator never saw, with
+    the floor. The held-out images are cut in two halves: the samples are measured against the
+    first, and the floor is the same measure of the second half against the first, at the same
+    n. (Not training images against held-out ones: the judge was trained on the training
+    images, so its features tell them apart from new images, and that floor would sit too
+    high.) With ``copies``, the memorisation statistic in features and in pixels, against
+    every image of ``train``."""
+    half, n = halves(len(heldout), len(samples))
     f_fake, c_fake = judge_outputs(judge, samples, device)
-    f_train, c_train = judge_outputs(judge, train, device)
     f_held, c_held = judge_outputs(judge, heldout, device)
-    ref = f_held[:n]
+    ref, other = f_held[:n], f_held[half: half + n]
     gen = fid_kid(ref, f_fake[:n]) | prdc(ref, f_fake[:n])
-    floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
-    floor = fid_kid(ref, f_train[floor_idx]) | prdc(ref, f_train[floor_idx])
+    floor = fid_kid(ref, other) | prdc(ref, other)
     out = {"features": "domain (the judge classifier's embedding)", "n": n, "generated": gen,
            "floor": floor, "labels": label_histogram(c_fake, c_held, num_classes)}
     if copies:
+        f_train, _ = judge_outputs(judge, train, device)
         out["copies"] = {"features": memorisation(f_train, f_held, f_fake),
                          "pixels": memorisation(pixels(train), pixels(heldout), pixels(samples))}
     return out

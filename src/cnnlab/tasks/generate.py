@@ -6,8 +6,9 @@ the classifier's: seeded epochs, checkpoints and resume, EMA of the weights (the
 from the average), bf16 autocast.
 
 Each evaluation draws samples from a fixed noise and scores them with the *judge*, a cnnlab
-classifier trained on the same data (``judge: RUN``): the domain FID against the evaluation
-images (the run's score, lower is better), KID and the share of classes produced. The fixed
+classifier trained on the same data (``judge: RUN``): the domain FID against the first half of
+the evaluation images (the run's score, lower is better; the final floor compares the second
+half with it at the same n), KID and the share of classes produced. The fixed
 noise's first 64 images are the epoch's snapshot (``snapshots/epoch-NNN.png``), so a run's
 snapshots show one set of latent points becoming images.
 
@@ -72,10 +73,10 @@ class GenerateTask(Task):
         return ds.y[idx.cpu()].to(device)
 
     def evaluate(self, model: nn.Module, ds, device: torch.device, bf16: bool = False) -> dict:
-        from cnnlab.evaluate.generation import fid_kid, judge_outputs, label_histogram
+        from cnnlab.evaluate.generation import fid_kid, halves, judge_outputs, label_histogram
 
         judge = load_judge(model.judge_path, str(device))
-        n = min(EVAL_SAMPLES, len(ds))
+        _, n = halves(len(ds), EVAL_SAMPLES)  # against the first half, as the final measures
         samples = model.sample(max(n, SNAPSHOT), seed=0)
         f_fake, c_fake = judge_outputs(judge, samples[:n], device)
         f_real, c_real = judge_outputs(judge, ds.x[:n], device)

@@ -141,42 +141,44 @@ TORCHVISION_HASH = re.compile(r"-([a-f0-9]{6,})\.pth?$")
 """torchvision's weight files end in -<first hex digits of their SHA-256>.pth."""
 
 
-def read_weights_file(path: str | Path, log: Log = print) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, or of a torchvision .pth (hash checked, tensors only)."""
+def read_weights_file(path: str | Path, log: Log = print, flag: str = "--pretrained"
+                      ) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or of a torchvision .pth (hash checked, tensors only);
+    ``flag`` names the option in the one-line errors."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise CnnlabError(f"--pretrained {path}: no such file; give a .safetensors file or "
+        raise CnnlabError(f"{flag} {path}: no such file; give a .safetensors file or "
                           "torchvision's .pth (e.g. resnet18-f37072fd.pth)")
     if p.suffix == ".safetensors":
         return ckpt.load_tensors(p)[0]
     if p.suffix not in (".pth", ".pt"):
-        raise CnnlabError(f"--pretrained {path}: {p.suffix or 'no extension'} is not a weights format "
+        raise CnnlabError(f"{flag} {path}: {p.suffix or 'no extension'} is not a weights format "
                           "cnnlab reads; give .safetensors (timm, Hugging Face) or torchvision's .pth")
-    _check_hash(p, log)
+    _check_hash(p, log, flag)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle raises many kinds; each means "not a weights file"
-        raise CnnlabError(f"--pretrained {path}: not a plain file of tensors ({type(e).__name__}: "
+        raise CnnlabError(f"{flag} {path}: not a plain file of tensors ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:120]}); cnnlab reads no other pickle") from None
     for key in ("state_dict", "model"):  # training checkpoints wrap the weights
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise CnnlabError(f"--pretrained {path}: holds no name -> tensor mapping (a state dict); "
+        raise CnnlabError(f"{flag} {path}: holds no name -> tensor mapping (a state dict); "
                           "save model.state_dict(), or convert it to safetensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP's wrapper
 
 
-def _check_hash(p: Path, log: Log) -> None:
+def _check_hash(p: Path, log: Log, flag: str = "--pretrained") -> None:
     m = TORCHVISION_HASH.search(p.name)
     if not m or m.group(1).isdigit():  # model-20240101.pth: a date or a step, not a hash
-        log(f"--pretrained {p.name}: no hash in its name to check (torchvision's files end in "
+        log(f"{flag} {p.name}: no hash in its name to check (torchvision's files end in "
             "-<hash>.pth)")
         return
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     if not digest.startswith(m.group(1)):
-        raise CnnlabError(f"--pretrained {p}: its SHA-256 starts {digest[:len(m.group(1))]}, not "
+        raise CnnlabError(f"{flag} {p}: its SHA-256 starts {digest[:len(m.group(1))]}, not "
                           f"{m.group(1)} as its name says: the file is damaged or another one; "
                           "download it again")
 

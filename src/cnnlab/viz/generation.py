@@ -78,7 +78,7 @@ def label_bars(fake: list[float], real: list[float], classes: list[str]):
     k = len(classes)
     x = np.arange(k)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * k + 2), 3.2))
-    ax.bar(x - 0.2, real, 0.4, label="real (evaluation images)", color="#999")
+    ax.bar(x - 0.2, real, 0.4, label="real (held-out images)", color="#999")
     ax.bar(x + 0.2, fake, 0.4, label="generated", color="#1f77b4")
     ax.set_xticks(x, [c[:10] for c in classes], rotation=45 if k > 10 else 0,
                   ha="right" if k > 10 else "center")
@@ -203,9 +203,9 @@ def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
                  + ("; a judge this weak describes little of the images, and these numbers mean as "
                     "little: give a stronger one (--judge RUN, or --model resnet20)." if weak else ".")
                  + "</p>")
-    body += para(f"{DOMAIN} Floor: the same measures between {r['n']:,} training images and the "
-                 f"{r['n']:,} evaluation images the samples are compared with, so both sides have the "
-                 "same n (FID is biased upwards at small n).", note=True)
+    body += para(f"{DOMAIN} Floor: the same measures between the two halves of the held-out "
+                 f"images, {r['n']:,} each, the first of which the samples are compared with, so both "
+                 "have the same n (FID is biased upwards at small n).", note=True)
     body += "<h3>Diversity: the classes it makes</h3>" + img(
         P.save(label_bars(labels["fake"], labels["real"], classes), plots_dir,
                "label_histogram"), "class histogram", "640px")
