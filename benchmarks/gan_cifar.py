@@ -8,8 +8,8 @@ The 50,000 images are split once (seed 0, as every CIFAR benchmark here): the fi
 the permutation are held out (the FID is measured against them), the other 45,000 train both
 the judge (fastnet, configs/cifar10_fast.yaml, 5 epochs) and the GAN. No recipe is chosen on
 the held-out images: the GAN runs cnnlab generate train's defaults. Each evaluation scores
-1,000 samples against the first 1,000 held-out images; the floor is the same measure between
-those and held-out images 2,501-3,500. The FIDs are domain FIDs (the judge's embedding), not
+1,000 samples against 1,000 held-out images (a fixed half); the floor is the same measure
+between those and 1,000 of the other half. The FIDs are domain FIDs (the judge's embedding), not
 comparable with published Inception FIDs (DCGAN's CIFAR-10 figure is an Inception FID).
 Appends a row to RESULTS.md; the snapshot grids nearest each budget are copied beside it.
 """
@@ -28,7 +28,7 @@ import torch
 from common import append_result, machine
 
 from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
-from cnnlab.evaluate.generation import fid_kid, judge_outputs
+from cnnlab.evaluate.generation import fid_kid, halves, judge_outputs
 from cnnlab.generation import train_generator
 from cnnlab.run import train_run
 from cnnlab.tasks.generate import load_judge
@@ -86,9 +86,10 @@ def main() -> None:
     d = np.load(data)
     x_held = torch.from_numpy(d["x_test"]).permute(0, 3, 1, 2).contiguous()
     f_held = judge_outputs(held, x_held)[0]
-    floor = fid_kid(f_held[:1000], f_held[2500:3500])["fid"]  # the halves each evaluation uses
+    first, second = halves(len(x_held), 1000)  # the halves each evaluation compares with
+    floor = fid_kid(f_held[first], f_held[second])["fid"]
     parts = [f"judge fastnet {100 * judge.metrics['accuracy']:.1f}% on the held-out 5,000; floor "
-             f"(held-out images 1-1,000 vs 2,501-3,500) {floor:.3f}"]
+             f"(1,000 held-out images against 1,000 others) {floor:.3f}"]
     for minutes in a.minutes:
         r = min(rows, key=lambda r: abs(float(r["train_elapsed"]) - 60 * minutes))
         e = int(r["epoch"])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab import CnnlabError
 from cnnlab.cli import main
 from cnnlab.config import TrainConfig
 from cnnlab.evaluate import generation as G
@@ -229,3 +230,62 @@ def test_the_detector_claim_follows_the_intervals():
     assert claims(result((0.9, 0.05), (0.87, 0.05)))[3].holds is None  # the intervals overlap
     assert claims(result((0.6, 0.02), (0.9, 0.02)))[3].holds is False
     assert claims(result((0.52, 0.03), (0.5, 0.03)))[2].holds is False  # the CI reaches chance
+
+
+def inception_file(folder, stem: str = "pt_inception-2015-12-05") -> str:
+    """A weights file in the layout torch-fidelity reads (random weights), named as published:
+    STEM-<first sha256 digits>.pth."""
+    import hashlib
+    from unittest import mock
+
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    torch.manual_seed(0)
+    with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None), \
+            mock.patch("torch_fidelity.feature_extractor_inceptionv3.torch.load", lambda *a, **k: {}):
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="x")
+    tmp = folder / "w.pth"
+    torch.save(net.state_dict(), tmp)
+    path = folder / f"{stem}-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"
+    tmp.rename(path)
+    return str(path)
+
+
+def test_published_fid_features_come_from_the_users_file_read_safely(tmp_path, capsys):
+    pytest.importorskip("torch_fidelity")
+    import pickle
+
+    path = inception_file(tmp_path)
+    x = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    f = G.inception_features(x, path)
+    assert f.shape == (3, 2048) and torch.isfinite(f).all()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    evil = tmp_path / "pt_inception-2015-12-05-deadbeef.pth"
+    evil.write_bytes(pickle.dumps({"fc.weight": Evil()}, protocol=2))
+    with pytest.raises(CnnlabError, match="--fid-weights .*SHA-256"):
+        G.inception_features(x, evil)
+    unhashed = tmp_path / "inception.pth"
+    unhashed.write_bytes(pickle.dumps({"fc.weight": Evil()}, protocol=2))
+    with pytest.raises(CnnlabError, match="--fid-weights .*not a plain file of tensors"):
+        G.inception_features(x, unhashed)
+    assert "this ran" not in capsys.readouterr().out
+
+
+def test_generate_eval_adds_the_published_protocol_from_the_file(tmp_path, capsys, judge):
+    pytest.importorskip("torch_fidelity")
+    out = tmp_path / "runs"
+    assert main(["generate", "train", "--name", "g", "--out-dir", str(out), "--judge", str(judge.path),
+                 *TINY]) == 0
+    path = inception_file(tmp_path)
+    capsys.readouterr()
+    assert main(["generate", "eval", str(out / "g"), "-n", "12", "--fid-weights", path,
+                 "--out", str(tmp_path / "e.json")]) == 0
+    said = capsys.readouterr().out
+    assert "inception FID" in said and "domain FID" in said
+    r = json.loads((tmp_path / "e.json").read_text())["inception"]
+    assert r["n"] == 12 and r["generated"]["fid"] > 0
+    assert main(["generate", "eval", str(out / "g"), "-n", "3"]) == 2

@@ -108,6 +108,8 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
 
     if fid_weights and not Path(fid_weights).expanduser().is_file():
         inception_features(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), fid_weights)  # its one-line error
+    if n and n < 10:
+        raise CnnlabError(f"-n {n}: give at least 10 samples (or 0: as many as the evaluation images)")
     run, gan = load_generator(path)
     data = run.data()
     n = n or len(data.eval)
@@ -115,9 +117,10 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     result = score(load_judge(run.config.judge), samples, data.train.x, data.eval.x,
                    data.train.num_classes)
     if fid_weights:  # the same halves as the domain measures (Inception saw none of them)
-        half, k = halves(len(data.eval), n)
+        first, second = halves(len(data.eval), n)
+        k = len(first)
         real, other, fake = (inception_features(x, fid_weights) for x in
-                             (data.eval.x[:k], data.eval.x[half: half + k], samples[:k]))
+                             (data.eval.x[first], data.eval.x[second], samples[:k]))
         result["inception"] = {"features": "Inception-v3 pool3 (the published FID protocol)", "n": k,
                                "generated": fid_kid(real, fake), "floor": fid_kid(real, other)}
     return result

@@ -184,11 +184,15 @@ def pixels(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).double() / 255
 
 
-def halves(n_heldout: int, n_samples: int) -> tuple[int, int]:
-    """(where the second half of the held-out images starts, the n of every comparison): the
-    samples are compared with the first half, the floor is the first half against the second."""
+def halves(n_heldout: int, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of two disjoint halves of the held-out images, drawn by one fixed permutation (a
+    split's order can follow the classes or the writers), each cut to the n of the samples'
+    comparison: the samples are compared with the first half, the floor is the second half
+    against the first."""
+    order = torch.randperm(n_heldout, generator=torch.Generator().manual_seed(0))
     half = n_heldout // 2
-    return half, min(half, n_samples)
+    n = min(half, n_samples)
+    return order[:n], order[half: half + n]
 
 
 def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor,
@@ -200,10 +204,11 @@ def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout:
     images, so its features tell them apart from new images, and that floor would sit too
     high.) With ``copies``, the memorisation statistic in features and in pixels, against
     every image of ``train``."""
-    half, n = halves(len(heldout), len(samples))
+    first, second = halves(len(heldout), len(samples))
+    n = len(first)
     f_fake, c_fake = judge_outputs(judge, samples, device)
     f_held, c_held = judge_outputs(judge, heldout, device)
-    ref, other = f_held[:n], f_held[half: half + n]
+    ref, other = f_held[first], f_held[second]
     gen = fid_kid(ref, f_fake[:n]) | prdc(ref, f_fake[:n])
     floor = fid_kid(ref, other) | prdc(ref, other)
     out = {"features": "domain (the judge classifier's embedding)", "n": n, "generated": gen,

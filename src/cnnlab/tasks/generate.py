@@ -76,10 +76,11 @@ class GenerateTask(Task):
         from cnnlab.evaluate.generation import fid_kid, halves, judge_outputs, label_histogram
 
         judge = load_judge(model.judge_path, str(device))
-        _, n = halves(len(ds), EVAL_SAMPLES)  # against the first half, as the final measures
+        first, _ = halves(len(ds), EVAL_SAMPLES)  # against the first half, as the final measures
+        n = len(first)
         samples = model.sample(max(n, SNAPSHOT), seed=0)
         f_fake, c_fake = judge_outputs(judge, samples[:n], device)
-        f_real, c_real = judge_outputs(judge, ds.x[:n], device)
+        f_real, c_real = judge_outputs(judge, ds.x[first], device)
         scores = fid_kid(f_real, f_fake, kid_subsets=20)
         labels = label_histogram(c_fake, c_real, ds.num_classes)
         return {"score": scores["fid"], "kid": scores["kid"], "classes_covered": labels["classes_covered"],
