@@ -57,6 +57,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out or tempfile.mkdtemp(prefix="gan-cifar-"))
+    out.mkdir(parents=True, exist_ok=True)
     data = split(Path(a.data), out)
     judge_cfg = TrainConfig.load(ROOT / "configs" / "cifar10_fast.yaml")
     judge_cfg = judge_cfg.derive(dataset=f"npz:{data}", out_dir=str(out), name="judge",

@@ -190,16 +190,23 @@ def cmd_analysis(args) -> None:
 def cmd_train(args) -> None:
     from cnnlab.pipeline import train
 
+    train_or_resume(args, train)
+
+
+def train_or_resume(args, train_fn: Callable, defaults: dict | None = None) -> None:
+    """``--resume RUN``: the run's saved config with the flags given on top; else ``--config``
+    (or the verb's ``defaults``) with the flags on top. Then ``train_fn(cfg[, resume=True])``."""
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
             raise CnnlabError(f"nothing to resume: {run_dir} has no config.yaml")
         cfg = config_from_args(args, TrainConfig.load(run_dir / "config.yaml"))
         cfg.name, cfg.out_dir = run_dir.name, str(run_dir.parent)
-        train(cfg, resume=True)
+        train_fn(cfg, resume=True)
         return
-    base = TrainConfig.load(args.config) if args.config else None
-    train(config_from_args(args, base))
+    base = (TrainConfig.load(args.config) if args.config else
+            TrainConfig(**defaults) if defaults else None)
+    train_fn(config_from_args(args, base))
 
 
 def cmd_lr_find(args) -> None:
@@ -443,14 +450,7 @@ trains a ResNet-20 detector on scenes (see benchmarks/RESULTS.md)."""
 def cmd_detect_train(args) -> None:
     from cnnlab.pipeline import train
 
-    base = TrainConfig.load(args.config) if args.config else TrainConfig(**DETECT_DEFAULTS)
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg = config_from_args(args, TrainConfig.load(run_dir / "config.yaml"))
-        cfg.name, cfg.out_dir = run_dir.name, str(run_dir.parent)
-        train(cfg, resume=True)
-        return
-    train(config_from_args(args, base))
+    train_or_resume(args, train, DETECT_DEFAULTS)
 
 
 def cmd_detect_eval(args) -> None:
@@ -503,16 +503,7 @@ def cmd_generate_train(args) -> None:
     from cnnlab.config import GENERATE_DEFAULTS
     from cnnlab.generation import train_generator
 
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise CnnlabError(f"nothing to resume: {run_dir} has no config.yaml")
-        cfg = config_from_args(args, TrainConfig.load(run_dir / "config.yaml"))
-        cfg.name, cfg.out_dir = run_dir.name, str(run_dir.parent)
-        train_generator(cfg, resume=True)
-        return
-    base = TrainConfig.load(args.config) if args.config else TrainConfig(**GENERATE_DEFAULTS)
-    train_generator(config_from_args(args, base))
+    train_or_resume(args, train_generator, GENERATE_DEFAULTS)
 
 
 def cmd_generate_sample(args) -> None:
@@ -559,7 +550,7 @@ def add_generate_verbs(sub) -> None:
     p = verbs.add_parser("train", help="train a GAN (default: DCGAN on digits; --head conditional)")
     p.add_argument("--config", help="YAML recipe; flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
-    add_config_flags(p, GENERATE_DEFAULTS | {"model": "resnet20 (the judge, when --judge is not given)"},
+    add_config_flags(p, GENERATE_DEFAULTS,
                      skip=CLASSIFY_ONLY + ("init_from", "pretrained", "freeze_epochs", "body_lr_scale",
                                            "lookahead", "lr_find"))
     p.set_defaults(fn=cmd_generate_train)

@@ -71,7 +71,8 @@ class TrainConfig:
     """Everything needed to repeat a training run."""
 
     dataset: str = _f("digits", "dataset name (`cnnlab datasets`), e.g. digits, cifar10, npz:PATH")
-    model: str = _f("lenet5", "model name (`cnnlab models`); for detect, segment and pose the backbone")
+    model: str = _f("lenet5", "model name (`cnnlab models`); for detect, segment and pose the backbone; "
+                    "for generate the judge's, when cnnlab generate train trains one")
     task: str = _f(
         "classify", "classify (one label per image), detect (boxes), segment (a class per pixel) or "
         "pose (keypoints of each object, on crops of its box); dense tasks need data with "
