@@ -83,7 +83,8 @@ def label_bars(fake: list[float], real: list[float], classes: list[str]):
     ax.set_xticks(x, [c[:10] for c in classes], rotation=45 if k > 10 else 0,
                   ha="right" if k > 10 else "center")
     ax.set(ylabel="share of images", title="Which classes the generator makes (the judge's labels)")
-    ax.legend()
+    ax.set_ylim(0, 1.35 * max(max(fake), max(real), 1e-9))  # room above the bars for the legend
+    ax.legend(loc="upper right", ncol=2)
     fig.tight_layout()
     return fig
 
