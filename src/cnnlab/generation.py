@@ -101,13 +101,19 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     """The run's generator measured again (cnnlab.evaluate.generation.score) on ``n`` samples
     (0: as many as the evaluation images); with ``fid_weights``, also the published protocol's
     FID and KID on Inception features (and their floor)."""
-    import torch
 
-    from cnnlab.evaluate.generation import fid_kid, halves, inception_features, score
+    from cnnlab.evaluate.generation import (
+        fid_kid,
+        fid_weights_path,
+        halves,
+        inception_features,
+        inception_net,
+        score,
+    )
     from cnnlab.tasks.generate import load_judge
 
-    if fid_weights and not Path(fid_weights).expanduser().is_file():
-        inception_features(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), fid_weights)  # its one-line error
+    if fid_weights:
+        fid_weights_path(fid_weights)  # a missing file stops here, before any sampling
     if n and n < 10:
         raise CnnlabError(f"-n {n}: give at least 10 samples (or 0: as many as the evaluation images)")
     run, gan = load_generator(path)
@@ -119,7 +125,8 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     if fid_weights:  # the same halves as the domain measures (Inception saw none of them)
         first, second = halves(len(data.eval), n)
         k = len(first)
-        real, other, fake = (inception_features(x, fid_weights) for x in
+        net = inception_net(fid_weights)  # built once for the three sets
+        real, other, fake = (inception_features(x, net) for x in
                              (data.eval.x[first], data.eval.x[second], samples[:k]))
         result["inception"] = {"features": "Inception-v3 pool3 (the published FID protocol)", "n": k,
                                "generated": fid_kid(real, fake), "floor": fid_kid(real, other)}

@@ -68,27 +68,39 @@ def judge_outputs(judge: nn.Module, x: torch.Tensor, device: torch.device | str 
     return torch.cat(feats), torch.cat(preds)
 
 
-def inception_features(x: torch.Tensor, weights: str | Path, batch_size: int = 100) -> torch.Tensor:
-    """The published protocol's 2048-D Inception pool features of uint8 images, from the weights
-    file torch-fidelity uses (pt_inception-2015-12-05-6726825d.pth), which the user places:
-    nothing is downloaded."""
+def fid_weights_path(weights: str | Path) -> Path:
+    """The user's Inception weights file, or the one line that says where to put it."""
     path = Path(weights).expanduser()
     if not path.is_file():
         raise CnnlabError(f"--fid-weights {path}: no such file; place torch-fidelity's "
                           "pt_inception-2015-12-05-6726825d.pth there (the published FID's "
                           "Inception weights), or leave --fid-weights out for the domain FID")
+    return path
+
+
+def inception_net(weights: str | Path) -> nn.Module:
+    """torch-fidelity's Inception-v3 (the published protocol's feature extractor) with the weights
+    of the user's file. torch-fidelity would unpickle the file itself (weights_only=False):
+    cnnlab reads it (the hash in its name checked, plain tensors only) and hands the tensors over."""
     from unittest import mock
 
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     from cnnlab.training.transfer import read_weights_file
 
-    # torch-fidelity would unpickle the file itself (weights_only=False): cnnlab reads it (the
-    # hash in its name checked, plain tensors only) and hands the tensors over instead
+    path = fid_weights_path(weights)
     tensors = read_weights_file(path, log=lambda line: None, flag="--fid-weights")
     with mock.patch("torch_fidelity.feature_extractor_inceptionv3.torch.load", lambda *a, **k: tensors):
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                          feature_extractor_weights_path=str(path)).eval()
+        return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                           feature_extractor_weights_path=str(path)).eval()
+
+
+def inception_features(x: torch.Tensor, weights: str | Path | nn.Module, batch_size: int = 100
+                       ) -> torch.Tensor:
+    """The published protocol's 2048-D Inception pool features of uint8 images, from the weights
+    file torch-fidelity uses (pt_inception-2015-12-05-6726825d.pth), which the user places
+    (nothing is downloaded), or from an ``inception_net`` already built from it."""
+    net = weights if isinstance(weights, nn.Module) else inception_net(weights)
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
