@@ -1,4 +1,5 @@
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -171,6 +172,28 @@ def test_shapes_are_seeded_with_boxes_and_masks():
     for box, mask in zip(boxes, masks, strict=True):
         ys, xs = torch.nonzero(mask, as_tuple=True)
         assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_shapes_take_more_kinds_and_more_images():
+    data = load_dataset("shapes:kinds=8,n=400", image_size=16)
+    assert data.train.classes[4:] == ["pentagon", "hexagon", "rhombus", "cross"]
+    assert (len(data.train), len(data.test)) == (400, 80)
+    assert sorted(set(data.train.y.tolist())) == list(range(8))
+    # a rhombus is a squashed square: less area at the same size parameter
+    shapes = make_shapes(300, 24, seed=0, kinds=8)
+    area = shapes.extras["masks"].flatten(1).sum(1).float()
+    ratio = area[shapes.y == 6].mean() / area[shapes.y == 1].mean()
+    assert 0.45 < ratio < 0.75  # 0.6 / 1.0 of the square's half-diagonals
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("kinds=9", "kinds must lie in [4, 8], got 9"),
+    ("kind=8", "shapes:kind=8 is not understood"),
+    ("n=-5", "n must be >= 0"),
+    ("bias=x", "shapes:bias=x is not understood")])
+def test_bad_shapes_arguments_get_one_clear_line(arg, message):
+    with pytest.raises(CnnlabError, match=re.escape(message)):
+        load_dataset(f"shapes:{arg}")
 
 
 def test_colour_bias_ties_classes_to_hues():

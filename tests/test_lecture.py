@@ -1,6 +1,7 @@
 """The lecture's analyses: MLP versus CNN, the permutation test, the CNN tree, filters."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -157,6 +158,33 @@ def test_tree_and_filters_write_their_results_and_the_report_shows_them(base_run
     for title in ("The permutation test", "MLP versus CNN", "What convolutions see",
                   "Confusion sets and the CNN tree"):
         assert title in html
+
+
+def test_on_8_kind_shapes_the_tree_fixes_more_than_it_breaks(base_run):
+    """The course's claim, as `cnnlab run` measures it: the digits run leaves too few mistakes,
+    so the main job's budget grows the tree on 8-kind shapes (a test that can fail)."""
+    from cnnlab.analysis.tree import ANALYSIS, SHAPES
+
+    options = ANALYSIS.quick(base_run)
+    assert options == SHAPES  # LeNet-5 on the digits: a handful of mistakes
+    res = run_analysis(base_run, "tree", **options, **quiet)
+    assert res["dataset"] == "shapes:kinds=8" and res["run_dataset"] == "digits"
+    assert res["mcnemar_p"] < 0.05 and res["n_fixed"] > 2 * res["n_broken"]
+    assert ["star", "cross"] in res["groups"]  # look-alike kinds share a node
+    control = res["control"]
+    assert control["tree_only"] + control["control_only"] > 0 and 0 < control["acc"] <= 1
+    html = cnnlab.render_report(base_run).read_text().split('id="tree"')[1].split("</section>")[0]
+    assert "Grown on shapes:kinds=8" in html and "<b>Control:</b> the base fine-tuned" in html
+
+
+def test_a_run_with_mistakes_to_fix_grows_its_own_tree(base_run, tmp_path):
+    from cnnlab.analysis.tree import ANALYSIS
+    from cnnlab.run import Run
+
+    run = Run(shutil.copytree(base_run.path, tmp_path / "weak"))
+    metrics = json.loads((run.path / "metrics.json").read_text()) | {"accuracy": 0.5, "n": 360}
+    (run.path / "metrics.json").write_text(json.dumps(metrics))
+    assert ANALYSIS.quick(Run(run.path)) == {} and ANALYSIS.full(Run(run.path)) == {}
 
 
 def test_filters_refuse_an_index_out_of_range(base_run):

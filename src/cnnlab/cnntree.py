@@ -113,6 +113,19 @@ def restrict(ds: ImageDataset, classes: list[int]) -> ImageDataset:
     return ImageDataset(sub.x, remap[sub.y], [ds.classes[c] for c in classes], ds.name, ds.flip_ok)
 
 
+def fine_tune(base: ImageClassifier, cfg: TrainConfig, data: RunData, build: np.ndarray,
+              epochs: int, lr_scale: float, log: Log) -> np.ndarray:
+    """The control: the base fine-tuned on all its classes as a node is on its own (same
+    epochs, learning rate, validation half); its predicted class for every evaluation image."""
+    node_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:
+        model, _ = fit(node_cfg, RunData(data.train, data.eval.subset(build), "val", data.source),
+                       Path(scratch) / "control", model=copy.deepcopy(base),
+                       log=last_epoch_only(log, "control"), progress=False)
+    return predict_probs(model.cpu(), data.eval.x, tta=tta_level(cfg), flip=data.flip_ok,
+                         bf16=use_bf16(cfg, "cpu"))[0].argmax(1)
+
+
 def train_nodes(base: ImageClassifier, cfg: TrainConfig, data: RunData, groups: list[list[int]],
                 build: np.ndarray, epochs: int, lr_scale: float, log: Log) -> list[np.ndarray]:
     """Fine-tune one node per group on its classes' training images (validated on the

@@ -25,7 +25,8 @@ DATASETS: Registry[Callable[[str, Path, int], DatasetSplits]] = Registry("datase
 DESCRIPTIONS = {
     "digits": "1,797 real 8x8 handwritten digits shipped with scikit-learn (offline default)",
     "shapes": "procedural coloured shapes on textured backgrounds, 4 classes, seeded (offline); "
-              "shapes:bias=0.95 ties colour to class in 95% of training images",
+              "shapes:bias=0.95 ties colour to class in 95% of training images; shapes:kinds=8 adds "
+              "look-alike kinds (pentagon, hexagon, rhombus, cross); shapes:n=10000 trains on more",
     "cifar10": "60,000 32x32 colour images, 10 classes (official binary release)",
     "cifar100": "60,000 32x32 colour images, 100 classes (official binary release)",
     "mnist": "70,000 28x28 handwritten digits (official IDX files)",
@@ -54,16 +55,17 @@ def _digits(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 def _shapes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
     from cnnlab.data.shapes import parse_shapes_arg
 
-    return _cached_shapes(image_size, parse_shapes_arg(arg))
+    return _cached_shapes(image_size, **parse_shapes_arg(arg))
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_shapes(image_size: int, color_bias: float) -> DatasetSplits:
+def _cached_shapes(image_size: int, color_bias: float = 0.0, kinds: int = 4, n: int = 0
+                   ) -> DatasetSplits:
     """Generated once per process: the main job's analyses train dozens of sub-runs on shapes
     (about 1-2 s to generate each time). Callers get the same tensors and never write into them."""
     from cnnlab.data.shapes import load_shapes_splits
 
-    return load_shapes_splits(image_size, color_bias=color_bias)
+    return load_shapes_splits(image_size, color_bias=color_bias, kinds=kinds, n=n)
 
 
 def _cifar(name: str):

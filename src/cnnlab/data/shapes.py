@@ -24,14 +24,27 @@ from cnnlab.data.base import DatasetSplits, ImageDataset
 from cnnlab.errors import CnnlabError
 
 CLASSES = ["circle", "square", "triangle", "star"]
+MORE_KINDS = ["pentagon", "hexagon", "rhombus", "cross"]
+"""``shapes:kinds=8`` adds these: classes that look alike in pairs and triples (a pentagon, a
+hexagon and a circle; a square and a rhombus; a star and a cross), so a model's confusions
+have structure (the CNN tree's data)."""
 GROUPS = ["other colour", "own colour"]
 
 
 def _polygon(kind: str, cx: float, cy: float, r: float, theta: float) -> np.ndarray:
-    if kind == "square":
-        angles, radii = theta + np.pi / 4 + np.arange(4) * np.pi / 2, np.full(4, r)
-    elif kind == "triangle":
-        angles, radii = theta + np.arange(3) * 2 * np.pi / 3, np.full(3, r)
+    sides = {"triangle": 3, "square": 4, "pentagon": 5, "hexagon": 6}
+    if kind in sides:
+        n = sides[kind]
+        turn = np.pi / 4 if kind == "square" else 0.0  # as drawn before more kinds came
+        angles, radii = theta + turn + np.arange(n) * 2 * np.pi / n, np.full(n, r)
+    elif kind == "rhombus":  # a square squashed along one diagonal
+        angles, radii = theta + np.arange(4) * np.pi / 2, np.array([r, 0.6 * r, r, 0.6 * r])
+    elif kind == "cross":  # a plus sign: arms a third of the width
+        a = r / 3
+        corners = np.array([(a, a), (a, r), (-a, r), (-a, a), (-r, a), (-r, -a), (-a, -a),
+                            (-a, -r), (a, -r), (a, -a), (r, -a), (r, a)])
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        return np.array([cx, cy]) + corners @ rot.T
     else:  # star: 5 outer points, 5 inner
         angles = theta + np.arange(10) * np.pi / 5
         radii = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
@@ -64,24 +77,26 @@ def _colour(rng: np.random.Generator, hue: float) -> np.ndarray:
 
 
 def make_shapes(n: int, size: int = 32, seed: int = 0, color_bias: float = 0.0,
-                hue: str = "random") -> ImageDataset:
+                hue: str = "random", kinds: int = 4) -> ImageDataset:
     """``n`` images of ``size`` x ``size`` pixels, with ``extras`` boxes (x0, y0, x1, y1), masks
     and groups (1: the shape has its own class's colour). ``hue``: "random" (tied to the class
-    with probability ``color_bias``), "own" or "other" (the next class's hue)."""
+    with probability ``color_bias``), "own" or "other" (the next class's hue). ``kinds``: the
+    first 4 to 8 of ``CLASSES + MORE_KINDS``."""
+    classes = (CLASSES + MORE_KINDS)[:kinds]
     rng = np.random.default_rng(seed)
     x = np.empty((n, size, size, 3), np.uint8)
-    y = rng.integers(0, len(CLASSES), n)
+    y = rng.integers(0, len(classes), n)
     boxes = np.empty((n, 4), np.float32)
     masks = np.empty((n, size, size), bool)
     groups = np.empty(n, np.int64)
     for i in range(n):
-        kind = CLASSES[y[i]]
+        kind = classes[y[i]]
         r = rng.uniform(0.18, 0.38) * size
         cx, cy = rng.uniform(r, size - r, 2)
         theta = rng.uniform(0, 2 * np.pi)
         cover = _mask(kind, size, cx, cy, r, theta)[..., None]
-        h = _hue(rng, y[i], color_bias, hue)
-        groups[i] = int(round(h * len(CLASSES))) % len(CLASSES) == y[i]
+        h = _hue(rng, y[i], len(classes), color_bias, hue)
+        groups[i] = int(round(h * len(classes))) % len(classes) == y[i]
         img = _background(rng, size) * (1 - cover) + _colour(rng, h) * cover
         x[i] = np.round(img * 255).astype(np.uint8)
         m = cover[..., 0] > 0.5
@@ -89,49 +104,62 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, color_bias: float = 0.0,
         cols, rows = np.where(m.any(0))[0], np.where(m.any(1))[0]
         boxes[i] = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) if len(cols) else 0
     return ImageDataset(
-        torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), list(CLASSES),
+        torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), classes,
         "shapes", flip_ok=True,
         extras={"boxes": torch.from_numpy(boxes), "masks": torch.from_numpy(masks),
                 "groups": torch.from_numpy(groups)}, group_names=list(GROUPS),
     )
 
 
-def _hue(rng: np.random.Generator, label: int, color_bias: float, mode: str) -> float:
+def _hue(rng: np.random.Generator, label: int, n_classes: int, color_bias: float, mode: str
+         ) -> float:
     """The shape's hue in [0, 1). Without bias every mode draws twice from ``rng``, so the own-
     and other-colour versions of a set differ from it in colour only."""
     tied = rng.random() < color_bias
     if tied:
-        return label / len(CLASSES)
+        return label / n_classes
     drawn = rng.random()
     if mode == "own":
-        return label / len(CLASSES)
+        return label / n_classes
     if mode == "other":
-        return (label + 1) % len(CLASSES) / len(CLASSES)
+        return (label + 1) % n_classes / n_classes
     return drawn
 
 
 def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1000,
-                       color_bias: float = 0.0) -> DatasetSplits:
+                       color_bias: float = 0.0, kinds: int = 4, n: int = 0) -> DatasetSplits:
+    """``n``: training images (0: ``n_train``); the test split holds a fifth as many."""
     if not 0 <= color_bias <= 1:
         raise CnnlabError(f"shapes: bias must lie in [0, 1], got {color_bias}; e.g. shapes:bias=0.95")
+    if not len(CLASSES) <= kinds <= len(CLASSES + MORE_KINDS):
+        raise CnnlabError(f"shapes: kinds must lie in [{len(CLASSES)}, {len(CLASSES + MORE_KINDS)}], "
+                          f"got {kinds}; e.g. shapes:kinds=8")
+    if n < 0:
+        raise CnnlabError(f"shapes: n must be >= 0 (0: {n_train}), got {n}; e.g. shapes:n=10000")
     size = image_size or 32
+    n_train, n_test = (n, max(1, n // 5)) if n else (n_train, n_test)
     return DatasetSplits(
-        make_shapes(n_train, size, seed=0, color_bias=color_bias),
-        make_shapes(n_test, size, seed=1, color_bias=0.0),
-        f"procedural shapes, {size}x{size} RGB, seeds 0 (train) and 1 (test), "
+        make_shapes(n_train, size, seed=0, color_bias=color_bias, kinds=kinds),
+        make_shapes(n_test, size, seed=1, color_bias=0.0, kinds=kinds),
+        f"procedural shapes ({kinds} kinds), {size}x{size} RGB, seeds 0 (train) and 1 (test), "
         f"colour bias {color_bias} in train",
     )
 
 
-def parse_shapes_arg(arg: str) -> float:
-    """The colour bias of ``shapes:bias=F`` (0 for plain ``shapes``)."""
-    if not arg:
-        return 0.0
-    key, _, value = arg.partition("=")
-    try:
-        if key != "bias":
-            raise ValueError
-        return float(value)
-    except ValueError:
-        raise CnnlabError(f"shapes:{arg} is not understood; write shapes or shapes:bias=0.95 (the "
-                          f"share of training images whose colour is their class's)") from None
+SHAPES_ARGS = {"bias": float, "kinds": int, "n": int}
+
+
+def parse_shapes_arg(arg: str) -> dict:
+    """``shapes:bias=0.95,kinds=8,n=10000`` as keyword arguments of ``load_shapes_splits``
+    (``color_bias``, ``kinds``, ``n``); plain ``shapes``: none."""
+    out = {}
+    for part in filter(None, arg.split(",")):
+        key, _, value = part.partition("=")
+        try:
+            out["color_bias" if key == "bias" else key] = SHAPES_ARGS[key](value)
+        except (KeyError, ValueError):
+            raise CnnlabError(f"shapes:{arg} is not understood; write shapes, shapes:bias=0.95 (the "
+                              f"share of training images whose colour is their class's), "
+                              f"shapes:kinds=8 (4 to 8 kinds of shape) or shapes:n=10000 "
+                              f"(training images), joined by commas") from None
+    return out

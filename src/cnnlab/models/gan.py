@@ -6,7 +6,9 @@ ones, the generator learns to make the discriminator wrong.
 
 ``conditional=True`` is the class-conditional variant: the generator reads a label embedding
 beside the noise, the discriminator scores (image, label) pairs with a projection (Miyato and
-Koyama 2018). The stabilisers the literature settled on are options, each measured in
+Koyama 2018); ``aux_weight`` adds AC-GAN's auxiliary classifier (Odena et al. 2017): the
+discriminator also classifies real images, and the generator is trained to make its images
+read as the class it was asked for. The stabilisers the literature settled on are options, each measured in
 ``benchmarks/gan_stabilisers.py``: the non-saturating loss (the default; ``loss="minimax"`` is
 the original), spectral normalisation of the discriminator (Miyato et al. 2018), the R1
 gradient penalty on real images (Mescheder et al. 2018), two learning rates (TTUR, Heusel et
@@ -68,7 +70,7 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, in_channels: int, image_size: int, width: int, num_classes: int = 0,
-                 spectral_norm: bool = False):
+                 spectral_norm: bool = False, classify: bool = False):
         super().__init__()
         sn = _sn if spectral_norm else (lambda m: m)
         norm = nn.Identity if spectral_norm else nn.BatchNorm2d  # DCGAN's BatchNorm, or SN alone
@@ -83,9 +85,15 @@ class Discriminator(nn.Module):
         self.features = c * 16
         self.score = sn(nn.Linear(self.features, 1))
         self.embed = sn(nn.Embedding(num_classes, self.features)) if num_classes else None
+        self.classify = nn.Linear(self.features, num_classes) if classify else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] (and labels) -> one logit per image: real (high) or generated."""
+        return self.scores(x, y)[0]
+
+    def scores(self, x: torch.Tensor, y: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(real-or-generated logits, the auxiliary classifier's class logits or None)."""
         pad = self.side - x.shape[-1]
         if pad:  # the size the strided body reduces to 4x4
             x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
@@ -93,7 +101,7 @@ class Discriminator(nn.Module):
         out = self.score(h).squeeze(1)
         if self.embed is not None:  # the projection: <embed(y), h>
             out = out + (self.embed(y) * h).sum(1)
-        return out
+        return out, (self.classify(h) if self.classify is not None else None)
 
 
 class GAN(nn.Module):
@@ -105,16 +113,18 @@ class GAN(nn.Module):
     def __init__(self, in_channels: int = 1, image_size: int = 8, num_classes: int = 10,
                  conditional: bool = False, latent_dim: int = 64, width: int = 32,
                  spectral_norm: bool = False, loss: str = "nonsaturating", r1_gamma: float = 0.0,
-                 mean=None, std=None):
+                 aux_weight: float = 0.0, mean=None, std=None):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"GAN loss must be one of {', '.join(LOSSES)}")
         k = num_classes if conditional else 0
         self.generator = Generator(latent_dim, in_channels, image_size, width, k)
-        self.discriminator = Discriminator(in_channels, image_size, width, k, spectral_norm)
+        self.discriminator = Discriminator(in_channels, image_size, width, k, spectral_norm,
+                                           classify=bool(aux_weight and conditional))
         self.num_classes, self.conditional = num_classes, conditional
         self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
         self.loss_name, self.r1_gamma = loss, r1_gamma
+        self.aux_weight = aux_weight if conditional else 0.0
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's logits for images in [0, 1] (what a GAN's forward scores); the
@@ -176,8 +186,12 @@ class GAN(nn.Module):
         if self.r1_gamma:
             real.requires_grad_(True)
         with autocast:
-            s_real, s_fake = d(real, y_real).float(), d(fake.detach(), y_fake).float()
+            s_real, c_real = d.scores(real, y_real)
+            s_fake = d(fake.detach(), y_fake).float()
+        s_real = s_real.float()
         loss_d = self._d_loss(s_real, s_fake)
+        if c_real is not None:  # AC-GAN: the discriminator learns the classes of real images
+            loss_d = loss_d + self.aux_weight * F.cross_entropy(c_real.float(), yb)
         if self.r1_gamma:  # R1: the discriminator's gradient on real images, kept small
             grad, = torch.autograd.grad(s_real.sum(), real, create_graph=True)
             loss_d = loss_d + self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
@@ -187,8 +201,10 @@ class GAN(nn.Module):
         # 2. The generator: make the updated (and frozen) discriminator score its images as real.
         d.requires_grad_(False)
         with autocast:
-            s_gen = d(fake, y_fake).float()
-        loss_g = self._g_loss(s_gen)
+            s_gen, c_gen = d.scores(fake, y_fake)
+        loss_g = self._g_loss(s_gen.float())
+        if c_gen is not None:  # ... and the generator, to be read as the class it was asked for
+            loss_g = loss_g + self.aux_weight * F.cross_entropy(c_gen.float(), y_fake)
         optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
         optimizer.step()
