@@ -73,6 +73,26 @@ def test_every_loss_and_stabiliser_trains_one_finite_step(loss):
     assert torch.isfinite(total) and opt.param_groups[1]["lr_scale"] == 2.0
 
 
+def test_the_auxiliary_classifier_learns_real_classes_and_pulls_the_generator_to_them():
+    """AC-GAN: the discriminator's class head is trained on real images only; the generator's
+    loss gains the cross-entropy of its images against the classes it was asked for."""
+    torch.manual_seed(0)
+    gan = GAN(in_channels=1, image_size=8, num_classes=3, conditional=True, aux_weight=1.0)
+    head = gan.discriminator.classify
+    assert head is not None and head.out_features == 3
+    assert GAN(in_channels=1, image_size=8, num_classes=3, aux_weight=1.0).discriminator.classify is None
+    opt = torch.optim.Adam(gan.optimizer_groups(), lr=1e-2)
+    real = torch.rand(32, 1, 8, 8) * 0.2 + torch.arange(3).repeat_interleave(11)[:32].view(-1, 1, 1, 1) * 0.4
+    y = torch.arange(3).repeat_interleave(11)[:32]
+    first = None
+    for _ in range(30):
+        gan.train_step(real, y, opt, contextlib.nullcontext())
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy(gan.discriminator.scores(real * 2 - 1, y)[1], y)
+        first = ce if first is None else first
+    assert ce < 0.5 * first  # the class head learnt the three brightness classes
+
+
 def test_fid_matches_a_hand_computation_and_identical_sets_score_zero():
     from scipy.linalg import sqrtm
 
@@ -172,6 +192,7 @@ def test_generate_train_trains_its_own_judge_when_none_is_given(tmp_path):
     (["train", "--task", "generate", "--epochs", "1"], "needs a judge"),
     (["train", "--gan-loss", "hinge", "--epochs", "1"], "apply to task generate only"),
     (["generate", "train", "--gan-loss", "wasserstein"], "gan_loss must be one of"),
+    (["generate", "train", "--aux-weight", "1"], "aux_weight (AC-GAN) needs labels to ask for"),
     (["generate", "train", "--pretrained", "x.pth"], "unrecognized arguments"),
 ])
 def test_bad_generate_commands_get_one_line(tmp_path, capsys, argv, message):
