@@ -285,8 +285,10 @@ def _main_job(run: Run, full: bool) -> dict:
 def claims(res: dict) -> list[Claim]:
     """Confusion sets guide a tree: McNemar of the tree against its base, on held-out images."""
     holds = None if res["mcnemar_p"] >= 0.05 else res["n_fixed"] > res["n_broken"]
+    where = (f"on {res['dataset']} ({res['model']}): "
+             if res.get("dataset", res.get("run_dataset")) != res.get("run_dataset") else "")
     return [Claim("Confusion sets guide a CNN tree whose nodes correct confused predictions",
-                  f"{100 * res['base_acc']:.2f}% -> {100 * res['tree_acc']:.2f}% on "
+                  f"{where}{100 * res['base_acc']:.2f}% -> {100 * res['tree_acc']:.2f}% on "
                   f"{res['n_held']} held-out images: {res['verdict']}", holds)]
 
 
