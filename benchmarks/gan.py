@@ -100,9 +100,9 @@ def copies(a) -> None:
 
 def speed(a) -> None:
     """Images per second of one training step: a GAN (generator + discriminator, about LeNet-5's
-    parameters in all) against LeNet-5 on the same 8x8 digits at the same batch."""
-    import contextlib
-
+    parameters in all) against LeNet-5 on the same 8x8 digits at the same batch, in fp32 and
+    in bf16 autocast; the GAN with DCGAN's BatchNorm discriminator (real and generated batches
+    scored apart) and with spectral norm (one discriminator pass over both)."""
     from cnnlab.config import TrainConfig as C
     from cnnlab.models import create_model
     from cnnlab.models.gan import GAN
@@ -111,10 +111,13 @@ def speed(a) -> None:
 
     torch.manual_seed(0)
     x, y = torch.rand(a.batch, 1, 8, 8), torch.randint(10, (a.batch,))
-    g = GAN(1, 8, 10, conditional=True, width=a.width)
+    gans = {"BatchNorm D": GAN(1, 8, 10, conditional=True, width=a.width),
+            "spectral-norm D, one pass": GAN(1, 8, 10, conditional=True, width=a.width,
+                                             spectral_norm=True)}
     clf = create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
-    cfg = dataclasses.replace(C(), optimizer="adamw", momentum=0.5, weight_decay=0.0)
-    opt_g, opt_c = make_optimizer(cfg, g), make_optimizer(C(), clf)
+    gan_cfg = dataclasses.replace(C(), optimizer="adamw", momentum=0.5, weight_decay=0.0)
+    opts = {k: make_optimizer(gan_cfg, g) for k, g in gans.items()}
+    opt_c = make_optimizer(C(), clf)
     guard = FiniteGuard(C(), 0, defer=False)
 
     def time_it(step) -> float:
@@ -125,17 +128,26 @@ def speed(a) -> None:
             step()
         return a.steps * a.batch / (time.perf_counter() - t)
 
-    plain = C(precision="fp32")
-    gan_runs, clf_runs = [], []
-    for _ in range(5):  # interleaved, the median of each: a slow moment hits both
-        gan_runs.append(time_it(lambda: g.train_step(x, y, opt_g, contextlib.nullcontext())))
-        clf_runs.append(time_it(lambda: train_step(clf, opt_c, x, y, plain, torch.device("cpu"), (guard, 0))))
-    gan_ips, clf_ips = statistics.median(gan_runs), statistics.median(clf_runs)
-    params = (sum(p.numel() for p in g.parameters()), sum(p.numel() for p in clf.parameters()))
-    words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D) {gan_ips:,.0f} real images/s "
-             f"(one D step and one G step each); LeNet-5 ({params[1]:,}) {clf_ips:,.0f} images/s; "
-             f"ratio {gan_ips / clf_ips:.2f}; batch {a.batch}, fp32, median of 5 interleaved runs of "
-             f"{a.steps} steps")
+    parts = []
+    for precision in ("fp32", "bf16"):
+        cfg, bf16 = C(precision=precision), precision == "bf16"
+        runs = {k: [] for k in [*gans, "LeNet-5"]}
+        for _ in range(5):  # interleaved, the median of each: a slow moment hits all
+            for k, g in gans.items():
+                runs[k].append(time_it(lambda g=g, k=k, bf16=bf16: g.train_step(
+                    x, y, opts[k], torch.autocast("cpu", torch.bfloat16, enabled=bf16))))
+            runs["LeNet-5"].append(time_it(lambda cfg=cfg: train_step(
+                clf, opt_c, x, y, cfg, torch.device("cpu"), (guard, 0))))
+        ips = {k: statistics.median(v) for k, v in runs.items()}
+        parts.append(f"{precision}: " + "; ".join(
+            f"{k} {v:,.0f} images/s" + ("" if k == "LeNet-5" else f" ({v / ips['LeNet-5']:.2f}x)")
+            for k, v in ips.items()))
+        print(parts[-1], flush=True)
+    params = (sum(p.numel() for p in gans["BatchNorm D"].parameters()),
+              sum(p.numel() for p in clf.parameters()))
+    words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D; one D step and one G step "
+             f"per batch of real images, AdamW) against LeNet-5 ({params[1]:,}, SGD); "
+             + " | ".join(parts) + f"; batch {a.batch}, median of 5 interleaved runs of {a.steps} steps")
     print(words)
     append_result("GAN training step against a classifier's, about equal parameters (8x8 digits)", words,
                   " ".join(["python", *sys.argv]), machine())

@@ -111,18 +111,22 @@ def inception_features(x: torch.Tensor, weights: str | Path | nn.Module, batch_s
 
 
 def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 50) -> dict:
-    """FID and KID (mean and std over subsets) between two sets of features (torchmetrics)."""
+    """FID and KID (mean and std over subsets) between two sets of features (torchmetrics).
+
+    Under torchrun every rank scores the same full sets, so the metrics do not gather their
+    states over the ranks (``sync_on_compute=False``): a gather would count each image N times."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
     d = real.shape[1]
-    fid = FrechetInceptionDistance(feature=_Given(d))
+    fid = FrechetInceptionDistance(feature=_Given(d), sync_on_compute=False)
     fid.update(real, real=True)
     fid.update(fake, real=False)
     subset = max(2, min(len(real), len(fake), 2000) // 2)  # subsets of half (at most 1,000): a spread
     with warnings.catch_warnings():  # that it keeps the features: these are small
         warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=_Given(d), subsets=kid_subsets, subset_size=subset)
+        kid = KernelInceptionDistance(feature=_Given(d), subsets=kid_subsets, subset_size=subset,
+                                      sync_on_compute=False)
     kid.update(real, real=True)
     kid.update(fake, real=False)
     kid_mean, kid_std = kid.compute()

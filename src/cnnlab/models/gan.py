@@ -15,6 +15,9 @@ gradient penalty on real images (Mescheder et al. 2018), two learning rates (TTU
 al. 2017: the trainer's ``d_lr_scale``) and an exponential average of the weights (the
 trainer's ``ema``), which the samples are drawn from.
 
+Under torchrun each rank steps on its slice of the global batch, with its slice of the global
+batch's noise, and averages its gradients over the ranks itself (``_average_gradients``).
+
 Images are pixels in [0, 1] outside, [-1, 1] inside (the generator ends in tanh). Sizes are
 4 * 2**k (8, 16, 32, 64); other sizes (MNIST's 28) are generated at the next such size and
 cropped at the centre.
@@ -125,6 +128,7 @@ class GAN(nn.Module):
         self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
         self.loss_name, self.r1_gamma = loss, r1_gamma
         self.aux_weight = aux_weight if conditional else 0.0
+        self.batchnorm = not spectral_norm  # the discriminator's normalisation (see Discriminator)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's logits for images in [0, 1] (what a GAN's forward scores); the
@@ -179,16 +183,27 @@ class GAN(nn.Module):
         n, device = len(xb), xb.device
         real = xb * 2 - 1
         y_real = yb if self.conditional else None
-        y_fake = self.random_labels(n, device)
+        # noise and labels for the global batch, this rank's slice (one process: all of it), so
+        # N ranks draw what one process would; every rank's generator holds the same RNG state
+        rank, size = _world()
+        mine = slice(rank * n, (rank + 1) * n)
+        y_fake = self.random_labels(n * size, device)
+        y_fake = None if y_fake is None else y_fake[mine]
         with autocast:  # one generator pass serves both steps (as PyTorch's DCGAN example does)
-            fake = g(self.noise(n, device=device), y_fake)
+            fake = g(self.noise(n * size, device=device)[mine], y_fake)
         # 1. The discriminator: real images high, generated ones low (the generator held still).
         if self.r1_gamma:
             real.requires_grad_(True)
         with autocast:
-            s_real, c_real = d.scores(real, y_real)
-            s_fake = d(fake.detach(), y_fake).float()
-        s_real = s_real.float()
+            if self.batchnorm:  # DCGAN's BatchNorm: real and generated batches normalised apart
+                s_real, c_real = d.scores(real, y_real)
+                s_fake = d(fake.detach(), y_fake)
+            else:  # no batch statistics: one pass over both halves gives the same scores
+                both, c_both = d.scores(torch.cat([real, fake.detach()]),
+                                        None if y_real is None else torch.cat([y_real, y_fake]))
+                s_real, s_fake = both[:n], both[n:]
+                c_real = None if c_both is None else c_both[:n]
+        s_real, s_fake = s_real.float(), s_fake.float()
         loss_d = self._d_loss(s_real, s_fake)
         if c_real is not None:  # AC-GAN: the discriminator learns the classes of real images
             loss_d = loss_d + self.aux_weight * F.cross_entropy(c_real.float(), yb)
@@ -197,6 +212,7 @@ class GAN(nn.Module):
             loss_d = loss_d + self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss_d.backward()
+        _average_gradients(d, size)
         optimizer.step()  # the generator has no gradients: Adam leaves it alone
         # 2. The generator: make the updated (and frozen) discriminator score its images as real.
         d.requires_grad_(False)
@@ -207,6 +223,7 @@ class GAN(nn.Module):
             loss_g = loss_g + self.aux_weight * F.cross_entropy(c_gen.float(), y_fake)
         optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
+        _average_gradients(g, size)
         optimizer.step()
         d.requires_grad_(True)
         parts = {"d_loss": loss_d.detach(), "g_loss": loss_g.detach(),
@@ -226,3 +243,30 @@ class GAN(nn.Module):
         if self.loss_name == "hinge":
             return -s_gen.mean()
         return F.softplus(-s_gen).mean()  # non-saturating: maximise log D(G(z))
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of data-parallel training; (0, 1) in one process."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(net: nn.Module, size: int) -> None:
+    """Under data-parallel training, each gradient of ``net`` averaged over the ranks (in one
+    flat all-reduce), so every rank takes the same step. A GAN does this itself: DDP averages
+    in the backward of its wrapper's one forward, and a GAN step is two steps around two
+    networks that call each other."""
+    if size == 1:
+        return
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([gr.flatten() for gr in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= size
+    offset = 0
+    for gr in grads:
+        gr.copy_(flat[offset: offset + gr.numel()].view_as(gr))
+        offset += gr.numel()

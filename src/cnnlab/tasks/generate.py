@@ -51,10 +51,7 @@ class GenerateTask(Task):
 
     def build(self, cfg: TrainConfig, data) -> nn.Module:
         from cnnlab.models.gan import GAN
-        from cnnlab.training import distributed as dist_
 
-        if dist_.world()[1] > 1:
-            raise CnnlabError("task generate trains in one process for now; drop torchrun")
         if not cfg.judge:
             raise CnnlabError("task generate needs a judge (a classifier run on the same data): "
                               "use `cnnlab generate train`, which trains one, or give --judge RUN")
@@ -62,7 +59,8 @@ class GenerateTask(Task):
         kwargs = dict(in_channels=c, image_size=h, num_classes=data.train.num_classes,
                       conditional=cfg.head == "conditional", latent_dim=cfg.latent_dim,
                       width=cfg.model_kwargs.get("width", 32), spectral_norm=cfg.spectral_norm,
-                      loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma, aux_weight=cfg.aux_weight, mean=[0.5] * c, std=[0.5] * c)
+                      loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma, aux_weight=cfg.aux_weight,
+                      mean=[0.5] * c, std=[0.5] * c)
         torch.manual_seed(cfg.seed)
         model = GAN(**kwargs)
         model.build_kwargs = kwargs

@@ -354,7 +354,12 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     data = data_on(data, device)
     group_loss = make_group_loss(cfg, data.train, state.group_q)
     private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
-    step_model = dist_.wrap(model, device) if private is None else private.module
+    if private is not None:
+        step_model = private.module
+    elif hasattr(model, "train_step"):  # a GAN averages its own gradients over the ranks
+        step_model = model
+    else:
+        step_model = dist_.wrap(model, device)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     energy_before = meter().snapshot()
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
