@@ -183,26 +183,15 @@ class GAN(nn.Module):
         n, device = len(xb), xb.device
         real = xb * 2 - 1
         y_real = yb if self.conditional else None
-        # noise and labels for the global batch, this rank's slice (one process: all of it), so
-        # N ranks draw what one process would; every rank's generator holds the same RNG state
-        rank, size = _world()
-        mine = slice(rank * n, (rank + 1) * n)
-        y_fake = self.random_labels(n * size, device)
-        y_fake = None if y_fake is None else y_fake[mine]
+        size = _world()[1]
+        z, y_fake = self._latents(n, device)
         with autocast:  # one generator pass serves both steps (as PyTorch's DCGAN example does)
-            fake = g(self.noise(n * size, device=device)[mine], y_fake)
+            fake = g(z, y_fake)
         # 1. The discriminator: real images high, generated ones low (the generator held still).
         if self.r1_gamma:
             real.requires_grad_(True)
         with autocast:
-            if self.batchnorm:  # DCGAN's BatchNorm: real and generated batches normalised apart
-                s_real, c_real = d.scores(real, y_real)
-                s_fake = d(fake.detach(), y_fake)
-            else:  # no batch statistics: one pass over both halves gives the same scores
-                both, c_both = d.scores(torch.cat([real, fake.detach()]),
-                                        None if y_real is None else torch.cat([y_real, y_fake]))
-                s_real, s_fake = both[:n], both[n:]
-                c_real = None if c_both is None else c_both[:n]
+            s_real, s_fake, c_real = self._d_scores(real, y_real, fake.detach(), y_fake)
         s_real, s_fake = s_real.float(), s_fake.float()
         loss_d = self._d_loss(s_real, s_fake)
         if c_real is not None:  # AC-GAN: the discriminator learns the classes of real images
@@ -230,6 +219,25 @@ class GAN(nn.Module):
                  "d_real": torch.sigmoid(s_real.detach()).mean(),
                  "d_fake": torch.sigmoid(s_fake.detach()).mean()}
         return loss_d.detach() + loss_g.detach(), parts
+
+    def _latents(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise and labels for the global batch, this rank's slice (one process: all of it),
+        so N ranks draw what one process would: every rank holds the same RNG state."""
+        rank, size = _world()
+        mine = slice(rank * n, (rank + 1) * n)
+        y = self.random_labels(n * size, device)
+        return self.noise(n * size, device=device)[mine], None if y is None else y[mine]
+
+    def _d_scores(self, real, y_real, fake, y_fake):
+        """(real scores, generated scores, the real images' class logits or None)."""
+        d, n = self.discriminator, len(real)
+        if self.batchnorm:  # DCGAN's BatchNorm: real and generated batches normalised apart
+            s_real, c_real = d.scores(real, y_real)
+            return s_real, d(fake, y_fake), c_real
+        # no batch statistics: one pass over both halves gives the same scores
+        both, c_both = d.scores(torch.cat([real, fake]),
+                                None if y_real is None else torch.cat([y_real, y_fake]))
+        return both[:n], both[n:], None if c_both is None else c_both[:n]
 
     def _d_loss(self, s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "hinge":

@@ -354,13 +354,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
     data = data_on(data, device)
     group_loss = make_group_loss(cfg, data.train, state.group_q)
     private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
-    if private is not None:
-        step_model = private.module
-    elif hasattr(model, "train_step"):  # a GAN averages its own gradients over the ranks
-        step_model = model
-    else:
-        step_model = dist_.wrap(model, device)
-    step_model = torch.compile(step_model) if cfg.compile else step_model
+    step_model = _step_model(model, private, device, cfg.compile)
     energy_before = meter().snapshot()
     steps_per_epoch = max(1, len(data.train) // min(cfg.batch_size, len(data.train)))
     schedule = (cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)))
@@ -385,6 +379,18 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             log(format_row(row, cfg.epochs, task.score_name if task is not None else ""))
         dist_.barrier()
     return eval_model(model, ema), state
+
+
+def _step_model(model, private: PrivateTraining | None, device: torch.device, compile_: bool):
+    """What the steps call: DP-SGD's wrapped module, the model itself (a GAN averages its own
+    gradients over the ranks), or the model under DDP past one process; compiled if asked."""
+    if private is not None:
+        step_model = private.module
+    elif hasattr(model, "train_step"):
+        step_model = model
+    else:
+        step_model = dist_.wrap(model, device)
+    return torch.compile(step_model) if compile_ else step_model
 
 
 def close_epoch(state: TrainState, row: dict, t0: float, energy_before) -> None:
