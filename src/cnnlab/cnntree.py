@@ -117,28 +117,29 @@ def fine_tune(base: ImageClassifier, cfg: TrainConfig, data: RunData, build: np.
               epochs: int, lr_scale: float, log: Log) -> np.ndarray:
     """The control: the base fine-tuned on all its classes as a node is on its own (same
     epochs, learning rate, validation half); its predicted class for every evaluation image."""
-    node_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
-    with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:
-        model, _ = fit(node_cfg, RunData(data.train, data.eval.subset(build), "val", data.source),
-                       Path(scratch) / "control", model=copy.deepcopy(base),
-                       log=last_epoch_only(log, "control"), progress=False)
-    return predict_probs(model.cpu(), data.eval.x, tta=tta_level(cfg), flip=data.flip_ok,
-                         bf16=use_bf16(cfg, "cpu"))[0].argmax(1)
+    node_data = RunData(data.train, data.eval.subset(build), "val", data.source)
+    return _fine_tuned_probs(copy.deepcopy(base), cfg, node_data, data, epochs, lr_scale,
+                             "control", log).argmax(1)
 
 
 def train_nodes(base: ImageClassifier, cfg: TrainConfig, data: RunData, groups: list[list[int]],
                 build: np.ndarray, epochs: int, lr_scale: float, log: Log) -> list[np.ndarray]:
     """Fine-tune one node per group on its classes' training images (validated on the
     ``build`` half); return each node's probabilities over its group for every evaluation image."""
-    node_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
-    node_probs = []
-    with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:  # node checkpoints
-        for g, classes in enumerate(groups):
-            node_data = RunData(restrict(data.train, classes), restrict(data.eval.subset(build), classes),
-                                "val", data.source)
-            model, _ = fit(node_cfg, node_data, Path(scratch) / f"node{g}",
-                           model=node_model(base, classes), log=last_epoch_only(log, f"node {g}"),
-                           progress=False)
-            node_probs.append(predict_probs(model.cpu(), data.eval.x, tta=tta_level(cfg),
-                                            flip=data.flip_ok, bf16=use_bf16(cfg, "cpu"))[0])
-    return node_probs
+    return [_fine_tuned_probs(node_model(base, classes), cfg,
+                              RunData(restrict(data.train, classes),
+                                      restrict(data.eval.subset(build), classes), "val", data.source),
+                              data, epochs, lr_scale, f"node {g}", log)
+            for g, classes in enumerate(groups)]
+
+
+def _fine_tuned_probs(model: ImageClassifier, cfg: TrainConfig, train_data: RunData, data: RunData,
+                      epochs: int, lr_scale: float, label: str, log: Log) -> np.ndarray:
+    """Fine-tune ``model`` on ``train_data`` (the base's recipe at ``lr_scale`` of its rate, no
+    warm-up or EMA; checkpoints in a scratch folder); its probabilities on every evaluation image."""
+    tuned_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:
+        model, _ = fit(tuned_cfg, train_data, Path(scratch) / label.replace(" ", ""), model=model,
+                       log=last_epoch_only(log, label), progress=False)
+    return predict_probs(model.cpu(), data.eval.x, tta=tta_level(cfg), flip=data.flip_ok,
+                         bf16=use_bf16(cfg, "cpu"))[0]
