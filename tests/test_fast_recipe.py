@@ -146,11 +146,15 @@ def test_the_fast_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
     assert run.metrics["accuracy"] > 0.5  # 4 classes: chance is 0.25
 
 
-def test_precision_auto_picks_bf16_where_the_cpu_has_amx(monkeypatch):
+def test_precision_auto_picks_bf16_where_the_cpu_has_bf16_arithmetic(monkeypatch):
     import cnnlab.evaluate.predict as P
 
     monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
     assert P.use_bf16(TrainConfig(), "cpu") and not P.use_bf16(TrainConfig(precision="fp32"), "cpu")
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))  # AMD Zen 4
+    assert P.use_bf16(TrainConfig(), "cpu")
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))  # no bf16
+    assert not P.use_bf16(TrainConfig(), "cpu")
     monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx2"}))
     assert not P.use_bf16(TrainConfig(), "cpu") and P.use_bf16(TrainConfig(precision="bf16"), "cpu")
     assert P.use_bf16(TrainConfig(), "cuda")
