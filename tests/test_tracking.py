@@ -3,6 +3,7 @@ identities are known, and our wrapper of motmetrics on cases counted by hand."""
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("filterpy")
 pytest.importorskip("motmetrics")
@@ -158,3 +159,41 @@ def test_clips_are_scored_as_one_sequence_with_ground_truth_detections():
         assert m["num_objects"] == 3 * 24 and m["num_frames"] == 3 * 24
     rows = _stack([np.asarray(t) for t in videos.tracks], 24)
     assert rows[:, 0].max() == 3 * 24 and len(np.unique(rows[:, 1])) == 3  # no frame or id shared
+
+
+class _ScriptedDetector:
+    """Each frame's true boxes at score 0.5 and one false box at 0.35, frame after frame of the
+    clips in order: a detector whose confident boxes are right and whose doubtful ones are not."""
+
+    def __init__(self, videos):
+        from cnnlab.data.videos import boxes_at
+
+        self.frames = [boxes_at(t, f) for t in videos.tracks for f in range(1, videos.x.shape[1] + 1)]
+        self.i = 0
+
+    def eval(self):
+        return self
+
+    def detect(self, x, threshold=0.05):
+        out = []
+        for _ in range(len(x)):
+            boxes, _, _ = self.frames[self.i % len(self.frames)]
+            self.i += 1
+            boxes = torch.cat([torch.from_numpy(boxes), torch.tensor([[2.0, 2.0, 14.0, 14.0]])])
+            scores = torch.tensor([0.5] * (len(boxes) - 1) + [0.35])
+            keep = scores >= threshold
+            out.append({"boxes": boxes[keep], "scores": scores[keep]})
+        return out
+
+
+def test_the_tracker_threshold_is_chosen_where_it_keeps_true_boxes_and_drops_false_ones():
+    from cnnlab.data.videos import make_videos
+    from cnnlab.tracking.clips import evaluate_tracking, tune_tracker
+
+    videos = make_videos(2, 64, 16, seed=1, max_objects=1)
+    chosen = tune_tracker(videos, _ScriptedDetector(videos), byte=False)
+    assert chosen["high"] == 0.45  # 0.3 keeps the false box, 0.6 drops the true ones
+    tuned = evaluate_tracking(videos, _ScriptedDetector(videos), tuned={"SORT": chosen})
+    low = evaluate_tracking(videos, _ScriptedDetector(videos), tuned={"SORT": {"high": 0.3}})
+    assert tuned["SORT, detector"]["mota"] > 0.9 > low["SORT, detector"]["mota"]
+    assert tuned["SORT, ground-truth boxes"] == low["SORT, ground-truth boxes"]  # set apart

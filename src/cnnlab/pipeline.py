@@ -88,8 +88,8 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             takes under 3 minutes on 2 cores with it, and a second thread beside one busy
             process is 1.6-25x slower per step (benchmarks/threads.py). Where the machine has
             a core to spare for each, the analyses run in two processes at once (the tree,
-            scenes, video and privacy in the second), each with this many threads; their
-            processes print their own lines (``log`` gets the rest).
+            scenes and video in the second), each with this many threads; their processes
+            print their own lines (``log`` gets the rest).
         precision: auto (bf16 autocast on CUDA and where the CPU has AMX-BF16 or AVX512-BF16),
             fp32 or bf16; every sub-run inherits it. bf16 measured 137 s on a 2-core Xeon with
             AMX, fp32 169 s there; see benchmarks/RESULTS.md for the AMD EPYC (AVX512-BF16).
@@ -118,13 +118,13 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                          precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("tree", "scenes", "video", "privacy")
+SECOND_LANE = ("tree", "scenes", "video")
 """Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they
 read nothing of the other analyses' (video reuses the scenes detector, so those two keep their
 order in the one lane). Each lane runs one torch thread, so the two never wait on each other's
 threads (a second thread beside a busy core is what makes runs many times slower). The split
 balances the lanes' measured seconds (benchmarks/RESULTS.md): with the tree in the first lane
-it ran 183 s against 105 s on a 2-core EPYC."""
+and privacy in the second they ran 183 s against 105 s on a 2-core EPYC."""
 
 AFTER_LANES = ("energy",)
 """Analyses that read what every other one did (the energy of each phase): run last."""
