@@ -130,7 +130,7 @@ def section(ctx: SectionContext) -> str:
                   [[k, f"{m['mota']:.3f}", f"{m['idf1']:.3f}", int(m["num_switches"]), int(m["num_misses"]),
                     int(m["num_false_positives"])] for k, m in res["tracking"].items()])
     body += para("On true boxes every error is the tracker's; on the detector's boxes the detector's "
-                 "misses and false alarms add theirs. " + _byte_words(res["tracking"]) +
+                 "misses and false alarms add theirs. " + _byte_words(res["tracking"], res.get("tuned")) +
                  " MOTA and IDF1 come from motmetrics." + _tuned_words(res), note=True)
     if ctx.arrays:
         fig = _strip(ctx.arrays["clip"], ctx.arrays["rows"])
@@ -145,18 +145,24 @@ def section(ctx: SectionContext) -> str:
     return body
 
 
-def _byte_words(tracking: dict) -> str:
+def _byte_words(tracking: dict, tuned: dict | None = None) -> str:
     """What ByteTrack's second association did here, read off the numbers (not assumed)."""
     sort, byte = tracking.get("SORT, detector"), tracking.get("ByteTrack, detector")
     if not (sort and byte):
         return ""
-    said = (f"ByteTrack's second association (low-score boxes matched to tracks) gave MOTA "
-            f"{byte['mota']:.3f} against SORT's {sort['mota']:.3f}, with "
-            f"{int(sort['num_misses'] - byte['num_misses']):+d} fewer misses and "
-            f"{int(byte['num_false_positives'] - sort['num_false_positives']):+d} more false positives")
+    what = "ByteTrack's second association (low-score boxes matched to tracks)"
+    if tuned and tuned.get("SORT") != tuned.get("ByteTrack"):
+        what = "ByteTrack (its second association of low-score boxes, and its own chosen setting)"
+    said = (f"{what} gave MOTA {byte['mota']:.3f} against SORT's {sort['mota']:.3f}, with "
+            f"{_fewer(sort['num_misses'] - byte['num_misses'], 'misses')} and "
+            f"{_fewer(sort['num_false_positives'] - byte['num_false_positives'], 'false positives')}")
     verdict = ("it helped here" if byte["mota"] > sort["mota"] else "it did not help here")
     return (f"{said}: {verdict} (one set of clips, no interval). With true boxes (all scores 1) it "
             "equals SORT.")
+
+
+def _fewer(n: float, what: str) -> str:
+    return f"{int(n)} fewer {what}" if n >= 0 else f"{int(-n)} more {what}"
 
 
 def _tuned_words(res: dict) -> str:
