@@ -102,7 +102,13 @@ def speed(a) -> None:
     """Images per second of one training step: a GAN (generator + discriminator, about LeNet-5's
     parameters in all) against LeNet-5 on the same 8x8 digits at the same batch, in fp32 and
     in bf16 autocast; the GAN with DCGAN's BatchNorm discriminator (real and generated batches
-    scored apart) and with spectral norm (one discriminator pass over both)."""
+    scored apart) and with spectral norm (one discriminator pass over both). Beside images/s,
+    each step's arithmetic (torch's FlopCounterMode: forward and backward products) per real
+    image and the FLOP/s it runs at: a GAN step passes through the discriminator three times and
+    back through it twice, so per real image it computes several times what a classifier does,
+    and images/s alone compares unequal work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from cnnlab.config import TrainConfig as C
     from cnnlab.models import create_model
     from cnnlab.models.gan import GAN
@@ -128,20 +134,27 @@ def speed(a) -> None:
             step()
         return a.steps * a.batch / (time.perf_counter() - t)
 
+    def flops_per_image(step) -> float:
+        with FlopCounterMode(display=False) as count:
+            step()
+        return count.get_total_flops() / a.batch
+
     parts = []
     for precision in ("fp32", "bf16"):
         cfg, bf16 = C(precision=precision), precision == "bf16"
-        runs = {k: [] for k in [*gans, "LeNet-5"]}
+        steps = {k: (lambda g=g, k=k, bf16=bf16: g.train_step(
+            x, y, opts[k], torch.autocast("cpu", torch.bfloat16, enabled=bf16))) for k, g in gans.items()}
+        steps["LeNet-5"] = lambda cfg=cfg: train_step(clf, opt_c, x, y, cfg, torch.device("cpu"), (guard, 0))
+        runs = {k: [] for k in steps}
         for _ in range(5):  # interleaved, the median of each: a slow moment hits all
-            for k, g in gans.items():
-                runs[k].append(time_it(lambda g=g, k=k, bf16=bf16: g.train_step(
-                    x, y, opts[k], torch.autocast("cpu", torch.bfloat16, enabled=bf16))))
-            runs["LeNet-5"].append(time_it(lambda cfg=cfg: train_step(
-                clf, opt_c, x, y, cfg, torch.device("cpu"), (guard, 0))))
+            for k, step in steps.items():
+                runs[k].append(time_it(step))
         ips = {k: statistics.median(v) for k, v in runs.items()}
+        work = {k: flops_per_image(step) for k, step in steps.items()}
         parts.append(f"{precision}: " + "; ".join(
             f"{k} {v:,.0f} images/s" + ("" if k == "LeNet-5" else f" ({v / ips['LeNet-5']:.2f}x)")
-            for k, v in ips.items()))
+            + f", {work[k] / 1e6:.2f} MFLOP per image ({work[k] / work['LeNet-5']:.1f}x), "
+            f"{v * work[k] / 1e9:.1f} GFLOP/s" for k, v in ips.items()))
         print(parts[-1], flush=True)
     params = (sum(p.numel() for p in gans["BatchNorm D"].parameters()),
               sum(p.numel() for p in clf.parameters()))
