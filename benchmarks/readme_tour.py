@@ -109,6 +109,12 @@ def tour(out: Path) -> list[tuple[str, list[str]]]:
                           "--curve-n", "50"]),
         ("tree --train-on shapes", cnn + ["tree", "--train-on", "shapes", "--epochs", "1"] + runs),
         ("train --adv pgd", cnn + ["train", "--adv", "pgd", "--epochs", "1", "--limit-train", "300"] + runs),
+        ("generate train --head conditional", cnn + ["generate", "train", "--head", "conditional", "--epochs",
+                                                     "3", "--judge", run, "--name", "gan"] + runs),
+        ("generate sample --label 7", cnn + ["generate", "sample", str(out / "runs" / "gan"), "-n", "16",
+                                             "--out", str(out / "grid.png"), "--label", "7"]),
+        ("generate eval", cnn + ["generate", "eval", str(out / "runs" / "gan"), "-n", "100"]),
+        ("experiment generation", cnn + ["experiment", "generation", run]),
     ]
 
 

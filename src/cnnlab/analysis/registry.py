@@ -132,7 +132,8 @@ class Analysis:
         return known | options
 
     def summary(self) -> str:
-        return plain((inspect.getdoc(self.compute) or self.title).splitlines()[0])
+        """The docstring's first paragraph, on one line (a summary may wrap)."""
+        return plain(" ".join((inspect.getdoc(self.compute) or self.title).split("\n\n")[0].split()))
 
     def option_help(self) -> dict[str, str]:
         """Per-option help from the docstring's ``Args:`` block (Google style)."""
