@@ -50,36 +50,40 @@ def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, e
         action_size: the side of the action clips.
         action_objects: the most objects in one action clip (1: the acting object alone).
     """
+    if clips < 1 or frames < 4 or action_clips < 0 or tune_clips < 0:
+        raise CnnlabError("video needs clips >= 1, frames >= 4, action_clips >= 0 and tune_clips >= 0")
+    base = scenes_config(run, n_train, epochs, width, image_size, batch_size, objects, lr)
+    detector_run = run.subrun(base.derive(head="centernet"), "detect", log)
+    result = _tracking(detector_run.load_model(), clips, tune_clips, frames, image_size, min(objects, 3), log)
+    result["detector"] = {"map": detector_run.metrics["map"], "dataset": base.dataset, "epochs": epochs}
+    if action_clips:
+        result["action"] = _actions(run, action_clips, action_epochs, action_size, action_objects, log)
+    return result
+
+
+def _tracking(detector, clips: int, tune_clips: int, frames: int, size: int, crowd: int, log: Log) -> dict:
+    """Both trackers on true and detected boxes in ``clips`` clips of at most ``crowd`` shapes,
+    their settings on the detector's boxes chosen on ``tune_clips`` others; one clip drawn."""
     import numpy as np
 
     from cnnlab.data.videos import make_videos
     from cnnlab.tracking.clips import TRACKERS, detector_detections, evaluate_tracking, tune_tracker
     from cnnlab.tracking.sort import track_video
 
-    if clips < 1 or frames < 4 or action_clips < 0 or tune_clips < 0:
-        raise CnnlabError("video needs clips >= 1, frames >= 4, action_clips >= 0 and tune_clips >= 0")
-    base = scenes_config(run, n_train, epochs, width, image_size, batch_size, objects, lr)
-    detector_run = run.subrun(base.derive(head="centernet"), "detect", log)
-    detector = detector_run.load_model()
-    crowd = min(objects, 3)
     tuned = {}
     if tune_clips:
-        validation = make_videos(tune_clips, image_size, frames, seed=4, max_objects=crowd)
+        validation = make_videos(tune_clips, size, frames, seed=4, max_objects=crowd)
         tuned = {name: tune_tracker(validation, detector, byte) for name, byte in TRACKERS}
         log("trackers' settings chosen on validation clips: " +
             "; ".join(f"{k} {_setting(v)}" for k, v in tuned.items()))
-    videos = make_videos(clips, image_size, frames, seed=3, max_objects=crowd)
+    videos = make_videos(clips, size, frames, seed=3, max_objects=crowd)
     tracking = evaluate_tracking(videos, detector, tuned=tuned)
     rows = track_video(detector_detections(detector, videos.x[0]), byte=True, **tuned.get("ByteTrack", {}))
     for k, m in tracking.items():
         log(f"{k}: MOTA {m['mota']:.3f}, IDF1 {m['idf1']:.3f}, {int(m['num_switches'])} ID switches")
-    result = {"tracking": tracking, "clips": clips, "frames": frames, "image_size": image_size,
-              "tuned": tuned, "tune_clips": tune_clips, "objects": crowd,
-              "detector": {"map": detector_run.metrics["map"], "dataset": base.dataset, "epochs": epochs},
-              "arrays": {"clip": videos.x[0].numpy(), "rows": np.asarray(rows, np.float32)}}
-    if action_clips:
-        result["action"] = _actions(run, action_clips, action_epochs, action_size, action_objects, log)
-    return result
+    return {"tracking": tracking, "clips": clips, "frames": frames, "image_size": size, "tuned": tuned,
+            "tune_clips": tune_clips, "objects": crowd,
+            "arrays": {"clip": videos.x[0].numpy(), "rows": np.asarray(rows, np.float32)}}
 
 
 def _actions(run: Run, n: int, epochs: int, size: int, objects: int, log: Log) -> dict:
