@@ -87,9 +87,10 @@ def test_the_video_analysis_tracks_and_compares_the_action_models(tmp_path):
     run = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="base"), log=lambda s: None,
                        report=False)
     res = run_analysis(run, "video", log=lambda s: None, clips=2, frames=16, n_train=40, epochs=1, width=4,
-                       action_clips=45, action_epochs=1)
+                       tune_clips=2, action_clips=45, action_epochs=1)
     assert set(res["tracking"]) == {"SORT, ground-truth boxes", "ByteTrack, ground-truth boxes",
                                     "SORT, detector", "ByteTrack, detector"}
+    assert set(res["tuned"]) == {"SORT", "ByteTrack"} and res["tune_clips"] == 2
     cms = res["action"]["confusion"]
     assert sum(map(sum, cms["r2plus1d"])) == res["action"]["n_test"] == 100  # every test clip once
     html = (cnnlab.render_report(run)).read_text()

@@ -188,12 +188,23 @@ class _ScriptedDetector:
 
 def test_the_tracker_threshold_is_chosen_where_it_keeps_true_boxes_and_drops_false_ones():
     from cnnlab.data.videos import make_videos
-    from cnnlab.tracking.clips import evaluate_tracking, tune_tracker
+    from cnnlab.tracking.clips import detector_detections, evaluate_tracking, tune_tracker
 
     videos = make_videos(2, 64, 16, seed=1, max_objects=1)
-    chosen = tune_tracker(videos, _ScriptedDetector(videos), byte=False)
+    scripted = _ScriptedDetector(videos)
+    chosen = tune_tracker(videos, [detector_detections(scripted, clip) for clip in videos.x], byte=False)
     assert chosen["high"] == 0.45  # 0.3 keeps the false box, 0.6 drops the true ones
     tuned = evaluate_tracking(videos, _ScriptedDetector(videos), tuned={"SORT": chosen})
     low = evaluate_tracking(videos, _ScriptedDetector(videos), tuned={"SORT": {"high": 0.3}})
     assert tuned["SORT, detector"]["mota"] > 0.9 > low["SORT, detector"]["mota"]
     assert tuned["SORT, ground-truth boxes"] == low["SORT, ground-truth boxes"]  # set apart
+
+
+def test_a_stored_video_result_without_tuned_trackers_still_reads():
+    from cnnlab.analysis.video import _byte_words, _tuned_words
+
+    sort = {"mota": 0.7, "num_misses": 10, "num_false_positives": 5}
+    byte = {"mota": 0.8, "num_misses": 4, "num_false_positives": 9}
+    words = _byte_words({"SORT, detector": sort, "ByteTrack, detector": byte}, None)
+    assert words.startswith("ByteTrack's second association") and "6 fewer misses and 4 more" in words
+    assert "published settings" in _tuned_words({"tracking": {}})

@@ -85,11 +85,12 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         data_dir: where downloaded datasets are cached and looked for.
         limit_train: train on a seeded random subset of N images (0: all).
         threads: CPU threads for torch (0: one per core). One, as every verb: the whole job
-            takes under 3 minutes on 2 cores with it, and a second thread beside one busy
-            process is 1.6-25x slower per step (benchmarks/threads.py). Where the machine has
-            a core to spare for each, the analyses run in two processes at once (the tree,
-            scenes and video in the second), each with this many threads; their processes
-            print their own lines (``log`` gets the rest).
+            takes under 3 minutes on 2 cores with it (in bf16; 237 s in fp32 on a 2-core
+            EPYC), and a second thread beside one busy process is 1.6-25x slower per step
+            (benchmarks/threads.py). Where the machine has a core to spare for each, the
+            analyses run in two processes at once (the tree, scenes and video in the second),
+            each with this many threads; their processes print their own lines (``log`` gets
+            the rest).
         precision: auto (bf16 autocast on CUDA and where the CPU has AMX-BF16 or AVX512-BF16),
             fp32 or bf16; every sub-run inherits it. bf16 measured 137 s on a 2-core Xeon with
             AMX, fp32 169 s there; see benchmarks/RESULTS.md for the AMD EPYC (AVX512-BF16).
@@ -123,8 +124,9 @@ SECOND_LANE = ("tree", "scenes", "video")
 read nothing of the other analyses' (video reuses the scenes detector, so those two keep their
 order in the one lane). Each lane runs one torch thread, so the two never wait on each other's
 threads (a second thread beside a busy core is what makes runs many times slower). The split
-balances the lanes' measured seconds (benchmarks/RESULTS.md): with the tree in the first lane
-and privacy in the second they ran 183 s against 105 s on a 2-core EPYC."""
+balances the lanes' measured seconds (benchmarks/RESULTS.md): on a 2-core EPYC in bf16 they
+ran 183 s against 105 s with the tree in the first lane and privacy in the second, 145 s
+against 137 s as here (170 s wall)."""
 
 AFTER_LANES = ("energy",)
 """Analyses that read what every other one did (the energy of each phase): run last."""

@@ -133,7 +133,7 @@ class Analysis:
 
     def summary(self) -> str:
         """The docstring's first paragraph, on one line (a summary may wrap)."""
-        return plain(" ".join((inspect.getdoc(self.compute) or self.title).split("\n\n")[0].split()))
+        return plain(" ".join(re.split(r"\n\s*\n", inspect.getdoc(self.compute) or self.title)[0].split()))
 
     def option_help(self) -> dict[str, str]:
         """Per-option help from the docstring's ``Args:`` block (Google style)."""

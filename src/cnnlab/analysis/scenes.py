@@ -245,7 +245,7 @@ QUICK = {"n_train": 1000, "objects": 2, "image_size": 48, "epochs": 10, "width":
 """``cnnlab run``'s budget: easier but honest scenes (at most 2 objects, 48 px), one detector
 trained for 10 epochs, whose backbone then starts the segmenter (5 epochs) and both pose heads
 (3 epochs). Measured on 2 cores (benchmarks/RESULTS.md): mAP@0.5:0.95 0.58, PCK@0.1 0.94 /
-0.79, mIoU 0.70 after 4 epochs, in about a minute; from scratch at the same budget the
+0.79, mIoU 0.70 (then 4 segmenter epochs), in about a minute; from scratch at the same budget the
 segmenter reached mIoU 0.31 and regression PCK 0.60. Batches of 16 (2026-12-06): the detector
 reached mAP 0.589 in bf16 and 0.618 in fp32 against 0.556 and 0.505 with 32, in about the same
 time; the video analysis tracks with it."""

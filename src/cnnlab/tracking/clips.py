@@ -81,12 +81,11 @@ def evaluate_tracking(videos: VideoSet, detector=None, threshold: float = 0.1,
     return result
 
 
-def tune_tracker(videos: VideoSet, detector, byte: bool, threshold: float = 0.1) -> dict:
-    """The ``TUNED`` setting with the best MOTA of the tracker on ``detector``'s boxes in
-    ``videos``: validation clips, never the ones scored."""
+def tune_tracker(videos: VideoSet, detections: list, byte: bool) -> dict:
+    """The ``TUNED`` setting with the best MOTA of the tracker on ``detections`` (per clip of
+    ``videos``, from ``detector_detections``): validation clips, never the ones scored."""
     frames = videos.x.shape[1]
     truth = [np.asarray(t) for t in videos.tracks]
-    detections = [detector_detections(detector, clip, threshold) for clip in videos.x]
     settings = [dict(zip(TUNED, values, strict=True)) for values in product(*TUNED.values())]
     return max(settings, key=lambda s: _score(truth, detections, frames, byte=byte, **s)["mota"])
 
