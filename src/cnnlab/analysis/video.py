@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
+from cnnlab.analysis.scenes import QUICK as SCENES_QUICK
 from cnnlab.analysis.scenes import scenes_config
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
@@ -25,6 +26,11 @@ from cnnlab.viz.html import img, para, table
 if TYPE_CHECKING:
     from cnnlab.run import Run
 
+
+DETECTOR_QUICK = {k: SCENES_QUICK[k] for k in ("n_train", "objects", "image_size", "epochs", "width", "lr",
+                                               "batch_size")}
+"""The quick budget's detector is the scenes analysis's, read from its budget so the two stay one
+sub-run (a copy of its numbers once drifted: video chose the batch by n_train, scenes did not)."""
 
 def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, epochs: int = 12,
           width: int = 16, image_size: int = 64, objects: int = 4, lr: float = 0.003,
@@ -262,8 +268,7 @@ def claims(res: dict) -> list[Claim]:
 ANALYSIS = register(Analysis(
     name="video", title="Video: tracking by detection and action recognition", compute=video,
     section=section, order=90, verb=("video",),
-    quick={"clips": 16, "frames": 32, "n_train": 1000, "objects": 2, "image_size": 48, "epochs": 10,
-           "width": 8, "lr": 0.01, "batch_size": 16,  # the detector of the scenes analysis
+    quick={"clips": 16, "frames": 32, **DETECTOR_QUICK,
            "action_clips": 900, "action_epochs": 8, "action_size": 16, "action_objects": 1},
     full={},
     claims=claims,
