@@ -73,6 +73,29 @@ def test_every_loss_and_stabiliser_trains_one_finite_step(loss):
     assert torch.isfinite(total) and opt.param_groups[1]["lr_scale"] == 2.0
 
 
+def test_lazy_r1_pays_every_kth_step_k_times_as_strong():
+    """R1 every 2 steps at gamma 1 is R1 at gamma 2 on steps 0 and 2 and no penalty on step 1
+    (learning rate 0: the three GANs keep the same weights, so only the penalty differs)."""
+    x, y = torch.rand(8, 1, 8, 8), torch.zeros(8).long()
+
+    def gan(gamma: float, every: int) -> GAN:
+        torch.manual_seed(0)
+        return GAN(in_channels=1, image_size=8, num_classes=3, r1_gamma=gamma, r1_every=every)
+
+    lazy, always, never = gan(1.0, 2), gan(2.0, 1), gan(0.0, 1)
+    opts = {id(g): torch.optim.SGD(g.optimizer_groups(), lr=0.0) for g in (lazy, always, never)}
+
+    def d_loss(g: GAN) -> float:
+        torch.manual_seed(1)  # the same noise and labels for all three
+        return float(g.train_step(x, y, opts[id(g)], contextlib.nullcontext())[1]["d_loss"])
+
+    for step in range(3):
+        a, b, c = d_loss(lazy), d_loss(always), d_loss(never)
+        assert b > c  # the penalty is positive
+        assert a == pytest.approx(b if step % 2 == 0 else c, rel=1e-6)
+    assert int(lazy.d_steps) == 3
+
+
 def test_the_auxiliary_classifier_learns_real_classes_and_pulls_the_generator_to_them():
     """AC-GAN: the discriminator's class head is trained on real images only; the generator's
     loss gains the cross-entropy of its images against the classes it was asked for."""

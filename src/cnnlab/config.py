@@ -88,6 +88,9 @@ class TrainConfig:
                              "(Miyato et al. 2018) instead of its BatchNorm")
     r1_gamma: float = _f(0.0, "generate: weight of the R1 gradient penalty on real images "
                          "(Mescheder et al. 2018; 0: off)", bounds=(0, 1e6))
+    r1_every: int = _f(1, "generate: apply the R1 penalty every this many discriminator steps, "
+                       "scaled up as many times (StyleGAN2's lazy regularisation; 1: every step)",
+                       bounds=(1, 10_000))
     aux_weight: float = _f(
         0.0, "generate, conditional head: weight of an auxiliary classifier's loss (AC-GAN, Odena "
         "et al. 2017): the discriminator also classifies real images, and the generator is "
@@ -284,12 +287,12 @@ class TrainConfig:
 
     def _gan_checks(self) -> list[tuple[bool, str]]:
         gan = (self.gan_loss != "nonsaturating" or self.spectral_norm or self.r1_gamma
-               or self.d_lr_scale != 1.0 or self.judge or self.aux_weight)
+               or self.r1_every != 1 or self.d_lr_scale != 1.0 or self.judge or self.aux_weight)
         return [
             (self.gan_loss in GAN_LOSSES, f"gan_loss must be one of {', '.join(GAN_LOSSES)}"),
             (self.task == "generate" or not gan,
-             "gan_loss, spectral_norm, r1_gamma, aux_weight, d_lr_scale and judge apply to task "
-             "generate only"),
+             "gan_loss, spectral_norm, r1_gamma, r1_every, aux_weight, d_lr_scale and judge apply "
+             "to task generate only"),
             (not self.aux_weight or self.head == "conditional",
              "aux_weight (AC-GAN) needs labels to ask for: add --head conditional"),
             (self.task != "generate" or not (self.init_from or self.pretrained or self.freeze_epochs

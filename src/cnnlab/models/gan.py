@@ -130,7 +130,7 @@ class GAN(nn.Module):
     def __init__(self, in_channels: int = 1, image_size: int = 8, num_classes: int = 10,
                  conditional: bool = False, latent_dim: int = 64, width: int = 32,
                  spectral_norm: bool = False, loss: str = "nonsaturating", r1_gamma: float = 0.0,
-                 aux_weight: float = 0.0, mean=None, std=None):
+                 r1_every: int = 1, aux_weight: float = 0.0, mean=None, std=None):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"GAN loss must be one of {', '.join(LOSSES)}")
@@ -140,7 +140,9 @@ class GAN(nn.Module):
                                            classify=bool(aux_weight and conditional))
         self.num_classes, self.conditional = num_classes, conditional
         self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
-        self.loss_name, self.r1_gamma = loss, r1_gamma
+        self.loss_name, self.r1_gamma, self.r1_every = loss, r1_gamma, max(1, r1_every)
+        # the discriminator's steps so far: which of them pays for R1 (a buffer, so resume knows)
+        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self.aux_weight = aux_weight if conditional else 0.0
         self.batchnorm = not spectral_norm  # the discriminator's normalisation (see Discriminator)
 
@@ -202,7 +204,9 @@ class GAN(nn.Module):
         with autocast:  # one generator pass serves both steps (as PyTorch's DCGAN example does)
             fake = g(z, y_fake)
         # 1. The discriminator: real images high, generated ones low (the generator held still).
-        if self.r1_gamma:
+        r1 = self.r1_gamma and int(self.d_steps) % self.r1_every == 0
+        self.d_steps += 1
+        if r1:
             real.requires_grad_(True)
         with autocast:
             s_real, s_fake, c_real = self._d_scores(real, y_real, fake.detach(), y_fake)
@@ -210,9 +214,11 @@ class GAN(nn.Module):
         loss_d = self._d_loss(s_real, s_fake)
         if c_real is not None:  # AC-GAN: the discriminator learns the classes of real images
             loss_d = loss_d + self.aux_weight * F.cross_entropy(c_real.float(), yb)
-        if self.r1_gamma:  # R1: the discriminator's gradient on real images, kept small
+        if r1:  # R1: the discriminator's gradient on real images, kept small (every r1_every
+            # steps, r1_every times as strong: StyleGAN2's lazy regularisation)
             grad, = torch.autograd.grad(s_real.sum(), real, create_graph=True)
-            loss_d = loss_d + self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+            penalty = grad.float().pow(2).flatten(1).sum(1).mean()
+            loss_d = loss_d + self.r1_gamma * self.r1_every / 2 * penalty
         optimizer.zero_grad(set_to_none=True)
         loss_d.backward()
         _average_gradients(d, size)

@@ -59,7 +59,8 @@ class GenerateTask(Task):
         kwargs = dict(in_channels=c, image_size=h, num_classes=data.train.num_classes,
                       conditional=cfg.head == "conditional", latent_dim=cfg.latent_dim,
                       width=cfg.model_kwargs.get("width", 32), spectral_norm=cfg.spectral_norm,
-                      loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma, aux_weight=cfg.aux_weight,
+                      loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma,
+                      r1_every=cfg.r1_every, aux_weight=cfg.aux_weight,
                       mean=[0.5] * c, std=[0.5] * c)
         torch.manual_seed(cfg.seed)
         model = GAN(**kwargs)
