@@ -59,10 +59,11 @@ def targets(a) -> None:
                       " ".join(["python", *sys.argv]), machine())
 
 
-VARIANTS = {"baseline (non-saturating, BatchNorm D, EMA 0.99)": {},
+VARIANTS = {"baseline (non-saturating, BatchNorm D, EMA 0.99, lazy R1)": {},
             "no EMA": {"ema": 0.0}, "minimax loss": {"gan_loss": "minimax"},
             "hinge loss": {"gan_loss": "hinge"}, "spectral norm": {"spectral_norm": True},
-            "R1 gamma 1": {"r1_gamma": 1.0}, "TTUR (D at 2x lr)": {"d_lr_scale": 2.0}}
+            "no R1": {"r1_gamma": 0.0}, "R1 on every step": {"r1_every": 1},
+            "TTUR (D at 2x lr)": {"d_lr_scale": 2.0}}
 
 
 def stabilisers(a) -> None:
@@ -117,9 +118,10 @@ def speed(a) -> None:
 
     torch.manual_seed(0)
     x, y = torch.rand(a.batch, 1, 8, 8), torch.randint(10, (a.batch,))
-    gans = {"BatchNorm D": GAN(1, 8, 10, conditional=True, width=a.width),
+    r1 = {k: GENERATE_DEFAULTS[k] for k in ("r1_gamma", "r1_every")}  # lazy R1, as generate trains
+    gans = {"BatchNorm D": GAN(1, 8, 10, conditional=True, width=a.width, **r1),
             "spectral-norm D, one pass": GAN(1, 8, 10, conditional=True, width=a.width,
-                                             spectral_norm=True)}
+                                             spectral_norm=True, **r1)}
     clf = create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
     gan_cfg = dataclasses.replace(C(), optimizer="adamw", momentum=0.5, weight_decay=0.0)
     opts = {k: make_optimizer(gan_cfg, g) for k, g in gans.items()}
@@ -134,10 +136,11 @@ def speed(a) -> None:
             step()
         return a.steps * a.batch / (time.perf_counter() - t)
 
-    def flops_per_image(step) -> float:
+    def flops_per_image(step) -> float:  # over r1_every steps: one of them pays for R1
         with FlopCounterMode(display=False) as count:
-            step()
-        return count.get_total_flops() / a.batch
+            for _ in range(r1["r1_every"]):
+                step()
+        return count.get_total_flops() / (a.batch * r1["r1_every"])
 
     parts = []
     for precision in ("fp32", "bf16"):
@@ -159,7 +162,8 @@ def speed(a) -> None:
     params = (sum(p.numel() for p in gans["BatchNorm D"].parameters()),
               sum(p.numel() for p in clf.parameters()))
     words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D; one D step and one G step "
-             f"per batch of real images, AdamW) against LeNet-5 ({params[1]:,}, SGD); "
+             f"per batch of real images, AdamW, R1 every {r1['r1_every']} D steps) against LeNet-5 "
+             f"({params[1]:,}, SGD); "
              + " | ".join(parts) + f"; batch {a.batch}, median of 5 interleaved runs of {a.steps} steps")
     print(words)
     append_result("GAN training step against a classifier's, about equal parameters (8x8 digits)", words,
