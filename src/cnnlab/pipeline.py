@@ -119,7 +119,7 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                          precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("tree", "scenes", "video")
+SECOND_LANE = ("value", "tree", "scenes", "video")
 """Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they
 read nothing of the other analyses' (video reuses the scenes detector, so those two keep their
 order in the one lane). Each lane runs one torch thread, so the two never wait on each other's

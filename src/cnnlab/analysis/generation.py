@@ -228,9 +228,12 @@ def applies(config) -> bool:
     return config.task == "classify" and not config.dp_epsilon and not config.permute_pixels
 
 
-QUICK = {"epochs": 30, "unseen_epochs": 15, "detector_samples": 2000, "detector_epochs": 12}
-"""``cnnlab run``'s budget on the digits: a conditional GAN for 40 epochs (about 12 s), an
-unconditional one for 20, the detector on 2,000 images."""
+QUICK = {"epochs": 30, "detector_samples": 2000, "detector_epochs": 12}
+"""``cnnlab run``'s budget on the digits: a conditional GAN and an unconditional one (the
+unseen generator) for 30 epochs each (about 11 s each), the detector on 2,000 images. The
+unseen generator trains as long as the seen one: trained half as long (15 epochs, with R1) its
+domain FID was 9.6 against 1.0, and the detector caught it more often than its own GAN (88.5%
+against 80.4%), which measured the unseen generator's flaws, not how detection generalises."""
 
 
 ANALYSIS = register(Analysis(
