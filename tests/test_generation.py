@@ -96,6 +96,17 @@ def test_lazy_r1_pays_every_kth_step_k_times_as_strong():
     assert int(lazy.d_steps) == 3
 
 
+def test_weights_saved_before_the_r1_step_counter_still_load():
+    gan = GAN(in_channels=1, image_size=8, num_classes=3, r1_gamma=1.0, r1_every=4)
+    gan.d_steps.fill_(5)
+    old = {k: v for k, v in gan.state_dict().items() if k != "d_steps"}
+    fresh = GAN(in_channels=1, image_size=8, num_classes=3, r1_gamma=1.0, r1_every=4)
+    fresh.load_state_dict(old)  # strict: every other key must match
+    assert int(fresh.d_steps) == 0
+    fresh.load_state_dict(gan.state_dict())
+    assert int(fresh.d_steps) == 5
+
+
 def test_the_auxiliary_classifier_learns_real_classes_and_pulls_the_generator_to_them():
     """AC-GAN: the discriminator's class head is trained on real images only; the generator's
     loss gains the cross-entropy of its images against the classes it was asked for."""

@@ -146,6 +146,11 @@ class GAN(nn.Module):
         self.aux_weight = aux_weight if conditional else 0.0
         self.batchnorm = not spectral_norm  # the discriminator's normalisation (see Discriminator)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before lazy R1 have no step counter: they load as at step 0
+        state_dict.setdefault(prefix + "d_steps", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's logits for images in [0, 1] (what a GAN's forward scores); the
         conditional one scores them as class 0 when no labels are given."""
