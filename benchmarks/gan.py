@@ -80,7 +80,8 @@ def stabilisers(a) -> None:
              for label, v in fid.items()]
     words = "domain FID, mean over seeds (lower is better): " + "; ".join(parts)
     print(words)
-    append_result(f"GAN stabilisers on digits (conditional DCGAN, {a.epochs} epochs, {a.seeds} seeds)",
+    append_result(f"GAN stabilisers on digits (unconditional DCGAN, generate train's default head, "
+                  f"{a.epochs} epochs, {a.seeds} seeds)",
                   words, " ".join(["python", *sys.argv]), machine())
 
 
