@@ -126,7 +126,9 @@ order in the one lane). Each lane runs one torch thread, so the two never wait o
 threads (a second thread beside a busy core is what makes runs many times slower). The split
 balances the lanes' measured seconds (benchmarks/RESULTS.md): on a 2-core EPYC in bf16 they
 ran 183 s against 105 s with the tree in the first lane and privacy in the second, 145 s
-against 137 s as here (170 s wall)."""
+against 137 s with the tree, scenes and video in the second (170 s wall), and 139 s against
+139 s with data valuation there too, once the unseen GAN trained as long as the seen one
+(166 s wall)."""
 
 AFTER_LANES = ("energy",)
 """Analyses that read what every other one did (the energy of each phase): run last."""
