@@ -142,10 +142,12 @@ def speed(a) -> None:
         autograd.grad to an input); the images/s include it."""
         for g in gans.values():
             g.r1_gamma = 0.0
-        with FlopCounterMode(display=False) as count:
-            step()
-        for g in gans.values():
-            g.r1_gamma = r1["r1_gamma"]
+        try:
+            with FlopCounterMode(display=False) as count:
+                step()
+        finally:
+            for g in gans.values():
+                g.r1_gamma = r1["r1_gamma"]
         return count.get_total_flops() / a.batch
 
     parts = []

@@ -32,6 +32,7 @@ DETECTOR_QUICK = {k: SCENES_QUICK[k] for k in ("n_train", "objects", "image_size
 """The quick budget's detector is the scenes analysis's, read from its budget so the two stay one
 sub-run (a copy of its numbers once drifted: video chose the batch by n_train, scenes did not)."""
 
+
 def video(run: Run, *, clips: int = 20, frames: int = 48, n_train: int = 2000, epochs: int = 12,
           width: int = 16, image_size: int = 64, objects: int = 4, lr: float = 0.003,
           batch_size: int = 32, tune_clips: int = 16,

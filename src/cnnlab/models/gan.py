@@ -141,8 +141,10 @@ class GAN(nn.Module):
         self.num_classes, self.conditional = num_classes, conditional
         self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
         self.loss_name, self.r1_gamma, self.r1_every = loss, r1_gamma, max(1, r1_every)
-        # the discriminator's steps so far: which of them pays for R1 (a buffer, so resume knows)
+        # the discriminator's steps so far: which of them pays for R1 (a buffer, so a checkpoint
+        # keeps it; read through a host-side copy, so a GPU step never waits to read it)
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self._d_steps = 0
         self.aux_weight = aux_weight if conditional else 0.0
         self.batchnorm = not spectral_norm  # the discriminator's normalisation (see Discriminator)
 
@@ -150,6 +152,7 @@ class GAN(nn.Module):
         # weights saved before lazy R1 have no step counter: they load as at step 0
         state_dict.setdefault(prefix + "d_steps", torch.zeros((), dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._d_steps = int(state_dict[prefix + "d_steps"])
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's logits for images in [0, 1] (what a GAN's forward scores); the
@@ -209,7 +212,8 @@ class GAN(nn.Module):
         with autocast:  # one generator pass serves both steps (as PyTorch's DCGAN example does)
             fake = g(z, y_fake)
         # 1. The discriminator: real images high, generated ones low (the generator held still).
-        r1 = self.r1_gamma and int(self.d_steps) % self.r1_every == 0
+        r1 = self.r1_gamma and self._d_steps % self.r1_every == 0
+        self._d_steps += 1
         self.d_steps += 1
         if r1:
             real.requires_grad_(True)
