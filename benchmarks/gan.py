@@ -4,6 +4,7 @@
     python benchmarks/gan.py stabilisers      # each stabiliser against the baseline, 3 seeds
     python benchmarks/gan.py copies           # memorisation: few images against all of them
     python benchmarks/gan.py speed            # a GAN step against a classifier step, equal params
+    python benchmarks/gan.py families         # GAN against a diffusion model at equal training time
 
 Every GAN is trained as ``cnnlab generate train`` trains it (its judge first: LeNet-5 on the
 same data and split, whose embedding gives the domain FID; not comparable with published
@@ -25,8 +26,8 @@ from pathlib import Path
 import torch
 from common import append_result, machine
 
-from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
-from cnnlab.evaluate.stats import difference_words, mean_difference_ci
+from cnnlab.config import DIFFUSION_DEFAULTS, GENERATE_DEFAULTS, TrainConfig
+from cnnlab.evaluate.stats import difference_words, mean_difference_ci, paired_difference_ci, significant
 from cnnlab.generation import train_generator
 from cnnlab.log import silent
 
@@ -35,8 +36,8 @@ DATA = {"digits": {}, "shapes": {"image_size": 16}}
 """The two small datasets of the targets (shapes at 16 px: 5,000 coloured shapes)."""
 
 
-def gan(dataset: str, name: str, **changes):
-    cfg = TrainConfig(**GENERATE_DEFAULTS).derive(dataset=dataset, out_dir=str(OUT), name=name,
+def gan(dataset: str, name: str, defaults: dict = GENERATE_DEFAULTS, **changes):
+    cfg = TrainConfig(**defaults).derive(dataset=dataset, out_dir=str(OUT), name=name,
                                                   threads=torch.get_num_threads(),
                                                   **DATA.get(dataset, {}), **changes)
     run = train_generator(cfg, log=silent, progress=False, report=False)
@@ -178,9 +179,54 @@ def speed(a) -> None:
                   " ".join(["python", *sys.argv]), machine())
 
 
+def families(a) -> None:
+    """The two families of generators at equal training time, on the targets' data: the
+    conditional GAN (the targets' recipe) against a class-conditional diffusion model (DDPM
+    training, DDIM sampling in 25 steps) trained for as many seconds. Per seed both are scored
+    by one judge (trained once, on that seed): the FIDs are paired, and so is the interval.
+    The diffusion model's epochs come from its measured seconds per epoch (a short run first)."""
+    rows = []
+    for dataset, epochs, seeds in (("digits", a.digits_epochs, a.seeds), ("shapes", a.shapes_epochs, 1)):
+        fid = {"GAN": [], "diffusion": []}
+        parts = []
+        for seed in range(seeds):
+            g_run, g = gan(dataset, f"fam-{dataset}-gan-{seed}", head="conditional", seed=seed,
+                           epochs=epochs, eval_every=epochs)
+            judge = g_run.config.judge
+            probe, _ = gan(dataset, f"fam-{dataset}-probe-{seed}", DIFFUSION_DEFAULTS, seed=seed,
+                           head="ddpm-conditional", judge=judge, epochs=2, eval_every=100)
+            per_epoch = probe.metrics["train_time_s"] / 2
+            d_epochs = max(1, round(g_run.metrics["train_time_s"] / per_epoch))
+            d_run, d = gan(dataset, f"fam-{dataset}-ddpm-{seed}", DIFFUSION_DEFAULTS, seed=seed,
+                           head="ddpm-conditional", judge=judge, epochs=d_epochs, eval_every=d_epochs)
+            for label, run, r in (("GAN", g_run, g), ("diffusion", d_run, d)):
+                fid[label].append(r["generated"]["fid"])
+                parts.append(f"seed {seed} {label}: domain FID {r['generated']['fid']:.3f} (floor "
+                             f"{r['floor']['fid']:.3f}) after {run.metrics['train_time_s']:.0f} s "
+                             f"({run.metrics['epochs']} epochs), recall {r['generated']['recall']:.2f}, "
+                             f"classes {100 * r['labels']['classes_covered']:.0f}%, the judge reads "
+                             f"the class asked for in {100 * r['label_agreement']:.1f}%")
+                print(parts[-1], flush=True)
+        ci = paired_difference_ci(fid["GAN"], fid["diffusion"])
+        mean = {k: statistics.mean(v) for k, v in fid.items()}
+        better = min(mean, key=mean.get)
+        words = f"diffusion minus GAN {difference_words(ci, 'FID', 1.0)}"
+        if seeds < 2:
+            verdict = f"{better} lower on one seed (no interval)"
+        elif significant(ci):
+            verdict = f"{better} lower, {words}, paired over {seeds} seeds"
+        else:
+            verdict = f"no significant difference ({words}, paired over {seeds} seeds)"
+        rows.append(f"{dataset}: GAN {mean['GAN']:.3f}, diffusion {mean['diffusion']:.3f}: {verdict}; "
+                    + "; ".join(parts))
+        print(rows[-1], flush=True)
+    append_result("GAN against a diffusion model at equal training time (both class-conditional, "
+                  "one judge per seed)", " | ".join(rows), " ".join(["python", *sys.argv]), machine())
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("part", choices=["targets", "stabilisers", "copies", "speed"])
+    p.add_argument("part", choices=["targets", "stabilisers", "copies", "speed", "families"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--digits-epochs", type=int, default=150)
     p.add_argument("--shapes-epochs", type=int, default=40)
@@ -193,7 +239,8 @@ def main() -> None:
     p.add_argument("--width", type=int, default=16)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    {"targets": targets, "stabilisers": stabilisers, "copies": copies, "speed": speed}[a.part](a)
+    {"targets": targets, "stabilisers": stabilisers, "copies": copies, "speed": speed,
+     "families": families}[a.part](a)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,22 @@ def test_welch_interval_matches_scipy_and_zero_spread_is_handled():
     assert np.isinf(mean_difference_ci([0.5], [0.4]).low)
 
 
+def test_paired_interval_matches_scipy_and_is_narrower_than_welch_when_pairs_move_together():
+    from scipy import stats as st
+
+    from cnnlab.evaluate.stats import mean_difference_ci, paired_difference_ci
+
+    a, b = [10.0, 20.0, 30.0, 40.0], [11.0, 21.5, 30.5, 41.2]  # b a little above a on every pair
+    ci = paired_difference_ci(a, b)
+    ref = st.ttest_rel(b, a).confidence_interval(0.95)
+    assert ci.low == pytest.approx(ref.low) and ci.high == pytest.approx(ref.high)
+    assert ci.low > 0  # significant when paired ...
+    assert mean_difference_ci(a, b).low < 0  # ... lost in the spread of the values when not
+    assert np.isinf(paired_difference_ci([1.0], [2.0]).low)
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_difference_ci([1.0, 2.0], [1.0])
+
+
 def test_bootstrap_interval_covers_the_mean():
     from cnnlab.evaluate.stats import bootstrap_ci
 

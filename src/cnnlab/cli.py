@@ -500,10 +500,10 @@ def cmd_action(args) -> None:
 
 
 def cmd_generate_train(args) -> None:
-    from cnnlab.config import GENERATE_DEFAULTS
+    from cnnlab.config import generate_defaults
     from cnnlab.generation import train_generator
 
-    train_or_resume(args, train_generator, GENERATE_DEFAULTS)
+    train_or_resume(args, train_generator, generate_defaults(args.head))
 
 
 def cmd_generate_sample(args) -> None:
@@ -547,7 +547,8 @@ def add_generate_verbs(sub) -> None:
     group = sub.add_parser("generate", help="beyond supervised learning: train GANs, sample "
                            "them, measure them (domain FID, diversity, copies)")
     verbs = group.add_subparsers(dest="which", required=True, metavar="WHAT")
-    p = verbs.add_parser("train", help="train a GAN (default: DCGAN on digits; --head conditional)")
+    p = verbs.add_parser("train", help="train a GAN (default: DCGAN on digits; --head conditional) "
+                         "or a diffusion model (--head ddpm or ddpm-conditional)")
     p.add_argument("--config", help="YAML recipe; flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
     add_config_flags(p, GENERATE_DEFAULTS,

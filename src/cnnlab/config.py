@@ -44,7 +44,8 @@ SEED_MAX = 2**32 - 1
 
 
 TASK_HEADS = {"classify": (), "detect": ("centernet", "centernet-fine", "fcos"), "segment": ("unet",),
-              "pose": ("regression", "heatmap"), "generate": ("dcgan", "conditional")}
+              "pose": ("regression", "heatmap"),
+              "generate": ("dcgan", "conditional", "ddpm", "ddpm-conditional")}
 """Each task and its heads; the first is the default."""
 
 
@@ -62,6 +63,25 @@ time). Without R1 the discriminator wins: on CIFAR-10 the FID turned back up aft
 the samples collapsed, on shapes recall fell to 0.04 (benchmarks/RESULTS.md, 2026-12-06).
 What ``cnnlab generate train`` starts from (flags and --config override it). ``model`` is the
 judge's architecture, when it trains one: ResNet-20 (LeNet-5 stays near chance on shapes)."""
+
+
+DIFFUSION_DEFAULTS = GENERATE_DEFAULTS | {"head": "ddpm", "batch_size": 128, "lr": 1e-3, "momentum": 0.9,
+                                          "ema": 0.995, "r1_gamma": 0.0, "r1_every": 1}
+"""``cnnlab generate train --head ddpm``'s start: Adam at 1e-3 with the usual beta1 of 0.9 (the
+GAN's 0.5 is for a game; a denoiser fits one regression), larger batches, a slower EMA, no R1
+(there is no discriminator). Measured against the GAN at equal time in benchmarks/gan.py."""
+
+
+def generate_defaults(head: str | None) -> dict:
+    """The starting recipe of ``cnnlab generate train`` for this head (None: the default)."""
+    if head and is_diffusion(head):
+        return DIFFUSION_DEFAULTS | {"head": head}
+    return GENERATE_DEFAULTS
+
+
+def is_diffusion(head: str) -> bool:
+    """The heads of task generate that train a diffusion model (the others train a GAN)."""
+    return head.startswith("ddpm")
 
 
 FROM_SCRATCH = {"init_from": "", "pretrained": "", "freeze_epochs": 0, "body_lr_scale": 1.0,
@@ -101,6 +121,8 @@ class TrainConfig:
     d_lr_scale: float = _f(1.0, "generate: the discriminator's learning rate as a multiple of "
                            "the generator's (TTUR, Heusel et al. 2017)", bounds=(1e-6, 1e4))
     latent_dim: int = _f(64, "generate: length of the generator's noise vector", bounds=(1, 4096))
+    sampling_steps: int = _f(25, "generate, ddpm heads: DDIM steps per image drawn (more: slower "
+                             "sampling, a little better images)", bounds=(1, 1000))
     judge: str = _f(
         "", "generate: a classifier run on the same data whose features score the samples "
         "(domain FID, class coverage); `cnnlab generate train` trains one when empty")
@@ -289,8 +311,9 @@ class TrainConfig:
         ]
 
     def _gan_checks(self) -> list[tuple[bool, str]]:
-        gan = (self.gan_loss != "nonsaturating" or self.spectral_norm or self.r1_gamma
-               or self.r1_every != 1 or self.d_lr_scale != 1.0 or self.judge or self.aux_weight)
+        gan_only = (self.gan_loss != "nonsaturating" or self.spectral_norm or self.r1_gamma
+                    or self.r1_every != 1 or self.d_lr_scale != 1.0)
+        gan = gan_only or self.judge or self.aux_weight
         return [
             (self.gan_loss in GAN_LOSSES, f"gan_loss must be one of {', '.join(GAN_LOSSES)}"),
             (self.task == "generate" or not gan,
@@ -298,6 +321,11 @@ class TrainConfig:
              "to task generate only"),
             (not self.aux_weight or self.head == "conditional",
              "aux_weight (AC-GAN) needs labels to ask for: add --head conditional"),
+            (not (is_diffusion(self.head) and gan_only),
+             f"--head {self.head} trains a diffusion model (no discriminator): drop gan_loss, "
+             "spectral_norm, r1_gamma, r1_every and d_lr_scale"),
+            (self.sampling_steps == 25 or is_diffusion(self.head),
+             "sampling_steps applies to the diffusion heads (ddpm, ddpm-conditional) only"),
             (self.task != "generate" or not (self.init_from or self.pretrained or self.freeze_epochs
                                              or self.lookahead or self.lr_find),
              "task generate trains from scratch: drop init_from, pretrained, freeze_epochs, "

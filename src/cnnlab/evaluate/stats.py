@@ -93,6 +93,27 @@ def mean_difference_ci(a: list[float], b: list[float], level: float = LEVEL) -> 
     return Interval(diff, diff - half, diff + half, level)
 
 
+def paired_difference_ci(a: list[float], b: list[float], level: float = LEVEL) -> Interval:
+    """The paired t interval for mean(b - a): a[i] and b[i] share something (a seed, a judge),
+    so their differences vary less than the values do and Welch's interval would be too wide.
+
+    With fewer than two pairs the spread is unknown: the interval is infinite."""
+    from scipy.stats import t
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    d = b - a
+    diff = float(d.mean()) if len(d) else float("nan")
+    if len(d) < 2:
+        return Interval(diff, -np.inf, np.inf, level)
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    if se == 0:
+        return Interval(diff, diff, diff, level)
+    half = float(t.ppf(0.5 + level / 2, len(d) - 1) * se)
+    return Interval(diff, diff - half, diff + half, level)
+
+
 def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
                  resamples: int = 2000, level: float = LEVEL, seed: int = 0) -> Interval:
     """Percentile bootstrap interval of ``statistic`` over resampled rows of ``values``."""

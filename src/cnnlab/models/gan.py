@@ -121,11 +121,51 @@ def _projection(num_classes: int, features: int) -> nn.Embedding:
     return embed
 
 
-class GAN(nn.Module):
-    """Generator and discriminator in one module, so one checkpoint, one EMA and one optimizer
-    (two parameter groups) hold both; ``train_step`` is the task's step of the trainer."""
+class ImageGenerator(nn.Module):
+    """What every generator of task generate shares (a GAN, a diffusion model): noise, labels to
+    ask for, and ``sample``, which draws the same images for one seed. A subclass sets
+    ``latent_dim``, ``conditional``, ``num_classes``, ``in_channels`` and ``image_size`` and
+    defines ``generate(z, y)`` (images in [0, 1]) and ``parameter_counts``."""
 
     takes_targets = False
+    final_samples = 10_000
+    """Samples whose classes the final label histogram counts (cnnlab.tasks.generate)."""
+
+    def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def random_labels(self, n: int, device=None) -> torch.Tensor | None:
+        return torch.randint(self.num_classes, (n,), device=device) if self.conditional else None
+
+    def between(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Points on the way from noise ``a`` to noise ``b`` (``t`` in [0, 1]): a straight line."""
+        return a * (1 - t) + b * t
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None,
+               batch_size: int = 500) -> torch.Tensor:
+        """``n`` images as uint8 (N, C, H, W), the same for one seed (in eval mode: a GAN's
+        BatchNorm with its running statistics). Labels default to cycling through the classes."""
+        was = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        g = torch.Generator().manual_seed(seed)
+        z = self.noise(n, g)
+        if labels is None and self.conditional:
+            labels = torch.arange(n) % self.num_classes
+        out = []
+        for i in range(0, n, batch_size):
+            y = labels[i: i + batch_size].to(device) if labels is not None else None
+            x = self.generate(z[i: i + batch_size].to(device), y)
+            out.append((x * 255).round().to(torch.uint8).cpu())
+        self.train(was)
+        return torch.cat(out) if out else torch.zeros(0, self.in_channels, self.image_size,
+                                                      self.image_size, dtype=torch.uint8)
+
+
+class GAN(ImageGenerator):
+    """Generator and discriminator in one module, so one checkpoint, one EMA and one optimizer
+    (two parameter groups) hold both; ``train_step`` is the task's step of the trainer."""
 
     def __init__(self, in_channels: int = 1, image_size: int = 8, num_classes: int = 10,
                  conditional: bool = False, latent_dim: int = 64, width: int = 32,
@@ -168,36 +208,13 @@ class GAN(nn.Module):
                 {"params": list(self.discriminator.parameters()), "weight_decay": 0.0,
                  "lr_scale": d_lr_scale}]
 
-    def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
-
-    def random_labels(self, n: int, device=None) -> torch.Tensor | None:
-        return torch.randint(self.num_classes, (n,), device=device) if self.conditional else None
-
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] from noise (and labels, for the conditional GAN)."""
         return (self.generator(z, y if self.conditional else None) + 1) / 2
 
-    @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None,
-               batch_size: int = 500) -> torch.Tensor:
-        """``n`` images as uint8 (N, C, H, W), the same for one seed (the generator in eval mode:
-        BatchNorm with its running statistics). Labels default to cycling through the classes."""
-        was = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        g = torch.Generator().manual_seed(seed)
-        z = self.noise(n, g)
-        if labels is None and self.conditional:
-            labels = torch.arange(n) % self.num_classes
-        out = []
-        for i in range(0, n, batch_size):
-            y = labels[i: i + batch_size].to(device) if labels is not None else None
-            x = self.generate(z[i: i + batch_size].to(device), y)
-            out.append((x * 255).round().to(torch.uint8).cpu())
-        self.train(was)
-        return torch.cat(out) if out else torch.zeros(0, self.in_channels, self.image_size,
-                                                      self.image_size, dtype=torch.uint8)
+    def parameter_counts(self) -> dict[str, int]:
+        return {"generator": sum(p.numel() for p in self.generator.parameters()),
+                "discriminator": sum(p.numel() for p in self.discriminator.parameters())}
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor, optimizer: torch.optim.Optimizer,
                    autocast: AbstractContextManager) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

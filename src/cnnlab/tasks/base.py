@@ -82,7 +82,13 @@ def build_task_model(task: str, head: str, backbone_name: str, backbone_kwargs: 
     rebuilds it from weights/meta.json."""
     from cnnlab.models import create_model
 
-    if task == "generate":  # a GAN: its own two networks, no registered backbone
+    if task == "generate":  # a GAN or a diffusion model: no registered backbone
+        from cnnlab.config import is_diffusion
+
+        if is_diffusion(head):
+            from cnnlab.models.diffusion import Diffusion
+
+            return Diffusion(**backbone_kwargs)
         from cnnlab.models.gan import GAN
 
         return GAN(**backbone_kwargs)

@@ -35,8 +35,6 @@ EVAL_SAMPLES = 1000
 """Samples scored at each evaluation (at most as many as the evaluation images)."""
 MIN_SIDE = 4
 """The smallest image side generated (the generator's first map is 4x4)."""
-FINAL_SAMPLES = 10_000
-"""Samples whose classes the final label histogram counts."""
 
 
 class GenerateTask(Task):
@@ -50,20 +48,24 @@ class GenerateTask(Task):
         return data
 
     def build(self, cfg: TrainConfig, data) -> nn.Module:
-        from cnnlab.models.gan import GAN
+        from cnnlab.config import is_diffusion
+        from cnnlab.tasks.base import build_task_model
 
         if not cfg.judge:
             raise CnnlabError("task generate needs a judge (a classifier run on the same data): "
                               "use `cnnlab generate train`, which trains one, or give --judge RUN")
         c, h, _ = data.train.image_shape
         kwargs = dict(in_channels=c, image_size=h, num_classes=data.train.num_classes,
-                      conditional=cfg.head == "conditional", latent_dim=cfg.latent_dim,
-                      width=cfg.model_kwargs.get("width", 32), spectral_norm=cfg.spectral_norm,
-                      loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma,
-                      r1_every=cfg.r1_every, aux_weight=cfg.aux_weight,
-                      mean=[0.5] * c, std=[0.5] * c)
+                      conditional=cfg.head.endswith("conditional"),
+                      width=cfg.model_kwargs.get("width", 32), mean=[0.5] * c, std=[0.5] * c)
+        if is_diffusion(cfg.head):
+            kwargs |= dict(sampling_steps=cfg.sampling_steps)
+        else:
+            kwargs |= dict(latent_dim=cfg.latent_dim, spectral_norm=cfg.spectral_norm,
+                           loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every,
+                           aux_weight=cfg.aux_weight)
         torch.manual_seed(cfg.seed)
-        model = GAN(**kwargs)
+        model = build_task_model("generate", cfg.head, "", kwargs, data.train.num_classes)
         model.build_kwargs = kwargs
         model.judge_path = cfg.judge
         return model
@@ -142,8 +144,9 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
 
     device = next(model.parameters()).device
     judge = load_judge(model.judge_path, str(device))
-    n = min(FINAL_SAMPLES, max(len(data.eval), EVAL_SAMPLES))
-    samples = model.sample(FINAL_SAMPLES, seed=1)
+    many = model.final_samples  # the label histogram's (10,000 for a GAN)
+    n = min(many, max(len(data.eval), EVAL_SAMPLES))
+    samples = model.sample(many, seed=1)
     result = score(judge, samples[:n], data.train.x, data.eval.x, data.train.num_classes, device)
     _, c_many = judge_outputs(judge, samples, device)
     _, c_real = judge_outputs(judge, data.eval.x, device)
@@ -176,13 +179,21 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
             "collapsed": result["labels"]["collapsed"],
             "copy_share": result["copies"]["features"]["copy_share"],
             "label_agreement": result.get("label_agreement"),
-            "g_params": sum(p.numel() for p in model.generator.parameters()),
-            "d_params": sum(p.numel() for p in model.discriminator.parameters())}
+            "parameters": model.parameter_counts()} | _gan_counts(model)
+
+
+def _gan_counts(model: nn.Module) -> dict:
+    """A GAN's generator and discriminator sizes, as the generation analysis reads them."""
+    counts = model.parameter_counts()
+    if "generator" not in counts:
+        return {}
+    return {"g_params": counts["generator"], "d_params": counts["discriminator"]}
 
 
 @torch.no_grad()
 def interpolation(model: nn.Module, rows: int = 6, steps: int = 10, seed: int = 3) -> torch.Tensor:
-    """Images along straight lines between pairs of noise vectors: (rows * steps, C, H, W) uint8.
+    """Images on the way between pairs of noise vectors (``model.between``: a straight line, or
+    for a diffusion model a great circle): (rows * steps, C, H, W) uint8.
     A smooth change from end to end means the generator learned a continuous space, not a
     lookup table of images."""
     was = model.training
@@ -191,7 +202,7 @@ def interpolation(model: nn.Module, rows: int = 6, steps: int = 10, seed: int = 
     g = torch.Generator().manual_seed(seed)
     a, b = model.noise(rows, g), model.noise(rows, g)
     t = torch.linspace(0, 1, steps).view(1, steps, 1)
-    z = (a[:, None] * (1 - t) + b[:, None] * t).reshape(rows * steps, -1).to(device)
+    z = model.between(a[:, None], b[:, None], t).reshape(rows * steps, -1).to(device)
     y = ((torch.arange(rows) % model.num_classes).repeat_interleave(steps).to(device)
          if model.conditional else None)
     x = (model.generate(z, y) * 255).round().to(torch.uint8).cpu()

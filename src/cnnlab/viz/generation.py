@@ -52,14 +52,21 @@ def class_rows(images: np.ndarray, classes: list[str], per_class: int = 8):
 
 
 def training(history: list[dict], floor: float | None):
-    """D and G losses per epoch, and the domain FID at each evaluation against the floor."""
-    rows = [r for r in history if r.get("g_loss") not in (None, "")]
+    """A GAN's D and G losses per epoch (a diffusion model's denoising loss), and the domain FID
+    at each evaluation against the floor."""
+    gan = any(r.get("g_loss") not in (None, "") for r in history)
+    rows = [r for r in history if r.get("g_loss" if gan else "train_loss") not in (None, "")]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     e = [r["epoch"] for r in rows]
-    axes[0].plot(e, [r["d_loss"] for r in rows], label="discriminator", marker=".")
-    axes[0].plot(e, [r["g_loss"] for r in rows], label="generator", marker=".")
-    axes[0].set(title="Losses (a game: neither should win)", xlabel="epoch", ylabel="loss")
-    axes[0].legend()
+    if gan:
+        axes[0].plot(e, [r["d_loss"] for r in rows], label="discriminator", marker=".")
+        axes[0].plot(e, [r["g_loss"] for r in rows], label="generator", marker=".")
+        axes[0].set(title="Losses (a game: neither should win)", xlabel="epoch", ylabel="loss")
+        axes[0].legend()
+    else:
+        axes[0].plot(e, [r["train_loss"] for r in rows], marker=".")
+        axes[0].set(title="Denoising loss (one regression: it should fall)", xlabel="epoch",
+                    ylabel="mean squared error of the noise")
     fid = [(r["epoch"], r["val_score"]) for r in history if r.get("val_score") not in (None, "")]
     if fid:
         axes[1].plot([a for a, _ in fid], [b for _, b in fid], marker="o", label="generated")
@@ -149,7 +156,7 @@ def samples_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
     else:
         body = gen
     if "by_class" in pics:
-        body += "<h3>One row per class asked for (the conditional GAN)</h3>"
+        body += "<h3>One row per class asked for (a conditional generator)</h3>"
         body += img(P.save(class_rows(pics["by_class"], classes), plots_dir, "by_class"),
                     "samples per class", "520px")
     body += "<h3>Walking in the latent space</h3>" + img(
@@ -169,6 +176,11 @@ def training_html(history: list[dict], floor: float | None, plots_dir: Path) -> 
     if not history:
         return None
     uri = P.save(training(history, floor), plots_dir, "gan_training")
+    if not any(r.get("g_loss") not in (None, "") for r in history):  # a diffusion model
+        return img(uri, "denoising loss and FID") + para(
+            "The denoiser learns to tell the noise in a noisy image at every noise level; its loss "
+            "falls slowly because most of it is the noise at high levels, which no model can "
+            "predict. The FID, measured on images drawn by DDIM, is the number to watch.", note=True)
     return img(uri, "GAN losses and FID") + para(
         "The discriminator's loss near log 4 = 1.39 means it cannot tell the images apart; a loss "
         "that falls to 0 while the generator's climbs is a discriminator that won, and samples that "
