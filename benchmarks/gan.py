@@ -15,6 +15,7 @@ carry the load average.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import statistics
@@ -184,7 +185,8 @@ def families(a) -> None:
     conditional GAN (the targets' recipe) against a class-conditional diffusion model (DDPM
     training, DDIM sampling in 25 steps) trained for as many seconds. Per seed both are scored
     by one judge (trained once, on that seed): the FIDs are paired, and so is the interval.
-    The diffusion model's epochs come from its measured seconds per epoch (a short run first)."""
+    The diffusion model's epochs come from its measured seconds per epoch (a 3-epoch run first:
+    its first epoch, then the steady rate of the next two)."""
     rows = []
     for dataset, epochs, seeds in (("digits", a.digits_epochs, a.seeds), ("shapes", a.shapes_epochs, 1)):
         fid = {"GAN": [], "diffusion": []}
@@ -194,9 +196,11 @@ def families(a) -> None:
                            epochs=epochs, eval_every=epochs)
             judge = g_run.config.judge
             probe, _ = gan(dataset, f"fam-{dataset}-probe-{seed}", DIFFUSION_DEFAULTS, seed=seed,
-                           head="ddpm-conditional", judge=judge, epochs=2, eval_every=100)
-            per_epoch = probe.metrics["train_time_s"] / 2
-            d_epochs = max(1, round(g_run.metrics["train_time_s"] / per_epoch))
+                           head="ddpm-conditional", judge=judge, epochs=3, eval_every=100)
+            elapsed = [float(r["train_elapsed"]) for r in csv.DictReader(
+                (probe.path / "results.csv").read_text().splitlines())]
+            per_epoch = (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)  # after the first epoch
+            d_epochs = 1 + max(0, round((g_run.metrics["train_time_s"] - elapsed[0]) / per_epoch))
             d_run, d = gan(dataset, f"fam-{dataset}-ddpm-{seed}", DIFFUSION_DEFAULTS, seed=seed,
                            head="ddpm-conditional", judge=judge, epochs=d_epochs, eval_every=d_epochs)
             for label, run, r in (("GAN", g_run, g), ("diffusion", d_run, d)):

@@ -143,6 +143,26 @@ def test_fid_matches_a_hand_computation_and_identical_sets_score_zero():
     assert G.prdc(torch.from_numpy(a), torch.from_numpy(a))["precision"] == 1.0
 
 
+def test_spoilt_real_images_blur_by_a_box_and_add_seeded_noise():
+    flat = torch.full((2, 1, 6, 6), 100, dtype=torch.uint8)
+    assert torch.equal(G.spoilt(flat, "blur"), flat)  # a box blur leaves a flat image alone
+    edge = torch.zeros(1, 1, 3, 3, dtype=torch.uint8)
+    edge[..., 1] = 90  # one bright column: the box spreads it a third each way
+    assert G.spoilt(edge, "blur")[0, 0, 1].tolist() == [30, 30, 30]
+    noisy = G.spoilt(flat, "noise")
+    assert torch.equal(noisy, G.spoilt(flat, "noise")) and not torch.equal(noisy, flat)
+    assert (noisy.float() - 100).std() == pytest.approx(12, rel=0.2)
+    with pytest.raises(ValueError, match="blur or noise"):
+        G.spoilt(flat, "jpeg")
+
+
+def test_the_yardsticks_put_spoilt_real_images_above_the_floor(judge):
+    data = judge.data()
+    r = G.score(judge.load_model(), data.eval.x[:100], data.train.x, data.eval.x, 10, copies=False)
+    assert set(r["yardsticks"]) == set(G.YARDSTICKS)
+    assert min(r["yardsticks"].values()) > r["floor"]["fid"]
+
+
 def test_the_copy_statistic_catches_copies_and_stays_near_five_percent_otherwise():
     torch.manual_seed(0)
     train, held, fresh = torch.randn(600, 8), torch.randn(400, 8), torch.randn(400, 8)

@@ -14,6 +14,10 @@ real images, at the n of the samples' comparison (with the first half). FID is b
 at a small n, so a generator's FID means something only beside the floor at equal n; and the
 judge has seen the training images, so they are not a fair half.
 
+The floor says where real images sit; the **yardsticks** say how far slightly spoilt real
+images sit (blurred by 3x3, with pixel noise): a judge that reads texture can put them many
+times the floor away, and a generator's FID reads differently on such a scale.
+
 - ``label_histogram``: the judge's classes of the samples against the real ones (entropy, the
   share of classes produced); a generator that makes few classes is flagged as collapsed.
 - ``memorisation``: did it copy? Each sample's distance to its nearest training image, against
@@ -137,7 +141,10 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict:
     """Precision and recall of the distribution, density and coverage (the ``prdc`` package)."""
     from prdc import compute_prdc
 
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the two set sizes
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it prints the
+        # two set sizes, and its sklearn call (8 joblib workers) can warn, once per worker, that
+        # sklearn's configuration does not reach them: harmless here, and hundreds of lines
+        warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed")
         out = compute_prdc(real_features=real.numpy(), fake_features=fake.numpy(), nearest_k=k)
     return {key: float(v) for key, v in out.items()}
 
@@ -211,6 +218,38 @@ def halves(n_heldout: int, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[:n], order[half: half + n]
 
 
+YARDSTICKS = {"blurred (3x3 box)": "blur", "pixel noise (sd 12/255)": "noise"}
+"""Real images, slightly spoilt: their FID against the same reference says how strict this
+feature space is. A judge that reads texture puts blurred real images far from real ones."""
+
+
+def spoilt(x: torch.Tensor, how: str, seed: int = 0) -> torch.Tensor:
+    """uint8 images (N, C, H, W) blurred by a 3x3 box ("blur", edges repeated) or with Gaussian
+    pixel noise of standard deviation 12/255 ("noise", seeded)."""
+    import torch.nn.functional as F
+
+    f = x.double()
+    if how == "blur":
+        f = F.avg_pool2d(F.pad(f, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    elif how == "noise":
+        f = f + 12 * torch.randn(f.shape, generator=torch.Generator().manual_seed(seed), dtype=f.dtype)
+    else:
+        raise ValueError(f"unknown spoiling {how!r}: blur or noise")
+    return f.round().clamp(0, 255).to(torch.uint8)
+
+
+def yardsticks(judge: nn.Module, heldout: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+               ref: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, float]:
+    """The FID of the floor's second half, spoilt each way of ``YARDSTICKS``, against ``ref``
+    (the first half's features): where a generator's FID sits between real images (the floor)
+    and real images a little blurred or noisy."""
+    out = {}
+    for name, how in YARDSTICKS.items():
+        f, _ = judge_outputs(judge, spoilt(heldout[second], how), device)
+        out[name] = fid_kid(ref, f[: len(first)])["fid"]
+    return out
+
+
 def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor,
           num_classes: int, device: torch.device | str = "cpu", copies: bool = True) -> dict:
     """Every measure of ``samples`` (uint8) against real images the generator never saw, with
@@ -218,8 +257,9 @@ def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout:
     first, and the floor is the same measure of the second half against the first, at the same
     n. (Not training images against held-out ones: the judge was trained on the training
     images, so its features tell them apart from new images, and that floor would sit too
-    high.) With ``copies``, the memorisation statistic in features and in pixels, against
-    every image of ``train``."""
+    high.) Beside the floor, its ``yardsticks``: the second half blurred and noisy. With
+    ``copies``, the memorisation statistic in features and in pixels, against every image of
+    ``train``."""
     first, second = halves(len(heldout), len(samples))
     n = len(first)
     f_fake, c_fake = judge_outputs(judge, samples, device)
@@ -228,7 +268,8 @@ def score(judge: nn.Module, samples: torch.Tensor, train: torch.Tensor, heldout:
     gen = fid_kid(ref, f_fake[:n]) | prdc(ref, f_fake[:n])
     floor = fid_kid(ref, other) | prdc(ref, other)
     out = {"features": "domain (the judge classifier's embedding)", "n": n, "generated": gen,
-           "floor": floor, "labels": label_histogram(c_fake, c_held, num_classes)}
+           "floor": floor, "labels": label_histogram(c_fake, c_held, num_classes),
+           "yardsticks": yardsticks(judge, heldout, first, second, ref, device)}
     if copies:
         f_train, _ = judge_outputs(judge, train, device)
         out["copies"] = {"features": memorisation(f_train, f_held, f_fake),

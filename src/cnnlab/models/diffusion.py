@@ -67,6 +67,9 @@ class Diffusion(ImageGenerator):
             y = torch.zeros(n, dtype=torch.long, device=x_t.device)
         return self.unet(x_t, t, class_labels=y if self.conditional else None).sample
 
+    ema_warmup = True
+    """The trainer's EMA of the weights warms up (cnnlab.training.trainer.make_ema): measured
+    budgets here are a few hundred steps, where a plain EMA still holds the random start."""
     final_samples = 2000
     """Samples of the final label histogram: every one costs ``sampling_steps`` UNet passes (the
     GAN's 10,000 would take minutes on a CPU)."""

@@ -53,6 +53,27 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63)
 
 
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the weights (and buffers). A model that asks for it
+    (``ema_warmup``: the diffusion model) gets diffusers' warm-up, a decay of
+    min(decay, (1 + n) / (10 + n)) at the n-th update: the plain average starts from the random
+    initial weights and, at 0.995, still holds 27% of them after 264 steps (a short run)."""
+    if not getattr(model, "ema_warmup", False):
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @torch.no_grad()
+    def warm(ema_params, params, n_averaged) -> None:
+        n = float(n_averaged)  # restored with the checkpoint: a resumed run does not warm up again
+        d = min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(ema_params[0]):
+            torch._foreach_lerp_(ema_params, params, 1 - d)
+        else:  # integer buffers (a step counter): kept as the model has them
+            for e, p in zip(ema_params, params, strict=True):
+                e.copy_(p)
+
+    return AveragedModel(model, multi_avg_fn=warm, use_buffers=True)
+
+
 def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:
     task = get_task(cfg.task)
     if task is not None:
@@ -343,8 +364,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         model = start_model(cfg, data, log) if not resume else build_model(cfg, data)
     model = prepare_model(model, cfg, device)
     optimizer = make_optimizer(cfg, model)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-           if cfg.ema else None)
+    ema = make_ema(model, cfg.ema) if cfg.ema else None
     lookahead = Lookahead(model) if cfg.lookahead else None
     state = TrainState()
     if resume:

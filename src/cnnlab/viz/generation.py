@@ -162,7 +162,8 @@ def samples_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
     body += "<h3>Walking in the latent space</h3>" + img(
         P.save(picture(pics["interpolation"], 10), plots_dir, "interpolation"), "interpolations",
         "520px")
-    body += para("Each row moves in a straight line from one noise vector to another: a smooth "
+    body += para("Each row moves from one noise vector to another (a straight line; for a diffusion "
+                 "model a great circle, where every point is as long as noise): a smooth "
                  "change means a continuous space of images, not a lookup table.", note=True)
     gif = snapshots_gif(run_dir / "snapshots", plots_dir / "training.gif")
     if gif:
@@ -207,6 +208,13 @@ def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
         ("density", "density", "about 1 for samples like real ones"),
         ("coverage", "coverage", "real images with a sample nearby"))]
     body = head + table(["measure", "generated", "floor: real vs real", "reading"], rows)
+    if r.get("yardsticks"):  # runs measured before the yardsticks have none
+        body += para("For scale, the domain FID of real images slightly spoilt (the floor's second "
+                     "half against the same first half): " + "; ".join(
+                         f"{name} {fid:.3f} ({fid / max(f['fid'], 1e-12):.1f}x the floor)"
+                         for name, fid in r["yardsticks"].items())
+                     + f". The samples' {g['fid']:.3f} reads against these: a judge that reads "
+                     "texture puts even real images far from the floor once they are blurred.")
     acc, k = r.get("judge_accuracy"), len(classes)
     if acc is not None:
         weak = acc < min(0.5, 2 / k)
