@@ -271,7 +271,8 @@ def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
 
 def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp_path, judge):
     """On the judge run (the digits): a GAN, an unseen generator, the real-or-generated detector,
-    a GAN on few images; the report section and the claims read the result."""
+    a GAN on few images, a diffusion model beside the GAN; the report section and the claims
+    read the result."""
     import shutil
 
     from cnnlab.analysis import run_analysis
@@ -281,15 +282,20 @@ def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp
 
     run = Run(shutil.copytree(judge.path, tmp_path / "main"))
     res = run_analysis(run, "generation", log=lambda s: None, epochs=4, unseen_epochs=2,
-                       detector_samples=300, detector_epochs=2, few=50, few_epochs=4)
+                       detector_samples=300, detector_epochs=2, few=50, few_epochs=4,
+                       diffusion_epochs=1)
     d = res["detector"]
     assert d["n_train"] == 600 and 0 <= d["same"]["low"] <= d["same"]["estimate"] <= d["same"]["high"] <= 1
     assert res["gan"]["head"] == "conditional" and res["unseen"]["head"] == "dcgan"
     assert res["few"]["n_train"] == 50 and Run(run.path / res["subruns"]["gan-few"]).metrics["n_train"] == 50
+    diff = res["diffusion"]
+    assert diff["head"] == "ddpm-conditional" and diff["epochs"] == 1 and diff["g_params"] is None
+    assert diff["sample_s"] > 0 and res["gan"]["sample_s"] > 0
     said = claims(res)
     assert [c.claim.split()[0] for c in said] == ["A", "Its", "A", "Such", "A"]
     html = render_report(run).read_text()
     assert "Can a CNN tell real images from generated ones?" in html and "Few images" in html
+    assert "GAN or diffusion, on this budget" in html
 
 
 def test_the_detector_claim_follows_the_intervals():

@@ -31,7 +31,8 @@ nothing (a good generator's samples lie a little nearer the data than held-out i
 
 def generation(run: Run, *, epochs: int = 60, head: str = "conditional", width: int = 32,
                unseen_epochs: int = 0, detector_samples: int = 2000, detector_epochs: int = 8,
-               few: int = 0, few_epochs: int = 300, log: Log = print) -> dict:
+               few: int = 0, few_epochs: int = 300, diffusion_epochs: int = 0,
+               log: Log = print) -> dict:
     """Train a GAN on the run's data (judged by the run's classifier), measure it, and train a CNN
     that tells its images from real ones.
 
@@ -46,6 +47,9 @@ def generation(run: Run, *, epochs: int = 60, head: str = "conditional", width: 
         few: also train a GAN on this many training images only, to see memorisation
             (0: skip; 100 shows it).
         few_epochs: epochs of that GAN (few images need many passes).
+        diffusion_epochs: also train a class-conditional diffusion model for this many epochs,
+            judged alike, to set the two families side by side with their training and
+            sampling times (0: skip; on the digits an epoch of it takes about 7 of the GAN's).
     """
     if head not in ("conditional", "dcgan"):
         raise CnnlabError(f"generation --head {head}: choose conditional or dcgan")
@@ -62,6 +66,12 @@ def generation(run: Run, *, epochs: int = 60, head: str = "conditional", width: 
         small = run.subrun(gan_config(run, few_epochs, head, width, limit_train=few), "gan-few", log)
         out["few"] = summary(small) | {"n_train": few}
         out["subruns"]["gan-few"] = str(small.path.relative_to(run.path))
+    if diffusion_epochs:
+        diff = run.subrun(gan_config(run, diffusion_epochs, "ddpm-conditional", width), "diffusion", log)
+        out["diffusion"] = summary(diff)
+        out["subruns"]["diffusion"] = str(diff.path.relative_to(run.path))
+        for key, sub in (("gan", gan), ("diffusion", diff)):
+            out[key]["sample_s"] = sampling_seconds(sub)
     g = out["gan"]
     log(f"GAN: domain FID {g['fid']:.3f} (floor {g['floor']:.3f}), classes produced "
         f"{100 * g['classes_covered']:.0f}%, near-copies {100 * g['copies']['copy_share']:.1f}%; "
@@ -71,11 +81,12 @@ def generation(run: Run, *, epochs: int = 60, head: str = "conditional", width: 
 
 def gan_config(run: Run, epochs: int, head: str, width: int, seed_offset: int = 0,
                limit_train: int = 0):
-    """The GAN sub-run's recipe (``cnnlab generate train``'s) on the run's data and split."""
-    from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
+    """The generator sub-run's recipe (``cnnlab generate train``'s for ``head``) on the run's
+    data and split."""
+    from cnnlab.config import TrainConfig, generate_defaults
 
     c = run.config
-    return TrainConfig(**GENERATE_DEFAULTS).derive(
+    return TrainConfig(**generate_defaults(head)).derive(
         dataset=c.dataset, data_dir=c.data_dir, image_size=c.image_size, val_split=c.val_split,
         val_seed=c.val_seed, limit_train=limit_train or c.limit_train, seed=c.seed + seed_offset,
         head=head, epochs=epochs, eval_every=max(1, epochs // 12), model_kwargs={"width": width},
@@ -94,7 +105,21 @@ def summary(sub: Run) -> dict:
             "collapsed": r["labels"]["collapsed"], "label_agreement": r.get("label_agreement"),
             "copies": r["copies"]["features"], "copies_pixels": r["copies"]["pixels"],
             "n": r["n"], "train_time_s": m["train_time_s"], "epochs": m["epochs"],
-            "g_params": m["g_params"], "d_params": m["d_params"], "head": sub.config.head}
+            "g_params": m.get("g_params"), "d_params": m.get("d_params"),
+            "params": sum(m.get("parameters", {}).values()), "head": sub.config.head,
+            "sampling_steps": sub.config.sampling_steps}
+
+
+def sampling_seconds(sub: Run, n: int = 1000) -> float:
+    """Seconds to draw ``n`` images from a generator sub-run (one GAN pass each, or
+    ``sampling_steps`` UNet passes for a diffusion model)."""
+    import time
+
+    model = sub.load_model()
+    model.sample(8, seed=21)  # warm up (first-call allocations)
+    t = time.perf_counter()
+    model.sample(n, seed=20)
+    return time.perf_counter() - t
 
 
 def real_or_generated(run: Run, gan: Run, unseen: Run, n: int, epochs: int, log: Log) -> dict:
@@ -176,6 +201,8 @@ def section(ctx: SectionContext) -> str:
                  f"samples), scored on {d['n_test']:,} (held-out real images and fresh samples, "
                  "half each; chance is 50%). A detector that only works on the generator it was "
                  "trained against protects against that generator only.", note=True)
+    if "diffusion" in r:
+        html += _families_html(r["gan"], r["diffusion"])
     if "few" in r:
         f = r["few"]
         rows = [[f"{label} training images", f"{100 * s['copies']['copy_share']:.1f}%",
@@ -185,6 +212,29 @@ def section(ctx: SectionContext) -> str:
         html += "<h3>Few images: does it copy them?</h3>" + table(
             ["GAN trained on", "near-copies", "95% CI", "domain FID"], rows)
     return html
+
+
+def _families_html(g: dict, d: dict) -> str:
+    """The GAN beside the diffusion model: quality, training and sampling time."""
+    rows = [[name, f"{s['epochs']}", f"{s['train_time_s']:.0f} s", f"{s['sample_s']:.2f} s",
+             f"{s['fid']:.3f} ({s['floor']:.3f})", f"{s['recall']:.2f}",
+             f"{100 * s['classes_covered']:.0f}%"]
+            for name, s in (("GAN (conditional DCGAN)", g), ("diffusion (conditional DDPM, DDIM)", d))]
+    html = "<h3>GAN or diffusion, on this budget</h3>" + table(
+        ["family", "epochs", "training", "drawing 1,000 images", "domain FID (floor)", "recall",
+         "classes produced"], rows)
+    ratio = d["train_time_s"] / max(g["train_time_s"], 1e-9)
+    lower = "the GAN" if g["fid"] < d["fid"] else "the diffusion model"
+    if 0.8 <= ratio <= 1.25:
+        said = (f"At about equal training time ({g['train_time_s']:.0f} s and "
+                f"{d['train_time_s']:.0f} s), {lower} has the lower domain FID")
+    else:
+        said = (f"The two trained for unequal times ({ratio:.1f}x), so this is no contest of the "
+                f"families; {lower} has the lower domain FID")
+    return html + para(
+        f"{said}, one seed each (no interval: benchmarks/gan.py families pairs them over seeds). "
+        "Drawing is where the families differ most: a GAN makes an image in one pass, the "
+        f"diffusion model in {d['sampling_steps']} passes of its UNet.", note=True)
 
 
 def claims(res: dict) -> list[Claim]:
@@ -239,10 +289,11 @@ against 80.4%), which measured the unseen generator's flaws, not how detection g
 ANALYSIS = register(Analysis(
     name="generation", title="Generating images (GANs), and telling them from real",
     compute=generation, section=section, order=92, verb=("experiment", "generation"),
-    quick=QUICK, full={"epochs": 100, "few": 100, "detector_samples": 2000, "detector_epochs": 10},
+    quick=QUICK, full={"epochs": 100, "few": 100, "detector_samples": 2000, "detector_epochs": 10,
+                       "diffusion_epochs": 14},
     claims=claims, applies=applies, needs=("torchmetrics", "generate"),
     bounds={"epochs": (1, 100_000), "width": (4, 512), "unseen_epochs": (0, 100_000),
             "detector_samples": (10, 1e6), "detector_epochs": (1, 10_000), "few": (0, 1e6),
-            "few_epochs": (1, 100_000)},
+            "few_epochs": (1, 100_000), "diffusion_epochs": (0, 100_000)},
     takes="about 35 s on the digits at the quick budget, 2 CPU cores",
 ))
