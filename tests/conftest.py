@@ -57,3 +57,25 @@ def digits_npz(tmp_path) -> Path:
     np.savez(path, x=np.round(d.images * 255 / 16).astype(np.uint8), y=d.target,
              classes=np.array([str(i) for i in range(10)]))
     return path
+
+
+def assert_generator_resumes_exactly(run: Path) -> None:
+    """Train ``run``'s recipe again as "cut", interrupted (Ctrl-C) after epoch 1, resume it, and
+    check that it ends with the very weights ``run`` ended with."""
+    from cnnlab.config import TrainConfig
+    from cnnlab.generation import train_generator
+    from cnnlab.training import checkpoint as ckpt
+
+    cfg = TrainConfig.load(run / "config.yaml")
+    cfg.name = "cut"
+
+    def interrupt_after_epoch_1(line: str) -> None:
+        if line.startswith("epoch   1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(cfg, log=interrupt_after_epoch_1, report=False)
+    train_generator(cfg, resume=True, log=lambda s: None, report=False)
+    a, _ = ckpt.load_tensors(run / "weights" / "last.safetensors")
+    b, _ = ckpt.load_tensors(Path(cfg.out_dir) / "cut" / "weights" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resume differs"

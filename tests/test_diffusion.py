@@ -13,6 +13,7 @@ import torch
 
 from cnnlab.cli import main
 from cnnlab.config import TrainConfig
+from conftest import assert_generator_resumes_exactly
 
 pytest.importorskip("diffusers")
 pytest.importorskip("torchmetrics")
@@ -87,9 +88,6 @@ def judge(tmp_path_factory):
 
 def test_generate_train_head_ddpm_writes_a_run_that_resumes_exactly_samples_and_evaluates(
         tmp_path, capsys, judge):
-    from cnnlab.generation import train_generator
-    from cnnlab.training import checkpoint as ckpt
-
     out = tmp_path / "runs"
     assert main(["generate", "train", "--name", "d", "--head", "ddpm-conditional", "--dataset",
                  "digits", "--out-dir", str(out), "--judge", str(judge.path), *TINY]) == 0
@@ -105,18 +103,7 @@ def test_generate_train_head_ddpm_writes_a_run_that_resumes_exactly_samples_and_
     assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])  # it learns
     html = (run / "report.html").read_text()
     assert "Denoising loss" in html or "denoising loss" in html
-    cfg.name = "cut"
-
-    def interrupt_after_epoch_1(line: str) -> None:
-        if line.startswith("epoch   1/"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, log=interrupt_after_epoch_1, report=False)
-    train_generator(cfg, resume=True, log=lambda s: None, report=False)
-    a, _ = ckpt.load_tensors(run / "weights" / "last.safetensors")
-    b, _ = ckpt.load_tensors(out / "cut" / "weights" / "last.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resume differs"
+    assert_generator_resumes_exactly(run)  # Ctrl-C after epoch 1, then --resume
     capsys.readouterr()
     assert main(["generate", "sample", str(run), "-n", "4", "--label", "3",
                  "--out", str(tmp_path / "s.png")]) == 0

@@ -15,6 +15,7 @@ from cnnlab.cli import main
 from cnnlab.config import TrainConfig
 from cnnlab.evaluate import generation as G
 from cnnlab.models.gan import GAN
+from conftest import assert_generator_resumes_exactly
 
 pytest.importorskip("torchmetrics")
 pytest.importorskip("prdc")
@@ -209,23 +210,7 @@ def test_generate_train_writes_a_run_that_resumes_exactly_samples_and_evaluates(
     assert result["labels"]["n"] == 10_000 and "copies" in result and 0 <= result["label_agreement"] <= 1
     html = (run / "report.html").read_text()
     assert "Did it copy its training images?" in html and "not comparable with the Inception" in html
-    # an interrupted run resumes to the same weights (Ctrl-C after epoch 1)
-    from cnnlab.generation import train_generator
-    from cnnlab.training import checkpoint as ckpt
-
-    cfg = TrainConfig.load(run / "config.yaml")
-    cfg.name = "cut"
-
-    def interrupt_after_epoch_1(line: str) -> None:
-        if line.startswith("epoch   1/"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, log=interrupt_after_epoch_1, report=False)
-    train_generator(cfg, resume=True, log=lambda s: None, report=False)
-    a, _ = ckpt.load_tensors(run / "weights" / "last.safetensors")
-    b, _ = ckpt.load_tensors(out / "cut" / "weights" / "last.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resume differs"
+    assert_generator_resumes_exactly(run)  # Ctrl-C after epoch 1, then --resume
     capsys.readouterr()
     assert main(["generate", "sample", str(run), "-n", "12", "--label", "7",
                  "--out", str(tmp_path / "s.png")]) == 0
