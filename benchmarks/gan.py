@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from common import append_result, machine
 
+from cnnlab.analysis.generation import training_seconds
 from cnnlab.config import DIFFUSION_DEFAULTS, GENERATE_DEFAULTS, TrainConfig
 from cnnlab.evaluate.stats import difference_words, mean_difference_ci, paired_difference_ci, significant
 from cnnlab.generation import train_generator
@@ -39,8 +40,8 @@ DATA = {"digits": {}, "shapes": {"image_size": 16}}
 
 def gan(dataset: str, name: str, defaults: dict = GENERATE_DEFAULTS, **changes):
     cfg = TrainConfig(**defaults).derive(dataset=dataset, out_dir=str(OUT), name=name,
-                                                  threads=torch.get_num_threads(),
-                                                  **DATA.get(dataset, {}), **changes)
+                                         threads=torch.get_num_threads(),
+                                         **DATA.get(dataset, {}), **changes)
     run = train_generator(cfg, log=silent, progress=False, report=False)
     r = json.loads((run.path / "generation.json").read_text())
     return run, r
@@ -186,7 +187,8 @@ def families(a) -> None:
     training, DDIM sampling in 25 steps) trained for as many seconds. Per seed both are scored
     by one judge (trained once, on that seed): the FIDs are paired, and so is the interval.
     The diffusion model's epochs come from its measured seconds per epoch (a 3-epoch run first:
-    its first epoch, then the steady rate of the next two)."""
+    its first epoch, then the steady rate of the next two); both clocks count training steps
+    alone (``train_elapsed``), not the final evaluation."""
     rows = []
     for dataset, epochs, seeds in (("digits", a.digits_epochs, a.seeds), ("shapes", a.shapes_epochs, 1)):
         fid = {"GAN": [], "diffusion": []}
@@ -200,13 +202,13 @@ def families(a) -> None:
             elapsed = [float(r["train_elapsed"]) for r in csv.DictReader(
                 (probe.path / "results.csv").read_text().splitlines())]
             per_epoch = (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)  # after the first epoch
-            d_epochs = 1 + max(0, round((g_run.metrics["train_time_s"] - elapsed[0]) / per_epoch))
+            d_epochs = 1 + max(0, round((training_seconds(g_run) - elapsed[0]) / per_epoch))
             d_run, d = gan(dataset, f"fam-{dataset}-ddpm-{seed}", DIFFUSION_DEFAULTS, seed=seed,
                            head="ddpm-conditional", judge=judge, epochs=d_epochs, eval_every=d_epochs)
             for label, run, r in (("GAN", g_run, g), ("diffusion", d_run, d)):
                 fid[label].append(r["generated"]["fid"])
                 parts.append(f"seed {seed} {label}: domain FID {r['generated']['fid']:.3f} (floor "
-                             f"{r['floor']['fid']:.3f}) after {run.metrics['train_time_s']:.0f} s "
+                             f"{r['floor']['fid']:.3f}) after {training_seconds(run):.0f} s "
                              f"({run.metrics['epochs']} epochs), recall {r['generated']['recall']:.2f}, "
                              f"classes {100 * r['labels']['classes_covered']:.0f}%, the judge reads "
                              f"the class asked for in {100 * r['label_agreement']:.1f}%")

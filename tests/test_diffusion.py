@@ -62,8 +62,35 @@ def test_the_interpolation_follows_a_great_circle_and_keeps_the_length_of_noise(
     t = torch.tensor([[0.0], [0.5], [1.0]])
     path = model.between(a, b, t)
     assert torch.allclose(path[0], a[0]) and torch.allclose(path[2], b[0], atol=1e-5)
-    assert path[1].norm() == pytest.approx(8.0, rel=1e-5)  # a straight line: 8 / sqrt(2)
-    assert (a * 0.5 + b * 0.5).norm() == pytest.approx(8 / math.sqrt(2), rel=1e-5)
+    assert path[1].norm() == pytest.approx(8.0, rel=1e-5)  # a straight line's midpoint: 8 / sqrt(2)
+    assert torch.allclose(path[1], (a[0] + b[0]) / math.sqrt(2))  # halfway round the quarter circle
+
+
+@pytest.mark.parametrize("steps", [1, 3, 25])
+def test_ddim_starts_from_pure_noise_whatever_the_number_of_steps(steps):
+    """The first step must be the schedule's last time (999), where x_t holds no image: the
+    default "leading" spacing starts 25 steps at 960 and one step at 0."""
+    model = Diffusion(in_channels=1, image_size=8, num_classes=2, width=8, sampling_steps=steps)
+    model.sampler.set_timesteps(steps)
+    times = model.sampler.timesteps.tolist()
+    assert times[0] == 999 and len(times) == steps and times == sorted(times, reverse=True)
+
+
+def test_the_ema_of_a_diffusion_model_warms_up_and_a_gans_does_not():
+    from cnnlab.models.gan import GAN
+    from cnnlab.training.trainer import make_ema
+
+    for model, first_weight in ((Diffusion(in_channels=1, image_size=8, width=8), 1 - 2 / 11),
+                                (GAN(in_channels=1, image_size=8), 1 - 0.999)):
+        ema = make_ema(model, 0.999)
+        p = next(model.parameters())
+        ema.update_parameters(model)  # the first update copies the weights
+        start = p.detach().clone()
+        with torch.no_grad():
+            p.add_(1.0)
+        ema.update_parameters(model)  # the second moves (1 - decay) of the way: 9/11 warming up
+        got = next(ema.module.parameters())
+        assert torch.allclose(got, start + first_weight, atol=1e-6), type(model).__name__
 
 
 def test_one_training_step_moves_the_unet_and_returns_the_denoising_loss():
@@ -115,7 +142,9 @@ def test_generate_train_head_ddpm_writes_a_run_that_resumes_exactly_samples_and_
     (["generate", "train", "--head", "ddpm", "--r1-gamma", "1"], "trains a diffusion model"),
     (["generate", "train", "--head", "ddpm", "--spectral-norm"], "trains a diffusion model"),
     (["generate", "train", "--sampling-steps", "10"], "sampling_steps applies to the diffusion"),
-    (["generate", "train", "--head", "ddpm", "--aux-weight", "1"], "aux_weight (AC-GAN) needs labels"),
+    (["generate", "train", "--head", "ddpm", "--aux-weight", "1"], "trains a diffusion model"),
+    (["generate", "train", "--head", "ddpm", "--latent-dim", "8"], "trains a diffusion model"),
+    (["generate", "train", "--head", "ddpm", "--model-kwargs", "{width: 12}"], "a multiple of 8"),
 ])
 def test_gan_only_settings_on_a_diffusion_head_get_one_line(tmp_path, capsys, argv, message):
     assert main([*argv, "--out-dir", str(tmp_path)]) == 2

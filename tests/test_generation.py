@@ -248,7 +248,7 @@ def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
                  *TINY]) == 0
     capsys.readouterr()
     assert main(["generate", "sample", str(out / "g"), "--label", "3"]) == 2
-    assert "unconditional GAN" in capsys.readouterr().err
+    assert "unconditional generator" in capsys.readouterr().err
     assert main(["generate", "eval", str(out / "g"), "--fid-weights", str(tmp_path / "none.pth")]) == 2
     err = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in err and err.count("\n") == 1

@@ -541,11 +541,11 @@ def cmd_generate_eval(args) -> None:
 
 
 def add_generate_verbs(sub) -> None:
-    """cnnlab generate train|sample|eval: GANs."""
+    """cnnlab generate train|sample|eval: GANs and diffusion models."""
     from cnnlab.config import GENERATE_DEFAULTS
 
-    group = sub.add_parser("generate", help="beyond supervised learning: train GANs, sample "
-                           "them, measure them (domain FID, diversity, copies)")
+    group = sub.add_parser("generate", help="beyond supervised learning: train GANs (or diffusion "
+                           "models), sample them, measure them (domain FID, diversity, copies)")
     verbs = group.add_subparsers(dest="which", required=True, metavar="WHAT")
     p = verbs.add_parser("train", help="train a GAN (default: DCGAN on digits; --head conditional) "
                          "or a diffusion model (--head ddpm or ddpm-conditional)")
@@ -555,12 +555,12 @@ def add_generate_verbs(sub) -> None:
                      skip=CLASSIFY_ONLY + ("init_from", "pretrained", "freeze_epochs", "body_lr_scale",
                                            "lookahead", "lr_find"))
     p.set_defaults(fn=cmd_generate_train)
-    p = verbs.add_parser("sample", help="draw images from a GAN run: a PNG grid or an npz")
+    p = verbs.add_parser("sample", help="draw images from a generator run: a PNG grid or an npz")
     p.add_argument("run", help="a run folder that cnnlab generate train wrote")
     p.add_argument("-n", type=int, default=64, help="how many images")
     p.add_argument("--out", default="samples.png", help=".png (a grid) or .npz (uint8 arrays x)")
     p.add_argument("--seed", type=int, default=0, help="the noise's seed")
-    p.add_argument("--label", default="", help="a conditional GAN: this class only")
+    p.add_argument("--label", default="", help="a conditional generator: this class only")
     p.set_defaults(fn=cmd_generate_sample)
     p = verbs.add_parser("eval", help="domain FID and KID beside the real-data floor, precision, "
                          "recall, classes produced, near-copies")

@@ -84,6 +84,11 @@ def is_diffusion(head: str) -> bool:
     return head.startswith("ddpm")
 
 
+def _default(name: str) -> Any:
+    """A TrainConfig field's default (a check that compares with it says the default once)."""
+    return TrainConfig.__dataclass_fields__[name].default
+
+
 FROM_SCRATCH = {"init_from": "", "pretrained": "", "freeze_epochs": 0, "body_lr_scale": 1.0,
                 "lr_find": False}
 """The settings of where a run starts, at their from-scratch values (``TrainConfig.fresh``)."""
@@ -313,20 +318,25 @@ class TrainConfig:
 
     def _gan_checks(self) -> list[tuple[bool, str]]:
         gan_only = (self.gan_loss != "nonsaturating" or self.spectral_norm or self.r1_gamma
-                    or self.r1_every != 1 or self.d_lr_scale != 1.0)
-        gan = gan_only or self.judge or self.aux_weight
+                    or self.r1_every != 1 or self.d_lr_scale != 1.0 or self.aux_weight
+                    or self.latent_dim != _default("latent_dim"))
+        gan = gan_only or self.judge
         return [
             (self.gan_loss in GAN_LOSSES, f"gan_loss must be one of {', '.join(GAN_LOSSES)}"),
             (self.task == "generate" or not gan,
              "gan_loss, spectral_norm, r1_gamma, r1_every, aux_weight, d_lr_scale and judge apply "
              "to task generate only"),
-            (not self.aux_weight or self.head == "conditional",
+            (not self.aux_weight or self.head == "conditional" or is_diffusion(self.head),
              "aux_weight (AC-GAN) needs labels to ask for: add --head conditional"),
             (not (is_diffusion(self.head) and gan_only),
-             f"--head {self.head} trains a diffusion model (no discriminator): drop gan_loss, "
-             "spectral_norm, r1_gamma, r1_every and d_lr_scale"),
-            (self.sampling_steps == 25 or is_diffusion(self.head),
+             f"--head {self.head} trains a diffusion model (no discriminator, its noise is an "
+             "image): drop gan_loss, spectral_norm, r1_gamma, r1_every, d_lr_scale, aux_weight "
+             "and latent_dim"),
+            (self.sampling_steps == _default("sampling_steps") or is_diffusion(self.head),
              "sampling_steps applies to the diffusion heads (ddpm, ddpm-conditional) only"),
+            (not is_diffusion(self.head) or self.model_kwargs.get("width", 32) % 8 == 0,
+             "the diffusion UNet's width must be a multiple of 8 (its GroupNorm has 8 groups): "
+             "set model_kwargs width to 8, 16, 32, ..."),
             (self.task != "generate" or not (self.init_from or self.pretrained or self.freeze_epochs
                                              or self.lookahead or self.lr_find),
              "task generate trains from scratch: drop init_from, pretrained, freeze_epochs, "

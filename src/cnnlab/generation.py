@@ -1,7 +1,8 @@
-"""``cnnlab generate train|sample|eval``: GANs on any dataset cnnlab reads, as run folders.
+"""``cnnlab generate train|sample|eval``: GANs and diffusion models on any dataset cnnlab reads,
+as run folders.
 
 ``train_generator`` trains the judge first when none is given (a classifier, ``cfg.model``, on
-the same data and split: its features score the samples), then the GAN (``task: generate``)
+the same data and split: its features score the samples), then the generator (``task: generate``)
 with the trainer; the run folder is a classifier's plus ``snapshots/`` (the fixed noise's
 images after each evaluation), ``generation.json`` and ``samples.npz``. ``sample_run`` draws
 images from a run, ``evaluate_generator`` measures one again, optionally in the published
@@ -36,7 +37,7 @@ def judge_config(cfg: TrainConfig) -> TrainConfig:
 
 def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, progress: bool = True,
                     report: bool = True):
-    """Train the judge (unless ``cfg.judge`` names one) and the GAN; return the GAN's Run."""
+    """Train the judge (unless ``cfg.judge`` names one) and the generator; return its Run."""
     from cnnlab.pipeline import train
     from cnnlab.run import default_name, train_run
 
@@ -54,7 +55,8 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
 
 
 def load_generator(path: str | Path):
-    """(Run, its GAN) of a run folder that ``cnnlab generate train`` wrote."""
+    """(Run, its generator: a GAN or a diffusion model) of a run folder that ``cnnlab generate
+    train`` wrote."""
     from cnnlab.run import load_run
 
     run = load_run(path)
@@ -66,7 +68,7 @@ def load_generator(path: str | Path):
 def sample_run(path: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
                label: str = "") -> Path:
     """``n`` images of a generator run as one PNG grid (or, for ``.npz``, uint8 arrays ``x``);
-    ``label`` asks a conditional GAN for one class."""
+    ``label`` asks a conditional generator for one class."""
     import numpy as np
     import torch
 
@@ -79,8 +81,8 @@ def sample_run(path: str | Path, n: int = 64, out: str | Path = "samples.png", s
     labels = None
     if label:
         if not gan.conditional:
-            raise CnnlabError(f"--label {label}: {path} is an unconditional GAN (train one with "
-                              "--head conditional)")
+            raise CnnlabError(f"--label {label}: {path} is an unconditional generator (train one "
+                              "with --head conditional or ddpm-conditional)")
         if label not in run.classes:
             raise CnnlabError(f"--label {label}: not a class of {path} ({', '.join(run.classes)})")
         labels = torch.full((n,), run.classes.index(label))

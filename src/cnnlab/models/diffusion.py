@@ -11,8 +11,8 @@ costs ``sampling_steps`` passes of the UNet instead of one.
 
 ``conditional=True`` gives the UNet a class embedding (added to its time embedding), so it
 draws the class asked for. The UNet is small and without attention layers (CPU budgets):
-``width`` channels at full resolution, twice as many below, down to 4x4. Sizes other than
-4 * 2**k are padded up and cropped, as the GAN does.
+``width`` channels at full resolution, twice as many below, at most 4 levels (down to 4x4 up
+to 32 px). Sizes other than 4 * 2**k are padded up and cropped, as the GAN does.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 import torch
 import torch.nn.functional as F
 
+from cnnlab.errors import CnnlabError
 from cnnlab.models.gan import ImageGenerator, _average_gradients, _side, _world
 
 TRAIN_STEPS = 1000
@@ -37,10 +38,10 @@ class Diffusion(ImageGenerator):
                  conditional: bool = False, width: int = 32, sampling_steps: int = 25,
                  mean=None, std=None):
         super().__init__()
-        from diffusers import DDPMScheduler, UNet2DModel
+        from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
         if width % 8:
-            raise ValueError("the diffusion UNet's width must be a multiple of 8 (its GroupNorm "
+            raise CnnlabError("the diffusion UNet's width must be a multiple of 8 (its GroupNorm "
                              "has 8 groups)")
         self.side = _side(image_size)
         levels = min(4, int(math.log2(self.side // 4)) + 1)  # 8 px: 8, 4; 16 px: 16, 8, 4; ...
@@ -51,6 +52,9 @@ class Diffusion(ImageGenerator):
             norm_num_groups=8, num_class_embeds=num_classes if conditional else None)
         self.schedule = DDPMScheduler(num_train_timesteps=TRAIN_STEPS,
                                       beta_schedule="squaredcos_cap_v2")
+        # DDIM's steps "trailing": the first at t = 999, where x_t is pure noise, as sampling
+        # starts ("leading", the default, starts at 960 for 25 steps and at 0 for one)
+        self.sampler = DDIMScheduler.from_config(self.schedule.config, timestep_spacing="trailing")
         self.num_classes, self.conditional = num_classes, conditional
         self.in_channels, self.image_size = in_channels, image_size
         self.latent_dim = in_channels * self.side * self.side  # the noise is an image
@@ -96,9 +100,7 @@ class Diffusion(ImageGenerator):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] from noise images (flattened, (B, latent_dim)) by DDIM in
         ``sampling_steps`` steps (eta 0: the same noise always gives the same image)."""
-        from diffusers import DDIMScheduler
-
-        ddim = DDIMScheduler.from_config(self.schedule.config)
+        ddim = self.sampler
         ddim.set_timesteps(self.sampling_steps)
         x = z.view(len(z), self.in_channels, self.side, self.side)
         for t in ddim.timesteps:

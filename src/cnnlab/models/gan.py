@@ -125,7 +125,8 @@ class ImageGenerator(nn.Module):
     """What every generator of task generate shares (a GAN, a diffusion model): noise, labels to
     ask for, and ``sample``, which draws the same images for one seed. A subclass sets
     ``latent_dim``, ``conditional``, ``num_classes``, ``in_channels`` and ``image_size`` and
-    defines ``generate(z, y)`` (images in [0, 1]) and ``parameter_counts``."""
+    defines ``generate(z, y)`` (images in [0, 1]), ``parameter_counts``, and for the trainer
+    ``train_step`` (its own step) and ``optimizer_groups``."""
 
     takes_targets = False
     final_samples = 10_000

@@ -144,9 +144,9 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
 
     device = next(model.parameters()).device
     judge = load_judge(model.judge_path, str(device))
-    many = model.final_samples  # the label histogram's (10,000 for a GAN)
-    n = min(many, max(len(data.eval), EVAL_SAMPLES))
-    samples = model.sample(many, seed=1)
+    n = max(len(data.eval), EVAL_SAMPLES)  # scored: as many as the evaluation images (score
+    # compares at most half of them), the same n for every family of generator
+    samples = model.sample(max(model.final_samples, n), seed=1)  # the label histogram's
     result = score(judge, samples[:n], data.train.x, data.eval.x, data.train.num_classes, device)
     _, c_many = judge_outputs(judge, samples, device)
     _, c_real = judge_outputs(judge, data.eval.x, device)

@@ -61,9 +61,11 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
     if not getattr(model, "ema_warmup", False):
         return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
+    averaged: list[AveragedModel] = []  # the model below: its update count, read on the host
+
     @torch.no_grad()
-    def warm(ema_params, params, n_averaged) -> None:
-        n = float(n_averaged)  # restored with the checkpoint: a resumed run does not warm up again
+    def warm(ema_params, params, _) -> None:
+        n = int(averaged[0].n_averaged)  # a CPU buffer (restored with the checkpoint): no sync
         d = min(decay, (1 + n) / (10 + n))
         if torch.is_floating_point(ema_params[0]):
             torch._foreach_lerp_(ema_params, params, 1 - d)
@@ -71,7 +73,8 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
             for e, p in zip(ema_params, params, strict=True):
                 e.copy_(p)
 
-    return AveragedModel(model, multi_avg_fn=warm, use_buffers=True)
+    averaged.append(AveragedModel(model, multi_avg_fn=warm, use_buffers=True))
+    return averaged[0]
 
 
 def build_model(cfg: TrainConfig, data: RunData) -> ImageClassifier:

@@ -179,9 +179,11 @@ def training_html(history: list[dict], floor: float | None, plots_dir: Path) -> 
     uri = P.save(training(history, floor), plots_dir, "gan_training")
     if not any(r.get("g_loss") not in (None, "") for r in history):  # a diffusion model
         return img(uri, "denoising loss and FID") + para(
-            "The denoiser learns to tell the noise in a noisy image at every noise level; its loss "
-            "falls slowly because most of it is the noise at high levels, which no model can "
-            "predict. The FID, measured on images drawn by DDIM, is the number to watch.", note=True)
+            "The denoiser learns to tell the noise in a noisy image at every noise level. Its loss "
+            "cannot reach 0: at low noise levels the little noise there is cannot be told from "
+            "the image's own detail, and that error stays (at high levels the image is nearly all "
+            "noise, and the noise is easy to name). The FID, measured on images drawn by DDIM, is "
+            "the number to watch.", note=True)
     return img(uri, "GAN losses and FID") + para(
         "The discriminator's loss near log 4 = 1.39 means it cannot tell the images apart; a loss "
         "that falls to 0 while the generator's climbs is a discriminator that won, and samples that "
