@@ -38,7 +38,11 @@ class Diffusion(ImageGenerator):
                  conditional: bool = False, width: int = 32, sampling_steps: int = 25,
                  mean=None, std=None):
         super().__init__()
-        from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+        try:
+            from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+        except ImportError:
+            raise CnnlabError("the diffusion heads need the diffusers package: pip install "
+                              "'cnnlab[generate]' (or pip install diffusers)") from None
 
         if width % 8:
             raise CnnlabError("the diffusion UNet's width must be a multiple of 8 (its GroupNorm "
