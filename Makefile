@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[dev,explain,audit,serve,detect,video,transfer,generate]'
+	$(PY) -m pip install -q 'diffusers==0.42.1'  # alone: with the extras pip's resolver gives up
 	touch $(STAMP)
 
 run: $(STAMP)

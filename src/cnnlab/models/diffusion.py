@@ -42,7 +42,7 @@ class Diffusion(ImageGenerator):
             from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
         except ImportError:
             raise CnnlabError("the diffusion heads need the diffusers package: pip install "
-                              "'cnnlab[generate]' (or pip install diffusers)") from None
+                              "'cnnlab[diffusion]' (make run and make test install it)") from None
 
         if width % 8:
             raise CnnlabError("the diffusion UNet's width must be a multiple of 8 (its GroupNorm "
