@@ -33,6 +33,8 @@ SNAPSHOT = 64
 """Images in an epoch's snapshot grid (8 x 8)."""
 EVAL_SAMPLES = 1000
 """Samples scored at each evaluation (at most as many as the evaluation images)."""
+SCORED_MAX = 10_000
+"""The most samples the final measures score (the GAN's whole label histogram)."""
 MIN_SIDE = 4
 """The smallest image side generated (the generator's first map is 4x4)."""
 
@@ -144,8 +146,8 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
 
     device = next(model.parameters()).device
     judge = load_judge(model.judge_path, str(device))
-    n = max(len(data.eval), EVAL_SAMPLES)  # scored: as many as the evaluation images (score
-    # compares at most half of them), the same n for every family of generator
+    n = min(SCORED_MAX, max(len(data.eval), EVAL_SAMPLES))  # scored (score compares at most
+    # half of the evaluation images): the same n for every family of generator
     samples = model.sample(max(model.final_samples, n), seed=1)  # the label histogram's
     result = score(judge, samples[:n], data.train.x, data.eval.x, data.train.num_classes, device)
     _, c_many = judge_outputs(judge, samples, device)
@@ -173,18 +175,18 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
     atomic_write_json(run_dir / "generation.json", result)
     save_npz(run_dir / "samples.npz", **pictures)
     gen, floor = result["generated"], result["floor"]
+    counts = model.parameter_counts()
     return {"score": gen["fid"], "score_name": "domain FID", "fid_floor": floor["fid"],
             "kid": gen["kid"], "sample_precision": gen["precision"], "sample_recall": gen["recall"],
             "classes_covered": result["labels"]["classes_covered"],
             "collapsed": result["labels"]["collapsed"],
             "copy_share": result["copies"]["features"]["copy_share"],
             "label_agreement": result.get("label_agreement"),
-            "parameters": model.parameter_counts()} | _gan_counts(model)
+            "parameters": counts} | _gan_counts(counts)
 
 
-def _gan_counts(model: nn.Module) -> dict:
+def _gan_counts(counts: dict[str, int]) -> dict:
     """A GAN's generator and discriminator sizes, as the generation analysis reads them."""
-    counts = model.parameter_counts()
     if "generator" not in counts:
         return {}
     return {"g_params": counts["generator"], "d_params": counts["discriminator"]}
