@@ -150,3 +150,14 @@ def test_gan_only_settings_on_a_diffusion_head_get_one_line(tmp_path, capsys, ar
     assert main([*argv, "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_generate_train_help_names_the_diffusion_defaults_where_they_differ(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps (and splits words at hyphens)
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "train", "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "(default: 0.0002; with --head ddpm or ddpm-conditional: 0.001)" in text
+    assert "(default: 0.99; with --head ddpm or ddpm-conditional: 0.995)" in text
+    assert "(default: 16)" in text  # R1 is refused on a diffusion head: no second default

@@ -123,16 +123,21 @@ CLASSIFY_ONLY = ("label_noise", "permute_pixels", "tta", "groups", "balance", "d
 
 
 def add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None,
-                     skip: tuple[str, ...] = ()) -> None:
+                     skip: tuple[str, ...] = (), other: tuple[str, dict] | None = None) -> None:
     """One flag per TrainConfig field (but ``skip``), its help showing the verb's own default
-    (``defaults`` over the field's); defaults stay None so we know what the user set."""
+    (``defaults`` over the field's) and, where it differs, the default under ``other``, a
+    (condition, defaults) pair such as ("--head ddpm", DIFFUSION_DEFAULTS). Defaults stay None
+    so we know what the user set."""
     for f in config_fields():
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "{}"
         default = (defaults or {}).get(f.name, default)
-        help_ = f"{f.metadata.get('help', '')} (default: {default})"
+        shown = f"default: {default}"
+        if other is not None and other[1].get(f.name, default) != default:
+            shown += f"; with {other[0]}: {other[1][f.name]}"
+        help_ = f"{f.metadata.get('help', '')} ({shown})"
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -542,7 +547,7 @@ def cmd_generate_eval(args) -> None:
 
 def add_generate_verbs(sub) -> None:
     """cnnlab generate train|sample|eval: GANs and diffusion models."""
-    from cnnlab.config import GENERATE_DEFAULTS
+    from cnnlab.config import DIFFUSION_DEFAULTS, GENERATE_DEFAULTS
 
     group = sub.add_parser("generate", help="beyond supervised learning: train GANs (or diffusion "
                            "models), sample them, measure them (domain FID, diversity, copies)")
@@ -553,7 +558,10 @@ def add_generate_verbs(sub) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
     add_config_flags(p, GENERATE_DEFAULTS,
                      skip=CLASSIFY_ONLY + ("init_from", "pretrained", "freeze_epochs", "body_lr_scale",
-                                           "lookahead", "lr_find"))
+                                           "lookahead", "lr_find"),
+                     other=("--head ddpm or ddpm-conditional",  # (R1 is refused there)
+                            {k: v for k, v in DIFFUSION_DEFAULTS.items()
+                             if k != "head" and not k.startswith("r1_")}))
     p.set_defaults(fn=cmd_generate_train)
     p = verbs.add_parser("sample", help="draw images from a generator run: a PNG grid or an npz")
     p.add_argument("run", help="a run folder that cnnlab generate train wrote")

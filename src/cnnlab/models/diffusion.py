@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.gan import ImageGenerator, _average_gradients, _side, _world
+from cnnlab.models.generator import ImageGenerator, average_gradients, generated_side, world
 
 TRAIN_STEPS = 1000
 """Steps of the noise schedule the model trains on (DDPM's T)."""
@@ -47,7 +47,7 @@ class Diffusion(ImageGenerator):
         if width % 8:
             raise CnnlabError("the diffusion UNet's width must be a multiple of 8 (its GroupNorm "
                              "has 8 groups)")
-        self.side = _side(image_size)
+        self.side = generated_side(image_size)
         levels = min(4, int(math.log2(self.side // 4)) + 1)  # 8 px: 8, 4; 16 px: 16, 8, 4; ...
         self.unet = UNet2DModel(
             sample_size=self.side, in_channels=in_channels, out_channels=in_channels,
@@ -118,7 +118,7 @@ class Diffusion(ImageGenerator):
         """One step of noise prediction on a batch of real images in [0, 1]."""
         x0 = self._pad(xb * 2 - 1)
         n, device = len(x0), x0.device
-        rank, size = _world()  # N ranks draw what one process would (as the GAN's noise)
+        rank, size = world()  # N ranks draw what one process would (as the GAN's noise)
         mine = slice(rank * n, (rank + 1) * n)
         noise = torch.randn((n * size, *x0.shape[1:]), device=device)[mine]
         t = torch.randint(0, TRAIN_STEPS, (n * size,), device=device)[mine]
@@ -128,6 +128,6 @@ class Diffusion(ImageGenerator):
         loss = F.mse_loss(pred.float(), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        _average_gradients(self, size)
+        average_gradients(self, size)
         optimizer.step()
         return loss.detach(), {}  # one loss, no parts: the run's train_loss is the denoising loss

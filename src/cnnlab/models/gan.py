@@ -16,7 +16,7 @@ al. 2017: the trainer's ``d_lr_scale``) and an exponential average of the weight
 trainer's ``ema``), which the samples are drawn from.
 
 Under torchrun each rank steps on its slice of the global batch, with its slice of the global
-batch's noise, and averages its gradients over the ranks itself (``_average_gradients``).
+batch's noise, and averages its gradients over the ranks itself (``average_gradients``).
 
 Images are pixels in [0, 1] outside, [-1, 1] inside (the generator ends in tanh). Sizes are
 4 * 2**k (8, 16, 32, 64); other sizes (MNIST's 28) are generated at the next such size and
@@ -34,18 +34,14 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 from cnnlab.config import GAN_LOSSES as LOSSES
-
-
-def _side(image_size: int) -> int:
-    """The generated side: the smallest 4 * 2**k (k >= 1) at least ``image_size``."""
-    return 4 * 2 ** max(1, math.ceil(math.log2(image_size / 4)))
+from cnnlab.models.generator import ImageGenerator, average_gradients, generated_side, world
 
 
 class Generator(nn.Module):
     def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int,
                  num_classes: int = 0):
         super().__init__()
-        side = _side(image_size)
+        side = generated_side(image_size)
         ups = int(math.log2(side // 4))
         top = width * 2 ** (ups - 1)
         self.image_size, self.latent_dim, self.top = image_size, latent_dim, top
@@ -77,14 +73,14 @@ class Discriminator(nn.Module):
         super().__init__()
         sn = _sn if spectral_norm else (lambda m: m)
         norm = nn.Identity if spectral_norm else nn.BatchNorm2d  # DCGAN's BatchNorm, or SN alone
-        downs = int(math.log2(_side(image_size) // 4))
+        downs = int(math.log2(generated_side(image_size) // 4))
         layers, c = [sn(nn.Conv2d(in_channels, width, 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True)], width
         for _ in range(downs):
             layers += [sn(nn.Conv2d(c, c * 2, 4, 2, 1, bias=spectral_norm)), norm(c * 2),
                        nn.LeakyReLU(0.2, inplace=True)]
             c *= 2
         self.body = nn.Sequential(*layers)
-        self.side = _side(image_size)
+        self.side = generated_side(image_size)
         self.features = c * 16
         self.score = sn(nn.Linear(self.features, 1))
         self.embed = sn(_projection(num_classes, self.features)) if num_classes else None
@@ -119,49 +115,6 @@ def _projection(num_classes: int, features: int) -> nn.Embedding:
     bound = 1 / math.sqrt(features)
     nn.init.uniform_(embed.weight, -bound, bound)
     return embed
-
-
-class ImageGenerator(nn.Module):
-    """What every generator of task generate shares (a GAN, a diffusion model): noise, labels to
-    ask for, and ``sample``, which draws the same images for one seed. A subclass sets
-    ``latent_dim``, ``conditional``, ``num_classes``, ``in_channels`` and ``image_size`` and
-    defines ``generate(z, y)`` (images in [0, 1]), ``parameter_counts``, and for the trainer
-    ``train_step`` (its own step) and ``optimizer_groups``."""
-
-    takes_targets = False
-    final_samples = 10_000
-    """Samples whose classes the final label histogram counts (cnnlab.tasks.generate)."""
-
-    def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
-
-    def random_labels(self, n: int, device=None) -> torch.Tensor | None:
-        return torch.randint(self.num_classes, (n,), device=device) if self.conditional else None
-
-    def between(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Points on the way from noise ``a`` to noise ``b`` (``t`` in [0, 1]): a straight line."""
-        return a * (1 - t) + b * t
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None,
-               batch_size: int = 500) -> torch.Tensor:
-        """``n`` images as uint8 (N, C, H, W), the same for one seed (in eval mode: a GAN's
-        BatchNorm with its running statistics). Labels default to cycling through the classes."""
-        was = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        g = torch.Generator().manual_seed(seed)
-        z = self.noise(n, g)
-        if labels is None and self.conditional:
-            labels = torch.arange(n) % self.num_classes
-        out = []
-        for i in range(0, n, batch_size):
-            y = labels[i: i + batch_size].to(device) if labels is not None else None
-            x = self.generate(z[i: i + batch_size].to(device), y)
-            out.append((x * 255).round().to(torch.uint8).cpu())
-        self.train(was)
-        return torch.cat(out) if out else torch.zeros(0, self.in_channels, self.image_size,
-                                                      self.image_size, dtype=torch.uint8)
 
 
 class GAN(ImageGenerator):
@@ -225,7 +178,7 @@ class GAN(ImageGenerator):
         n, device = len(xb), xb.device
         real = xb * 2 - 1
         y_real = yb if self.conditional else None
-        size = _world()[1]
+        size = world()[1]
         z, y_fake = self._latents(n, device)
         with autocast:  # one generator pass serves both steps (as PyTorch's DCGAN example does)
             fake = g(z, y_fake)
@@ -248,7 +201,7 @@ class GAN(ImageGenerator):
             loss_d = loss_d + self.r1_gamma * self.r1_every / 2 * penalty
         optimizer.zero_grad(set_to_none=True)
         loss_d.backward()
-        _average_gradients(d, size)
+        average_gradients(d, size)
         optimizer.step()  # the generator has no gradients: Adam leaves it alone
         # 2. The generator: make the updated (and frozen) discriminator score its images as real.
         d.requires_grad_(False)
@@ -259,7 +212,7 @@ class GAN(ImageGenerator):
             loss_g = loss_g + self.aux_weight * F.cross_entropy(c_gen.float(), y_fake)
         optimizer.zero_grad(set_to_none=True)
         loss_g.backward()
-        _average_gradients(g, size)
+        average_gradients(g, size)
         optimizer.step()
         d.requires_grad_(True)
         parts = {"d_loss": loss_d.detach(), "g_loss": loss_g.detach(),
@@ -270,7 +223,7 @@ class GAN(ImageGenerator):
     def _latents(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Noise and labels for the global batch, this rank's slice (one process: all of it),
         so N ranks draw what one process would: every rank holds the same RNG state."""
-        rank, size = _world()
+        rank, size = world()
         mine = slice(rank * n, (rank + 1) * n)
         y = self.random_labels(n * size, device)
         return self.noise(n * size, device=device)[mine], None if y is None else y[mine]
@@ -298,30 +251,3 @@ class GAN(ImageGenerator):
         if self.loss_name == "hinge":
             return -s_gen.mean()
         return F.softplus(-s_gen).mean()  # non-saturating: maximise log D(G(z))
-
-
-def _world() -> tuple[int, int]:
-    """(rank, world size) of data-parallel training; (0, 1) in one process."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _average_gradients(net: nn.Module, size: int) -> None:
-    """Under data-parallel training, each gradient of ``net`` averaged over the ranks (in one
-    flat all-reduce), so every rank takes the same step. A GAN does this itself: DDP averages
-    in the backward of its wrapper's one forward, and a GAN step is two steps around two
-    networks that call each other."""
-    if size == 1:
-        return
-    grads = [p.grad for p in net.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([gr.flatten() for gr in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= size
-    offset = 0
-    for gr in grads:
-        gr.copy_(flat[offset: offset + gr.numel()].view_as(gr))
-        offset += gr.numel()
