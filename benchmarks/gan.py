@@ -29,7 +29,7 @@ from common import append_result, machine
 
 from cnnlab.analysis.generation import training_seconds
 from cnnlab.config import DIFFUSION_DEFAULTS, GENERATE_DEFAULTS, TrainConfig
-from cnnlab.evaluate.stats import difference_words, mean_difference_ci, paired_difference_ci, significant
+from cnnlab.evaluate.stats import difference_words, paired_difference_ci, significant
 from cnnlab.generation import train_generator
 from cnnlab.log import silent
 
@@ -70,21 +70,26 @@ VARIANTS = {"baseline (non-saturating, BatchNorm D, EMA 0.99, lazy R1)": {},
 
 
 def stabilisers(a) -> None:
+    """Each stabiliser turned off (or on) against the baseline, on the unconditional digits head.
+    Per seed the baseline's run trains the judge and every variant is scored by it, so the FIDs
+    of one seed are paired and so is the interval (seed-to-seed spread cancels)."""
     fid = {k: [] for k in VARIANTS}
     for seed in range(a.seeds):
-        for label, changes in VARIANTS.items():
-            _, r = gan("digits", f"stab-{len(fid[label])}-{seed}-{abs(hash(label)) % 10**6}", seed=seed,
-                       epochs=a.epochs, eval_every=a.epochs, **changes)
+        judge = {}
+        for i, (label, changes) in enumerate(VARIANTS.items()):
+            run, r = gan("digits", f"stab-{seed}-{i}", seed=seed, epochs=a.epochs,
+                         eval_every=a.epochs, **judge, **changes)
+            judge = judge or {"judge": run.config.judge}  # the baseline's, for the rest
             fid[label].append(r["generated"]["fid"])
             print(label, seed, round(fid[label][-1], 3), flush=True)
     base = fid[next(iter(VARIANTS))]
     parts = [f"{label}: {statistics.mean(v):.3f}" + ("" if v is base else
-             f" (minus baseline {difference_words(mean_difference_ci(base, v), 'FID', 1.0)})")
+             f" (minus baseline {difference_words(paired_difference_ci(base, v), 'FID', 1.0)})")
              for label, v in fid.items()]
-    words = "domain FID, mean over seeds (lower is better): " + "; ".join(parts)
+    words = "domain FID, mean over seeds (lower is better; intervals paired over seeds): " + "; ".join(parts)
     print(words)
     append_result(f"GAN stabilisers on digits (unconditional DCGAN, generate train's default head, "
-                  f"{a.epochs} epochs, {a.seeds} seeds)",
+                  f"{a.epochs} epochs, {a.seeds} seeds, one judge per seed)",
                   words, " ".join(["python", *sys.argv]), machine())
 
 
@@ -160,13 +165,18 @@ def speed(a) -> None:
             x, y, opts[k], torch.autocast("cpu", torch.bfloat16, enabled=bf16))) for k, g in gans.items()}
         steps["LeNet-5"] = lambda cfg=cfg: train_step(clf, opt_c, x, y, cfg, torch.device("cpu"), (guard, 0))
         runs = {k: [] for k in steps}
-        for _ in range(5):  # interleaved, the median of each: a slow moment hits all
+        for _ in range(a.rounds):  # interleaved: a slow moment hits the runs of its round
             for k, step in steps.items():
                 runs[k].append(time_it(step))
         ips = {k: statistics.median(v) for k, v in runs.items()}
+        # The ratio within each round (runs seconds apart), then its median and range over the
+        # rounds: this machine's speed drifts by a third between minutes, a ratio less so.
+        ratios = {k: sorted(g / c for g, c in zip(v, runs["LeNet-5"], strict=True)) for k, v in runs.items()}
         work = {k: flops_per_image(step) for k, step in steps.items()}
         parts.append(f"{precision}: " + "; ".join(
-            f"{k} {v:,.0f} images/s" + ("" if k == "LeNet-5" else f" ({v / ips['LeNet-5']:.2f}x)")
+            f"{k} {v:,.0f} images/s" + ("" if k == "LeNet-5" else
+                                        f" ({statistics.median(ratios[k]):.2f}x, {ratios[k][0]:.2f}-"
+                                        f"{ratios[k][-1]:.2f}x over {a.rounds} rounds)")
             + f", {work[k] / 1e6:.2f} MFLOP per image ({work[k] / work['LeNet-5']:.1f}x), "
             f"{v * work[k] / 1e9:.1f} GFLOP/s" for k, v in ips.items()))
         print(parts[-1], flush=True)
@@ -175,7 +185,8 @@ def speed(a) -> None:
     words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D; one D step and one G step "
              f"per batch of real images, AdamW, R1 every {r1['r1_every']} D steps) against LeNet-5 "
              f"({params[1]:,}, SGD); "
-             + " | ".join(parts) + f"; batch {a.batch}, median of 5 interleaved runs of {a.steps} steps")
+             + " | ".join(parts) + f"; batch {a.batch}, medians of {a.rounds} interleaved rounds of "
+             f"{a.steps} steps (images/s: each model's median; ratio: the median of the rounds' ratios)")
     print(words)
     append_result("GAN training step against a classifier's, about equal parameters (8x8 digits)", words,
                   " ".join(["python", *sys.argv]), machine())
@@ -242,6 +253,7 @@ def main() -> None:
     p.add_argument("--few-epochs", type=int, default=600)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--rounds", type=int, default=9, help="speed: interleaved rounds")
     p.add_argument("--width", type=int, default=16)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
