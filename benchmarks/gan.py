@@ -6,8 +6,8 @@
     python benchmarks/gan.py speed            # a GAN step against a classifier step, equal params
     python benchmarks/gan.py families         # GAN against a diffusion model at equal training time
 
-Every GAN is trained as ``cnnlab generate train`` trains it (its judge first: LeNet-5 on the
-same data and split, whose embedding gives the domain FID; not comparable with published
+Every GAN is trained as ``cnnlab generate train`` trains it (its judge first: a ResNet-20 on
+the same data and split, whose embedding gives the domain FID; not comparable with published
 Inception FIDs). Each part appends a row to RESULTS.md. Run on a quiet machine: the rows
 carry the load average.
 """

@@ -4,6 +4,7 @@ minutes of training on 2 CPU cores.
     python benchmarks/gan_cifar.py                    # 45,000 training images, judge fastnet
     python benchmarks/gan_cifar.py --minutes 15 45 --width 32
     python benchmarks/gan_cifar.py --r1-gamma 0             # without the R1 penalty
+    python benchmarks/gan_cifar.py --head ddpm-conditional --minutes 15   # a diffusion model
 
 The 50,000 images are split once (seed 0, as every CIFAR benchmark here): the first 5,000 of
 the permutation are held out (the FID is measured against them), the other 45,000 train both
@@ -13,6 +14,10 @@ the held-out images: the GAN runs cnnlab generate train's defaults. Each evaluat
 between those and 1,000 of the other half. The FIDs are domain FIDs (the judge's embedding), not
 comparable with published Inception FIDs (DCGAN's CIFAR-10 figure is an Inception FID).
 Appends a row to RESULTS.md; the snapshot grids nearest each budget are copied beside it.
+``--head ddpm-conditional`` trains the class-conditional diffusion model instead, from its own
+defaults (DIFFUSION_DEFAULTS), on the same images, judge and clock (training steps alone: the
+per-epoch evaluations, 25 DDIM steps per image, are not counted), so the two families compare
+at equal training time.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 import torch
 from common import append_result, machine
 
-from cnnlab.config import GENERATE_DEFAULTS, TrainConfig
+from cnnlab.config import GENERATE_DEFAULTS, TrainConfig, generate_defaults, is_diffusion
 from cnnlab.evaluate.generation import fid_kid, halves, judge_outputs
 from cnnlab.generation import train_generator
 from cnnlab.run import train_run
@@ -58,6 +63,7 @@ def main() -> None:
     p.add_argument("--r1-every", type=int, default=GENERATE_DEFAULTS["r1_every"],
                    help="R1 on every Kth discriminator step, K times as strong (lazy R1)")
     p.add_argument("--epochs", type=int, default=0, help="0: enough for the longest budget")
+    p.add_argument("--head", default="conditional", help="conditional (the GAN) or ddpm-conditional")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="")
     a = p.parse_args()
@@ -71,11 +77,12 @@ def main() -> None:
     judge = train_run(judge_cfg, progress=False, log=lambda s: None)
     print(f"judge: fastnet {100 * judge.metrics['accuracy']:.2f}% on the held-out 5,000", flush=True)
     epochs = a.epochs or 1000  # a cap: the budget ends the run first
-    cfg = TrainConfig(**GENERATE_DEFAULTS).derive(
-        dataset=f"npz:{data}", head="conditional", epochs=epochs, eval_every=1,
+    diffusion = is_diffusion(a.head)
+    r1 = {} if diffusion else {"r1_gamma": a.r1_gamma, "r1_every": a.r1_every}  # no discriminator
+    cfg = TrainConfig(**generate_defaults(a.head)).derive(
+        dataset=f"npz:{data}", head=a.head, epochs=epochs, eval_every=1,
         judge=str(judge.path),
-        model_kwargs={"width": a.width}, out_dir=str(out), name="gan", threads=a.threads,
-        r1_gamma=a.r1_gamma, r1_every=a.r1_every)
+        model_kwargs={"width": a.width}, out_dir=str(out), name="gan", threads=a.threads, **r1)
     budget = max(a.minutes) * 60
 
     def stop_after_budget(line: str) -> None:  # the run is cut once the longest budget is spent
@@ -107,12 +114,18 @@ def main() -> None:
                      f"classes produced {100 * float(r['val_coverage']):.0f}%")
         shot = out / "gan" / "snapshots" / f"epoch-{e:03d}.png"
         if shot.is_file():
-            shutil.copy(shot, ROOT / "benchmarks" / f"gan_cifar_{int(minutes)}min.png")
+            stem = "ddpm_cifar" if diffusion else "gan_cifar"
+            shutil.copy(shot, ROOT / "benchmarks" / f"{stem}_{int(minutes)}min.png")
     words = "; ".join(parts)
     print(words)
-    r1 = f"R1 gamma {a.r1_gamma:g} every {a.r1_every} steps" if a.r1_gamma else "no R1"
-    append_result(f"conditional DCGAN on CIFAR-10 (45,000 images, width {a.width}, cnnlab generate "
-                  f"train's defaults, {r1}), domain FID against the held-out 5,000", words,
+    if diffusion:
+        what = (f"class-conditional diffusion model on CIFAR-10 (45,000 images, UNet width {a.width}, "
+                f"cnnlab generate train --head {a.head}'s defaults, DDIM 25 steps)")
+    else:
+        r1 = f"R1 gamma {a.r1_gamma:g} every {a.r1_every} steps" if a.r1_gamma else "no R1"
+        what = (f"conditional DCGAN on CIFAR-10 (45,000 images, width {a.width}, cnnlab generate "
+                f"train's defaults, {r1})")
+    append_result(f"{what}, domain FID against the held-out 5,000", words,
                   " ".join(["python", *sys.argv]), machine())
 
 
