@@ -63,7 +63,8 @@ def main() -> None:
     p.add_argument("--r1-every", type=int, default=GENERATE_DEFAULTS["r1_every"],
                    help="R1 on every Kth discriminator step, K times as strong (lazy R1)")
     p.add_argument("--epochs", type=int, default=0, help="0: enough for the longest budget")
-    p.add_argument("--head", default="conditional", help="conditional (the GAN) or ddpm-conditional")
+    p.add_argument("--head", default="conditional", choices=["conditional", "ddpm-conditional"],
+                   help="the conditional GAN or the class-conditional diffusion model")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="")
     a = p.parse_args()
