@@ -254,7 +254,8 @@ def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
     assert "pt_inception-2015-12-05-6726825d.pth" in err and err.count("\n") == 1
 
 
-def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp_path, judge):
+def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp_path, judge,
+                                                                              monkeypatch):
     """On the judge run (the digits): a GAN, an unseen generator, the real-or-generated detector,
     a GAN on few images, a diffusion model beside the GAN; the report section and the claims
     read the result."""
@@ -262,8 +263,11 @@ def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp
 
     from cnnlab.analysis import run_analysis
     from cnnlab.analysis.generation import claims
+    from cnnlab.models.diffusion import Diffusion
     from cnnlab.report import render_report
     from cnnlab.run import Run
+
+    monkeypatch.setattr(Diffusion, "final_samples", 200)  # 2,000 x 25 UNet passes: 20 s of a test
 
     run = Run(shutil.copytree(judge.path, tmp_path / "main"))
     res = run_analysis(run, "generation", log=lambda s: None, epochs=4, unseen_epochs=2,
