@@ -79,11 +79,11 @@ def main() -> None:
     print(f"judge: fastnet {100 * judge.metrics['accuracy']:.2f}% on the held-out 5,000", flush=True)
     epochs = a.epochs or 1000  # a cap: the budget ends the run first
     diffusion = is_diffusion(a.head)
-    r1 = {} if diffusion else {"r1_gamma": a.r1_gamma, "r1_every": a.r1_every}  # no discriminator
+    penalty = {} if diffusion else {"r1_gamma": a.r1_gamma, "r1_every": a.r1_every}  # no discriminator
     cfg = TrainConfig(**generate_defaults(a.head)).derive(
         dataset=f"npz:{data}", head=a.head, epochs=epochs, eval_every=1,
         judge=str(judge.path),
-        model_kwargs={"width": a.width}, out_dir=str(out), name="gan", threads=a.threads, **r1)
+        model_kwargs={"width": a.width}, out_dir=str(out), name="gan", threads=a.threads, **penalty)
     budget = max(a.minutes) * 60
 
     def stop_after_budget(line: str) -> None:  # the run is cut once the longest budget is spent
