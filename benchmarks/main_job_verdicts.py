@@ -22,7 +22,7 @@ from common import append_result, machine
 from cnnlab.analysis import main_job_analyses, run_analysis
 from cnnlab.analysis.registry import ANALYSES
 from cnnlab.log import silent
-from cnnlab.pipeline import main_run
+from cnnlab.pipeline import main_config, main_run
 from cnnlab.report.claims import STATUS
 
 
@@ -40,8 +40,8 @@ def main() -> None:
     p.add_argument("--out", default="", help="folder for the main run (default: a new temp folder)")
     a = p.parse_args()
     torch.set_num_threads(1)  # cnnlab run's count
-    run = main_run("digits", 0, 0, "verdicts", a.out or tempfile.mkdtemp(), "~/.cache/cnnlab", 0,
-                   silent, False, threads=1)
+    run = main_run(main_config("digits", 0, 0, "verdicts", a.out or tempfile.mkdtemp(),
+                               "~/.cache/cnnlab", 0, threads=1), silent, False)
     names = [x.name for x in main_job_analyses(run.config) if not x.missing()]
     if a.only:
         names = [n for n in names if n in a.only.split(",")]

@@ -199,4 +199,17 @@ def test_an_error_in_one_lane_of_cnnlab_run_stops_the_job_and_is_raised(trained_
 
     with pytest.raises(KeyError):
         _run_lanes(trained_run, [["calibration"], ["no-such-analysis"]], {"calibration": 2}, False,
-                   "", 1, {}, {})
+                   "", 1, {}, {}, None)
+
+
+def test_the_second_lane_starts_with_what_needs_nothing_of_the_main_cnn(monkeypatch):
+    import os
+
+    from cnnlab.pipeline import BEFORE_MAIN, _lanes
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    first, second = _lanes(["calibration", "tree", "spurious", "scenes", "value", "video"], 1)
+    assert first == ["calibration", "spurious"]
+    assert second[:len(BEFORE_MAIN)] == list(BEFORE_MAIN)
+    assert set(second) == {"tree", "scenes", "value", "video"} and "calibration" not in second
+    assert _lanes(["calibration", "tree"], 0) == [["calibration", "tree"]]  # one thread per core: one lane

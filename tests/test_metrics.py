@@ -126,3 +126,13 @@ def test_bootstrap_interval_covers_the_mean():
     values = np.random.default_rng(0).normal(1.0, 1.0, 400)
     ci = bootstrap_ci(values)
     assert ci.low < 1.0 < ci.high and ci.high - ci.low == pytest.approx(0.2, abs=0.05)
+
+
+def test_a_batched_bootstrap_draws_the_same_resamples_as_the_loop():
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    values = np.random.default_rng(1).normal(0.0, 1.0, 300)
+    loop = bootstrap_ci(values, np.median, resamples=500)
+    batched = bootstrap_ci(values, lambda v: np.median(v, axis=-1), resamples=500, batched=True)
+    assert (batched.estimate, batched.low, batched.high) == pytest.approx(
+        (loop.estimate, loop.low, loop.high), abs=1e-12)

@@ -98,3 +98,14 @@ def test_shadows_train_on_as_many_images_as_the_target_and_each_image_is_out_of_
     assert out.min() == out.max() == 4  # 6 shadows x 1/3 IN: every image OUT of exactly 4
     uneven = (~shadow_sets(3000, 1000, 4, seed=0)).sum(0)
     assert uneven.min() >= 2 and set(uneven) <= {2, 3}
+
+
+def test_rank_auc_equals_scikit_learns_auc_with_ties_and_on_many_rows_at_once():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.random((20, 200)) < 0.4
+    scores = np.round(rng.normal(labels * 0.5, 1.0), 1)  # rounded: many ties
+    want = [roc_auc_score(lab, s) for lab, s in zip(labels, scores, strict=True)]
+    assert M.rank_auc(labels, scores) == pytest.approx(want, abs=1e-12)
+    assert M.rank_auc(labels[0], scores[0]) == pytest.approx(want[0], abs=1e-12)

@@ -172,7 +172,7 @@ def cmd_run(args) -> None:
 
 def cmd_analysis(args) -> None:
     from cnnlab.analysis import run_analysis
-    from cnnlab.pipeline import main_run
+    from cnnlab.pipeline import main_config, main_run
     from cnnlab.report import render_report
     from cnnlab.run import load_run
 
@@ -181,7 +181,8 @@ def cmd_analysis(args) -> None:
     if args.run:
         run = load_run(args.run)
     elif args.train_on:
-        run = main_run(args.train_on, 0, 0, "", args.out_dir, "~/.cache/cnnlab", 0, print, True)
+        run = main_run(main_config(args.train_on, 0, 0, "", args.out_dir, "~/.cache/cnnlab", 0),
+                       print, True)
     else:
         raise CnnlabError(f"give a run folder (cnnlab {' '.join(analysis.verb)} RUN) or "
                           f"--train-on DATASET to train one first")

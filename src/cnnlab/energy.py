@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def _energy_mix() -> dict:
     return json.loads(path.read_text())
 
 
+FRESH = 0.01
+"""Seconds within which a measurement is as good as a new one (``Meter.checkpoint``)."""
+
+
 class Meter:
     """The process's energy meter: a stack of named phases over one CodeCarbon tracker."""
 
@@ -53,6 +58,7 @@ class Meter:
         self._stack: list[tuple[str, dict]] = []
         self.totals: dict[str, dict] = {}
         self._method: dict | None = None
+        self._measured_at = float("-inf")  # perf_counter of the last measurement
 
     def _start(self) -> None:
         if self._tracker is None:
@@ -90,6 +96,7 @@ class Meter:
     def _stop_task(self) -> None:
         """Stop the running task; add its energy to its phase's record and totals."""
         data = self._tracker.stop_task()
+        self._measured_at = time.perf_counter()
         name, record = self._stack[-1]
         part = {"kwh": float(data.energy_consumed), "seconds": float(data.duration),
                 "cpu_kwh": float(data.cpu_energy), "ram_kwh": float(data.ram_energy),
@@ -100,8 +107,11 @@ class Meter:
             record[k] = record.get(k, 0.0) + v
 
     def checkpoint(self) -> None:
-        """Bring the totals up to now (the running phase is measured and goes on)."""
-        if self.available and self._stack:
+        """Bring the totals up to now (the running phase is measured and goes on). Within
+        FRESH seconds of the last measurement (an epoch's evaluation phase just ended) the
+        totals already are: each measurement scans the process tree (milliseconds, thousands
+        of times in ``cnnlab run``), and the moment left over counts in the next one."""
+        if self.available and self._stack and time.perf_counter() - self._measured_at > FRESH:
             self._stop_task()
             self._tracker.start_task(self._stack[-1][0])
 

@@ -50,21 +50,27 @@ def recipe(dataset: str, epochs: int = 0, seed: int = 0, data_dir: str = "~/.cac
     )
 
 
-def main_run(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
-             limit_train: int, log: Log, progress: bool, threads: int = 0, country: str = "",
-             precision: str = "auto", start: dict | None = None) -> Run:
-    """Train the main CNN into a new run folder (or reuse a finished one of that name)."""
-    from cnnlab.run import Run, train_run
-
-    name = name or f"run-{dataset.split(':', 1)[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = Path(out_dir) / name
-    if (folder / "metrics.json").is_file():
-        return Run(folder)
+def main_config(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
+                limit_train: int, threads: int = 0, country: str = "", precision: str = "auto",
+                start: dict | None = None) -> TrainConfig:
+    """The main CNN's config: the recipe, its start (model, init_from, pretrained) and a
+    folder name (default: run-DATASET-TIME)."""
     cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
-    cfg = dataclasses.replace(cfg, **(start or {}))  # model, init_from, pretrained: its start
-    cfg.name, cfg.out_dir = name, out_dir
+    cfg = dataclasses.replace(cfg, **(start or {}))
+    cfg.name = name or f"run-{dataset.split(':', 1)[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg.out_dir = out_dir
     cfg.checkpoints = min(4, cfg.epochs)  # for TracIn (the influence analysis)
     cfg.country, cfg.precision = country, precision  # sub-runs inherit the precision
+    return cfg
+
+
+def main_run(cfg: TrainConfig, log: Log, progress: bool) -> Run:
+    """Train the main CNN into its run folder (or reuse a finished one of that name)."""
+    from cnnlab.run import Run, train_run
+
+    folder = Path(cfg.out_dir) / cfg.name
+    if (folder / "metrics.json").is_file():
+        return Run(folder)
     resume = (folder / "weights" / "last.safetensors").is_file()
     return train_run(cfg, resume=resume, log=log, progress=progress)
 
@@ -119,7 +125,7 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                          precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("value", "tree", "scenes", "video")
+SECOND_LANE = ("scenes", "video", "tree", "value", "influence", "filters", "bias")
 """Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they
 read nothing of the other analyses' (video reuses the scenes detector, so those two keep their
 order in the one lane). Each lane runs one torch thread, so the two never wait on each other's
@@ -128,7 +134,13 @@ balances the lanes' measured seconds (benchmarks/RESULTS.md): on a 2-core EPYC i
 ran 183 s against 105 s with the tree in the first lane and privacy in the second, 145 s
 against 137 s with the tree, scenes and video in the second (170 s wall), and 139 s against
 139 s with data valuation there too, once the unseen GAN trained as long as the seen one
-(166 s wall)."""
+(166 s wall). The main CNN trains in the first lane's process while the second starts, and
+each lane draws its analyses' report sections: 165 s against 153 s (174 s wall), hence the
+influence, filters and bias sections (3 s) in the second lane too."""
+
+BEFORE_MAIN = ("scenes", "video")
+"""Second-lane analyses that read nothing of the main CNN (their own data, models and
+sub-runs; only its config): they start while it trains. The rest of that lane waits for it."""
 
 AFTER_LANES = ("energy",)
 """Analyses that read what every other one did (the energy of each phase): run last."""
@@ -140,24 +152,30 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
     from cnnlab.analysis.energy import write_job_phases
     from cnnlab.energy import meter
     from cnnlab.report import render_report
+    from cnnlab.run import Run
 
     t0 = time.perf_counter()
     log(f"== 1. {'LeNet-5' if start.get('model', 'lenet5') == 'lenet5' else start['model']}, the main CNN ==")
-    run = main_run(dataset, epochs, seed, name, out_dir, data_dir, limit_train, log, progress,
-                   threads, country, precision, start)
-    times = {"main CNN": time.perf_counter() - t0}
-    analyses = main_job_analyses(run.config)
+    cfg = main_config(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads, country,
+                      precision, start)
+    path = Path(out_dir) / cfg.name
+    finished = (path / "metrics.json").is_file()
+    analyses = main_job_analyses(Run(path).config if finished else cfg)
     steps = {a.name: k for k, a in enumerate(analyses, start=2)}
     lanes = _lanes([a.name for a in analyses if a.name not in AFTER_LANES], threads)
-    stems = main_job_stems(run.path)
+    stems, times, drawn = main_job_stems(path), {}, {}
     if len(lanes) == 1:  # one process, in order
+        run = main_run(cfg, log, progress)
+        times["main CNN"] = time.perf_counter() - t0
         by_name = {a.name: a for a in analyses}
         for name in lanes[0]:
             times[name] = _step(run, by_name[name], steps[name], full, country, stems, log)
     else:
         log(f"   two lanes, one process each: {', '.join(lanes[1])} (their lines marked '| ') "
-            "beside the rest")
-        stems, times = _run_lanes(run.path, lanes, steps, full, country, threads, stems, times)
+            f"beside the main CNN and the rest")
+        stems, times, drawn = _run_lanes(path, lanes, steps, full, country, threads, stems,
+                                         times, None if finished else cfg)
+        run = Run(path)
         record_main_job(run.path, stems)
     for a in analyses:
         if a.name in AFTER_LANES:
@@ -165,7 +183,7 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
             times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
     t = time.perf_counter()
     with meter().phase("report"):
-        report = render_report(run)
+        report = render_report(run, drawn)
     write_job_phases(run)
     times["report"] = time.perf_counter() - t
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) +
@@ -203,37 +221,65 @@ def _lanes(names: list[str], threads: int) -> list[list[str]]:
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    second = [n for n in names if n in SECOND_LANE]
+    second = sorted((n for n in names if n in SECOND_LANE), key=SECOND_LANE.index)
     if threads < 1 or cores < 2 * threads or not second:
         return [names]
     return [[n for n in names if n not in SECOND_LANE], second]
 
 
 def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, threads: int,
-          prefix: str) -> tuple[dict, dict, dict]:
-    """One lane, in its own process: (stems, seconds, energy per phase). Its energy meter
-    measures this process alone, so the two lanes' phases add up without counting twice."""
+          prefix: str, main: TrainConfig | None) -> tuple[dict, dict, dict, dict]:
+    """One lane, in its own process: (stems, seconds, energy per phase, report sections by
+    stem). Its energy meter measures this process alone, so the two lanes' phases add up
+    without counting twice. ``main``: the first lane trains the main CNN first; the other
+    waits for it (its BEFORE_MAIN analyses first). Each analysis's report section is drawn as
+    it ends, in its lane, so the report at the end only assembles them."""
     from cnnlab.energy import meter
     from cnnlab.env import torch_threads
     from cnnlab.log import hide_bars, prefixed
+    from cnnlab.report import draw_section
     from cnnlab.run import Run
 
     hide_bars()  # two bars on one terminal line garble each other
-    run, analyses = Run(path), {a.name: a for a in load_all()}
-    stems, times, log = {}, {}, prefixed(prefix)
+    analyses, stems, times, log = {a.name: a for a in load_all()}, {}, {}, prefixed(prefix)
+    trains_main, waits = main is not None and not prefix, main is not None and bool(prefix)
     with torch_threads(threads):
+        if trains_main:
+            t = time.perf_counter()
+            main_run(main, log, progress=False)
+            times["main CNN"] = time.perf_counter() - t
+        if waits:
+            _wait_for(Path(path) / "config.yaml")  # written before the main CNN's first step
+        run, drawn, drawing = Run(path), {}, 0.0
         for name in names:
+            if waits and name not in BEFORE_MAIN:
+                _wait_for(Path(path) / "metrics.json")
+                waits = False
             times[name] = _step(run, analyses[name], steps[name], full, country, stems, log,
                                 record=False)  # the parent records both lanes' when they end
-    return stems, times, meter().totals
+            t = time.perf_counter()
+            if name in stems:  # not a skipped one
+                with meter().phase("report"):
+                    drawn[stems[name]] = draw_section(analyses[name], run, stems[name])
+            drawing += time.perf_counter() - t
+    times[f"sections (lane {2 if prefix else 1})"] = drawing
+    return stems, times, meter().totals, drawn
+
+
+def _wait_for(file: Path) -> None:
+    """Until the first lane has written ``file`` (if it fails, the parent ends this lane)."""
+    while not file.is_file():
+        time.sleep(0.1)
 
 
 def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, country: str,
-               threads: int, stems: dict, times: dict) -> tuple[dict, dict]:
+               threads: int, stems: dict, times: dict,
+               main: TrainConfig | None) -> tuple[dict, dict, dict]:
     """Both lanes at once, each in a spawned process (a forked torch with live threads may
-    deadlock); the first error stops the other lane at once and is raised here. The parent
+    deadlock), the first training the main CNN (``main``, unless it is finished) before its
+    analyses; the first error stops the other lane at once and is raised here. The parent
     meters nothing meanwhile: each lane's meter counts its own process, and their phases are
-    merged into this one's."""
+    merged into this one's. Returns the stems, seconds and drawn sections of both."""
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
@@ -241,7 +287,7 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
 
     pool = ProcessPoolExecutor(len(lanes), mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(_lane, str(path), names, steps, full, country, threads, prefix)
+        futures = [pool.submit(_lane, str(path), names, steps, full, country, threads, prefix, main)
                    for names, prefix in zip(lanes, ("", "| "), strict=True)]
         wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
@@ -254,11 +300,11 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    totals = meter().totals
-    for theirs, their_times, energy in results:
-        stems, times = stems | theirs, times | their_times
+    totals, drawn = meter().totals, {}
+    for theirs, their_times, energy, their_drawn in results:
+        stems, times, drawn = stems | theirs, times | their_times, drawn | their_drawn
         for phase, part in energy.items():
             mine = totals.setdefault(phase, {k: 0.0 for k in part})
             for k, v in part.items():
                 mine[k] = mine.get(k, 0.0) + v
-    return stems, times
+    return stems, times, drawn

@@ -164,16 +164,15 @@ def _shadow_scores(train_on, candidates, x, target_probs, y, shadows: int, membe
 def _grade(scores: dict, is_member, log: Log) -> tuple[list[dict], dict]:
     """ROC, AUC with a bootstrap CI, and TPR at 0.1% / 1% FPR of each attack."""
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
-    from cnnlab.evaluate.membership import roc
+    from cnnlab.evaluate.membership import rank_auc, roc
     from cnnlab.evaluate.stats import bootstrap_ci
 
     rows, curves = [], {}
     for name, score in scores.items():
         r = roc(score[is_member], score[~is_member])
-        ci = bootstrap_ci(np.arange(len(score)), lambda i, s=score: roc_auc_score(is_member[i], s[i]),
-                          resamples=300).to_dict()
+        ci = bootstrap_ci(np.arange(len(score)), lambda i, s=score: rank_auc(is_member[i], s[i]),
+                          resamples=300, batched=True).to_dict()
         verdict = ("the attack works: AUC above chance" if ci["low"] > 0.5 else
                    "no significant difference from guessing (AUC 0.5)")
         rows.append({"attack": name, "auc": r["auc"], "auc_ci": ci, "tpr_at_0.1%": r["tpr_at_0.1%"],

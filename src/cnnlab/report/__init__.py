@@ -25,15 +25,16 @@ class _Entry:
     make: object = field(compare=False)
 
 
-def render_report(run: Run) -> Path:
-    """Render ``run.path/report.html`` from the files in the run folder; return its path."""
+def render_report(run: Run, drawn: dict[str, str] | None = None) -> Path:
+    """Render ``run.path/report.html`` from the files in the run folder; return its path.
+    ``drawn``: analysis sections already drawn (``draw_section``) by the stem of their result."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     ctx = ReportContext(run=run, plots_dir=run.path / "plots", metrics=run.metrics,
                         history=read_history(run.path / "results.csv"))
     if run.config.task == "classify":
         entries = [_Entry(order, name, lambda fn=fn: fn(ctx)) for order, name, fn in CORE_SECTIONS]
-        entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir))
+        entries += [_Entry(a.order, a.name, lambda a=a: analysis_section(a, run, ctx.plots_dir, drawn))
                     for a in load_all()]
         entries.append(_Entry(0, "claims", lambda: claims_section(run)))
     elif run.config.task == "generate":
@@ -62,9 +63,22 @@ def render_report(run: Run) -> Path:
     return out
 
 
-def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section | None:
-    """The analysis's stored results, each drawn by its plug-in: the main job's first (or the
-    newest), then every other one, labelled with its settings."""
+def draw_section(analysis: Analysis, run: Run, stem: str) -> str | None:
+    """The section body of one stored result as the report draws it first (its plots in the
+    run's plots/): ``cnnlab run`` draws each as soon as its analysis ends, in that analysis's
+    process, and hands the bodies to ``render_report``."""
+    stored = next(s for s in load_results(run.path, analysis.name)[0] if s.stem == stem)
+    return _body(analysis, run, run.path / "plots", stored)
+
+
+def _body(analysis: Analysis, run: Run, plots_dir: Path, s) -> str | None:
+    return analysis.section(SectionContext(run, plots_dir, s.result, s.arrays(), s.options, s.stem))
+
+
+def analysis_section(analysis: Analysis, run: Run, plots_dir: Path,
+                     drawn: dict[str, str] | None = None) -> Section | None:
+    """The analysis's stored results, each drawn by its plug-in (or taken from ``drawn``): the
+    main job's first (or the newest), then every other one, labelled with its settings."""
     stored, legacy = load_results(run.path, analysis.name)
     command = f"cnnlab {' '.join(analysis.verb)} {run.path}"
     if not stored:
@@ -74,9 +88,12 @@ def analysis_section(analysis: Analysis, run: Run, plots_dir: Path) -> Section |
                        f"cnnlab are not shown; run <code>{esc(command)}</code> again.</p>")
     main = main_job_stems(run.path).get(analysis.name)
     parts = []
+    drawn = drawn or {}
     for k, s in enumerate(stored):
-        body = analysis.section(SectionContext(run, plots_dir if k == 0 else plots_dir / s.stem,
-                                               s.result, s.arrays(), s.options, s.stem))
+        if k == 0 and s.stem in drawn:
+            body = drawn[s.stem]
+        else:
+            body = _body(analysis, run, plots_dir if k == 0 else plots_dir / s.stem, s)
         if body is None:
             continue
         who = ("From cnnlab run" if s.stem == main else "From a later call" if main
