@@ -23,8 +23,9 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# Two workers (pytest-xdist), one torch thread each; a file's tests stay on one worker, in order.
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench-resnet20: $(STAMP)
 	$(PY) benchmarks/cifar10_resnet20.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# Under pytest-xdist (make test: one worker per core) each worker's torch takes one thread: a
+# second thread beside a busy core makes a step many times slower (benchmarks/threads.py).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -73,3 +73,18 @@ def test_the_analysis_fits_on_one_half_scores_the_other_and_predict_applies_it(t
         run.predict(run.data().eval.x[:2])
     with pytest.raises(CnnlabError, match="--fit-fraction must be between 0.05 and 0.95"):
         run_analysis(run, "calibration", fit_fraction=1.5, log=quiet)
+
+
+def test_a_section_drawn_in_advance_is_the_one_the_report_would_draw(tmp_path):
+    from cnnlab.analysis import ANALYSES
+    from cnnlab.report import analysis_section, draw_section
+
+    quiet = lambda s: None  # noqa: E731
+    run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=1, limit_train=200,
+                                          out_dir=str(tmp_path), name="r"), log=quiet, report=False)
+    stem = run_analysis(run, "calibration", resamples=100, log=quiet)["stem"]
+    body = draw_section(ANALYSES.get("calibration"), run, stem)
+    assert "Temperature scaling" in body and (run.path / "plots" / "calibration.png").is_file()
+    fresh = analysis_section(ANALYSES.get("calibration"), run, run.path / "plots").html
+    taken = analysis_section(ANALYSES.get("calibration"), run, run.path / "plots", {stem: "DRAWN"}).html
+    assert body in fresh and "DRAWN" in taken and body not in taken
