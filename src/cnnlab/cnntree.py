@@ -136,8 +136,10 @@ def train_nodes(base: ImageClassifier, cfg: TrainConfig, data: RunData, groups: 
 def _fine_tuned_probs(model: ImageClassifier, cfg: TrainConfig, train_data: RunData, data: RunData,
                       epochs: int, lr_scale: float, label: str, log: Log) -> np.ndarray:
     """Fine-tune ``model`` on ``train_data`` (the base's recipe at ``lr_scale`` of its rate, no
-    warm-up or EMA; checkpoints in a scratch folder); its probabilities on every evaluation image."""
-    tuned_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0)
+    warm-up or EMA; checkpoints in a scratch folder, validated after the last epoch alone);
+    its probabilities on every evaluation image."""
+    tuned_cfg = cfg.fresh(epochs=epochs, lr=cfg.lr * lr_scale, warmup_epochs=0, ema=0.0,
+                          eval_every=epochs)
     with tempfile.TemporaryDirectory(prefix="cnnlab-tree-") as scratch:
         model, _ = fit(tuned_cfg, train_data, Path(scratch) / label.replace(" ", ""), model=model,
                        log=last_epoch_only(log, label), progress=False)

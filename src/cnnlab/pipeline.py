@@ -112,17 +112,14 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
         pretrained: start the main CNN from this weights file (safetensors, or torchvision's
             .pth), e.g. with --model timm:resnet18; the report compares it with scratch too.
     """
-    from cnnlab.env import torch_threads
-
     if country:  # refused now, not after every analysis has run
         from cnnlab.energy import carbon_intensity
 
         carbon_intensity(country)
-    with torch_threads(threads):
-        start = {k: v for k, v in (("model", model), ("model_kwargs", model_kwargs),
-                                   ("init_from", init_from), ("pretrained", pretrained)) if v}
-        return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
-                         precision, full, country, log, progress, start)
+    start = {k: v for k, v in (("model", model), ("model_kwargs", model_kwargs),
+                               ("init_from", init_from), ("pretrained", pretrained)) if v}
+    return _main_job(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads,
+                     precision, full, country, log, progress, start)
 
 
 SECOND_LANE = ("scenes", "video", "tree", "value", "influence", "filters", "bias")
@@ -149,43 +146,46 @@ AFTER_LANES = ("energy",)
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
               limit_train: int, threads: int, precision: str, full: bool, country: str, log: Log,
               progress: bool, start: dict) -> Run:
-    from cnnlab.analysis.energy import write_job_phases
-    from cnnlab.energy import meter
-    from cnnlab.report import render_report
-    from cnnlab.run import Run
-
     t0 = time.perf_counter()
     log(f"== 1. {'LeNet-5' if start.get('model', 'lenet5') == 'lenet5' else start['model']}, the main CNN ==")
     cfg = main_config(dataset, epochs, seed, name, out_dir, data_dir, limit_train, threads, country,
                       precision, start)
     path = Path(out_dir) / cfg.name
     finished = (path / "metrics.json").is_file()
-    analyses = main_job_analyses(Run(path).config if finished else cfg)
+    analyses = main_job_analyses(TrainConfig.load(path / "config.yaml") if finished else cfg)
     steps = {a.name: k for k, a in enumerate(analyses, start=2)}
     lanes = _lanes([a.name for a in analyses if a.name not in AFTER_LANES], threads)
     stems, times, drawn = main_job_stems(path), {}, {}
-    if len(lanes) == 1:  # one process, in order
-        run = main_run(cfg, log, progress)
-        times["main CNN"] = time.perf_counter() - t0
-        by_name = {a.name: a for a in analyses}
-        for name in lanes[0]:
-            times[name] = _step(run, by_name[name], steps[name], full, country, stems, log)
-    else:
+    if len(lanes) > 1:  # spawned before this process imports torch: the lanes start seconds sooner
         log(f"   two lanes, one process each: {', '.join(lanes[1])} (their lines marked '| ') "
             f"beside the main CNN and the rest")
         stems, times, drawn = _run_lanes(path, lanes, steps, full, country, threads, stems,
                                          times, None if finished else cfg)
-        run = Run(path)
-        record_main_job(run.path, stems)
-    for a in analyses:
-        if a.name in AFTER_LANES:
-            write_job_phases(run)  # every phase so far, the lanes' included
-            times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
-    t = time.perf_counter()
-    with meter().phase("report"):
-        report = render_report(run, drawn)
-    write_job_phases(run)
-    times["report"] = time.perf_counter() - t
+    from cnnlab.analysis.energy import write_job_phases
+    from cnnlab.energy import meter
+    from cnnlab.env import torch_threads
+    from cnnlab.report import render_report
+    from cnnlab.run import Run
+
+    with torch_threads(threads):
+        if len(lanes) == 1:  # one process, in order
+            run = main_run(cfg, log, progress)
+            times["main CNN"] = time.perf_counter() - t0
+            by_name = {a.name: a for a in analyses}
+            for name in lanes[0]:
+                times[name] = _step(run, by_name[name], steps[name], full, country, stems, log)
+        else:
+            run = Run(path)
+            record_main_job(run.path, stems)
+        for a in analyses:
+            if a.name in AFTER_LANES:
+                write_job_phases(run)  # every phase so far, the lanes' included
+                times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
+        t = time.perf_counter()
+        with meter().phase("report"):
+            report = render_report(run, drawn)
+        write_job_phases(run)
+        times["report"] = time.perf_counter() - t
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) +
         f"; total {time.perf_counter() - t0:.1f} s")
     log(f"report: {report}")
@@ -281,7 +281,7 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
     meters nothing meanwhile: each lane's meter counts its own process, and their phases are
     merged into this one's. Returns the stems, seconds and drawn sections of both."""
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     from cnnlab.energy import meter
 
@@ -289,10 +289,11 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
     try:
         futures = [pool.submit(_lane, str(path), names, steps, full, country, threads, prefix, main)
                    for names, prefix in zip(lanes, ("", "| "), strict=True)]
+        wait(futures, return_when=FIRST_COMPLETED)
+        _raise_first(futures)
+        _import_for_report()  # on the core the lane that ended left free
         wait(futures, return_when=FIRST_EXCEPTION)
-        for f in futures:
-            if f.done() and f.exception() is not None:
-                raise f.exception()
+        _raise_first(futures)
         results = [f.result() for f in futures]
     except BaseException:  # an error or Ctrl-C: the other lane stops now, not when it ends
         for process in list((getattr(pool, "_processes", None) or {}).values()):
@@ -308,3 +309,16 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
             for k, v in part.items():
                 mine[k] = mine.get(k, 0.0) + v
     return stems, times, drawn
+
+
+def _raise_first(futures) -> None:
+    for f in futures:
+        if f.done() and f.exception() is not None:
+            raise f.exception()
+
+
+def _import_for_report() -> None:
+    """What this process needs once the lanes end (torch, matplotlib: seconds of imports)."""
+    import cnnlab.analysis.energy
+    import cnnlab.report
+    import cnnlab.run  # noqa: F401
