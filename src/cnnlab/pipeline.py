@@ -94,7 +94,7 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             takes under 3 minutes on 2 cores with it (in bf16; 237 s in fp32 on a 2-core
             EPYC), and a second thread beside one busy process is 1.6-25x slower per step
             (benchmarks/threads.py). Where the machine has a core to spare for each, the
-            analyses run in two processes at once (the tree, scenes and video in the second),
+            analyses run in two processes at once (scenes, video, the tree in the second),
             each with this many threads; their processes print their own lines (``log`` gets
             the rest).
         precision: auto (bf16 autocast on CUDA and where the CPU has AMX-BF16 or AVX512-BF16),
@@ -132,8 +132,9 @@ ran 183 s against 105 s with the tree in the first lane and privacy in the secon
 against 137 s with the tree, scenes and video in the second (170 s wall), and 139 s against
 139 s with data valuation there too, once the unseen GAN trained as long as the seen one
 (166 s wall). The main CNN trains in the first lane's process while the second starts, and
-each lane draws its analyses' report sections: 165 s against 153 s (174 s wall), hence the
-influence, filters and bias sections (3 s) in the second lane too."""
+each lane draws its analyses' report sections: 165 s against 153 s (174 s wall), hence
+influence, filters and bias (3 s) in the second lane too; with sub-runs validated once, 158 s
+against 159 s (173 s wall, in an hour when this machine ran about 10% slower)."""
 
 BEFORE_MAIN = ("scenes", "video")
 """Second-lane analyses that read nothing of the main CNN (their own data, models and
