@@ -109,3 +109,5 @@ def test_rank_auc_equals_scikit_learns_auc_with_ties_and_on_many_rows_at_once():
     want = [roc_auc_score(lab, s) for lab, s in zip(labels, scores, strict=True)]
     assert M.rank_auc(labels, scores) == pytest.approx(want, abs=1e-12)
     assert M.rank_auc(labels[0], scores[0]) == pytest.approx(want[0], abs=1e-12)
+    with pytest.raises(ValueError, match="both classes"):
+        M.rank_auc(np.ones(5, bool), np.arange(5.0))

@@ -122,23 +122,26 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                      precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("scenes", "video", "tree", "value", "influence", "filters", "bias")
-"""Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they
-read nothing of the other analyses' (video reuses the scenes detector, so those two keep their
-order in the one lane). Each lane runs one torch thread, so the two never wait on each other's
-threads (a second thread beside a busy core is what makes runs many times slower). The split
-balances the lanes' measured seconds (benchmarks/RESULTS.md): on a 2-core EPYC in bf16 they
-ran 183 s against 105 s with the tree in the first lane and privacy in the second, 145 s
-against 137 s with the tree, scenes and video in the second (170 s wall), and 139 s against
-139 s with data valuation there too, once the unseen GAN trained as long as the seen one
-(166 s wall). The main CNN trains in the first lane's process while the second starts, and
-each lane draws its analyses' report sections: 165 s against 153 s (174 s wall), hence
-influence, filters and bias (3 s) in the second lane too; with sub-runs validated once, 158 s
-against 159 s (173 s wall, in an hour when this machine ran about 10% slower)."""
+SECOND_LANE = ("scenes", "video", "tree", "value", "filters")
+"""Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they read
+nothing of the other analyses' (video reuses the scenes detector, so those two keep their order
+in the one lane). Not here: bias (the model card, written by provenance in the first lane,
+quotes it) and influence (its confidences use the temperature calibration fits). Each lane runs
+one torch thread, so the two never wait on each other's threads (a second thread beside a busy
+core is what makes runs many times slower). The split balances the lanes' measured seconds
+(benchmarks/RESULTS.md): on a 2-core EPYC in bf16 they ran 183 s against 105 s with the tree in
+the first lane and privacy in the second, 145 s against 137 s with the tree, scenes and video
+in the second (170 s wall), and 139 s against 139 s with data valuation there too, once the
+unseen GAN trained as long as the seen one (166 s wall). The main CNN trains in the first
+lane's process while the second starts, and each lane draws its analyses' report sections:
+165 s against 153 s (174 s wall), hence filters in the second lane too; with sub-runs validated
+once, 158 s against 159 s (173 s wall, in an hour when this machine ran about 10% slower;
+influence and bias, 3 s, were in the second lane then)."""
 
 BEFORE_MAIN = ("scenes", "video")
 """Second-lane analyses that read nothing of the main CNN (their own data, models and
-sub-runs; only its config): they start while it trains. The rest of that lane waits for it."""
+sub-runs; only its config): they start while it trains. The rest of that lane waits until
+its folder says it finished (status.json, written after metrics, weights and provenance)."""
 
 AFTER_LANES = ("energy",)
 """Analyses that read what every other one did (the energy of each phase): run last."""
@@ -254,7 +257,7 @@ def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, th
         run, drawn, drawing = Run(path), {}, 0.0
         for name in names:
             if waits and name not in BEFORE_MAIN:
-                _wait_for(Path(path) / "metrics.json")
+                _wait_for(Path(path) / "status.json", finished=True)
                 waits = False
             times[name] = _step(run, analyses[name], steps[name], full, country, stems, log,
                                 record=False)  # the parent records both lanes' when they end
@@ -267,9 +270,20 @@ def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, th
     return stems, times, meter().totals, drawn
 
 
-def _wait_for(file: Path) -> None:
-    """Until the first lane has written ``file`` (if it fails, the parent ends this lane)."""
-    while not file.is_file():
+def _wait_for(file: Path, finished: bool = False) -> None:
+    """Until the first lane has written ``file`` (``finished``: a status.json that says so);
+    if that lane fails, the parent ends this one."""
+    import json
+
+    def ready() -> bool:
+        if not finished:
+            return file.is_file()
+        try:
+            return json.loads(file.read_text())["state"] == "finished"
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    while not ready():
         time.sleep(0.1)
 
 
@@ -285,6 +299,7 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
     from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     from cnnlab.energy import meter
+    from cnnlab.errors import Interrupted
 
     pool = ProcessPoolExecutor(len(lanes), mp_context=multiprocessing.get_context("spawn"))
     try:
@@ -296,9 +311,11 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
         wait(futures, return_when=FIRST_EXCEPTION)
         _raise_first(futures)
         results = [f.result() for f in futures]
-    except BaseException:  # an error or Ctrl-C: the other lane stops now, not when it ends
+    except BaseException as e:  # an error or Ctrl-C: the other lane stops now, not when it ends
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
+        if isinstance(e, KeyboardInterrupt) and main is not None and not (path / "metrics.json").is_file():
+            raise Interrupted(path) from None  # the main CNN's checkpoint: the message names it
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

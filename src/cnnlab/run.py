@@ -258,9 +258,10 @@ class Run:
 
         The folder is named by a hash of every setting, so a changed setting (epochs, seed,
         data) means a new sub-run, never a stale one; an interrupted one resumes. A classifier
-        is validated once, after its last epoch: an analysis reads its final model alone (and
-        sub-runs keep no best-epoch copy), so a validation pass per epoch bought nothing it
-        reads (in ``cnnlab run``, about a tenth of the analyses' time)."""
+        is validated once, after its last epoch: analyses read its final model and metrics
+        (sub-runs keep no best-epoch copy), so a validation pass per epoch bought nothing they
+        read (in ``cnnlab run``, about a tenth of the analyses' time); its metrics'
+        train_time_s counts less validation than a run's own, train_steps_s none."""
         cfg = replace(cfg, threads=torch.get_num_threads())  # the analysis's count, not the run's
         if cfg.task == "classify":
             cfg = replace(cfg, eval_every=cfg.epochs)
@@ -448,6 +449,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
         split=data.eval_split, model=cfg.model, dataset=cfg.dataset, epochs=state.epoch,
         params=stats.params, first_layer_params=stats.first_layer_params, macs=stats.macs,
         train_time_s=state.elapsed, train_images_per_s=state.images_seen / max(state.elapsed, 1e-9),
+        train_steps_s=state.train_elapsed,  # the epochs' training alone, their validation excluded
         best_epoch=state.best_epoch, best_val_acc=state.best_acc,
         time_to_accuracy=time_to_accuracy(state.history),
         precision="bf16" if use_bf16(cfg, device) else "fp32",

@@ -42,9 +42,11 @@ def rank_auc(is_positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     positive = np.asarray(is_positive, bool)
-    ranks = rankdata(scores, axis=-1)  # ties share their average rank
     n1 = positive.sum(-1)
     n0 = positive.shape[-1] - n1
+    if np.any(n1 == 0) or np.any(n0 == 0) or not np.isfinite(scores).all():
+        raise ValueError("an AUC needs finite scores and both classes in every row")
+    ranks = rankdata(scores, axis=-1)  # ties share their average rank
     return (np.where(positive, ranks, 0.0).sum(-1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
