@@ -214,3 +214,10 @@ def test_the_second_lane_starts_with_what_needs_nothing_of_the_main_cnn(monkeypa
     assert second[:len(BEFORE_MAIN)] == list(BEFORE_MAIN)
     assert set(second) == {"tree", "scenes", "value", "video"}
     assert _lanes(["calibration", "tree"], 0) == [["calibration", "tree"]]  # one thread per core: one lane
+
+
+def test_a_bad_dataset_stops_cnnlab_run_in_its_first_lane_with_one_line_and_no_folder(tmp_path, capsys):
+    code = main(["run", "--dataset", f"npz:{tmp_path / 'missing.npz'}", "--out-dir", str(tmp_path / "runs")])
+    assert code == 2
+    assert "missing.npz not found; give npz:PATH" in one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()  # the second lane waited for a folder never made
