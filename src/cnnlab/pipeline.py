@@ -232,12 +232,13 @@ def _lanes(names: list[str], threads: int) -> list[list[str]]:
 
 
 def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, threads: int,
-          prefix: str, main: TrainConfig | None) -> tuple[dict, dict, dict, dict]:
+          prefix: str, main: TrainConfig | None, waits: bool) -> tuple[dict, dict, dict, dict]:
     """One lane, in its own process: (stems, seconds, energy per phase, report sections by
     stem). Its energy meter measures this process alone, so the two lanes' phases add up
-    without counting twice. ``main``: the first lane trains the main CNN first; the other
-    waits for it (its BEFORE_MAIN analyses first). Each analysis's report section is drawn as
-    it ends, in its lane, so the report at the end only assembles them."""
+    without counting twice. ``main``: train the main CNN first (the first lane); ``waits``:
+    run the BEFORE_MAIN analyses, then wait for the main CNN (the second). Each analysis's
+    report section is drawn as it ends, in its lane, so the report at the end only assembles
+    them."""
     from cnnlab.energy import meter
     from cnnlab.env import torch_threads
     from cnnlab.log import hide_bars, prefixed
@@ -246,18 +247,17 @@ def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, th
 
     hide_bars()  # two bars on one terminal line garble each other
     analyses, stems, times, log = {a.name: a for a in load_all()}, {}, {}, prefixed(prefix)
-    trains_main, waits = main is not None and not prefix, main is not None and bool(prefix)
     with torch_threads(threads):
-        if trains_main:
+        if main is not None:
             t = time.perf_counter()
             main_run(main, log, progress=False)
             times["main CNN"] = time.perf_counter() - t
         if waits:
-            _wait_for(Path(path) / "config.yaml")  # written before the main CNN's first step
+            _wait_until((Path(path) / "config.yaml").is_file)  # written before its first step
         run, drawn, drawing = Run(path), {}, 0.0
         for name in names:
             if waits and name not in BEFORE_MAIN:
-                _wait_for(Path(path) / "status.json", finished=True)
+                _wait_until(lambda: _finished(Path(path)))
                 waits = False
             times[name] = _step(run, analyses[name], steps[name], full, country, stems, log,
                                 record=False)  # the parent records both lanes' when they end
@@ -270,21 +270,22 @@ def _lane(path: str, names: list[str], steps: dict, full: bool, country: str, th
     return stems, times, meter().totals, drawn
 
 
-def _wait_for(file: Path, finished: bool = False) -> None:
-    """Until the first lane has written ``file`` (``finished``: a status.json that says so);
-    if that lane fails, the parent ends this one."""
-    import json
-
-    def ready() -> bool:
-        if not finished:
-            return file.is_file()
-        try:
-            return json.loads(file.read_text())["state"] == "finished"
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-
+def _wait_until(ready) -> None:
+    """Until ``ready()`` (the first lane wrote what this one reads; if that lane fails, the
+    parent ends this one)."""
     while not ready():
         time.sleep(0.1)
+
+
+def _finished(path: Path) -> bool:
+    """Whether the run's status.json says finished (written last: after metrics, weights and
+    provenance)."""
+    import json
+
+    try:
+        return json.loads((path / "status.json").read_text())["state"] == "finished"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, country: str,
@@ -303,8 +304,9 @@ def _run_lanes(path: Path, lanes: list[list[str]], steps: dict, full: bool, coun
 
     pool = ProcessPoolExecutor(len(lanes), mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(_lane, str(path), names, steps, full, country, threads, prefix, main)
-                   for names, prefix in zip(lanes, ("", "| "), strict=True)]
+        roles = (("", main, False), ("| ", None, main is not None))  # (prefix, main, waits)
+        futures = [pool.submit(_lane, str(path), names, steps, full, country, threads, *role)
+                   for names, role in zip(lanes, roles, strict=True)]
         wait(futures, return_when=FIRST_COMPLETED)
         _raise_first(futures)
         _import_for_report()  # on the core the lane that ended left free
