@@ -7,6 +7,7 @@ from torch import nn
 import cnnlab
 from cnnlab.config import TrainConfig
 from cnnlab.data.augment import alternating_flip_mask, augment
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predict import predict_probs, tta_views
 from cnnlab.training.optim import Lookahead, make_optimizer
 
@@ -204,3 +205,37 @@ def test_compiled_fastnet_in_bf16_gets_the_eager_gradients():
         grads.append(model.whiten.bias.grad.clone())
     assert torch.isfinite(grads[1]).all()
     assert torch.allclose(grads[0], grads[1], rtol=0.1, atol=1e-3)
+
+
+def test_muon_orthogonalises_the_filters_steps_and_leaves_the_rest_to_plain_sgd():
+    torch.manual_seed(0)
+    model = cnnlab.create_model("fastnet", widths=(8, 16, 16))
+    twin = cnnlab.create_model("fastnet", widths=(8, 16, 16))
+    twin.load_state_dict(model.state_dict())
+    cfg = TrainConfig(model="fastnet", optimizer="muon", lr=0.1, muon_lr=0.2)
+    opt, ref = make_optimizer(cfg, model), make_optimizer(cfg.derive(optimizer="sgd"), twin)
+    for g in opt.param_groups + ref.param_groups:
+        g["lr"] = cfg.lr * g["lr_scale"]
+    x = torch.rand(16, 3, 16, 16)
+    y = torch.randint(0, 10, (16,))
+    for net, o in ((model, opt), (twin, ref)):  # one step: the same gradients for both
+        o.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        o.step()
+    filters = [n for n, p in model.named_parameters() if p.ndim == 4 and p.requires_grad]
+    params, twins = dict(model.named_parameters()), dict(twin.named_parameters())
+    for name in filters:  # each bank back at norm sqrt(out channels), and moved
+        w = params[name]
+        assert w.norm().item() == pytest.approx(len(w) ** 0.5, rel=1e-5)
+        assert not torch.allclose(w, twins[name])
+    for name, p in params.items():  # head, whitening bias, BatchNorm: exactly SGD's steps
+        if name not in filters and p.requires_grad:
+            assert torch.equal(p, twins[name]), name
+    assert [g["lr_scale"] for g in opt.param_groups][-1] == pytest.approx(2.0)
+
+
+def test_muon_refuses_a_model_without_convolutions_and_dp_sgd():
+    with pytest.raises(CnnlabError, match="has none; use --optimizer sgd"):
+        make_optimizer(TrainConfig(model="mlp", optimizer="muon"), cnnlab.create_model("mlp"))
+    with pytest.raises(CnnlabError, match="optimizer muon is for classifiers"):
+        TrainConfig(model="fastnet", optimizer="muon", dp_epsilon=8.0)

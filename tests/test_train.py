@@ -35,7 +35,8 @@ FAST_TRICKS = dict(dataset="shapes", model="fastnet", model_kwargs={"widths": [8
                    lookahead=True, alternate_flips=True, bias_lr_scale=8.0, tta=2)
 
 
-@pytest.mark.parametrize("kw", [{"ema": 0.0}, {"ema": 0.9}, FAST_TRICKS], ids=["plain", "ema", "fast"])
+@pytest.mark.parametrize("kw", [{"ema": 0.0}, {"ema": 0.9}, FAST_TRICKS, FAST_TRICKS | {"optimizer": "muon"}],
+                         ids=["plain", "ema", "fast", "muon"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, kw):
     kw = {"model": "resnet20"} | kw
     full = cnnlab.train(tiny(tmp_path, name="full", **kw), log=lambda s: None, report=False)
@@ -117,7 +118,7 @@ def test_every_recipe_loads():
 
 
 def test_bad_config_values_are_refused():
-    with pytest.raises(CnnlabError, match="optimizer must be sgd or adamw"):
+    with pytest.raises(CnnlabError, match="optimizer must be sgd, adamw or muon"):
         TrainConfig(optimizer="lion")
     with pytest.raises(CnnlabError, match="unknown config keys"):
         TrainConfig.from_dict({"epoch": 3})

@@ -157,13 +157,18 @@ class TrainConfig:
         False, "shuffle pixel positions of every image by one fixed permutation (the permutation test)")
     epochs: int = _f(20, "passes over the training set", bounds=(1, 100_000))
     batch_size: int = _f(128, "images per optimizer step", bounds=(1, 1_000_000))
-    optimizer: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
+    optimizer: str = _f("sgd", "sgd (Nesterov momentum), adamw, or muon (Muon for convolution "
+                        "filters, SGD for the rest: airbench94_muon)")
     lr: float = _f(0.05, "peak learning rate, reached after warm-up; auto: the suggestion of the "
                    "learning-rate range test (cnnlab lr-find), run first", bounds=(1e-12, 1e6))
     lr_find: bool = _f(False, "choose lr by the learning-rate range test before training (what "
                        "--lr auto and lr: auto set); the config saved keeps the lr it chose")
     momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)", bounds=(0, 0.9999))
     nesterov: bool = _f(True, "use Nesterov momentum with SGD")
+    muon_lr: float = _f(0.24, "optimizer muon: peak learning rate of the convolution filters "
+                        "(airbench94_muon's 0.24)", bounds=(1e-9, 100))
+    muon_momentum: float = _f(0.6, "optimizer muon: the filters' momentum (airbench94_muon's 0.6)",
+                              bounds=(0, 0.9999))
     weight_decay: float = _f(5e-4, "weight decay on weights (not on biases or norm layers)", bounds=(0, 1))
     warmup_epochs: float = _f(1.0, "linear warm-up from 0 to lr over this many epochs", bounds=(0, 100_000))
     schedule: str = _f("cosine", "decay after warm-up: cosine, linear or constant")
@@ -266,7 +271,9 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.lr > 0, "lr must be positive"),
-            (self.optimizer in ("sgd", "adamw"), "optimizer must be sgd or adamw"),
+            (self.optimizer in ("sgd", "adamw", "muon"), "optimizer must be sgd, adamw or muon"),
+            (not (self.optimizer == "muon" and (self.dp_epsilon or self.task == "generate")),
+             "optimizer muon is for classifiers and dense tasks without DP-SGD: use sgd or adamw"),
             (self.schedule in ("cosine", "linear", "constant"),
              "schedule must be cosine, linear or constant"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),

@@ -7,6 +7,7 @@ import math
 import torch
 
 from cnnlab.config import TrainConfig
+from cnnlab.errors import CnnlabError
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str) -> float:
@@ -50,7 +51,85 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    if cfg.optimizer == "muon":
+        return MuonSGD(groups, cfg)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+class MuonSGD:
+    """airbench94_muon's split (Jordan 2024): convolution filters learn with Muon, the rest
+    (head, biases, norm layers) with SGD and Nesterov momentum, as ``groups`` say.
+
+    Muon (``torch.optim.Muon``) keeps a momentum of a layer's gradient and steps along its
+    orthogonalisation (Newton-Schulz iterations): every direction of the weight matrix moves by
+    about as much, however unevenly the gradient spreads over them. A filter bank of shape
+    (out, in, k, k) is the matrix out x (in*k*k). After each step every bank is rescaled to norm
+    sqrt(out), as airbench94_muon does: under the BatchNorm that follows each convolution the
+    network computes the same function, and Muon's steps keep one size relative to the weights
+    (no weight decay needed). Meant for networks with BatchNorm after each convolution (fastnet,
+    ResNets). Muon's group carries ``lr_scale`` = muon_lr / lr, so the run's schedule (warm-up,
+    decay) moves both learning rates together.
+
+    The trainer sees one optimizer: ``param_groups`` (SGD's, then Muon's), ``zero_grad``,
+    ``step`` and a ``state_dict`` in torch's layout (parameters numbered SGD's first)."""
+
+    def __init__(self, groups: list[dict], cfg: TrainConfig):
+        filters = [p for g in groups for p in g["params"] if p.ndim == 4]
+        if not filters:
+            raise CnnlabError(f"optimizer muon steps convolution filters, and model {cfg.model} "
+                              f"has none; use --optimizer sgd")
+        rest = [g | {"params": [p for p in g["params"] if p.ndim != 4]} for g in groups]
+        self.sgd = torch.optim.SGD([g for g in rest if g["params"]], lr=cfg.lr,
+                                   momentum=cfg.momentum, nesterov=cfg.nesterov)
+        self.filters = filters
+        # Muon wants 2-D parameters: it steps these matrices, copied from and back to the
+        # filters around each step (the filters may be channels-last, or moved by lookahead).
+        self.matrices = [p.detach().reshape(len(p), -1).clone() for p in filters]
+        self.muon = torch.optim.Muon(
+            [{"params": self.matrices, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
+            weight_decay=0.0, momentum=cfg.muon_momentum, nesterov=True, ns_steps=3)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.sgd.param_groups + self.muon.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.sgd.zero_grad(set_to_none)
+        for p in self.filters:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.sgd.step()
+        for p, m in zip(self.filters, self.matrices, strict=True):
+            m.copy_(p.reshape(m.shape))
+            m.grad = None if p.grad is None else p.grad.reshape(m.shape)
+        self.muon.step()
+        for p, m in zip(self.filters, self.matrices, strict=True):
+            m.mul_(len(m) ** 0.5 / m.norm().clamp_min(1e-12))
+            p.copy_(m.view(p.shape))
+            m.grad = None
+
+    def state_dict(self) -> dict:
+        sgd, muon = self.sgd.state_dict(), self.muon.state_dict()
+        n = _count(sgd["param_groups"])
+        return {"state": sgd["state"] | {i + n: s for i, s in muon["state"].items()},
+                "param_groups": sgd["param_groups"] + [
+                    g | {"params": [i + n for i in g["params"]]} for g in muon["param_groups"]]}
+
+    def load_state_dict(self, sd: dict) -> None:
+        k = len(self.sgd.param_groups)
+        n = _count(sd["param_groups"][:k])
+        self.sgd.load_state_dict({"state": {i: s for i, s in sd["state"].items() if i < n},
+                                  "param_groups": sd["param_groups"][:k]})
+        self.muon.load_state_dict({
+            "state": {i - n: s for i, s in sd["state"].items() if i >= n},
+            "param_groups": [g | {"params": [i - n for i in g["params"]]}
+                             for g in sd["param_groups"][k:]]})
+
+
+def _count(groups: list[dict]) -> int:
+    return sum(len(g["params"]) for g in groups)
 
 
 class Lookahead:
