@@ -1,0 +1,112 @@
+"""Recipes side by side on CIFAR-10's untouched test split: Muon against SGD (or any flags).
+
+    python benchmarks/optimizer_ab.py                      # the default three recipes, 2 seeds
+    python benchmarks/optimizer_ab.py --seeds 3 --recipes "sgd5=" "muon4=--optimizer muon --epochs 4"
+
+Each recipe is ``configs/cifar10_fast.yaml`` plus its flags, trained by the real ``cnnlab train``
+command on benchmarks/test_split.py's file (40,000 training images, 5,000 validation images to
+choose on) and scored on the file's 5,000 test images, which nothing was chosen on. Recipes
+alternate within each seed (A, B, C, A, B, C, ...), so a slow spell of the machine falls on all
+of them. Each row gives validation and test accuracy, the whole command's wall time and the
+training steps' time; each recipe after the first is compared with the first on the test
+images: the paired difference over seeds (t interval) and McNemar's exact test on all seeds'
+test predictions pooled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import append_result, machine
+from test_split import DEFAULT_OUT, write_split
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/cifar10_fast.yaml"
+RECIPES = ["sgd5=", "sgd4=--epochs 4", "muon4=--optimizer muon --epochs 4"]
+
+
+def train(flags: str, seed: int, split_file: Path, out: Path) -> dict:
+    """One ``cnnlab train`` command; its accuracies, times and test-image correctness."""
+    import cnnlab
+    from cnnlab.data import load_dataset
+    from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
+
+    name = f"s{seed}-{time.time_ns()}"
+    extra = flags.split()
+    if "--epochs" in extra:  # validate once, after the last epoch
+        extra += ["--eval-every", extra[extra.index("--epochs") + 1]]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cnnlab", "train", "--config", CONFIG, "--dataset",
+                    f"npz:{split_file}", "--val-split", "5000", "--seed", str(seed), "--threads",
+                    "2", "--out-dir", str(out), "--name", name, *extra],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    run = cnnlab.load_run(out / name)
+    test = load_dataset(run.config.dataset, run.config.data_dir, run.config.image_size).test
+    probs, _ = predict_probs(run.load_model(), test.x, tta=tta_level(run.config), y=test.y,
+                             flip=test.flip_ok, bf16=use_bf16(run.config, "cpu"))
+    correct = probs.argmax(1) == test.y.numpy()
+    return {"val": run.metrics["accuracy"], "test": float(correct.mean()), "correct": correct,
+            "wall_s": wall, "steps_s": run.metrics["train_steps_s"]}
+
+
+def compare(base: list[dict], other: list[dict]) -> str:
+    from cnnlab.evaluate.stats import difference_words, mcnemar, paired_difference_ci
+
+    ci = paired_difference_ci([r["test"] for r in base], [r["test"] for r in other])
+    m = mcnemar(np.concatenate([r["correct"] for r in base]),
+                np.concatenate([r["correct"] for r in other]))
+    return (f"{difference_words(ci)} over {len(base)} seeds; McNemar on all seeds' test images: "
+            f"{m.b_only} right only here, {m.a_only} only there, p = {m.p_value:.3g}")
+
+
+def summary(name: str, flags: str, rows: list[dict]) -> str:
+    def mean(k: str) -> float:
+        return float(np.mean([r[k] for r in rows]))
+
+    seeds = " / ".join(f"{100 * r['test']:.2f}" for r in rows)
+    return (f"{name} ({flags or 'the config as it is'}): test {100 * mean('test'):.2f}% "
+            f"({seeds}), val {100 * mean('val'):.2f}%, wall {mean('wall_s'):.1f} s, "
+            f"training steps {mean('steps_s'):.1f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10/train.npz"),
+                   help="the benchmark copy (the split file is derived from it)")
+    p.add_argument("--recipes", nargs="+", default=RECIPES, help="NAME=FLAGS; the first is the base")
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--out", default="/tmp/cnnlab_optimizer_ab")
+    a = p.parse_args()
+    split_file = DEFAULT_OUT
+    sha = write_split(Path(a.data), split_file)
+    recipes = [r.split("=", 1) for r in a.recipes]
+    results: dict[str, list[dict]] = {name: [] for name, _ in recipes}
+    for seed in range(a.seeds):
+        for name, flags in recipes:
+            r = train(flags, seed, split_file, Path(a.out))
+            results[name].append(r)
+            print(json.dumps({"recipe": name, "seed": seed} | {k: v for k, v in r.items()
+                                                                 if k != "correct"}), flush=True)
+    (base, _), lines = recipes[0], []
+    for name, flags in recipes:
+        line = summary(name, flags, results[name])
+        if name != base:
+            line += f"; test minus {base}: " + compare(results[base], results[name])
+        lines.append(line)
+        print(line)
+    append_result("recipes side by side on the untouched test split (fastnet, "
+                  f"{CONFIG} plus flags, trained on 40,000)",
+                  "; ".join(lines) + f"; split sha256 {sha[:12]}",
+                  "python benchmarks/optimizer_ab.py " + " ".join(f'"{r}"' for r in a.recipes),
+                  machine())
+
+
+if __name__ == "__main__":
+    main()
