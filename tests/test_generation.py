@@ -359,3 +359,43 @@ def test_generate_eval_adds_the_published_protocol_from_the_file(tmp_path, capsy
     r = json.loads((tmp_path / "e.json").read_text())["inception"]
     assert r["n"] == 12 and r["generated"]["fid"] > 0
     assert main(["generate", "eval", str(out / "g"), "-n", "3"]) == 2
+
+
+def test_generate_detect_gives_a_generator_run_a_detector_that_the_game_plays_with(tmp_path, capsys,
+                                                                                   judge):
+    from cnnlab.serve.game import WhichIsReal, game_result
+
+    out = tmp_path / "runs"
+    common = ["--dataset", "digits", "--out-dir", str(out), "--judge", str(judge.path), *TINY]
+    assert main(["generate", "train", "--name", "g", *common]) == 0
+    assert main(["generate", "train", "--name", "other", "--seed", "1", "--head", "conditional",
+                 *common]) == 0
+    assert game_result(out / "g") is None  # no detector yet
+    capsys.readouterr()
+    assert main(["generate", "detect", str(out / "g"), "--unseen", str(out / "g"), "-n", "100"]) == 2
+    assert "is the generator itself" in capsys.readouterr().err
+    assert main(["generate", "detect", str(out / "g"), "--unseen", str(out / "other"), "-n", "100",
+                 "--epochs", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "on the GAN it trained against" in said and "on an unseen generator" in said
+    result = json.loads((out / "g" / "detector.json").read_text())
+    assert result["n_train"] == 200 and result["unseen_run"] == str(out / "other")
+    for key in ("same", "unseen"):
+        assert 0 <= result[key]["low"] <= result[key]["estimate"] <= result[key]["high"] <= 1
+    game = WhichIsReal()
+    r = game.new_round(out / "g", {})
+    assert r["left"].startswith("data:image/png;base64,") and r["right"].startswith("data:image/png")
+    answer = game.answer(r["round"], "left")
+    assert answer["real"] in ("left", "right") and answer["correct"] == (answer["real"] == "left")
+
+
+def test_the_game_ignores_a_detector_file_that_points_outside_its_run(tmp_path):
+    from cnnlab.serve.game import game_result
+
+    run = tmp_path / "g"
+    run.mkdir()
+    (run / "detector.json").write_text(json.dumps({"subrun": "../../elsewhere"}))
+    assert game_result(run) is None
+    inside = {"subrun": "subruns/real-or-generated-1"}
+    (run / "detector.json").write_text(json.dumps(inside))
+    assert game_result(run) == {"subruns": {"gan": "."}, "detector": inside}

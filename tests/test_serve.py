@@ -282,7 +282,7 @@ def test_which_is_real_keeps_the_answer_on_the_server_and_tells_it_once(runs_dir
     again = client.post(f"/api/which-is-real/{r['round']}?pick=left")
     assert again.status_code == 404 and "no open round" in again.json()["error"]
     missing = client.get("/api/runs/digits-b/which-is-real")
-    assert missing.status_code == 404 and "no generation analysis" in missing.json()["error"]
+    assert missing.status_code == 404 and "no real-or-generated detector" in missing.json()["error"]
     rounds = [client.get("/api/runs/digits-a/which-is-real").json()["round"] for _ in range(12)]
     sides = {client.post(f"/api/which-is-real/{r}?pick=left").json()["real"] for r in rounds}
     assert sides == {"left", "right"}  # the real image is not always on one side

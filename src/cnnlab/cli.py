@@ -546,8 +546,16 @@ def cmd_generate_eval(args) -> None:
         print(f"wrote {args.out}")
 
 
+def cmd_generate_detect(args) -> None:
+    from cnnlab.generation import detect_generated
+
+    result = detect_generated(args.run, args.unseen, args.n, args.epochs)
+    print(result["words"])
+    print(f"wrote {Path(args.run) / 'detector.json'} (cnnlab serve plays \"Which is real?\" with it)")
+
+
 def add_generate_verbs(sub) -> None:
-    """cnnlab generate train|sample|eval: GANs and diffusion models."""
+    """cnnlab generate train|sample|eval|detect: GANs and diffusion models."""
     from cnnlab.config import DIFFUSION_DEFAULTS, GENERATE_DEFAULTS
 
     group = sub.add_parser("generate", help="beyond supervised learning: train GANs (or diffusion "
@@ -579,6 +587,14 @@ def add_generate_verbs(sub) -> None:
                    "(pt_inception-2015-12-05-6726825d.pth), placed by you: adds the published FID")
     p.add_argument("--out", help="write the measures as JSON here")
     p.set_defaults(fn=cmd_generate_eval)
+    p = verbs.add_parser("detect", help="train a CNN that tells the run's images from real ones, "
+                         "score it on held-out images (and on a generator it never saw)")
+    p.add_argument("run", help="a run folder that cnnlab generate train wrote")
+    p.add_argument("--unseen", default="", help="another generator run on the same data, which "
+                   "the detector never sees in training: does detection carry over?")
+    p.add_argument("-n", type=int, default=2000, help="generated images to train on (as many real ones)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs of the detector (LeNet-5)")
+    p.set_defaults(fn=cmd_generate_detect)
 
 
 def add_video_verbs(sub) -> None:

@@ -1,4 +1,4 @@
-"""``cnnlab generate train|sample|eval``: GANs and diffusion models on any dataset cnnlab reads,
+"""``cnnlab generate train|sample|eval|detect``: GANs and diffusion models on any dataset cnnlab reads,
 as run folders.
 
 ``train_generator`` trains the judge first when none is given (a classifier, ``cfg.model``, on
@@ -6,7 +6,9 @@ the same data and split: its features score the samples), then the generator (``
 with the trainer; the run folder is a classifier's plus ``snapshots/`` (the fixed noise's
 images after each evaluation), ``generation.json`` and ``samples.npz``. ``sample_run`` draws
 images from a run, ``evaluate_generator`` measures one again, optionally in the published
-protocol (Inception features from a weights file the user has).
+protocol (Inception features from a weights file the user has). ``detect_generated`` trains a
+CNN that tells the run's images from real ones (``detector.json``: what the web app's "Which is
+real?" plays with).
 """
 
 from __future__ import annotations
@@ -132,4 +134,33 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
                              (data.eval.x[first], data.eval.x[second], samples[:k]))
         result["inception"] = {"features": "Inception-v3 pool3 (the published FID protocol)", "n": k,
                                "generated": fid_kid(real, fake), "floor": fid_kid(real, other)}
+    return result
+
+
+def detect_generated(path: str | Path, unseen: str = "", n: int = 2000, epochs: int = 8,
+                     log: Log = print) -> dict:
+    """Can a CNN tell this generator's images from real ones? LeNet-5 learns ``n`` training
+    images (real) against ``n`` samples (generated), and is scored on the held-out real images
+    against as many fresh samples, and, with ``unseen``, against another generator's samples
+    (a run it never saw, on the same data): the practical deepfake question. The detector is a
+    sub-run of the generator's run; the result goes to its ``detector.json``."""
+    from cnnlab.analysis.generation import real_or_generated
+    from cnnlab.io import atomic_write_json
+
+    if not 10 <= n <= 1_000_000 or not 1 <= epochs <= 10_000:
+        raise CnnlabError(f"-n {n} --epochs {epochs}: give 10 to 1000000 images and 1 to 10000 epochs")
+    run, _ = load_generator(path)
+    other = None
+    if unseen:
+        other, _ = load_generator(unseen)
+        if other.path.resolve() == run.path.resolve():
+            raise CnnlabError(f"--unseen {unseen} is the generator itself; give another generator "
+                              "run (another seed, epoch count or head) on the same data")
+        if other.meta.get("input_shape") != run.meta.get("input_shape"):
+            raise CnnlabError(f"--unseen {unseen} makes {other.meta.get('input_shape')} images, "
+                              f"{path} makes {run.meta.get('input_shape')}; give a generator of "
+                              "the same data")
+    result = real_or_generated(run, run, other, n, epochs, log)
+    result["unseen_run"] = str(other.path) if other is not None else None
+    atomic_write_json(run.path / "detector.json", result)
     return result

@@ -2,8 +2,9 @@
 then sees the answer and what the real-or-generated detector made of the pair.
 
 It plays on a run whose generation analysis (``cnnlab run``, ``cnnlab experiment generation``)
-trained a GAN and a detector: the real image is one of the GAN's held-out evaluation images,
-the generated one a fresh sample. Which side is real and the detector's view of the pair stay
+trained a GAN and a detector, or on a generator run of ``cnnlab generate train`` that ``cnnlab
+generate detect`` gave a detector: the real image is one of the GAN's held-out evaluation
+images, the generated one a fresh sample. Which side is real and the detector's view of the pair stay
 on the server until the user answers (the page never holds the answer), and each round is
 answered once.
 """
@@ -22,12 +23,24 @@ KEPT_ROUNDS = 1000
 
 
 def game_result(path: Path) -> dict | None:
-    """The run's stored generation result (the main job's, else the newest), or None."""
+    """Where the game's generator and detector are: a generator run's own detector
+    (``cnnlab generate detect``), else the run's stored generation result (the main job's, else
+    the newest); None if neither. Both name folders inside the run, never outside it."""
+    import json
+
     from cnnlab.analysis.registry import load_results
 
-    stored, _ = load_results(path, "generation")
-    usable = [s.result for s in stored if "detector" in s.result and "subruns" in s.result]
-    return usable[0] if usable else None
+    if (path / "detector.json").is_file():
+        found = {"subruns": {"gan": "."}, "detector": json.loads((path / "detector.json").read_text())}
+    else:
+        stored, _ = load_results(path, "generation")
+        usable = [s.result for s in stored if "detector" in s.result and "subruns" in s.result]
+        found = usable[0] if usable else None
+    if found is None:
+        return None
+    base = path.resolve()
+    inside = [(path / p).resolve() for p in (found["subruns"]["gan"], found["detector"]["subrun"])]
+    return found if all(p == base or base in p.parents for p in inside) else None
 
 
 class WhichIsReal:
@@ -45,8 +58,9 @@ class WhichIsReal:
 
         result = game_result(path)
         if result is None:
-            raise ApiError(404, f"run {path.name!r} has no generation analysis; run cnnlab "
-                                f"experiment generation {path.name} (or cnnlab run) first")
+            raise ApiError(404, f"run {path.name!r} has no real-or-generated detector; run cnnlab "
+                                f"generate detect {path.name} (a generator run), or cnnlab "
+                                f"experiment generation {path.name} (a classifier run) first")
         gan_run = cached_run(path / result["subruns"]["gan"], cache)
         detector = cached_run(path / result["detector"]["subrun"], cache)
         key = f"gan:{gan_run.path}"
