@@ -9,8 +9,8 @@ choose on) and scored on the file's 5,000 test images, which nothing was chosen 
 alternate within each seed (A, B, C, A, B, C, ...), so a slow spell of the machine falls on all
 of them. Each row gives validation and test accuracy, the whole command's wall time and the
 training steps' time; each recipe after the first is compared with the first on the test
-images: the paired difference over seeds (t interval) and McNemar's exact test on all seeds'
-test predictions pooled.
+images: the paired difference over seeds (t interval) and McNemar's exact test within each
+seed (the same images: seeds are not pooled into one test).
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ def compare(base: list[dict], other: list[dict]) -> str:
     from cnnlab.evaluate.stats import difference_words, mcnemar, paired_difference_ci
 
     ci = paired_difference_ci([r["test"] for r in base], [r["test"] for r in other])
-    m = mcnemar(np.concatenate([r["correct"] for r in base]),
-                np.concatenate([r["correct"] for r in other]))
-    return (f"{difference_words(ci)} over {len(base)} seeds; McNemar on all seeds' test images: "
-            f"{m.b_only} right only here, {m.a_only} only there, p = {m.p_value:.3g}")
+    tests = [mcnemar(a["correct"], b["correct"]) for a, b in zip(base, other, strict=True)]
+    return (f"{difference_words(ci)} over {len(base)} seeds; McNemar per seed (test images right "
+            "only here / only there, p): " + ", ".join(
+                f"{m.b_only} / {m.a_only}, p = {m.p_value:.3g}" for m in tests))
 
 
 def summary(name: str, flags: str, rows: list[dict]) -> str:
@@ -86,6 +86,8 @@ def main() -> None:
     a = p.parse_args()
     split_file = DEFAULT_OUT
     sha = write_split(Path(a.data), split_file)
+    if bad := [r for r in a.recipes if "=" not in r]:
+        p.error(f"--recipes {bad[0]!r}: write NAME=FLAGS, e.g. \"muon4=--optimizer muon --epochs 4\"")
     recipes = [r.split("=", 1) for r in a.recipes]
     results: dict[str, list[dict]] = {name: [] for name, _ in recipes}
     for seed in range(a.seeds):

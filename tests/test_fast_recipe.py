@@ -234,8 +234,27 @@ def test_muon_orthogonalises_the_filters_steps_and_leaves_the_rest_to_plain_sgd(
     assert [g["lr_scale"] for g in opt.param_groups][-1] == pytest.approx(2.0)
 
 
-def test_muon_refuses_a_model_without_convolutions_and_dp_sgd():
+def test_muon_leaves_frozen_filters_alone_and_follows_discriminative_rates():
+    torch.manual_seed(0)
+    model = cnnlab.create_model("fastnet", widths=(8, 16, 16))
+    cfg = TrainConfig(model="fastnet", optimizer="muon", lr=0.1, muon_lr=0.2, body_lr_scale=0.1)
+    opt = make_optimizer(cfg, model)  # built before a frozen body is frozen, as fit() does
+    assert {round(g["lr_scale"], 6) for g in opt.muon.param_groups} == {0.2}  # 0.1 x 0.2 / 0.1
+    frozen = model.layer1.conv1.weight
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    nn.functional.cross_entropy(model(torch.rand(4, 3, 16, 16)), torch.arange(4)).backward()
+    opt.step()
+    assert torch.equal(frozen, before)
+    assert model.layer2.conv1.weight.norm().item() == pytest.approx(16 ** 0.5, rel=1e-5)
+
+
+def test_muon_refuses_what_it_would_break():
     with pytest.raises(CnnlabError, match="has none; use --optimizer sgd"):
         make_optimizer(TrainConfig(model="mlp", optimizer="muon"), cnnlab.create_model("mlp"))
+    with pytest.raises(CnnlabError, match="lenet5's conv1 has a bias"):
+        make_optimizer(TrainConfig(model="lenet5", optimizer="muon"), cnnlab.create_model("lenet5"))
     with pytest.raises(CnnlabError, match="optimizer muon is for classifiers"):
         TrainConfig(model="fastnet", optimizer="muon", dp_epsilon=8.0)
+    with pytest.raises(CnnlabError, match="give --lr and --muon-lr"):
+        TrainConfig(model="fastnet", optimizer="muon", lr_find=True)

@@ -394,8 +394,9 @@ def test_the_game_ignores_a_detector_file_that_points_outside_its_run(tmp_path):
 
     run = tmp_path / "g"
     run.mkdir()
-    (run / "detector.json").write_text(json.dumps({"subrun": "../../elsewhere"}))
-    assert game_result(run) is None
+    for bad in (json.dumps({"subrun": "../../elsewhere"}), "[1, 2]", "{not json"):
+        (run / "detector.json").write_text(bad)
+        assert game_result(run) is None
     inside = {"subrun": "subruns/real-or-generated-1"}
     (run / "detector.json").write_text(json.dumps(inside))
     assert game_result(run) == {"subruns": {"gan": "."}, "detector": inside}

@@ -274,6 +274,8 @@ class TrainConfig:
             (self.optimizer in ("sgd", "adamw", "muon"), "optimizer must be sgd, adamw or muon"),
             (not (self.optimizer == "muon" and (self.dp_epsilon or self.task == "generate")),
              "optimizer muon is for classifiers and dense tasks without DP-SGD: use sgd or adamw"),
+            (not (self.optimizer == "muon" and self.lr_find),
+             "lr auto sweeps one learning rate and optimizer muon has two: give --lr and --muon-lr"),
             (self.schedule in ("cosine", "linear", "constant"),
              "schedule must be cosine, linear or constant"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),

@@ -138,6 +138,8 @@ def real_or_generated(run: Run, gan: Run, unseen: Run | None, n: int, epochs: in
     """Train LeNet-5 to tell training images (0) from the GAN's samples (1); score it on held-out
     real images against fresh samples of the same GAN and of the unseen generator (if any). The
     detector is a sub-run of ``run``."""
+    from hashlib import sha256
+
     import numpy as np
     import torch
 
@@ -153,10 +155,12 @@ def real_or_generated(run: Run, gan: Run, unseen: Run | None, n: int, epochs: in
     pick = torch.randperm(len(real_train), generator=torch.Generator().manual_seed(0))[:n]
     x = torch.cat([real_train[pick], g.sample(n, seed=10)])
     x_test = torch.cat([real_test, g.sample(k, seed=11)])
-    folder = run.path / "analysis" / "generation"
-    path = folder / "real_or_generated.npz"
-    save_npz(path, x=x.permute(0, 2, 3, 1).numpy(), y=np.repeat([0, 1], n),  # npz: N x H x W x C
-             x_test=x_test.permute(0, 2, 3, 1).numpy(),
+    # Named by its training images, so the detector sub-run (named by its config, which names
+    # this file) is trained again when they change: another n, a retrained generator.
+    x = x.permute(0, 2, 3, 1).numpy()  # npz: N x H x W x C
+    digest = sha256(x.tobytes()).hexdigest()[:12]
+    path = run.path / "analysis" / "generation" / f"real_or_generated-{digest}.npz"
+    save_npz(path, x=x, y=np.repeat([0, 1], n), x_test=x_test.permute(0, 2, 3, 1).numpy(),
              y_test=np.repeat([0, 1], k), classes=np.array(["real", "generated"]))
     cfg = TrainConfig(dataset=f"npz:{path}", model="lenet5", epochs=epochs, batch_size=64, lr=0.05,
                       seed=run.config.seed, flip=False, precision=run.config.precision, device="cpu")

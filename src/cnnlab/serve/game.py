@@ -31,7 +31,10 @@ def game_result(path: Path) -> dict | None:
     from cnnlab.analysis.registry import load_results
 
     if (path / "detector.json").is_file():
-        found = {"subruns": {"gan": "."}, "detector": json.loads((path / "detector.json").read_text())}
+        try:
+            found = {"subruns": {"gan": "."}, "detector": json.loads((path / "detector.json").read_text())}
+        except ValueError:  # not JSON
+            return None
     else:
         stored, _ = load_results(path, "generation")
         usable = [s.result for s in stored if "detector" in s.result and "subruns" in s.result]
@@ -39,7 +42,10 @@ def game_result(path: Path) -> dict | None:
     if found is None:
         return None
     base = path.resolve()
-    inside = [(path / p).resolve() for p in (found["subruns"]["gan"], found["detector"]["subrun"])]
+    try:
+        inside = [(path / p).resolve() for p in (found["subruns"]["gan"], found["detector"]["subrun"])]
+    except (KeyError, TypeError):  # not a detector file cnnlab wrote
+        return None
     return found if all(p == base or base in p.parents for p in inside) else None
 
 

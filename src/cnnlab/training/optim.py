@@ -52,7 +52,7 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     if cfg.optimizer == "muon":
-        return MuonSGD(groups, cfg)
+        return MuonSGD(groups, cfg, model)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
@@ -66,28 +66,43 @@ class MuonSGD:
     (out, in, k, k) is the matrix out x (in*k*k). After each step every bank is rescaled to norm
     sqrt(out), as airbench94_muon does: under the BatchNorm that follows each convolution the
     network computes the same function, and Muon's steps keep one size relative to the weights
-    (no weight decay needed). Meant for networks with BatchNorm after each convolution (fastnet,
-    ResNets). Muon's group carries ``lr_scale`` = muon_lr / lr, so the run's schedule (warm-up,
-    decay) moves both learning rates together.
+    (no weight decay needed). That holds only where a normalization layer follows each
+    convolution, so a model with a trainable convolution that has a bias (LeNet-5, a dense
+    task's output layer) is refused. Each Muon group carries its source group's ``lr_scale``
+    times muon_lr / lr, so the run's schedule (warm-up, decay) and discriminative rates
+    (``body_lr_scale``) move both learning rates together. Filters without a gradient (a frozen
+    body) are left exactly as they are.
 
     The trainer sees one optimizer: ``param_groups`` (SGD's, then Muon's), ``zero_grad``,
     ``step`` and a ``state_dict`` in torch's layout (parameters numbered SGD's first)."""
 
-    def __init__(self, groups: list[dict], cfg: TrainConfig):
-        filters = [p for g in groups for p in g["params"] if p.ndim == 4]
-        if not filters:
+    def __init__(self, groups: list[dict], cfg: TrainConfig, model: torch.nn.Module):
+        if not any(p.ndim == 4 for g in groups for p in g["params"]):
             raise CnnlabError(f"optimizer muon steps convolution filters, and model {cfg.model} "
                               f"has none; use --optimizer sgd")
+        biased = [name for name, m in model.named_modules()
+                  if isinstance(getattr(m, "weight", None), torch.nn.Parameter) and m.weight.ndim == 4
+                  and m.weight.requires_grad and getattr(m, "bias", None) is not None]
+        if biased:
+            raise CnnlabError(f"optimizer muon rescales each filter bank, which leaves a network "
+                              f"unchanged only where a normalization layer follows the "
+                              f"convolution; {cfg.model}'s {biased[0]} has a bias (no norm "
+                              f"after it): use --optimizer sgd")
         rest = [g | {"params": [p for p in g["params"] if p.ndim != 4]} for g in groups]
         self.sgd = torch.optim.SGD([g for g in rest if g["params"]], lr=cfg.lr,
                                    momentum=cfg.momentum, nesterov=cfg.nesterov)
-        self.filters = filters
         # Muon wants 2-D parameters: it steps these matrices, copied from and back to the
         # filters around each step (the filters may be channels-last, or moved by lookahead).
-        self.matrices = [p.detach().reshape(len(p), -1).clone() for p in filters]
-        self.muon = torch.optim.Muon(
-            [{"params": self.matrices, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
-            weight_decay=0.0, momentum=cfg.muon_momentum, nesterov=True, ns_steps=3)
+        self.filters, muon_groups = [], []
+        for g in groups:
+            banks = [p for p in g["params"] if p.ndim == 4]
+            if banks:
+                self.filters += banks
+                muon_groups.append({"params": [p.detach().reshape(len(p), -1).clone() for p in banks],
+                                    "lr_scale": g["lr_scale"] * cfg.muon_lr / cfg.lr})
+        self.matrices = [m for g in muon_groups for m in g["params"]]
+        self.muon = torch.optim.Muon(muon_groups, lr=cfg.muon_lr, weight_decay=0.0,
+                                     momentum=cfg.muon_momentum, nesterov=True, ns_steps=3)
 
     @property
     def param_groups(self) -> list[dict]:
@@ -101,11 +116,13 @@ class MuonSGD:
     @torch.no_grad()
     def step(self) -> None:
         self.sgd.step()
-        for p, m in zip(self.filters, self.matrices, strict=True):
+        stepped = [(p, m) for p, m in zip(self.filters, self.matrices, strict=True)
+                   if p.grad is not None]  # Muon skips the others, and so does the rescaling
+        for p, m in stepped:
             m.copy_(p.reshape(m.shape))
-            m.grad = None if p.grad is None else p.grad.reshape(m.shape)
+            m.grad = p.grad.reshape(m.shape)
         self.muon.step()
-        for p, m in zip(self.filters, self.matrices, strict=True):
+        for p, m in stepped:
             m.mul_(len(m) ** 0.5 / m.norm().clamp_min(1e-12))
             p.copy_(m.view(p.shape))
             m.grad = None
