@@ -267,6 +267,10 @@ class TrainConfig:
 
     def _checks(self) -> list[tuple[bool, str]]:
         """(condition, what to fix) for every rule a config must keep."""
+        return self._training_checks() + self._data_checks()
+
+    def _training_checks(self) -> list[tuple[bool, str]]:
+        """The optimizer, its schedule and the run's length, precision and threads."""
         return [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
@@ -283,9 +287,18 @@ class TrainConfig:
             (not (self.ema and self.lookahead), "use ema or lookahead, not both"),
             (self.tta in (0, 1, 2), "tta must be 0, 1 or 2"),
             (self.bias_lr_scale > 0, "bias_lr_scale must be positive"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+            (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),
+            (self.eval_every >= 1, "eval_every must be at least 1"),
+            (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
+        ]
+
+    def _data_checks(self) -> list[tuple[bool, str]]:
+        """The data and what is done to it, the task, its options, names."""
+        return [
             (self.val_split >= 0, "val_split must be >= 0"),
             (0 <= self.label_noise < 1, "label_noise must be in [0, 1)"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.crop_padding >= 0 and self.cutout >= 0, "crop_padding and cutout must be >= 0"),
             (self.resize_start >= 0 and self.resize_epochs >= 0,
              "resize_start and resize_epochs must be >= 0"),
@@ -305,9 +318,6 @@ class TrainConfig:
              "lr auto is not for DP-SGD (the range test would spend privacy); give --lr"),
             (not (self.init_from and self.pretrained),
              "give init_from (a run) or pretrained (a weights file), not both"),
-            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
-            (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),
-            (self.eval_every >= 1, "eval_every must be at least 1"),
             (self.task in TASK_HEADS, f"task must be one of {', '.join(TASK_HEADS)}"),
             (self.head in ("", *TASK_HEADS.get(self.task, ())),
              f"head {self.head!r} does not fit task {self.task}; choose from "
@@ -316,7 +326,6 @@ class TrainConfig:
                                               or self.permute_pixels or self.label_noise or self.tta),
              "adv, groups, balance, dp_epsilon, permute_pixels, label_noise and tta apply to task "
              "classify only"),
-            (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
             (self.limit_train >= 0 and self.image_size >= 0, "limit_train and image_size must be >= 0"),
             (self.name == "" or (self.name not in (".", "..") and "/" not in self.name
                                  and "\\" not in self.name),
