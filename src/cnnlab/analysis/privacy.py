@@ -56,11 +56,8 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
         raise CnnlabError("privacy needs members and nonmembers >= 10, 0 <= shadows <= 64, epochs >= 1")
     base = _config(run, dataset, image_size, epochs, model, model_kwargs, recipe)
     pool = data_for(base).train
-    if members + nonmembers > len(pool):
-        raise CnnlabError(f"privacy needs members + nonmembers <= {len(pool)} (the pool of {dataset})")
-    order = np.random.default_rng(base.val_seed + 11).permutation(len(pool))
-    candidates = np.sort(order[: members + nonmembers])
-    is_member, x, y = np.isin(candidates, order[:members]), pool.x[candidates], pool.y[candidates].numpy()
+    candidates, is_member = _candidates(len(pool), members, nonmembers, base.val_seed, dataset)
+    x, y = pool.x[candidates], pool.y[candidates].numpy()
 
     def train_on(keep, label: str, cfg=base) -> Run:
         drop = np.setdiff1d(np.arange(len(pool)), keep)
@@ -81,6 +78,18 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
                                                       is_member, x)
     result["attacks"], result["arrays"] = _grade(scores, is_member, log)
     return result
+
+
+def _candidates(pool: int, members: int, nonmembers: int, seed: int, dataset: str):
+    """(the attacked images' indices into the pool, sorted; which of them are members), drawn
+    by one seeded permutation."""
+    import numpy as np
+
+    if members + nonmembers > pool:
+        raise CnnlabError(f"privacy needs members + nonmembers <= {pool} (the pool of {dataset})")
+    order = np.random.default_rng(seed + 11).permutation(pool)
+    candidates = np.sort(order[: members + nonmembers])
+    return candidates, np.isin(candidates, order[:members])
 
 
 def _random_labels(train_on, base, n_classes: int, candidates, is_member, x):

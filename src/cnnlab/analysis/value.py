@@ -43,13 +43,7 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
     """
     import numpy as np
 
-    if not (0 <= noise < 1 and 0 <= retrain < 1 and lowest >= 1 and folds >= 0 and folds != 1
-            and ks and all(k.isdigit() and int(k) > 0 for k in ks)):
-        raise CnnlabError("value needs 0 <= noise < 1, 0 <= retrain < 1, lowest >= 1, folds 0 or "
-                          ">= 2, and ks of positive whole numbers")
-    if max(int(k) for k in ks) >= len(run.data().train):
-        raise CnnlabError(f"--ks {','.join(ks)}: K must be below the {len(run.data().train):,} "
-                          "training images (it counts their nearest neighbours)")
+    _check_options(run, noise, ks, lowest, folds, retrain)
     subject = run if not noise else run.subrun(
         run.config.fresh(label_noise=noise, checkpoints=4), "noisy", log)
     train_out, data = subject.train_outputs(), subject.data()
@@ -76,6 +70,16 @@ def value(run: Run, *, noise: float = 0.0, ks: tuple[str, ...] = ("5", "10"), lo
     if export_review:
         _export(export_review, result["lowest"])
     return result
+
+
+def _check_options(run: Run, noise: float, ks, lowest: int, folds: int, retrain: float) -> None:
+    if not (0 <= noise < 1 and 0 <= retrain < 1 and lowest >= 1 and folds >= 0 and folds != 1
+            and ks and all(k.isdigit() and int(k) > 0 for k in ks)):
+        raise CnnlabError("value needs 0 <= noise < 1, 0 <= retrain < 1, lowest >= 1, folds 0 or "
+                          ">= 2, and ks of positive whole numbers")
+    if max(int(k) for k in ks) >= len(run.data().train):
+        raise CnnlabError(f"--ks {','.join(ks)}: K must be below the {len(run.data().train):,} "
+                          "training images (it counts their nearest neighbours)")
 
 
 def evaluation_halves(n: int, seed: int):
