@@ -54,6 +54,9 @@ SWEEP = {
                                               "bias_lr_scale": 64.0},
     "weight decay 1e-3": {"weight_decay": 1e-3},
     "label smoothing 0": {"label_smoothing": 0.0},
+    # airbench94_muon's optimizer for the filters (94.01% in 8 epochs, against airbench94's 10)
+    "muon": {"optimizer": "muon"},
+    "muon, 8 epochs": {"optimizer": "muon", "epochs": 8},
 }
 
 
