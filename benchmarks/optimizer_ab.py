@@ -106,7 +106,8 @@ def main() -> None:
     append_result("recipes side by side on the untouched test split (fastnet, "
                   f"{CONFIG} plus flags, trained on 40,000)",
                   "; ".join(lines) + f"; split sha256 {sha[:12]}",
-                  "python benchmarks/optimizer_ab.py " + " ".join(f'"{r}"' for r in a.recipes),
+                  f"python benchmarks/optimizer_ab.py --seeds {a.seeds} --recipes "
+                  + " ".join(f'"{r}"' for r in a.recipes),
                   machine())
 
 

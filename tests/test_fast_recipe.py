@@ -258,3 +258,16 @@ def test_muon_refuses_what_it_would_break():
         TrainConfig(model="fastnet", optimizer="muon", dp_epsilon=8.0)
     with pytest.raises(CnnlabError, match="give --lr and --muon-lr"):
         TrainConfig(model="fastnet", optimizer="muon", lr_find=True)
+    from cnnlab.training.lr_find import lr_range_test
+
+    with pytest.raises(CnnlabError, match="lr-find sweeps one learning rate"):
+        lr_range_test(TrainConfig(model="fastnet", optimizer="muon"), data=None)
+
+
+def test_an_analysis_trains_its_other_models_with_sgd_where_the_run_used_muon():
+    run_cfg = TrainConfig(model="fastnet", optimizer="muon")
+    assert run_cfg.fresh(model="mlp").optimizer == "sgd"  # an MLP has no filters for Muon
+    assert run_cfg.fresh(label_noise=0.1).optimizer == "muon"  # the run's own model keeps it
+    assert run_cfg.fresh(model="resnet20", optimizer="muon").optimizer == "muon"  # asked for
+    with pytest.raises(CnnlabError, match="optimizer muon is for classifiers"):
+        TrainConfig(model="fastnet", optimizer="muon", task="segment")

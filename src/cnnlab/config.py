@@ -276,8 +276,9 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.lr > 0, "lr must be positive"),
             (self.optimizer in ("sgd", "adamw", "muon"), "optimizer must be sgd, adamw or muon"),
-            (not (self.optimizer == "muon" and (self.dp_epsilon or self.task == "generate")),
-             "optimizer muon is for classifiers and dense tasks without DP-SGD: use sgd or adamw"),
+            (not (self.optimizer == "muon" and (self.dp_epsilon or self.task != "classify")),
+             "optimizer muon is for classifiers without DP-SGD (dense heads end in convolutions "
+             "with a bias, which its rescaling would change): use sgd or adamw"),
             (not (self.optimizer == "muon" and self.lr_find),
              "lr auto sweeps one learning rate and optimizer muon has two: give --lr and --muon-lr"),
             (self.schedule in ("cosine", "linear", "constant"),
@@ -381,7 +382,7 @@ class TrainConfig:
         (``init_from``, ``pretrained``, freezing, the body's learning-rate scale, the range
         test) reset unless ``changes`` sets it. An analysis's other models (an MLP, a shapes
         fastnet, a noisy twin) must not try to load the main CNN's start."""
-        return self.derive(**(FROM_SCRATCH | changes))
+        return scratch_optimizer(self.derive(**(FROM_SCRATCH | changes)), self.model, changes)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -461,3 +462,12 @@ def _check_types(cfg: TrainConfig) -> None:
 
 def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
+
+
+def scratch_optimizer(cfg: TrainConfig, run_model: str, changes: dict) -> TrainConfig:
+    """An analysis's other model trains with SGD where the run used Muon (unless ``changes``
+    says otherwise): Muon is chosen for a network with BatchNorm after each convolution, and an
+    MLP or LeNet-5 has none. The run's lr is already SGD's (Muon's own is ``muon_lr``)."""
+    if cfg.optimizer == "muon" and cfg.model != run_model and "optimizer" not in changes:
+        return cfg.derive(optimizer="sgd")
+    return cfg

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.config import FROM_SCRATCH, TrainConfig
+from cnnlab.config import FROM_SCRATCH, TrainConfig, scratch_optimizer
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
@@ -23,4 +23,4 @@ def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: 
     cfg["limit_train"] = limit_train or cfg["limit_train"]
     cfg["epochs"] = epochs or cfg["epochs"]
     cfg["checkpoints"] = 0  # a sub-run keeps only what its analysis reads
-    return TrainConfig.from_dict(cfg)
+    return scratch_optimizer(TrainConfig.from_dict(cfg), run.config.model, recipe or {})

@@ -51,6 +51,9 @@ class _Tolerant:
 def lr_range_test(cfg: TrainConfig, data: RunData, start: float = 1e-6, end: float = 10.0,
                   steps: int = 100, log: Log = print) -> dict:
     """Losses against exponentially growing learning rates, and the suggested learning rate."""
+    if cfg.optimizer == "muon":
+        raise CnnlabError("lr-find sweeps one learning rate and optimizer muon has two: give "
+                          "--lr and --muon-lr, or find SGD's with --optimizer sgd")
     if not 0 < start < end < math.inf or not 10 <= steps <= 10_000:
         raise CnnlabError(f"lr-find needs 0 < start < end (finite) and 10 to 10,000 steps; got "
                           f"start {start:g}, end {end:g}, {steps} steps")

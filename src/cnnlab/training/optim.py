@@ -85,9 +85,9 @@ class MuonSGD:
                   and m.weight.requires_grad and getattr(m, "bias", None) is not None]
         if biased:
             raise CnnlabError(f"optimizer muon rescales each filter bank, which leaves a network "
-                              f"unchanged only where a normalization layer follows the "
-                              f"convolution; {cfg.model}'s {biased[0]} has a bias (no norm "
-                              f"after it): use --optimizer sgd")
+                              f"unchanged only where a convolution has no bias and a "
+                              f"normalization layer follows it; {cfg.model}'s {biased[0]} has a "
+                              f"bias: use --optimizer sgd")
         rest = [g | {"params": [p for p in g["params"] if p.ndim != 4]} for g in groups]
         self.sgd = torch.optim.SGD([g for g in rest if g["params"]], lr=cfg.lr,
                                    momentum=cfg.momentum, nesterov=cfg.nesterov)
