@@ -35,7 +35,6 @@ def train(flags: str, seed: int, split_file: Path, out: Path) -> dict:
     """One ``cnnlab train`` command; its accuracies, times and test-image correctness."""
     import cnnlab
     from cnnlab.data import load_dataset
-    from cnnlab.evaluate.predict import predict_probs, tta_level, use_bf16
 
     name = f"s{seed}-{time.time_ns()}"
     extra = flags.split()
@@ -49,9 +48,7 @@ def train(flags: str, seed: int, split_file: Path, out: Path) -> dict:
     wall = time.perf_counter() - start
     run = cnnlab.load_run(out / name)
     test = load_dataset(run.config.dataset, run.config.data_dir, run.config.image_size).test
-    probs, _ = predict_probs(run.load_model(), test.x, tta=tta_level(run.config), y=test.y,
-                             flip=test.flip_ok, bf16=use_bf16(run.config, "cpu"))
-    correct = probs.argmax(1) == test.y.numpy()
+    correct = run.predict(test.x, calibrated=False).argmax(1) == test.y.numpy()  # with its TTA
     return {"val": run.metrics["accuracy"], "test": float(correct.mean()), "correct": correct,
             "wall_s": wall, "steps_s": run.metrics["train_steps_s"]}
 

@@ -25,27 +25,21 @@ KEPT_ROUNDS = 1000
 def game_result(path: Path) -> dict | None:
     """Where the game's generator and detector are: a generator run's own detector
     (``cnnlab generate detect``), else the run's stored generation result (the main job's, else
-    the newest); None if neither. Both name folders inside the run, never outside it."""
+    the newest); None if neither, or if either names a folder outside the run."""
     import json
 
     from cnnlab.analysis.registry import load_results
 
-    if (path / "detector.json").is_file():
-        try:
+    try:
+        if (path / "detector.json").is_file():
             found = {"subruns": {"gan": "."}, "detector": json.loads((path / "detector.json").read_text())}
-        except ValueError:  # not JSON
-            return None
-    else:
-        stored, _ = load_results(path, "generation")
-        usable = [s.result for s in stored if "detector" in s.result and "subruns" in s.result]
-        found = usable[0] if usable else None
-    if found is None:
+        else:
+            stored, _ = load_results(path, "generation")
+            found = next(s.result for s in stored if "detector" in s.result and "subruns" in s.result)
+        inside = [(path / p).resolve() for p in (found["subruns"]["gan"], found["detector"]["subrun"])]
+    except (StopIteration, ValueError, KeyError, TypeError):  # none, or not a file cnnlab wrote
         return None
     base = path.resolve()
-    try:
-        inside = [(path / p).resolve() for p in (found["subruns"]["gan"], found["detector"]["subrun"])]
-    except (KeyError, TypeError):  # not a detector file cnnlab wrote
-        return None
     return found if all(p == base or base in p.parents for p in inside) else None
 
 
