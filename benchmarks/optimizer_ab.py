@@ -2,14 +2,16 @@
 
     python benchmarks/optimizer_ab.py                      # the default three recipes, 2 seeds
     python benchmarks/optimizer_ab.py --seeds 3 --recipes "sgd5=" "muon4=--optimizer muon --epochs 4"
+    python benchmarks/optimizer_ab.py --config configs/cifar10_fast90_bf16.yaml --seeds 2 \
+        --recipes "sgd10=--epochs 10" "muon9=--optimizer muon --epochs 9"
 
-Each recipe is ``configs/cifar10_fast.yaml`` plus its flags, trained by the real ``cnnlab train``
-command on benchmarks/test_split.py's file (40,000 training images, 5,000 validation images to
-choose on) and scored on the file's 5,000 test images, which nothing was chosen on. Recipes
-alternate within each seed (A, B, C, A, B, C, ...), so a slow spell of the machine falls on all
-of them. Each row gives validation and test accuracy, the whole command's wall time and the
-training steps' time; each recipe after the first is compared with the first on the test
-images: the paired difference over seeds (t interval) and McNemar's exact test within each
+Each recipe is a config (``configs/cifar10_fast.yaml`` unless ``--config``) plus its flags, trained
+by the real ``cnnlab train`` command on benchmarks/test_split.py's file (40,000 training images,
+5,000 validation images to choose on) and scored on the file's 5,000 test images, which nothing was
+chosen on. Recipes alternate within each seed (A, B, C, A, B, C, ...), so a slow spell of the
+machine falls on all of them. Each row gives validation and test accuracy, the whole command's wall
+time and the training steps' time; each recipe after the first is compared with the first on the
+test images: the paired difference over seeds (t interval) and McNemar's exact test within each
 seed (the same images: seeds are not pooled into one test).
 """
 
@@ -31,7 +33,7 @@ CONFIG = "configs/cifar10_fast.yaml"
 RECIPES = ["sgd5=", "sgd4=--epochs 4", "muon4=--optimizer muon --epochs 4"]
 
 
-def train(flags: str, seed: int, split_file: Path, out: Path) -> dict:
+def train(config: str, flags: str, seed: int, split_file: Path, out: Path) -> dict:
     """One ``cnnlab train`` command; its accuracies, times and test-image correctness."""
     import cnnlab
     from cnnlab.data import load_dataset
@@ -41,7 +43,7 @@ def train(flags: str, seed: int, split_file: Path, out: Path) -> dict:
     if "--epochs" in extra:  # validate once, after the last epoch
         extra += ["--eval-every", extra[extra.index("--epochs") + 1]]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cnnlab", "train", "--config", CONFIG, "--dataset",
+    subprocess.run([sys.executable, "-m", "cnnlab", "train", "--config", config, "--dataset",
                     f"npz:{split_file}", "--val-split", "5000", "--seed", str(seed), "--threads",
                     "2", "--out-dir", str(out), "--name", name, *extra],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,6 +80,7 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10/train.npz"),
                    help="the benchmark copy (the split file is derived from it)")
     p.add_argument("--recipes", nargs="+", default=RECIPES, help="NAME=FLAGS; the first is the base")
+    p.add_argument("--config", default=CONFIG, help="the recipe every flag set starts from")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--out", default="/tmp/cnnlab_optimizer_ab")
     a = p.parse_args()
@@ -89,7 +92,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name, _ in recipes}
     for seed in range(a.seeds):
         for name, flags in recipes:
-            r = train(flags, seed, split_file, Path(a.out))
+            r = train(a.config, flags, seed, split_file, Path(a.out))
             results[name].append(r)
             print(json.dumps({"recipe": name, "seed": seed} | {k: v for k, v in r.items()
                                                                  if k != "correct"}), flush=True)
@@ -101,9 +104,9 @@ def main() -> None:
         lines.append(line)
         print(line)
     append_result("recipes side by side on the untouched test split (fastnet, "
-                  f"{CONFIG} plus flags, trained on 40,000)",
+                  f"{a.config} plus flags, trained on 40,000)",
                   "; ".join(lines) + f"; split sha256 {sha[:12]}",
-                  f"python benchmarks/optimizer_ab.py --seeds {a.seeds} --recipes "
+                  f"python benchmarks/optimizer_ab.py --config {a.config} --seeds {a.seeds} --recipes "
                   + " ".join(f'"{r}"' for r in a.recipes),
                   machine())
 
