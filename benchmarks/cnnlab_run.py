@@ -4,8 +4,10 @@
     python benchmarks/cnnlab_run.py --threads 1 --busy    # one thread, with another busy process
 
 Runs the real command in a subprocess (so imports count) and appends a row to RESULTS.md with
-the time of each step as `cnnlab run` prints it. ``--busy`` keeps one core busy with another
-process during the run: what a laptop user's machine looks like.
+the time of each step as `cnnlab run` prints it, and every claim of the report's opening table
+with what this run measured (the README's rows marked `cnnlab run` cite these rows).
+``--busy`` keeps one core busy with another process during the run: what a laptop user's
+machine looks like.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 
 from common import append_result, machine
 
+import cnnlab
 from cnnlab.analysis import load_results
 from cnnlab.config import TrainConfig
 from cnnlab.evaluate.predict import use_bf16
+from cnnlab.report.claims import STATUS, collect_claims
 
 
 def main() -> None:
@@ -46,8 +50,12 @@ def main() -> None:
     load = "one other busy process" if a.busy else "quiet"
     threads = "cnnlab run's default 1" if a.threads is None else a.threads or "torch's default"
     bf16 = use_bf16(TrainConfig(), "cpu")
+    claims = collect_claims(cnnlab.load_run(Path(out) / "bench"))
+    shown = sum(c.holds is True for *_, c in claims)
+    verdicts = "; ".join(f"{c.claim} ({STATUS[c.holds][0]}): {c.verdict}" for *_, c in claims)
     line = (f"{wall:.1f} s wall ({load}, threads {threads}, precision auto = "
-            f"{'bf16' if bf16 else 'fp32'}); {steps}; test accuracy {accs}")
+            f"{'bf16' if bf16 else 'fp32'}); {steps}; test accuracy {accs}; "
+            f"{shown} of {len(claims)} claims shown: {verdicts}")
     print(line)
     append_result("`cnnlab run` on digits (whole lecture)", line, " ".join(["python", *sys.argv]),
                   machine())

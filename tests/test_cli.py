@@ -158,7 +158,7 @@ def test_analysis_verbs_are_generated_from_their_signatures(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["attack", "RUN", "--eps", "foo"], "argument --eps: expected a number like 0.03 or 8/255, got 'foo'"),
     (["attack", "RUN", "--eps", "-1"], "robustness: --eps must be between"),
-    (["attack", "RUN", "--n", "0"], "robustness: --n must be between 1 and"),
+    (["attack", "RUN", "--n", "-1"], "robustness: --n must be between 0 and"),
     (["attack", "RUN", "--attack", "autoattack"], "autoattack (APGD-CE, APGD-T, FAB-T, Square) is not"),
     (["attack", "RUN", "--attack", "pgd,pgd-l2"], "one eps cannot be a radius in two norms"),
     (["tree", "RUN", "--top-k", "1"], "tree: --top-k must be between 2 and 100"),

@@ -299,3 +299,20 @@ def test_the_full_budget_fits_a_small_evaluation_set(tmp_path):
     budget = ANALYSES.get("robustness").budget(run, full=True)
     assert budget["n"] == run.metrics["n"] == 360 and budget["curve_n"] <= 360
     ANALYSES.get("robustness").resolve(budget)  # accepted as it stands
+
+
+def test_the_default_attacks_every_image_of_a_small_evaluation_set(tmp_path):
+    """Review: the README's API example (run_analysis(run, "robustness", eps=4 / 255) on the
+    digits) stopped with "--n 1,000 is more than the 360 evaluation images"; a number asked
+    for explicitly is still refused."""
+    from cnnlab.analysis import run_analysis
+
+    run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=1, limit_train=200,
+                                          out_dir=str(tmp_path), name="d"), log=lambda s: None,
+                       report=False)
+    res = run_analysis(run, "robustness", attacks=("fgsm",), curve=(), corruptions=False,
+                       log=lambda s: None)
+    assert res["n"] == run.metrics["n"] == 360
+    with pytest.raises(CnnlabError, match="361 is more than the 360 evaluation images"):
+        run_analysis(run, "robustness", attacks=("fgsm",), n=361, curve=(), corruptions=False,
+                     log=lambda s: None)

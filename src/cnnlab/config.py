@@ -240,7 +240,7 @@ class TrainConfig:
     channels_last: bool = _f(True, "use the channels_last memory format for convolutions")
     precision: str = _f(
         "auto", "fp32, bf16 (autocast, fp32 master weights) or auto: bf16 on CUDA and on CPUs "
-        "with AMX-BF16 or AVX512-BF16 (measured 1.6-3.3x faster for fastnet), fp32 elsewhere")
+        "with AMX-BF16 or AVX512-BF16 (measured 1.6-2.8x faster for fastnet), fp32 elsewhere")
     compile: bool = _f(False, "compile the model with torch.compile")
     sync_bn: bool = _f(False, "distributed training: synchronise BatchNorm statistics across ranks")
     checkpoints: int = _f(

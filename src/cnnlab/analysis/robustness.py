@@ -18,11 +18,13 @@ from cnnlab.viz.html import esc, img, para, pct, pct_ci, table
 if TYPE_CHECKING:
     from cnnlab.run import Run
 
+DEFAULT_N = 1000
+"""Evaluation images attacked when ``n`` is 0 (fewer where the split holds fewer)."""
 CURVE_EPS = [0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255]
 
 
 def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens"),
-               eps: float = 8 / 255, n: int = 1000, curve: tuple[str, ...] = ("fgsm", "pgd"),
+               eps: float = 8 / 255, n: int = 0, curve: tuple[str, ...] = ("fgsm", "pgd"),
                curve_n: int = 500, corruptions: bool = True, log: Log = print) -> dict:
     """Attack the run's model on a seeded sample of evaluation images.
 
@@ -31,7 +33,8 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
             fgsm, pgd, pgd-l2, apgd-ce, apgd-dlr, apgd-ens (APGD-CE + APGD-DLR), square,
             deepfool. All must share one norm.
         eps: the radius, in the attacks' norm, for pixels in [0, 1] (e.g. 8/255).
-        n: evaluation images to attack.
+        n: evaluation images to attack (0: 1,000, or every evaluation image where there are
+            fewer, as on the digits' 360).
         curve: attacks for the accuracy-versus-radius curve (empty: no curve).
         curve_n: images for the curve.
         corruptions: also measure accuracy under 7 common corruptions x 5 severities.
@@ -40,9 +43,9 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
 
     from cnnlab.robustness.evaluate import expand, norm_of
 
-    if eps < 0 or n < 1 or curve_n < 1:
-        raise CnnlabError(f"attack needs eps >= 0 and n, curve_n >= 1 (got eps {eps:g}, n {n}, "
-                          f"curve_n {curve_n})")
+    if eps < 0 or n < 0 or curve_n < 1:
+        raise CnnlabError(f"attack needs eps >= 0, n >= 0 and curve_n >= 1 (got eps {eps:g}, "
+                          f"n {n}, curve_n {curve_n})")
     names = expand(attacks)
     norm = norm_of(names)
     if curve:
@@ -51,9 +54,11 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
         raise CnnlabError(f"--eps {eps:g} is past the pixel range [0, 1] of an L-inf attack; "
                           "give a radius such as 8/255")
     model, cfg = run.load_model(), run.config
-    if n > len(run.data().eval):
-        raise CnnlabError(f"--n {n:,} is more than the {len(run.data().eval):,} evaluation images; "
-                          f"give at most that many")
+    available = len(run.data().eval)
+    n = n or min(DEFAULT_N, available)
+    if n > available:
+        raise CnnlabError(f"--n {n:,} is more than the {available:,} evaluation images; "
+                          f"give at most that many (or 0: up to {DEFAULT_N:,})")
     val = run.data().eval.sample(n, cfg.seed)
     x, y = val.x.float() / 255, val.y
     torch.manual_seed(cfg.seed)
@@ -268,7 +273,7 @@ def full(run: Run) -> dict:
     """In ``cnnlab run --full``: the defaults (1,000 images, 500 for the curve), or every
     evaluation image where there are fewer (the digits have 360)."""
     step = pixel_step(run)
-    n = min(1000, run.metrics["n"])
+    n = min(DEFAULT_N, run.metrics["n"])
     return {"n": n, "curve_n": min(n, 500)} | ({"eps": round(step, 6)} if step else {})
 
 
@@ -287,5 +292,5 @@ ANALYSIS = register(Analysis(
     name="robustness", title="Adversarial robustness", compute=robustness, section=section,
     order=86, verb=("attack",), quick=quick, full=full,
     claims=claims,
-    bounds={"eps": (1e-6, 64), "n": (1, 1e7), "curve_n": (1, 1e7)},
+    bounds={"eps": (1e-6, 64), "n": (0, 1e7), "curve_n": (1, 1e7)},
 ))

@@ -11,14 +11,14 @@ from cnnlab.env import cpu_flags
 
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 """CPU flags of native bf16 arithmetic: Intel's AMX tiles (Sapphire Rapids and later: a
-fastnet training step 2.4-3.3x faster than fp32) and AVX512-BF16 dot products (Cooper Lake,
+fastnet training step 2.4-2.8x faster than fp32) and AVX512-BF16 dot products (Cooper Lake,
 AMD Zen 4 and later: 1.6-1.8x on a 2-core EPYC, benchmarks/step_speed.py)."""
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device | str) -> bool:
     """Whether a run computes in bf16 (autocast; weights stay fp32). ``auto`` picks bf16 on
     CUDA and on CPUs with bf16 arithmetic (``BF16_CPU_FLAGS``), where oneDNN runs bf16
-    convolutions 1.6-3.3x faster than fp32; elsewhere (bf16 would be converted in software)
+    convolutions 1.6-2.8x faster than fp32; elsewhere (bf16 would be converted in software)
     it keeps fp32."""
     if cfg.precision != "auto":
         return cfg.precision == "bf16"
