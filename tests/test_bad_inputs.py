@@ -140,12 +140,75 @@ CASES = [
      "name must be a plain folder name"),
     ("explain index out of range", lambda t, r: ["explain", "filters", str(r), "--index", "99999"],
      "--index 99999 is out of range"),
-    ("attack n 0", lambda t, r: ["attack", str(r), "--n", "0"], "--n must be between 1 and"),
+    ("attack n -1", lambda t, r: ["attack", str(r), "--n", "-1"], "--n must be between 0 and"),
     ("predict top 0", lambda t, r: ["predict", str(r), str(an_image(t)), "--top", "0"], "--top must be at least 1"),
     ("bad flag value", lambda t, r: ["attack", str(r), "--eps", "foo"], "expected a number like 0.03 or 8/255"),
     ("max pixels setting", lambda t, r: env_then(["predict", str(r), str(an_image(t))], "CNNLAB_MAX_PIXELS", "x"),
-     "CNNLAB_MAX_PIXELS='x' is not a whole number"),
+     "CNNLAB_MAX_PIXELS='x' is not a positive whole number"),
+    ("max pixels negative", lambda t, r: env_then(["predict", str(r), str(an_image(t))], "CNNLAB_MAX_PIXELS", "-1"),
+     "CNNLAB_MAX_PIXELS='-1' is not a positive whole number"),
+    # a second review's probes (2026-12-07): each of these was a traceback or a silent wrong answer
+    ("predict with a generator run", lambda t, r: ["predict", str(task_copy(r, t, "generate")), str(an_image(t))],
+     "is a generate run; cnnlab predict reads classifier runs (task classify): use cnnlab generate"),
+    ("evaluate a detection run", lambda t, r: ["evaluate", str(task_copy(r, t, "detect"))],
+     "is a detect run; cnnlab evaluate reads classifier runs"),
+    ("export a detection run", lambda t, r: ["export", str(task_copy(r, t, "detect"))],
+     "cnnlab export reads classifier runs"),
+    ("attack a generator run", lambda t, r: ["attack", str(task_copy(r, t, "generate"))],
+     "cnnlab attack reads classifier runs"),
+    ("evaluate on other classes", lambda t, r: ["evaluate", str(r), "--split", "train", "--dataset",
+                                                npz(t / "a.npz", x=X8 + 1, y=np.arange(20) % 12)],
+     "has the classes 0, 1, 2"),
+    ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)], "--device tpu: cnnlab trains on"),
+    ("models size 2", lambda t, r: ["models", "--size", "2"], "--size must be between 8 and"),
+    ("serve port 99999", lambda t, r: ["serve", "--runs", str(t), "--port", "99999"], "--port must be between 1"),
+    ("serve upload limit 0", lambda t, r: ["serve", "--runs", str(t), "--max-upload-mb", "0"],
+     "--max-upload-mb must be above 0"),
+    ("digits with an option", lambda t, r: ["train", "--dataset", "digits:n=5", "--out-dir", str(t)],
+     "dataset digits takes no options"),
+    ("npz x_test without y_test", lambda t, r: ["train", "--dataset", npz(t / "a.npz", x=X8 + 1, y=np.arange(20) % 2,
+                                                                          x_test=X8), "--out-dir", str(t)],
+     "holds x_test but no y_test"),
+    ("folder test class unseen in train", lambda t, r: ["train", "--dataset", f"folder:{split_folders(t)}",
+                                                        "--out-dir", str(t)], "has classes that"),
+    ("tree base options without a dataset", lambda t, r: ["tree", str(r), "--model", "nosuch"],
+     "--model describe the base network trained on --dataset"),
+    ("detect predict threshold 2", lambda t, r: ["detect", "predict", str(r), str(an_image(t)), "--threshold", "2"],
+     "--threshold is a detection score in [0, 1], not 2"),
+    ("predict --out a folder", lambda t, r: ["predict", str(r), str(an_image(t)), "--out", str(a_folder(t, "p.csv"))],
+     "is a folder; give a file name"),
+    ("generate with a judge of other data", lambda t, r: ["generate", "train", "--dataset", "shapes", "--image-size",
+                                                          "16", "--judge", str(r), "--out-dir", str(t)],
+     "give a judge trained on the same data"),
 ]
+
+
+def task_copy(run: Path, tmp: Path, task: str) -> Path:
+    """A copy of the run whose config says another task (what a detection or generator run's
+    folder says); the verbs read the task before anything else."""
+    import shutil
+
+    copy = tmp / f"copy-{task}"
+    shutil.copytree(run, copy)
+    cfg = copy / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("task: classify", f"task: {task}"))
+    assert f"task: {task}" in cfg.read_text()
+    return copy
+
+
+def split_folders(tmp: Path) -> Path:
+    """train/ with classes a and b, test/ with a and c."""
+    for split, classes in (("train", "ab"), ("test", "ac")):
+        for c in classes:
+            (tmp / "split" / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp / "split" / split / c / f"{i}.png")
+    return tmp / "split"
+
+
+def a_folder(tmp: Path, name: str) -> Path:
+    (tmp / name).mkdir()
+    return tmp / name
 
 
 def folder_with_bomb(tmp: Path) -> Path:

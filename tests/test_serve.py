@@ -99,6 +99,24 @@ def test_runs_are_listed_and_reports_served(runs_dir):
     assert len(samples) == 5 and samples[0]["image"].startswith("data:image/png;base64,")
 
 
+def test_a_run_with_broken_json_is_left_out_not_a_500(runs_dir, tmp_path):
+    """Review: one run folder whose metrics.json was not JSON made the whole list a 500; top=0
+    was answered with one class."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "digits-b", root / "good")
+    shutil.copytree(runs_dir / "digits-b", root / "broken")
+    (root / "broken" / "metrics.json").write_text("{x")
+    client = TestClient(create_app(root))
+    assert [r["name"] for r in client.get("/api/runs").json()] == ["good"]
+    r = client.get("/api/runs/broken")
+    assert r.status_code == 422 and "not valid JSON" in r.json()["error"]
+    body, _ = digit(runs_dir)
+    r = client.post("/api/predict?run=good&top=0", content=body, headers={"Content-Type": "image/png"})
+    assert r.status_code == 422 and "top must be at least 1" in r.json()["error"]
+
+
 def test_a_prediction_matches_the_run_and_bad_uploads_get_clear_4xx(runs_dir):
     client = TestClient(create_app(runs_dir, max_upload=200_000))
     body, label = digit(runs_dir)

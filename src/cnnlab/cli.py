@@ -288,6 +288,10 @@ def cmd_serve(args) -> None:
     if not Path(args.runs).is_dir():
         raise CnnlabError(f"--runs {args.runs} is not a folder; train a run first (cnnlab run) or "
                           f"point --runs at the folder that holds your runs")
+    if not 0 < args.port < 65536:
+        raise CnnlabError(f"--port must be between 1 and 65535, not {args.port}")
+    if not 0 < args.max_upload_mb <= 1024:
+        raise CnnlabError(f"--max-upload-mb must be above 0 and at most 1024, not {args.max_upload_mb:g}")
     where = ("this machine only" if args.host in ("127.0.0.1", "localhost") else
              f"EVERY machine that can reach {args.host} (no login, no encryption)")
     print(f"cnnlab serve: http://{args.host}:{args.port}/ for {where}; API docs at /docs")
@@ -298,17 +302,21 @@ def cmd_serve(args) -> None:
 def cmd_models(args) -> None:
     from cnnlab.models import create_model, describe, list_models, model_stats
 
+    for flag, value, low, high in (("--channels", args.channels, 1, 64), ("--size", args.size, 8, 4096),
+                                   ("--classes", args.classes, 2, 100_000)):
+        if not low <= value <= high:
+            raise CnnlabError(f"{flag} must be between {low} and {high:,}, not {value}")
     shape = (args.channels, args.size, args.size)
     print(f"input {shape[0]}x{shape[1]}x{shape[2]}, {args.classes} classes")
     print(f"{'model':<27} {'parameters':>12} {'first layer':>12} {'MACs/image':>14}  description")
     for name in list_models():
         try:
             m = create_model(name, num_classes=args.classes, in_channels=shape[0], image_size=shape[1])
-        except CnnlabError:  # e.g. torchvision's AlexNet on 32x32 images: said, not fatal
+            s = model_stats(m, shape)
+        except (CnnlabError, RuntimeError):  # e.g. torchvision's AlexNet on 32x32: said, not fatal
             print(f"{name:<27} {'-':>12} {'-':>12} {'-':>14}  {describe(name)} (not at "
                   f"{shape[0]}x{shape[1]}x{shape[2]}: try --size 64)")
             continue
-        s = model_stats(m, shape)
         note = describe(name)
         if name == "lenet5":
             note += f"; {s.params:,} parameters (lecture: about 60k)"
@@ -474,9 +482,15 @@ def cmd_detect_eval(args) -> None:
         print(f"wrote {args.out}")
 
 
+def check_threshold(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise CnnlabError(f"--threshold is a detection score in [0, 1], not {value:g}")
+
+
 def cmd_detect_predict(args) -> None:
     from cnnlab.dense_files import predict_files
 
+    check_threshold(args.threshold)
     out = args.out or str(Path(args.run) / "predicted")
     summary = predict_files(args.run, args.path, out, args.detector, args.threshold)
     print(f"wrote {summary['images']} annotated images and predictions.json "
@@ -486,6 +500,7 @@ def cmd_detect_predict(args) -> None:
 def cmd_track(args) -> None:
     from cnnlab.video_files import track_file
 
+    check_threshold(args.threshold)
     done = track_file(args.run, args.video, args.out, byte=not args.sort, threshold=args.threshold)
     print(f"tracked {done['tracks']} objects over {done['frames']} frames: wrote {done['out']} and "
           f"{done['mot']} (MOTChallenge rows)")

@@ -47,6 +47,7 @@ def export_onnx(run: Run, out: str = "", quantize: str = "", log=print) -> dict:
 
     if quantize not in ("", "int8"):
         raise CnnlabError(f"--quantize must be int8 (or left out), not {quantize!r}")
+    run.require_classifier("export")
     path = Path(out) if out else run.path / "export" / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
     net = _deployable(run)

@@ -38,7 +38,7 @@ def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3,
 
         run = OnnxModel(run_path)
     else:
-        run = load_run(run_path)
+        run = load_run(run_path).require_classifier("predict")
     if top < 1:
         raise CnnlabError(f"--top must be at least 1, got {top}")
     c, h, _ = run.meta["input_shape"]
@@ -72,6 +72,8 @@ def check_output(out: str | Path) -> None:
         raise CnnlabError(f"--out {out}: write predictions to a .csv or a .json file")
     if not out.parent.is_dir():
         raise CnnlabError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise CnnlabError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
 
 
 def write_predictions(rows: list[dict], out: str | Path) -> None:

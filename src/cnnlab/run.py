@@ -55,6 +55,12 @@ RESUME_IGNORES = ("name", "out_dir", "device", "data_dir")
 """Config fields that may change on --resume without changing the result."""
 
 
+TASK_VERBS = {"detect": "cnnlab detect eval|predict RUN, or cnnlab track RUN VIDEO",
+              "segment": "cnnlab detect eval|predict RUN", "pose": "cnnlab detect eval|predict RUN",
+              "generate": "cnnlab generate sample|eval|detect RUN"}
+"""What a run of each task other than classify is read with (``Run.require_classifier``)."""
+
+
 class Run:
     """A finished (or interrupted) run folder."""
 
@@ -74,6 +80,14 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+    def require_classifier(self, verb: str) -> Run:
+        """This run, if a classifier wrote it; else one line naming the verbs of its task."""
+        task = self.config.task
+        if task != "classify":
+            raise CnnlabError(f"{self.path} is a {task} run; cnnlab {verb} reads classifier runs "
+                              f"(task classify): use {TASK_VERBS.get(task, 'the verbs of its task')}")
+        return self
 
     @property
     def format(self) -> int:
@@ -217,6 +231,7 @@ class Run:
     def evaluate(self, dataset: str | None = None, split: str = "test", which: str = "last",
                  data_dir: str | None = None) -> dict:
         """Metrics of the saved model on a dataset's split (default: the run's own data)."""
+        self.require_classifier("evaluate")
         name = dataset or self.config.dataset
         splits = load_dataset(name, data_dir or self.config.data_dir, self.config.image_size)
         ds = splits.test if split == "test" else splits.train
@@ -226,6 +241,10 @@ class Run:
         if ds.image_shape != expected:
             raise CnnlabError(f"{name} images are {ds.image_shape} (C, H, W) but the model "
                               f"reads {expected}; evaluate on data of the shape it was trained on")
+        if list(ds.classes) != list(self.classes):
+            raise CnnlabError(f"{name} has the classes {', '.join(ds.classes)} but the model knows "
+                              f"{', '.join(self.classes)}; evaluate on data with the classes it "
+                              f"was trained on, in that order")
         model = self.load_model(which)
         probs, loss = predict_probs(model, self._permuted(ds.x), tta=tta_level(self.config),
                                     y=ds.y, flip=ds.flip_ok, bf16=use_bf16(self.config, "cpu"))

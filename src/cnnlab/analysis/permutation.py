@@ -55,6 +55,9 @@ def permutation(run: Run, *, cnn: str = "lenet5", cnn_kwargs: dict | None = None
 
     if seeds < 2 or epochs < 0 or limit_train < 0 or image_size < 0:
         raise CnnlabError("permutation needs seeds >= 2 and epochs, limit_train, image_size >= 0")
+    from cnnlab.models import check_model_name
+
+    check_model_name(cnn)  # before the MLP's arms train
     base = _base_config(run, dataset, image_size, limit_train, epochs, recipe or {})
     arms, correct = {}, {}
     for model, kwargs in (("mlp", {}), (cnn, cnn_kwargs or {})):

@@ -64,9 +64,8 @@ def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int
     """
     from cnnlab.cnntree import confusion_sets, fine_tune, group_classes, route, train_nodes
 
-    if top_k < 2 or not 0 < threshold < 1 or max_node_size < 2 or epochs < 0 or lr_scale <= 0:
-        raise CnnlabError("tree needs top_k >= 2, 0 < threshold < 1, max_node_size >= 2, "
-                          "epochs >= 0 and lr_scale > 0")
+    _check_options((top_k, threshold, max_node_size, epochs, lr_scale), dataset,
+                   (image_size, model, model_kwargs, base_epochs, recipe))
     run_dataset = run.config.dataset
     if dataset:  # the base network: one trained with the run's recipe on other data
         base = {"model": model or run.config.model, "model_kwargs": model_kwargs or {}}
@@ -91,6 +90,21 @@ def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int
     log(f"base {100 * result['base_acc']:.2f}% -> tree {100 * result['tree_acc']:.2f}% on "
         f"{result['n_held']} held-out images: {result['verdict']}")
     return result
+
+
+def _check_options(node: tuple, dataset: str, values: tuple) -> None:
+    """The node options (top_k, threshold, max_node_size, epochs, lr_scale) in range; the base
+    network's (image_size, model, model_kwargs, base_epochs, recipe) only with --dataset, as
+    they mean nothing without it (they were ignored without a word)."""
+    top_k, threshold, max_node_size, epochs, lr_scale = node
+    if top_k < 2 or not 0 < threshold < 1 or max_node_size < 2 or epochs < 0 or lr_scale <= 0:
+        raise CnnlabError("tree needs top_k >= 2, 0 < threshold < 1, max_node_size >= 2, "
+                          "epochs >= 0 and lr_scale > 0")
+    names = ("image_size", "model", "model_kwargs", "base_epochs", "recipe")
+    given = [f"--{k.replace('_', '-')}" for k, v in zip(names, values, strict=True) if v]
+    if given and not dataset:
+        raise CnnlabError(f"{', '.join(given)} describe the base network trained on --dataset; "
+                          "give --dataset too (e.g. --dataset shapes:kinds=8), or leave them out")
 
 
 def _grown_elsewhere(res: dict) -> bool:

@@ -194,12 +194,16 @@ def load_dataset(name: str, data_dir: str | Path = "~/.cache/cnnlab", image_size
     if kind in ("folder", "npz", *ANNOTATED) and not arg:
         raise CnnlabError(f"dataset {kind} needs a path: {kind}:PATH")
     loader = DATASETS.get(kind)
+    if arg and kind in WITHOUT_OPTIONS:
+        raise CnnlabError(f"dataset {kind} takes no options (got {kind}:{arg}); write {kind} "
+                          f"(only shapes, scenes, videos and the path datasets take any)")
     if kind in ANNOTATED:
         return loader(arg, Path(data_dir).expanduser(), image_size, skip_bad)
     return loader(arg, Path(data_dir).expanduser(), image_size)
 
 
 ANNOTATED = ("yolo", "coco", "voc")
+WITHOUT_OPTIONS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
 
 
 @dataclass
@@ -255,10 +259,12 @@ def prepare_data(dataset: str, data_dir: str, image_size: int, val_split: float,
     """
     splits = load_dataset(dataset, data_dir, image_size, skip_bad)
     train, test = splits.train, splits.test
-    if val_split == 0 and test is None:
+    automatic = val_split == 0 and test is None
+    if automatic:
         val_split = 0.1
     if val_split > 0:
         n_val = int(round(val_split * len(train))) if val_split < 1 else int(val_split)
+        n_val = max(n_val, 1) if automatic else n_val  # 10% of 5 images: still one to score on
         train, val = split_holdout(train, n_val, seed=seed)
         eval_split = "val"
     else:

@@ -26,10 +26,13 @@ def max_pixels() -> int:
     they are decoded, so a decompression bomb costs nothing."""
     value = os.environ.get("CNNLAB_MAX_PIXELS", "")
     try:
-        return int(value) if value else DEFAULT_MAX_PIXELS
+        limit = int(value) if value else DEFAULT_MAX_PIXELS
     except ValueError:
-        raise CnnlabError(f"CNNLAB_MAX_PIXELS={value!r} is not a whole number; unset it or give "
-                          f"a pixel count such as 40000000") from None
+        limit = 0
+    if limit < 1:
+        raise CnnlabError(f"CNNLAB_MAX_PIXELS={value!r} is not a positive whole number; unset it "
+                          f"or give a pixel count such as 40000000")
+    return limit
 
 
 def read_image(path, size: int | None, mode: str, name: str = "",
@@ -164,6 +167,10 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
     train = from_numpy(x, y, classes, name)
     test = test_paths = None
     if test_dir is not None:
+        test_classes = {d.name for d in test_dir.iterdir() if d.is_dir() and not d.name.startswith(".")}
+        if extra := sorted(test_classes - set(classes)):
+            raise CnnlabError(f"{test_dir} has classes that {train_dir} lacks ({', '.join(extra)}): "
+                              f"give them training images too, or move them out of {test_dir.name}/")
         xt, yt, _, test_paths = _read_class_folders(test_dir, classes, size, mode)
         test = from_numpy(xt, yt, classes, name)
     groups = _read_groups(root)
@@ -202,6 +209,10 @@ def load_npz_splits(path: str) -> DatasetSplits:
         raise CnnlabError(f"{p} must hold arrays named x and y, found {sorted(arrays)}")
     name = f"npz:{p}"
     y = _labels(arrays["y"], p, "y")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        given, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise CnnlabError(f"{p} holds {given} but no {missing}; save both (a test split) or "
+                          f"neither (a validation split is held out of x)")
     y_test = _labels(arrays["y_test"], p, "y_test") if "y_test" in arrays else None
     if len(arrays["x"]) == 0:
         raise CnnlabError(f"{p} holds no images (x is empty); save at least 2 labelled images")

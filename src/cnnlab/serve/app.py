@@ -53,6 +53,15 @@ def list_runs(root: Path) -> dict[str, Path]:
     return runs
 
 
+def readable_summary(name: str, path: Path) -> dict | None:
+    """The run's summary, or None when its metrics.json, meta.json or a robustness result is
+    not valid JSON of the expected form (a broken run is left out of the list, not a 500)."""
+    try:
+        return summary(name, path)
+    except (ValueError, OSError, AttributeError, TypeError):
+        return None
+
+
 def summary(name: str, path: Path) -> dict:
     m = json.loads((path / "metrics.json").read_text())
     robust = None
@@ -117,14 +126,17 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
 
     @app.get("/api/runs")
     def runs() -> list[dict]:
-        return [summary(n, p) for n, p in list_runs(served.root).items()]
+        return [s for n, p in list_runs(served.root).items() if (s := readable_summary(n, p))]
 
     @app.get("/api/runs/{name}")
     def run_detail(name: str) -> dict:
         from cnnlab.report.core import read_history
 
         path = served.find(name)
-        return {"summary": summary(name, path),
+        if (about := readable_summary(name, path)) is None:
+            raise ApiError(422, f"run {name}: its metrics.json or weights/meta.json is not valid "
+                           "JSON; restore it or train the run again")
+        return {"summary": about,
                 "metrics": json.loads((path / "metrics.json").read_text()),
                 "history": read_history(path / "results.csv")}
 
@@ -153,6 +165,8 @@ def add_model_routes(app: FastAPI, served: Served) -> None:
     async def predict(request: Request, run: str, top: int = 5) -> dict:
         """Top classes of one image: the body itself (any image type, or
         `curl --data-binary @x.png URL`) or a form with one file (`curl -F file=@x.png URL`)."""
+        if top < 1:
+            raise ApiError(422, f"top must be at least 1, not {top}")
         path = served.find(run)
         data = await read_upload(request, served.max_upload)
         return await _in_thread(lambda: classify(path, data, top, served.models, served.batching))

@@ -9,6 +9,7 @@ thread count) repeat exactly.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from cnnlab.training.state import (
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise CnnlabError(f"--device {name}: cnnlab trains on auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CnnlabError(f"device {name} asked for, but no CUDA GPU is visible; use --device cpu")
     return torch.device(name)
