@@ -38,7 +38,7 @@ def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3,
 
         run = OnnxModel(run_path)
     else:
-        run = load_run(run_path).require_classifier("predict")
+        run = load_run(run_path).require_classifier("predict").require_images("predict")
     if top < 1:
         raise CnnlabError(f"--top must be at least 1, got {top}")
     c, h, _ = run.meta["input_shape"]

@@ -89,6 +89,15 @@ class Run:
                               f"(task classify): use {TASK_VERBS.get(task, 'the verbs of its task')}")
         return self
 
+    def require_images(self, verb: str) -> Run:
+        """This run, if its model reads images (1 or 3 channels), not clips of stacked frames."""
+        channels = self.meta["input_shape"][0]
+        if channels not in (1, 3):
+            raise CnnlabError(f"{self.path} reads {channels}-channel clips (frames stacked), not "
+                              f"the images cnnlab {verb} works on: use cnnlab action RUN VIDEO "
+                              f"for this run")
+        return self
+
     @property
     def format(self) -> int:
         meta = self.path / "weights" / "meta.json"

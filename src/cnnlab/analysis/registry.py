@@ -190,7 +190,8 @@ def compute_and_store(run: Run, analysis: Analysis, log: Log = print, threads: i
     from cnnlab.env import torch_threads
 
     name = analysis.name
-    run.require_classifier(" ".join(analysis.verb) if analysis.verb else name)
+    verb = " ".join(analysis.verb) if analysis.verb else name
+    run.require_classifier(verb).require_images(verb)
     options = analysis.resolve(options)
     t0 = time.perf_counter()
     with torch_threads(threads):

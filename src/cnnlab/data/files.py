@@ -58,6 +58,8 @@ def read_image(path, size: int | None, mode: str, name: str = "",
         found = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(found.group(1)):,}" if found else f"over {2 * Image.MAX_IMAGE_PIXELS:,}"
         raise _too_big(shown, size, limit) from None
+    except FileNotFoundError:
+        raise CnnlabError(f"{shown}: no such file; check the path") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise CnnlabError(f"{shown} is not a readable image ({e.__class__.__name__}); "
                           f"remove it or replace it with a PNG or JPEG") from None
