@@ -156,13 +156,12 @@ CASES = [
      "cnnlab export reads classifier runs"),
     ("attack a generator run", lambda t, r: ["attack", str(task_copy(r, t, "generate"))],
      "cnnlab attack reads classifier runs"),
-    ("explain a clip classifier", lambda t, r: ["explain", "filters",
-                                                str(broken_copy(r, t, meta_with(r, input_shape=[24, 8, 8])))],
-     "reads 24-channel clips (frames stacked), not the images cnnlab explain filters works on"),
+    ("explain a clip classifier", lambda t, r: ["explain", "filters", str(clip_copy(r, t))],
+     "reads video clips (frames stacked as channels), not the images cnnlab explain filters works on"),
     ("explain a missing image", lambda t, r: ["explain", "filters", str(r), "--image", str(t / "nope.png")],
      "nope.png: no such file; check the path"),
-    ("predict with a clip classifier", lambda t, r: ["predict", str(broken_copy(r, t, meta_with(r, input_shape=[24, 8, 8]))),
-                                                     str(an_image(t))], "use cnnlab action RUN VIDEO"),
+    ("predict with a clip classifier", lambda t, r: ["predict", str(clip_copy(r, t)), str(an_image(t))],
+     "use cnnlab action RUN VIDEO"),
     ("evaluate on other classes", lambda t, r: ["evaluate", str(r), "--split", "train", "--dataset",
                                                 npz(t / "a.npz", x=X8 + 1, y=np.arange(20) % 12)],
      "has the classes 0, 1, 2"),
@@ -200,6 +199,15 @@ def task_copy(run: Path, tmp: Path, task: str) -> Path:
     cfg = copy / "config.yaml"
     cfg.write_text(cfg.read_text().replace("task: classify", f"task: {task}"))
     assert f"task: {task}" in cfg.read_text()
+    return copy
+
+
+def clip_copy(run: Path, tmp: Path) -> Path:
+    """A copy of the run whose config says it learnt video clips (what an action run's says)."""
+    copy = task_copy(run, tmp, "classify")
+    cfg = copy / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("dataset: digits", "dataset: videos:n=100"))
+    assert "dataset: videos:n=100" in cfg.read_text()
     return copy
 
 

@@ -90,10 +90,11 @@ class Run:
         return self
 
     def require_images(self, verb: str) -> Run:
-        """This run, if its model reads images (1 or 3 channels), not clips of stacked frames."""
-        channels = self.meta["input_shape"][0]
-        if channels not in (1, 3):
-            raise CnnlabError(f"{self.path} reads {channels}-channel clips (frames stacked), not "
+        """This run, if its model reads images, not clips of stacked frames (``videos`` data).
+        Read from the config alone: the main job's second lane asks before the main CNN has
+        written its weights."""
+        if self.config.dataset.partition(":")[0] == "videos":
+            raise CnnlabError(f"{self.path} reads video clips (frames stacked as channels), not "
                               f"the images cnnlab {verb} works on: use cnnlab action RUN VIDEO "
                               f"for this run")
         return self
