@@ -168,6 +168,10 @@ CASES = [
     ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)], "--device tpu: cnnlab trains on"),
     ("models size 2", lambda t, r: ["models", "--size", "2"], "--size must be between 8 and"),
     ("serve port 99999", lambda t, r: ["serve", "--runs", str(t), "--port", "99999"], "--port must be between 1"),
+    ("serve on a port in use", lambda t, r: ["serve", "--runs", str(t), "--port", str(busy_port())],
+     "another server may hold the port (give another --port)"),
+    ("serve on a host that is no address", lambda t, r: ["serve", "--runs", str(t), "--host", "999.1.1.1"],
+     "--host 999.1.1.1 is not an address"),
     ("serve upload limit 0", lambda t, r: ["serve", "--runs", str(t), "--max-upload-mb", "0"],
      "--max-upload-mb must be above 0"),
     ("digits with an option", lambda t, r: ["train", "--dataset", "digits:n=5", "--out-dir", str(t)],
@@ -200,6 +204,20 @@ def task_copy(run: Path, tmp: Path, task: str) -> Path:
     cfg.write_text(cfg.read_text().replace("task: classify", f"task: {task}"))
     assert f"task: {task}" in cfg.read_text()
     return copy
+
+
+_HELD: list = []
+
+
+def busy_port() -> int:
+    """A port this test process listens on (kept open until the process ends)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 def clip_copy(run: Path, tmp: Path) -> Path:

@@ -292,11 +292,32 @@ def cmd_serve(args) -> None:
         raise CnnlabError(f"--port must be between 1 and 65535, not {args.port}")
     if not 0 < args.max_upload_mb <= 1024:
         raise CnnlabError(f"--max-upload-mb must be above 0 and at most 1024, not {args.max_upload_mb:g}")
+    _check_can_listen(args.host, args.port)
     where = ("this machine only" if args.host in ("127.0.0.1", "localhost") else
              f"EVERY machine that can reach {args.host} (no login, no encryption)")
     print(f"cnnlab serve: http://{args.host}:{args.port}/ for {where}; API docs at /docs")
     app = create_app(args.runs, int(args.max_upload_mb * 1024 * 1024), batching=not args.no_batching)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """One line, before the app starts, when the address is taken or not this machine's
+    (uvicorn would print its own error and exit 3)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise CnnlabError(f"--host {host} is not an address ({e.strerror or e}); give one of this "
+                          "machine's, such as 127.0.0.1") from None
+    try:
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise CnnlabError(f"cannot listen on {host}:{port} ({e.strerror or e}); another server may "
+                          "hold the port (give another --port), or the address is not this "
+                          "machine's (give another --host)") from None
 
 
 def cmd_models(args) -> None:
