@@ -165,6 +165,8 @@ CASES = [
     ("evaluate on other classes", lambda t, r: ["evaluate", str(r), "--split", "train", "--dataset",
                                                 npz(t / "a.npz", x=X8 + 1, y=np.arange(20) % 12)],
      "has the classes 0, 1, 2"),
+    ("fastnet width 0", lambda t, r: ["train", "--model", "fastnet", "--model-kwargs", "{widths: [0, 1, 2]}",
+                                      "--out-dir", str(t)], "widths must be three positive whole numbers"),
     ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)], "--device tpu: cnnlab trains on"),
     ("models size 2", lambda t, r: ["models", "--size", "2"], "--size must be between 8 and"),
     ("serve port 99999", lambda t, r: ["serve", "--runs", str(t), "--port", "99999"], "--port must be between 1"),

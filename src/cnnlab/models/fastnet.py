@@ -43,6 +43,9 @@ class FastNet(ImageClassifier):
                  widths: tuple[int, int, int] = (64, 256, 256), whiten_width: int = 0,
                  scale: float = 1 / 9, bn_scale: bool = True, whiten_eps: float = 5e-4, **kw):
         super().__init__(num_classes, in_channels, image_size, **kw)
+        if len(widths) != 3 or not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ValueError(f"widths must be three positive whole numbers such as [32, 128, 128], "
+                             f"not {list(widths)}")
         patch = in_channels * 2 * 2
         whiten_width = whiten_width or 2 * patch  # each eigenvector and its negative
         self.whiten = nn.Conv2d(in_channels, whiten_width, 2, bias=True)
