@@ -503,15 +503,9 @@ def cmd_detect_eval(args) -> None:
         print(f"wrote {args.out}")
 
 
-def check_threshold(value: float) -> None:
-    if not 0 <= value <= 1:
-        raise CnnlabError(f"--threshold is a detection score in [0, 1], not {value:g}")
-
-
 def cmd_detect_predict(args) -> None:
     from cnnlab.dense_files import predict_files
 
-    check_threshold(args.threshold)
     out = args.out or str(Path(args.run) / "predicted")
     summary = predict_files(args.run, args.path, out, args.detector, args.threshold)
     print(f"wrote {summary['images']} annotated images and predictions.json "
@@ -521,7 +515,6 @@ def cmd_detect_predict(args) -> None:
 def cmd_track(args) -> None:
     from cnnlab.video_files import track_file
 
-    check_threshold(args.threshold)
     done = track_file(args.run, args.video, args.out, byte=not args.sort, threshold=args.threshold)
     print(f"tracked {done['tracks']} objects over {done['frames']} frames: wrote {done['out']} and "
           f"{done['mot']} (MOTChallenge rows)")

@@ -29,9 +29,16 @@ def dense_run(path: str) -> Run:
     return run
 
 
+def check_threshold(value: float) -> None:
+    """A detection score cut-off is a score: in [0, 1]."""
+    if not 0 <= value <= 1:
+        raise CnnlabError(f"--threshold is a detection score in [0, 1], not {value:g}")
+
+
 def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
                   threshold: float = 0.3) -> dict:
     """Annotated copies of the images in ``out_dir`` and predictions.json; returns a summary."""
+    check_threshold(threshold)
     run = dense_run(run_path)
     detector_run = dense_run(detector) if detector else None
     size = input_side(run, detector_run)

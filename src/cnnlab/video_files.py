@@ -79,10 +79,11 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float = 12.0) -
 
 def track_file(run_path: str, video: str, out: str, byte: bool = True, threshold: float = 0.1) -> dict:
     """Track the objects of ``video`` with a detection run; write the drawn clip and MOT rows."""
-    from cnnlab.dense_files import dense_run
+    from cnnlab.dense_files import check_threshold, dense_run
     from cnnlab.tracking.clips import detector_detections
     from cnnlab.tracking.sort import track_video
 
+    check_threshold(threshold)
     run = dense_run(run_path)
     if run.config.task != "detect":
         raise CnnlabError(f"{run_path} is a {run.config.task} run; track needs a detection run")

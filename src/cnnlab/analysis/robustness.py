@@ -54,12 +54,12 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
         raise CnnlabError(f"--eps {eps:g} is past the pixel range [0, 1] of an L-inf attack; "
                           "give a radius such as 8/255")
     model, cfg = run.load_model(), run.config
-    available = len(run.data().eval)
-    n = n or min(DEFAULT_N, available)
-    if n > available:
-        raise CnnlabError(f"--n {n:,} is more than the {available:,} evaluation images; "
+    evaluation = run.data().eval
+    n = n or min(DEFAULT_N, len(evaluation))
+    if n > len(evaluation):
+        raise CnnlabError(f"--n {n:,} is more than the {len(evaluation):,} evaluation images; "
                           f"give at most that many (or 0: up to {DEFAULT_N:,})")
-    val = run.data().eval.sample(n, cfg.seed)
+    val = evaluation.sample(n, cfg.seed)
     x, y = val.x.float() / 255, val.y
     torch.manual_seed(cfg.seed)
     result = _robust(model, x, y, list(attacks), eps, norm, log)

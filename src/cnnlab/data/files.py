@@ -75,10 +75,15 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _class_folders(root: Path) -> list[str]:
+    """The names of ``root``'s class sub-folders (hidden ones left out), sorted."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def _read_class_folders(root: Path, classes: list[str] | None, size: int, mode: str,
                         upsampled: list | None = None):
     if classes is None:
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes = _class_folders(root)
     if not classes:
         raise CnnlabError(f"{root} has no class sub-folders; put each class's images in "
                           f"{root}/<class name>/")
@@ -169,8 +174,7 @@ def load_folder_splits(path: str, image_size: int = 0) -> DatasetSplits:
     train = from_numpy(x, y, classes, name)
     test = test_paths = None
     if test_dir is not None:
-        test_classes = {d.name for d in test_dir.iterdir() if d.is_dir() and not d.name.startswith(".")}
-        if extra := sorted(test_classes - set(classes)):
+        if extra := sorted(set(_class_folders(test_dir)) - set(classes)):
             raise CnnlabError(f"{test_dir} has classes that {train_dir} lacks ({', '.join(extra)}): "
                               f"give them training images too, or move them out of {test_dir.name}/")
         xt, yt, _, test_paths = _read_class_folders(test_dir, classes, size, mode)
