@@ -167,7 +167,8 @@ CASES = [
      "has the classes 0, 1, 2"),
     ("fastnet width 0", lambda t, r: ["train", "--model", "fastnet", "--model-kwargs", "{widths: [0, 1, 2]}",
                                       "--out-dir", str(t)], "widths must be three positive whole numbers"),
-    ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)], "--device tpu: cnnlab trains on"),
+    ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)],
+     "device must be auto, cpu, cuda or cuda:N, not 'tpu'"),
     ("models size 2", lambda t, r: ["models", "--size", "2"], "--size must be between 8 and"),
     ("serve port 99999", lambda t, r: ["serve", "--runs", str(t), "--port", "99999"], "--port must be between 1"),
     ("serve on a port in use", lambda t, r: ["serve", "--runs", str(t), "--port", str(busy_port())],
@@ -289,6 +290,10 @@ def test_bad_input_gives_one_line_and_exit_2(build, message, run, tmp_path, caps
 def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys):
     assert main(["train", "--dataset", "npz:/no/such.npz", "--out-dir", str(tmp_path), "--name", "a"]) == 2
     assert main(["train", "--model", "nope", "--out-dir", str(tmp_path), "--name", "b"]) == 2
+    assert main(["train", "--device", "tpu", "--out-dir", str(tmp_path), "--name", "c"]) == 2
+    assert main(["train", "--model", "resnet20", "--model-kwargs", "{width: 0}", "--out-dir", str(tmp_path),
+                 "--name", "d"]) == 2
+    assert "leave conv1.weight with no weights" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

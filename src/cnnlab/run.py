@@ -46,7 +46,7 @@ from cnnlab.tasks.runs import finish_task, prepare_task_data, task_meta
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.state import time_to_accuracy
-from cnnlab.training.trainer import fit
+from cnnlab.training.trainer import fit, start_model
 
 RUN_FORMAT = 2
 """Version of the run-folder layout. 1: before analyses were named by their settings and the
@@ -400,6 +400,9 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
         from cnnlab.training.lr_find import choose_lr
 
         cfg, found = choose_lr(cfg, data, log)
+    # a model that cannot be built (bad --model-kwargs, --init-from, --pretrained) stops here,
+    # before the folder is made; a resumed run builds its own from its checkpoint
+    model = None if resume else start_model(cfg, data, log if main else _silent)
     dist_.on_main(lambda: start_run_dir(run_dir, cfg))
     if found is not None:
         from cnnlab.io import atomic_write_json
@@ -409,7 +412,7 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
     try:
         with meter().phase("training"):
             model, state = fit(cfg, data, run_dir, resume=resume, log=log if main else _silent,
-                               progress=progress and main)
+                               progress=progress and main, model=model)
     except CnnlabError as e:
         if main:  # the folder says why the run stopped (its last weights are not a result)
             write_status(run_dir, "failed", str(e))

@@ -159,26 +159,28 @@ def describe(name: str) -> str:
 def create_model(name: str, **kwargs) -> ImageClassifier:
     """Build a registered model, e.g. ``create_model("resnet20", num_classes=100)``, or a timm
     architecture, ``create_model("timm:resnet18", num_classes=5)``, or torchvision's,
-    ``create_model("torchvision:alexnet", num_classes=5, image_size=64)``."""
+    ``create_model("torchvision:alexnet", num_classes=5, image_size=64)``. Arguments that build
+    no model, or one with a layer of no weights (a width of 0), get one line."""
     if name.startswith("torchvision:"):
         from cnnlab.models.torchvision_model import TorchvisionClassifier
 
-        try:
-            return TorchvisionClassifier(name[12:], **kwargs)
-        except TypeError as e:
-            raise CnnlabError(f"model {name}: bad arguments ({e})") from None
-    if name.startswith("timm:"):
+        build, hint = (lambda: TorchvisionClassifier(name[12:], **kwargs)), ""
+    elif name.startswith("timm:"):
         from cnnlab.models.timm_model import TimmClassifier
 
-        try:
-            return TimmClassifier(name[5:], **kwargs)
-        except TypeError as e:
-            raise CnnlabError(f"model {name}: bad arguments ({e})") from None
-    builder = MODELS.get(name)
+        build, hint = (lambda: TimmClassifier(name[5:], **kwargs)), ""
+    else:
+        builder = MODELS.get(name)
+        build, hint = (lambda: builder(**kwargs)), "; see its builder's signature"
     try:
-        return builder(**kwargs)
-    except (TypeError, ValueError, IndexError) as e:
-        raise CnnlabError(f"model {name}: bad arguments ({e}); see its builder's signature") from None
+        model = build()
+    except (TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise CnnlabError(f"model {name}: bad arguments ({e}){hint}") from None
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:
+        raise CnnlabError(f"model {name}: these arguments leave {empty} with no weights (a size "
+                          f"of 0); give every width and size at least 1")
+    return model
 
 
 @dataclass

@@ -9,7 +9,7 @@ beside the noise, the discriminator scores (image, label) pairs with a projectio
 Koyama 2018); ``aux_weight`` adds AC-GAN's auxiliary classifier (Odena et al. 2017): the
 discriminator also classifies real images, and the generator is trained to make its images
 read as the class it was asked for. The stabilisers the literature settled on are options, each measured in
-``benchmarks/gan_stabilisers.py``: the non-saturating loss (the default; ``loss="minimax"`` is
+``benchmarks/gan.py stabilisers``: the non-saturating loss (the default; ``loss="minimax"`` is
 the original), spectral normalisation of the discriminator (Miyato et al. 2018), the R1
 gradient penalty on real images (Mescheder et al. 2018), two learning rates (TTUR, Heusel et
 al. 2017: the trainer's ``d_lr_scale``) and an exponential average of the weights (the

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import DEVICES, TrainConfig
 from cnnlab.data import ImageDataset, RunData
 from cnnlab.data.augment import alternating_flip_mask, augment, progressive_size, resize_batch
 from cnnlab.energy import meter
@@ -45,7 +45,7 @@ from cnnlab.training.state import (
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+    if not re.fullmatch(DEVICES, name):
         raise CnnlabError(f"--device {name}: cnnlab trains on auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CnnlabError(f"device {name} asked for, but no CUDA GPU is visible; use --device cpu")
