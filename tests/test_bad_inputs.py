@@ -158,6 +158,8 @@ CASES = [
      "cnnlab attack reads classifier runs"),
     ("explain a clip classifier", lambda t, r: ["explain", "filters", str(clip_copy(r, t))],
      "reads video clips (frames stacked as channels), not the images cnnlab explain filters works on"),
+    ("explain filters with an index and an image", lambda t, r: ["explain", "filters", str(r), "--index", "3",
+                                                                 "--image", str(an_image(t))], "not both"),
     ("explain a missing image", lambda t, r: ["explain", "filters", str(r), "--image", str(t / "nope.png")],
      "nope.png: no such file; check the path"),
     ("predict with a clip classifier", lambda t, r: ["predict", str(clip_copy(r, t)), str(an_image(t))],

@@ -30,6 +30,8 @@ def filters(run: Run, *, index: int = 0, image: str = "", log: Log = print) -> d
     from cnnlab.data.files import read_image
     from cnnlab.explain.filters import feature_maps, first_layer_filters, receptive_fields
 
+    if image and index:
+        raise CnnlabError(f"give --index {index} or --image {image}, not both: one image is shown")
     cfg, data, model = run.config, run.data(), run.load_model()
     if image:
         c, h, _ = run.meta["input_shape"]
