@@ -287,19 +287,24 @@ def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp
     assert "GAN or diffusion, on this budget" in html
 
 
-def test_the_detector_claim_follows_the_intervals():
+def test_the_claims_follow_their_intervals():
     from cnnlab.analysis.generation import claims
 
-    def result(same, unseen):
+    def result(same=(0.9, 0.02), gap=(-0.3, 0.05), copies=(0.04, 0.06)):
         ci = lambda e, w: {"estimate": e, "low": e - w, "high": e + w}  # noqa: E731
         g = {"classes_covered": 1.0, "collapsed": False, "label_agreement": None, "fid": 1.0, "floor": 0.5,
-             "copies": {"copy_share": 0.05, "ci": [0.04, 0.06], "expected": 0.05}}
-        return {"gan": g, "detector": {"same": ci(*same), "unseen": ci(*unseen), "words": ""}}
+             "copies": {"copy_share": sum(copies) / 2, "ci": list(copies), "expected": 0.05}}
+        return {"gan": g, "detector": {"same": ci(*same), "caught_gap": ci(*gap), "generated_missed": 0.1,
+                                       "words": ""}}
 
-    assert claims(result((0.9, 0.02), (0.5, 0.03)))[3].holds is True
-    assert claims(result((0.9, 0.05), (0.87, 0.05)))[3].holds is None  # the intervals overlap
-    assert claims(result((0.6, 0.02), (0.9, 0.02)))[3].holds is False
-    assert claims(result((0.52, 0.03), (0.5, 0.03)))[2].holds is False  # the CI reaches chance
+    assert claims(result())[3].holds is True  # the unseen generator's images are caught less often
+    assert claims(result(gap=(-0.03, 0.05)))[3].holds is None  # within noise
+    assert claims(result(gap=(0.2, 0.05)))[3].holds is False  # caught more often
+    assert claims(result(same=(0.52, 0.03)))[2].holds is None  # the CI reaches chance
+    assert claims(result(same=(0.45, 0.03)))[2].holds is False
+    assert claims(result(copies=(0.092, 0.131)))[1].holds is None  # 11% near-copies: not shown new
+    assert claims(result(copies=(0.11, 0.15)))[1].holds is False
+    assert claims(result(copies=(0.02, 0.09)))[1].holds is True
 
 
 def inception_file(folder, stem: str = "pt_inception-2015-12-05") -> str:

@@ -77,6 +77,19 @@ def test_wilson_interval_matches_a_hand_computation():
     assert ci.high == pytest.approx((centre + half) / (1 + z * z / n), abs=1e-6)
 
 
+@pytest.mark.parametrize("counts, low, high", [
+    ((56, 70, 48, 80), 0.0524, 0.3339),  # Newcombe (1998), Table II, method 10: examples (a),
+    ((9, 10, 3, 10), 0.1705, 0.8090),    # (b)
+    ((10, 10, 0, 20), 0.6791, 1.0000),   # and (g)
+])
+def test_difference_of_two_proportions_matches_newcombes_published_intervals(counts, low, high):
+    from cnnlab.evaluate.stats import proportion_difference_ci
+
+    ci = proportion_difference_ci(*counts)
+    assert ci.estimate == pytest.approx(counts[0] / counts[1] - counts[2] / counts[3])
+    assert (ci.low, ci.high) == pytest.approx((low, high), abs=5e-5)
+
+
 def test_exact_mcnemar_matches_the_binomial_by_hand():
     from math import comb
 

@@ -1,6 +1,8 @@
 """The uncertainty of every number the report states as a verdict.
 
 - ``proportion_ci``: a Wilson score interval for an accuracy measured on n images (Wilson 1927).
+- ``proportion_difference_ci``: Newcombe's interval for the difference of two independent
+  proportions, from their Wilson intervals (Newcombe 1998, method 10).
 - ``mcnemar``: the exact McNemar test for two classifiers on the same images: only the
   discordant images count, and under "no difference" each is a fair coin (McNemar 1947).
 - ``mean_difference_ci``: Welch's t interval for a difference of means over seeds.
@@ -43,6 +45,17 @@ def proportion_ci(successes: int, n: int, level: float = LEVEL) -> Interval:
         return Interval(float("nan"), 0.0, 1.0, level)
     ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
     return Interval(successes / n, float(ci.low), float(ci.high), level)
+
+
+def proportion_difference_ci(x1: int, n1: int, x2: int, n2: int, level: float = LEVEL) -> Interval:
+    """Newcombe's hybrid score interval for x1/n1 - x2/n2 (two independent samples): each
+    proportion's Wilson limits combined in quadrature. Unlike the Wald interval it stays within
+    [-1, 1] and keeps its coverage near 0 and 1."""
+    a, b = proportion_ci(x1, n1, level), proportion_ci(x2, n2, level)
+    d = a.estimate - b.estimate
+    low = d - float(np.hypot(a.estimate - a.low, b.high - b.estimate))
+    high = d + float(np.hypot(a.high - a.estimate, b.estimate - b.low))
+    return Interval(d, low, high, level)
 
 
 def accuracy_ci(correct: np.ndarray, level: float = LEVEL) -> Interval:
