@@ -122,11 +122,12 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                      precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("scenes", "video", "tree", "value", "filters")
+SECOND_LANE = ("scenes", "video", "tree", "calibration", "influence", "value", "filters")
 """Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they read
-nothing of the other analyses' (video reuses the scenes detector, so those two keep their order
-in the one lane). Not here: bias (the model card, written by provenance in the first lane,
-quotes it) and influence (its confidences use the temperature calibration fits). Each lane runs
+nothing of the first lane's analyses. Within the lane, order matters: video reuses the scenes
+detector; calibration scores the network the tree grows from (on the digits, a sub-run on
+shapes: the tree trains it, calibration reuses it); influence's confidences use the temperature
+calibration fits (on a run calibrated on its own data). Each lane runs
 one torch thread, so the two never wait on each other's threads (a second thread beside a busy
 core is what makes runs many times slower). The split balances the lanes' measured seconds
 (benchmarks/RESULTS.md): on a 2-core EPYC in bf16 they ran 183 s against 105 s with the tree in
@@ -143,8 +144,9 @@ BEFORE_MAIN = ("scenes", "video")
 sub-runs; only its config): they start while it trains. The rest of that lane waits until
 its folder says it finished (status.json, written after metrics, weights and provenance)."""
 
-AFTER_LANES = ("energy",)
-"""Analyses that read what every other one did (the energy of each phase): run last."""
+AFTER_LANES = ("energy", "provenance")
+"""Analyses that read what every other one did, run last: energy (each phase's), provenance
+(its model card quotes bias, calibration, robustness and privacy, from both lanes)."""
 
 
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,

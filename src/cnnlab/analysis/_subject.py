@@ -24,3 +24,13 @@ def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: 
     cfg["epochs"] = epochs or cfg["epochs"]
     cfg["checkpoints"] = 0  # a sub-run keeps only what its analysis reads
     return scratch_optimizer(TrainConfig.from_dict(cfg), run.config.model, recipe or {})
+
+
+def base_network(run: Run, dataset: str, image_size: int = 0, model: str = "",
+                 model_kwargs: dict | None = None, epochs: int = 0, recipe: dict | None = None,
+                 log=print) -> Run:
+    """A network trained with the run's recipe on ``dataset`` (a sub-run, reused by every
+    analysis that asks for the same one: the CNN tree grows from it, calibration scores it)."""
+    base = {"model": model or run.config.model, "model_kwargs": model_kwargs or {}}
+    return run.subrun(other_config(run, dataset, image_size, 0, epochs, (recipe or {}) | base),
+                      "base", log)

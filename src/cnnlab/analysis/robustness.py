@@ -68,6 +68,7 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
         rows = _curve(model, x[:curve_n], y[:curve_n], list(curve))
         result["tables"] = {"curve": rows}
         result["knee"] = knee(rows)
+        result["curve_n"] = len(x[:curve_n])
     if corruptions:
         result |= _corruptions(model, x, y, log)
     result["adversarially_trained"] = cfg.adv or None
@@ -149,19 +150,21 @@ def section(ctx: SectionContext) -> str:
     levels = res.get("grey_levels", 256)
     if levels <= 64:
         body += (f'<p class="note">These images take {levels} grey levels, so one level is '
-                 f"{255 / (levels - 1):.0f}/255: a radius below that changes no pixel by a whole "
+                 f"{255 / (levels - 1):.1f}/255: a radius below that changes no pixel by a whole "
                  "level.</p>")
     rows = [[name, r["paper"], r["norm"], pct(r["accuracy"]), f"{r['mean_perturbation']:.4f}",
              f"{r['seconds']:.1f}", r.get("note", "")] for name, r in res["per_attack"].items()]
     body += table(["attack", "paper", "ball", "accuracy under attack", "mean perturbation norm",
                    "seconds", "note"], rows)
-    if {"apgd-ce", "apgd-dlr"} <= set(res["per_attack"]):
+    if "apgd-ens" in res["per_attack"] or {"apgd-ce", "apgd-dlr"} <= set(res["per_attack"]):
         from cnnlab.robustness.attacks import AUTOATTACK
 
-        body += para(f"apgd-ens is APGD-CE followed by untargeted APGD-DLR. AutoAttack's four are "
-                     f"{', '.join(AUTOATTACK)}: apgd-ens shares APGD-CE with them and has neither "
-                     "FAB-T nor Square, so it is a weaker evaluation and its robust accuracy is "
-                     "not AutoAttack's.", note=True)
+        what = ("apgd-ens is APGD-CE followed by untargeted APGD-DLR" if "apgd-ens" in res["per_attack"]
+                else "apgd-ce and apgd-dlr are APGD with two losses")
+        body += para(f"{what}. AutoAttack's four are {', '.join(AUTOATTACK)}: these share APGD-CE "
+                     "with them (APGD-T is the targeted form of the DLR loss) and have neither "
+                     "FAB-T nor Square, so this is a weaker evaluation and its robust accuracy "
+                     "is not AutoAttack's.", note=True)
     if res.get("adversarially_trained"):
         body += f"<p>This model was adversarially trained ({esc(res['adversarially_trained'])}).</p>"
     if arrays and len(arrays.get("original", [])):
@@ -196,9 +199,11 @@ def _curve_html(ctx: SectionContext, res: dict) -> str:
     k = res.get("knee")
     linf = res.get("norm", "linf") == "linf"
     at = (f"{255 * k['eps']:.0f}/255" if linf else f"{k['eps']:.2f}") if k else ""
-    knee_text = (f"The curve's knee: {k['attack']} halves the clean accuracy at eps = "
-                 f"{at} ({100 * k['clean']:.0f}% -> {100 * k['accuracy']:.0f}%)."
-                 if k else "No radius on this curve halves the clean accuracy.")
+    knee_text = (f"The curve's knee, the smallest radius that leaves half the clean accuracy or "
+                 f"less: eps = {at} for {k['attack']} ({100 * k['clean']:.0f}% -> "
+                 f"{100 * k['accuracy']:.0f}%"
+                 + (f" on the curve's {res['curve_n']} images" if "curve_n" in res else "") + ")."
+                 if k else "No radius on this curve brings the clean accuracy down to half.")
     return ("<h3>Robustness curve</h3>" + img(P.save(fig, ctx.plots_dir, "robustness_curve"),
                                               "robustness curve", "620px")
             + f"<p>{esc(knee_text)}</p>"
@@ -255,7 +260,7 @@ def _gallery(a: dict, classes: list[str], eps: float):
 
 def pixel_step(run: Run) -> float | None:
     """One grey level of the run's data when its pixels take few values (the digits take 17,
-    so one level is 16/255), else None (8-bit photos: one level is 1/255)."""
+    so one level is 1/16 = 15.9/255), else None (8-bit photos: one level is 1/255)."""
     import torch
 
     levels = torch.unique(run.data().train.x).numel()
@@ -280,7 +285,7 @@ def full(run: Run) -> dict:
 def claims(res: dict) -> list[Claim]:
     """Small noise fools a CNN: robust accuracy (an image counts only if every attack fails)."""
     ci, clean = res["robust_accuracy_ci"], res["clean_accuracy"]
-    radius = f"{res['eps'] * 255:.0f}/255" if res["norm"] == "linf" else f"{res['eps']:.2f}"
+    radius = f"{res['eps'] * 255:.1f}/255" if res["norm"] == "linf" else f"{res['eps']:.2f}"
     return [Claim("Small, well-chosen noise fools a CNN",
                   f"{res['norm'].replace('linf', 'L-inf').replace('l2', 'L2')} radius {radius}: "
                   f"clean {100 * clean:.1f}%, under attack {100 * ci['estimate']:.1f}% (95% CI "

@@ -118,7 +118,7 @@ def data_section(ctx: ReportContext) -> Section:
         uri = P.save(P.image_grid(ex["samples"], ex["sample_labels"], classes), ctx.plots_dir,
                      "samples")
         body += "<h3>Sample training images</h3>" + img(uri, "sample images per class", "560px")
-    body += small_data_checks(m, classes, ctx.run.config)
+    body += small_data_checks(m, classes, ctx.run.config, _leakage(ctx.run))
     if len(classes) <= 20:
         body += f"<h3>Evaluation images per class</h3>{table(['class', 'images'], counts)}"
     return Section("Data card", body)
@@ -128,9 +128,18 @@ SMALL_CLASS = 20
 """A class with fewer training images than this is flagged in the data card."""
 
 
-def small_data_checks(metrics: dict, classes: list[str], cfg) -> str:
-    """What a small or skewed training set risks: thin classes, imbalance, and where to look
-    for near-copies across the splits (runs trained before these counts were kept: none)."""
+def _leakage(run) -> dict | None:
+    """The provenance audit's near-copies across the splits, where it ran on this run."""
+    from cnnlab.analysis.registry import load_results
+
+    stored, _ = load_results(run.path, "provenance")
+    return stored[0].result.get("leakage") if stored else None
+
+
+def small_data_checks(metrics: dict, classes: list[str], cfg, leakage: dict | None = None) -> str:
+    """What a small or skewed training set risks: thin classes, imbalance, and near-copies
+    across the splits (the provenance audit's count, or where to get it; runs trained before
+    these counts were kept: none)."""
     counts = metrics.get("train_per_class")
     if not counts or len(counts) != len(classes):
         return ""
@@ -140,8 +149,10 @@ def small_data_checks(metrics: dict, classes: list[str], cfg) -> str:
              ", ".join(thin) if thin else "none"],
             ["imbalance (largest / smallest class)",
              f"{ratio:.1f}x ({max(counts):,} / {min(counts):,} images)"],
-            ["near-copies across the splits", "cnnlab audit provenance RUN (pHash): the provenance "
-             "section, where it ran"]]
+            ["near-copies across the splits",
+             f"{leakage['exact']} exact and {leakage['near']} near copies of training images among "
+             f"the {leakage['n_eval']} evaluation images (pHash; the provenance section)" if leakage
+             else "not audited: cnnlab audit provenance RUN (pHash)"]]
     words = []
     if thin:
         words.append("Thin classes make per-class accuracy noisy and a model from scratch weak: "
@@ -160,9 +171,10 @@ def small_data_checks(metrics: dict, classes: list[str], cfg) -> str:
 def training_section(ctx: ReportContext) -> Section | None:
     if not ctx.history:
         return None
-    uri = P.save(P.training_curves(ctx.history), ctx.plots_dir, "training_curves")
+    held = "test" if ctx.metrics.get("split") == "test" else "validation"
+    uri = P.save(P.training_curves(ctx.history, held), ctx.plots_dir, "training_curves")
     note = ('<p class="note">Training accuracy is measured on augmented batches while the '
-            "weights change, so it can sit below validation accuracy.</p>"
+            f"weights change, so it can sit below {held} accuracy.</p>"
             if "accuracy" in ctx.metrics else "")
     dp = ctx.metrics.get("dp")
     if dp:

@@ -46,27 +46,29 @@ def show(ax, img: np.ndarray) -> None:
     ax.grid(False)
 
 
-def training_curves(history: list[dict]):
+def training_curves(history: list[dict], held: str = "validation"):
+    """Loss and accuracy (or the task's score) per epoch, on the training batches and on the
+    images ``held`` out: "validation", or "test" where the run validated on its test split."""
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     val = [(r["epoch"], r) for r in history if r["val_acc"] not in (None, "")]
     axes[0].plot(epochs, [r["train_loss"] for r in history], label="train", marker=".")
     if val:
-        axes[0].plot([e for e, _ in val], [r["val_loss"] for _, r in val], label="validation", marker=".")
+        axes[0].plot([e for e, _ in val], [r["val_loss"] for _, r in val], label=held, marker=".")
     scores = [(r["epoch"], r["val_score"]) for r in history if r.get("val_score") not in (None, "")]
     axes[0].set(title="Loss", xlabel="epoch", ylabel="task loss" if scores else "cross-entropy")
     if scores:  # a dense task: its validation score (mAP, mIoU, PCK) instead of accuracy
-        axes[1].plot([e for e, _ in scores], [v for _, v in scores], label="validation", marker=".")
-        axes[1].set(title="Validation score (mAP, mIoU or PCK)", xlabel="epoch")
+        axes[1].plot([e for e, _ in scores], [v for _, v in scores], label=held, marker=".")
+        axes[1].set(title=f"{held.capitalize()} score (mAP, mIoU or PCK)", xlabel="epoch")
     else:
         axes[1].plot(epochs, [100 * r["train_acc"] for r in history], label="train (augmented)",
                      marker=".")
-        axes[1].plot([e for e, _ in val], [100 * r["val_acc"] for _, r in val], label="validation",
+        axes[1].plot([e for e, _ in val], [100 * r["val_acc"] for _, r in val], label=held,
                      marker=".")
         axes[1].set(title="Accuracy", xlabel="epoch", ylabel="%")
     robust = [(r["epoch"], r["val_robust_acc"]) for r in history if r.get("val_robust_acc") is not None]
     if robust:
-        axes[1].plot([e for e, _ in robust], [100 * a for _, a in robust], label="validation, PGD-10",
+        axes[1].plot([e for e, _ in robust], [100 * a for _, a in robust], label=f"{held}, PGD-10",
                      marker=".", color="tab:red")
     axes[2].plot(epochs, [r["lr"] for r in history], color="tab:gray", marker=".")
     axes[2].set(title="Learning rate at epoch end", xlabel="epoch")
