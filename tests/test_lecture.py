@@ -252,3 +252,48 @@ def test_a_finished_subrun_keeps_only_what_analyses_read(base_run):
     assert not any(k.startswith("optim.") for k in tensors)
     assert not (sub.path / "weights" / "best.safetensors").exists() and not sub.checkpoints()
     assert sub.predict(base_run.data().eval.x[:4]).shape == (4, 10)  # still a working model
+
+
+def test_unchanged_is_an_equivalence_claim_and_a_drop_needs_both_intervals():
+    from cnnlab.analysis.permutation import claims
+
+    def result(mlp, cnn_images, cnn_seeds):
+        ci = lambda low, high: {"estimate": (low + high) / 2, "low": low, "high": high}  # noqa: E731
+        return {"dataset": "shapes", "n_eval": 1000, "cnn": "fastnet",
+                "changes": {"mlp": {"images_ci": ci(*mlp)},
+                            "fastnet": {"images_ci": ci(*cnn_images), "seeds_ci": ci(*cnn_seeds)}}}
+
+    assert claims(result((-0.014, 0.025), (-0.42, -0.36), (-0.68, -0.10)))[0].holds is True
+    # an MLP interval that contains zero but reaches past 3 points shows nothing unchanged
+    assert claims(result((-0.20, 0.01), (-0.42, -0.36), (-0.68, -0.10)))[0].holds is None
+    # a CNN drop that the seeds do not confirm is within noise
+    assert claims(result((-0.01, 0.01), (-0.42, -0.36), (-0.90, 0.10)))[0].holds is None
+    assert claims(result((0.04, 0.08), (-0.42, -0.36), (-0.68, -0.10)))[0].holds is False
+
+
+def test_the_depth_claim_reads_the_same_whichever_model_the_run_trained():
+    from cnnlab.analysis.mlp_vs_cnn import claims
+
+    def result(model, reference, points):
+        return {"models": [], "reference": reference, "comparisons": [
+            {"model": model, "reference": reference, "difference_points": points, "p_value": 0.02,
+             "words": ""}]}
+
+    for res in (result("resnet20", "lenet5", 2.2), result("lenet5", "resnet20", -2.2)):
+        said = claims(res)
+        assert [(c.claim, c.holds) for c in said] == [("A deeper network does better (resnet20 against lenet5)", True)]
+    assert claims(result("lenet5", "resnet20", 2.2))[0].holds is False
+    assert claims(result("mlp", "fastnet", 2.2)) == []
+
+
+def test_the_tree_claims_its_gain_and_tests_it_against_the_extra_epochs():
+    from cnnlab.analysis.tree import claims
+
+    res = {"mcnemar_p": 0.0005, "n_fixed": 20, "n_broken": 3, "dataset": "shapes:kinds=8", "model": "fastnet",
+           "run_dataset": "digits", "base_acc": 0.93, "tree_acc": 0.964, "n_held": 500, "verdict": "v",
+           "node_epochs": 8, "control": {"acc": 0.962, "mcnemar_p": 1.0, "tree_only": 9, "control_only": 8,
+                                         "verdict": "no significant difference"}}
+    first, second = claims(res)
+    assert first.holds is True and second.holds is None and "96.20%" in second.verdict
+    res["control"] |= {"mcnemar_p": 0.002, "tree_only": 13, "control_only": 1}
+    assert claims(res)[1].holds is True

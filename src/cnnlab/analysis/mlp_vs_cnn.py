@@ -145,12 +145,19 @@ def claims(res: dict) -> list[Claim]:
         out.append(Claim("A convolution needs far fewer weights than a layer with a weight per "
                          "pixel", f"first layer: MLP {mlp:,} weights, {res['reference']} {cnn:,} "
                          f"({mlp / max(cnn, 1):,.0f}x fewer); exact counts", cnn < mlp))
+    deeper, shallower = DEPTH
     for c in res["comparisons"]:
-        if c["model"] != "mlp":
-            holds = None if c["p_value"] >= 0.05 else c["difference_points"] > 0
-            out.append(Claim(f"A deeper network does better ({c['model']} against {c['reference']})",
+        if {c["model"], c["reference"]} == set(DEPTH):  # whichever of the two is the run's own
+            gain = c["difference_points"] if c["model"] == deeper else -c["difference_points"]
+            holds = None if c["p_value"] >= 0.05 else gain > 0
+            out.append(Claim(f"A deeper network does better ({deeper} against {shallower})",
                              c["words"], holds))
     return out
+
+
+DEPTH = ("resnet20", "lenet5")
+"""The depth claim's pair, deeper first: 20 layers against LeNet-5's 5 (with the run's own model
+as McNemar's reference, the sign follows which of the two that is)."""
 
 
 ANALYSIS = register(Analysis(
