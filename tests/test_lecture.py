@@ -281,7 +281,8 @@ def test_the_depth_claim_reads_the_same_whichever_model_the_run_trained():
 
     for res in (result("resnet20", "lenet5", 2.2), result("lenet5", "resnet20", -2.2)):
         said = claims(res)
-        assert [(c.claim, c.holds) for c in said] == [("A deeper network does better (resnet20 against lenet5)", True)]
+        assert [(c.claim, c.holds) for c in said] == [
+            ("A deeper network does better (resnet20 against lenet5)", True)]
     assert claims(result("lenet5", "resnet20", 2.2))[0].holds is False
     assert claims(result("mlp", "fastnet", 2.2)) == []
 
