@@ -205,3 +205,22 @@ def test_precision_recall_follows_the_iou_threshold_and_averages_to_ap(rng):
     _, precision = precision_recall(preds, targets, NAMES)["background"]
     assert 0 < precision.mean() < 1
     assert math.isclose(precision.mean(), detection_map(preds, targets, NAMES)["map_50"], abs_tol=1e-6)
+
+
+def test_the_miou_interval_pools_resampled_images_as_the_miou_pools_all():
+    import torch
+
+    from cnnlab.evaluate.segmentation import miou_ci, segmentation_iou
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 4, (40, 12, 12), generator=g)
+    noise = torch.randint(0, 4, (40, 12, 12), generator=g)
+    pred = torch.where(torch.rand(40, 12, 12, generator=g) < 0.7, target, noise)
+    ci = miou_ci(pred, target, 4, resamples=500)
+    assert ci["estimate"] == pytest.approx(segmentation_iou(pred, target, list("abcd"))["miou"])
+    assert ci["low"] < ci["estimate"] < ci["high"]
+    assert miou_ci(target, target, 4, resamples=200) | {"level": 0} == {"estimate": 1.0, "low": 1.0,
+                                                                     "high": 1.0, "level": 0}
+    # one image's pixels: every resample is that image, so the interval is the point
+    one = miou_ci(pred[:1], target[:1], 4, resamples=50)
+    assert one["low"] == one["high"] == pytest.approx(one["estimate"])

@@ -122,7 +122,7 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                      precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("scenes", "video", "tree", "calibration", "influence", "value", "filters")
+SECOND_LANE = ("scenes", "video", "tree", "calibration", "influence", "filters")
 """Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they read
 nothing of the first lane's analyses. Within the lane, order matters: video reuses the scenes
 detector; calibration scores the network the tree grows from (on the digits, a sub-run on
@@ -137,7 +137,9 @@ unseen GAN trained as long as the seen one (166 s wall). The main CNN trains in 
 lane's process while the second starts, and each lane draws its analyses' report sections:
 165 s against 153 s (174 s wall), hence filters in the second lane too; with sub-runs validated
 once, 158 s against 159 s (173 s wall, in an hour when this machine ran about 10% slower;
-influence and bias, 3 s, were in the second lane then)."""
+influence and bias, 3 s, were in the second lane then). On 2026-12-07 calibration moved here to
+reuse the tree's base, and data valuation (6 s) back to the first lane when the segmenter got
+two more epochs (10 s) for an interval that clears its bar."""
 
 BEFORE_MAIN = ("scenes", "video")
 """Second-lane analyses that read nothing of the main CNN (their own data, models and

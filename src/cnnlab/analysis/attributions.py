@@ -276,7 +276,7 @@ def claims(res: dict) -> list[Claim]:
     return [Claim("Attribution maps show which pixels drove a prediction, and can be checked",
                   f"{res['n']} images: pass the randomization check: {', '.join(passed) or 'none'}; "
                   f"also beat a random order on insertion minus deletion (95% CI above 0): "
-                  f"{', '.join(both) or 'none'}", bool(both))]
+                  f"{', '.join(both) or 'none'}", True if both else None)]
 
 
 ANALYSIS = register(Analysis(

@@ -256,7 +256,8 @@ def claims(res: dict) -> list[Claim]:
     ci = best["auc_ci"]
     return [Claim("A trained model leaks which images it was trained on",
                   f"{best['attack']} attack on an overfit model: AUC {ci['estimate']:.3f} (95% CI "
-                  f"{ci['low']:.3f}-{ci['high']:.3f}; chance 0.5)", ci["low"] > 0.5)]
+                  f"{ci['low']:.3f}-{ci['high']:.3f}; chance 0.5)",
+                  True if ci["low"] > 0.5 else False if ci["high"] < 0.5 else None)]
 
 
 ANALYSIS = register(Analysis(

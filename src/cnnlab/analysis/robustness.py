@@ -290,7 +290,7 @@ def claims(res: dict) -> list[Claim]:
                   f"{res['norm'].replace('linf', 'L-inf').replace('l2', 'L2')} radius {radius}: "
                   f"clean {100 * clean:.1f}%, under attack {100 * ci['estimate']:.1f}% (95% CI "
                   f"{100 * ci['low']:.1f}-{100 * ci['high']:.1f}) on {res['n']} images",
-                  ci["high"] < clean)]
+                  True if ci["high"] < clean else None)]
 
 
 ANALYSIS = register(Analysis(

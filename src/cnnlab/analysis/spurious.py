@@ -191,7 +191,8 @@ def claims(res: dict) -> list[Claim]:
                   f"ERM ({len(erm)} seeds): average {100 * in_dist:.1f}% with colours as in "
                   f"training, {100 * average:.1f}% with colours random, worst group "
                   f"{100 * worst:.1f}%; worst group against ERM: {said}",
-                  bool(helped) if fixes else None)]
+                  True if helped else False if fixes and all(c["ci"]["high"] < 0 for c in fixes)
+                  else None)]
 
 
 ANALYSIS = register(Analysis(

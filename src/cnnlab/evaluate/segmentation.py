@@ -12,6 +12,33 @@ from __future__ import annotations
 import torch
 
 
+def miou_ci(pred: torch.Tensor, target: torch.Tensor, num_classes: int, resamples: int = 2000,
+            seed: int = 0, level: float = 0.95) -> dict:
+    """A percentile bootstrap interval of the mean IoU over images: each resample draws images
+    with replacement and pools their pixels, as ``segmentation_iou`` pools the whole set (the
+    estimate is that function's mIoU). Per-image confusion matrices make a resample one matrix
+    product."""
+    import numpy as np
+
+    c, n = num_classes, len(pred)
+    cells = (target.long() * c + pred.long()).reshape(n, -1)
+    per_image = torch.stack([torch.bincount(row, minlength=c * c) for row in cells]).double().numpy()
+    draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples)
+
+    def miou(conf: np.ndarray) -> np.ndarray:  # (..., C*C) -> (...)
+        conf = conf.reshape(*conf.shape[:-1], c, c)
+        hit = np.diagonal(conf, axis1=-2, axis2=-1)
+        union = conf.sum(-1) + conf.sum(-2) - hit
+        present = union > 0
+        iou = np.where(present, hit / np.maximum(union, 1), 0.0)
+        return iou.sum(-1) / np.maximum(present.sum(-1), 1)
+
+    values = miou(draws @ per_image)
+    tail = (1 - level) / 2
+    return {"estimate": float(miou(per_image.sum(0))), "low": float(np.quantile(values, tail)),
+            "high": float(np.quantile(values, 1 - tail)), "level": level}
+
+
 def segmentation_iou(pred: torch.Tensor, target: torch.Tensor, class_names: list[str]) -> dict:
     """IoU per class, mean IoU and pixel accuracy of predicted class maps.
 
