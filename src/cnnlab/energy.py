@@ -151,7 +151,8 @@ class Meter:
         words = ("measured: CodeCarbon read the CPU's RAPL counters" if modes.get("CPU") == "intel_rapl"
                  else "measured on the GPU (NVML), CPU estimated" if "GPU" in modes else
                  "estimated: no RAPL or GPU counters on this machine, so CodeCarbon takes CPU "
-                 "power as the CPU's TDP (4 W per thread for an unknown CPU model) times this "
+                 "power as the CPU's TDP (its default of 4 W per thread where its table lacks "
+                 "the CPU model) times this "
                  "process's CPU load, plus RAM power from its size. Such energy is a rescaled "
                  "running time, not a measurement")
         return {"kind": "measured" if measured else "estimated", "words": words, "modes": modes,

@@ -153,7 +153,10 @@ def section(ctx: SectionContext) -> str:
     if ctx.arrays:
         body += img(P.save(_coverage_figure(ctx.arrays["coverage_accuracy"]), ctx.plots_dir,
                            "selective"), "accuracy against coverage", "460px")
-    if res["saved"]:
+    if res["saved"] and res.get("dataset", res.get("run_dataset")) != res.get("run_dataset"):
+        body += para("The temperature is saved in that network's sub-run (weights/calibration.json); "
+                     "this run's own predictions are left as they are.", note=True)
+    elif res["saved"]:
         body += para("The temperature is saved as weights/calibration.json; `cnnlab predict` "
                      "and the Python API apply it.", note=True)
     return body

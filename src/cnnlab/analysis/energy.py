@@ -142,7 +142,9 @@ def section(ctx: SectionContext) -> str:
     if others:
         body += para(f"{len(others)} other sub-runs (other data or tasks, flipped labels or left-out "
                      f"images) used {1000 * sum(r['kwh'] for r in others):.3f} Wh in all; each "
-                     "is listed in analysis/energy.json.", note=True)
+                     "is listed in analysis/energy.json. Each run's figure is its own meter's "
+                     "(its training and final evaluation), so their sum need not match the "
+                     "phase table below, which meters the job's processes.", note=True)
     if res["job"]:
         body += "<h3>Where the energy of this cnnlab run went</h3>" + _phases_table(res["job"])
     return body

@@ -193,7 +193,8 @@ def section(ctx: SectionContext) -> str:
     if arrays:
         body += img(P.save(_examples_figure(arrays), ctx.plots_dir, "permutation_examples"),
                     "permuted images", "600px")
-    body += img(P.save(_bars(arms), ctx.plots_dir, "permutation"), "permutation test", "560px")
+    body += img(P.save(_bars(arms, res.get("chance")), ctx.plots_dir, "permutation"), "permutation test",
+                "560px")
     rows = [[k.split("/")[0], k.split("/")[1], f"{100 * v['mean']:.2f}%", f"{100 * v['std']:.2f}",
              ", ".join(f"{100 * a:.1f}" for a in v["accuracies"])] for k, v in arms.items()]
     body += table(["model", "pixels", "mean accuracy", "std over seeds (points)", "per seed (%)"],
@@ -217,7 +218,8 @@ def _examples_figure(arrays: dict):
     return fig
 
 
-def _bars(arms: dict):
+def _bars(arms: dict, chance: float | None = None):
+    """Each arm's accuracy from 0 to 100% (a cut axis would exaggerate the drop), with chance."""
     from cnnlab.viz.plots import plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
@@ -226,8 +228,11 @@ def _bars(arms: dict):
            yerr=[100 * arms[k]["std"] for k in labels], capsize=6,
            color=["tab:blue", "tab:cyan", "tab:orange", "tab:red"][: len(labels)])
     ax.set_xticks(range(len(labels)), [k.replace("/", "\n") for k in labels])
-    lo = min(100 * (arms[k]["mean"] - arms[k]["std"]) for k in labels)
-    ax.set(ylabel="accuracy (%), mean ± std over seeds", ylim=(max(0, lo - 5), 100))
+    if chance:
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1,
+                   label=f"chance ({100 * chance:.0f}%)")
+        ax.legend(loc="upper right", fontsize=9)
+    ax.set(ylabel="accuracy (%), mean ± std over seeds", ylim=(0, 100))
     fig.tight_layout()
     return fig
 

@@ -161,9 +161,8 @@ def _compare_pose(regression: Run, heatmap: Run) -> dict:
     else:
         better = "heatmaps" if d["estimate"] > 0 else "direct regression"
         words = (f"Pose: more keypoints within 0.1 box of the truth with {better} "
-                 f"({100 * out['pck_ci']['heatmap']['estimate']:.1f}% vs "
-                 f"{100 * out['pck_ci']['regression']['estimate']:.1f}% with heatmaps vs regression; "
-                 f"{interval}).")
+                 f"(per object, on average {100 * out['mean_b']:.1f}% with heatmaps against "
+                 f"{100 * out['mean_a']:.1f}% with regression; {interval}).")
     return out | {"words": words}
 
 

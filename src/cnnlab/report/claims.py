@@ -52,7 +52,8 @@ def claims_section(run: Run) -> Section | None:
     shown = sum(c.holds is True for _, _, c in rows)
     head = (f"<p>{shown} of {len(rows)} claims shown on this run. Each verdict is computed from "
             "the section it links to, with its interval where it compares; "
-            '"no significant difference" means the interval contains zero.</p>')
+            '"no significant difference": the interval or test cannot tell the claim from noise; '
+            '"not shown here": the measurement goes against it.</p>')
     table = ('<table class="claims"><thead><tr><th>claim</th><th>verdict</th><th>measured</th>'
              "<th>section</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>")
     return Section("The lecture's claims, measured", head + table, anchor="claims")

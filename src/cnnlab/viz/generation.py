@@ -204,7 +204,8 @@ def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
                    if r.get("label_agreement") is not None else []))
     rows = [[name, f"{g[key]:.4f}", f"{f[key]:.4f}", what] for name, key, what in (
         ("domain FID", "fid", "lower is better"),
-        ("KID", "kid", f"lower is better (std over subsets {g['kid_std']:.4f})"),
+        ("KID", "kid", f"lower is better (std over subsets {g['kid_std']:.4f}); unbiased, so "
+                       "below 0 where two sets are as alike as two real samples"),
         ("precision", "precision", "samples that fall on the real data's manifold"),
         ("recall", "recall", "real images whose neighbourhood the samples reach"),
         ("density", "density", "about 1 for samples like real ones"),
@@ -215,8 +216,8 @@ def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
                      "half against the same first half): " + "; ".join(
                          f"{name} {fid:.3f} ({fid / max(f['fid'], 1e-12):.1f}x the floor)"
                          for name, fid in r["yardsticks"].items())
-                     + f". The samples' {g['fid']:.3f} reads against these: a judge that reads "
-                     "texture puts even real images far from the floor once they are blurred.")
+                     + f". The samples' {g['fid']:.3f} reads against these. This judge reads "
+                     "texture: blur or noise alone moves real images that far from the floor.")
     acc, k = r.get("judge_accuracy"), len(classes)
     if acc is not None:
         weak = acc < min(0.5, 2 / k)
