@@ -96,7 +96,17 @@ def test_the_energy_claim_reads_a_run_that_cnnlab_run_did_not_make():
     (no job phases) broke every later report through its claim."""
     from cnnlab.analysis.energy import claims
 
-    rows = [{"label": "this run", "j_per_train_image": 0.002}, {"label": "mlp", "j_per_train_image": 0.001},
-            {"label": "resnet20", "j_per_train_image": 0.004}]
-    (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None})
-    assert claim.holds and "ResNet-20 4.00 mJ" in claim.verdict and "whole job" not in claim.verdict
+    def row(label, model, j, dataset="digits", accuracy=0.9):
+        return {"label": label, "model": model, "j_per_train_image": j, "dataset": dataset, "kwh": 1e-4,
+                "accuracy": accuracy, "clean": True}
+
+    rows = [row("this run", "lenet5", 0.002), row("gan", "resnet20", 0.009, accuracy=None),
+            row("mlp", "mlp", 0.001), row("tree-base", "resnet20", 0.008, dataset="shapes"),
+            row("resnet20", "resnet20", 0.004)]
+    (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
+    assert claim.holds and "LeNet-5 2.00 mJ" in claim.verdict and "ResNet-20 4.00 mJ" in claim.verdict
+    assert "whole job" not in claim.verdict
+    # a run of ResNet-20 itself: "this run" is the ResNet-20 (a generator's judge or other data is not)
+    rows = [row("this run", "resnet20", 0.004), row("mlp", "mlp", 0.001), row("lenet5", "lenet5", 0.002)]
+    (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
+    assert "MLP 1.00 mJ, LeNet-5 2.00 mJ, ResNet-20 4.00 mJ" in claim.verdict

@@ -181,9 +181,11 @@ def _figure(rows: list[dict], dataset: str):
 
 def claims(res: dict) -> list[Claim]:
     """Energy: the course's three models, per training image, measured or estimated."""
-    rows = {r["label"]: r for r in res["rows"]}
-    picks = [(name, rows[label]) for name, label in
-             (("MLP", "mlp"), ("LeNet-5", "this run"), ("ResNet-20", "resnet20")) if label in rows]
+    same = [r for r in res["rows"] if r["dataset"] == res["dataset"] and r.get("clean", True)
+            and r["kwh"] is not None and r["accuracy"] is not None]  # classifiers, as the section
+    by_model = {r["model"]: r for r in reversed(same)}  # the first row of a model wins (this run)
+    picks = [(name, by_model[model]) for name, model in
+             (("MLP", "mlp"), ("LeNet-5", "lenet5"), ("ResNet-20", "resnet20")) if model in by_model]
     if len(picks) < 2:
         return []
     said = ", ".join(f"{name} {1000 * r['j_per_train_image']:.2f} mJ" for name, r in picks)
