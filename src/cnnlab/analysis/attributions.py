@@ -148,13 +148,16 @@ def _verdicts(sanity: dict, faithful: dict, methods: list[str]) -> list[str]:
                 f"image-specific rank correlation (95% CI {ci['low']:+.2f} to {ci['high']:+.2f}; "
                 f"raw {sanity['full_raw'][m]:+.2f}, of which {sanity['full_raw_other_image'][m]:+.2f} "
                 "is a pattern shared with any other image)")
+        rule = f"the rule: a method passes when the interval's upper end is below {UNTRUSTED}"
         if ci["low"] >= UNTRUSTED:
-            lines.append(said + ": they show the image more than the model.")
+            lines.append(said + f": they show the image more than the model (its lower end is at "
+                         f"or above {UNTRUSTED}).")
         elif ci["high"] < UNTRUSTED:
             lines.append(said + ": the maps depend on the trained weights, as an explanation of "
-                         "the model must.")
+                         f"the model must ({rule}).")
         else:
-            lines.append(said + f": undecided on {len(faithful[m]['gain_per_image'])} images.")
+            lines.append(said + f": undecided on {len(faithful[m]['gain_per_image'])} images (the "
+                         f"interval reaches across {UNTRUSTED}).")
     cmp = compare_faithfulness(faithful, methods)
     best = cmp["ranked"][0]
     beats = [m for m in methods if cmp["over_random"][m]["low"] > 0]

@@ -82,6 +82,21 @@ def _slice(y, y_pred, feature) -> dict:
             "ratio": float(frame.ratio()["accuracy"]), "min": float(frame.group_min()["accuracy"])}
 
 
+def _gap_ci(rows: list[dict]) -> str:
+    """The best slice minus the worst, with Newcombe's interval for two independent accuracies;
+    picked as the extremes of several slices, so the interval is optimistic, and said so."""
+    from cnnlab.evaluate.stats import proportion_difference_ci
+
+    best, worst = max(rows, key=lambda r: r["accuracy"]), min(rows, key=lambda r: r["accuracy"])
+    if best is worst:
+        return ""
+    ci = proportion_difference_ci(round(best["accuracy"] * best["n"]), best["n"],
+                                  round(worst["accuracy"] * worst["n"]), worst["n"])
+    words = "within noise" if ci.low <= 0 else "beyond noise"
+    return (f" (95% CI {100 * ci.low:+.1f} to {100 * ci.high:+.1f}: {words}, before allowing for "
+            f"having picked the best and worst of {len(rows)} slices)")
+
+
 def section(ctx: SectionContext) -> str:
     from cnnlab.viz import plots as P
 
@@ -97,8 +112,8 @@ def section(ctx: SectionContext) -> str:
         rows = [[r["name"], r["n"], f"{100 * r['accuracy']:.1f}% ({100 * r['ci']['low']:.1f}-"
                  f"{100 * r['ci']['high']:.1f})"] for r in sorted(s["rows"], key=lambda r: r["accuracy"])]
         body += f"<h3>By {name}</h3>" + table([name, "images", "accuracy (95% CI)"], rows)
-        body += para(f"Largest gap {100 * s['difference']:.1f} points, ratio {s['ratio']:.2f}; "
-                     f"worst {s['worst']['name']} at {100 * s['worst']['accuracy']:.1f}% "
+        body += para(f"Largest gap {100 * s['difference']:.1f} points{_gap_ci(s['rows'])}, ratio "
+                     f"{s['ratio']:.2f}; worst {s['worst']['name']} at {100 * s['worst']['accuracy']:.1f}% "
                      f"(n = {s['worst']['n']}).")
     if ctx.arrays.get("worst_wrong") is not None and res["worst_wrong"]:
         titles = [f"{w['label']} → {w['predicted']}" for w in res["worst_wrong"]]

@@ -242,6 +242,12 @@ def _action_html(a: dict) -> str:
     return html
 
 
+def _at_chance(ci: dict, chance: float) -> str:
+    """Words for an accuracy whose interval holds chance: that model learned nothing measurable."""
+    return (f"; the frame average's 95% CI {100 * ci['low']:.1f}-{100 * ci['high']:.1f}% holds it"
+            if ci["low"] <= chance <= ci["high"] else "")
+
+
 def claims(res: dict) -> list[Claim]:
     """Tracking by detection: MOTA and IDF1 of the whole system, against a useful 0.7; actions
     need motion: the (2+1)D model against the frame average, by McNemar."""
@@ -261,7 +267,8 @@ def claims(res: dict) -> list[Claim]:
             "Actions need motion: a CNN that sees the order of frames beats one that averages them",
             f"(2+1)D {100 * acc['r2plus1d']['estimate']:.1f}% against the frame average's "
             f"{100 * acc['framepool']['estimate']:.1f}% on {a['n_test']} clips (chance "
-            f"{100 * a['chance']:.1f}%), McNemar p = {t['p_value']:.2g}",
+            f"{100 * a['chance']:.1f}%{_at_chance(acc['framepool'], a['chance'])}), McNemar p = "
+            f"{t['p_value']:.2g}",
             None if t["p_value"] >= 0.05 else better))
     return out
 

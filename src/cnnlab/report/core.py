@@ -248,13 +248,19 @@ def limitations_section(ctx: ReportContext) -> Section:
     ci = accuracy_interval(m)
     items = [
         f"Accuracy is measured on {m['n']:,} images of the {m['split']} split; with that many "
-        f"images its 95% interval is {100 * ci['low']:.2f}-{100 * ci['high']:.2f}%, so "
-        "differences smaller than that between runs are within noise.",
-        "One training run with one seed: seed-to-seed variation is not shown here.",
+        f"images its 95% interval is {100 * ci['low']:.2f}-{100 * ci['high']:.2f}%: another run "
+        "scoring inside it is not measurably better or worse (compare two runs on the same "
+        "images with McNemar's test, as the MLP-versus-CNN section does).",
+        "One training run with one seed: seed-to-seed variation of this model is not shown here "
+        "(the permutation and spurious-correlation experiments repeat over seeds).",
         "The evaluation images come from the same source as the training images; accuracy on "
         "images from elsewhere (other cameras, writers, lighting) is likely lower.",
         "High accuracy says nothing about robustness to adversarial or corrupted inputs, or about "
-        "performance on sub-groups; those need their own analyses.",
+        "performance on sub-groups: the robustness, bias and spurious-correlation sections "
+        "measure those, where this report has them.",
+        "Where the run's own data cannot show a claim, its section says which data it used "
+        "instead (cnnlab run on the digits: shapes for the permutation test, the CNN tree and "
+        "calibration; procedural scenes and clips for detection, segmentation, pose and video).",
     ]
     if m["ece"] > 0.05:
         items.append(f"The probabilities are not well calibrated (ECE {m['ece']:.3f}); do not read "
