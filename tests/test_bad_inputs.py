@@ -172,6 +172,8 @@ CASES = [
     ("a learning rate that diverges", lambda t, r: ["train", "--dataset", "digits", "--model", "lenet5", "--optimizer",
                                                     "sgd", "--lr", "1e6", "--epochs", "1", "--out-dir", str(t)],
      "training diverged; lower --lr (now 1e+06)"),
+    ("calibrate a base network without its data", lambda t, r: ["calibrate", str(r), "--model", "fastnet"],
+     "describe the network trained on --dataset; give --dataset too"),
     ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)],
      "device must be auto, cpu, cuda or cuda:N, not 'tpu'"),
     ("models size 2", lambda t, r: ["models", "--size", "2"], "--size must be between 8 and"),

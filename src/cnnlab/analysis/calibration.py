@@ -54,27 +54,13 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
 
     from cnnlab.evaluate import calibration as C
     from cnnlab.evaluate.metrics import reliability
-    from cnnlab.io import atomic_write_json
-    from cnnlab.run import load_npz
 
     run_dataset = run.config.dataset
-    if dataset:
-        run = base_network(run, dataset, image_size, model, model_kwargs, base_epochs, recipe, log)
-    elif any((image_size, model, model_kwargs, base_epochs, recipe)):
-        raise CnnlabError("calibration: image_size, model, model_kwargs, base_epochs and recipe "
-                          "describe the network trained on --dataset; give --dataset too")
-    pred = load_npz(run.path / "predictions.npz")
-    if not pred:
-        raise CnnlabError(f"{run.path} has no predictions.npz; train the run to the end first")
-    probs, y = pred["probs"].astype(np.float64), pred["y"]
+    run = _subject(run, dataset, (image_size, model, model_kwargs, base_epochs, recipe), log)
     if not 0 < fit_fraction < 1 or resamples < 100:
         raise CnnlabError("calibration needs 0 < fit_fraction < 1 and resamples >= 100")
-    order = np.random.default_rng(run.config.val_seed + 7).permutation(len(y))
-    n_fit = int(round(fit_fraction * len(y)))
-    if min(n_fit, len(y) - n_fit) < 20:
-        raise CnnlabError(f"calibration needs at least 20 images on each side of the split; "
-                          f"the evaluation set has {len(y)}")
-    fit, score = order[:n_fit], order[n_fit:]
+    probs, y, fit, score = _split(run, fit_fraction)
+    n_fit = len(fit)
     temperature = C.fit_temperature(probs[fit], y[fit])
     before, after, ys = probs[score], C.apply_temperature(probs[score], temperature), y[score]
     table_rows = _metric_rows(before, after, ys, resamples)
@@ -84,9 +70,7 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
     change = _ece_change(before, after, ys, resamples)
     log(change["verdict"])
     if save:
-        atomic_write_json(run.path / "weights" / "calibration.json", {
-            "temperature": temperature, "fitted_on": n_fit, "method": "temperature scaling",
-            "written_by": "cnnlab calibration"})
+        _save(run, temperature, n_fit)
     return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": save,
             "dataset": run.config.dataset, "model": run.config.model, "run_dataset": run_dataset,
             "accuracy": float((probs.argmax(1) == y).mean()),
@@ -94,6 +78,45 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
             "selective": C.selective(after, ys),
             "reliability": {"before": reliability(before, ys), "after": reliability(after, ys)},
             "arrays": {"coverage_accuracy": np.stack(C.risk_coverage(after, ys))}}
+
+
+def _subject(run: Run, dataset: str, base: tuple, log: Log) -> Run:
+    """The network to calibrate: the run's, or one trained on ``dataset`` with ``base``
+    (image_size, model, model_kwargs, base_epochs, recipe), which mean nothing without it."""
+    if dataset:
+        return base_network(run, dataset, *base, log=log)
+    if any(base):
+        raise CnnlabError("calibration: image_size, model, model_kwargs, base_epochs and recipe "
+                          "describe the network trained on --dataset; give --dataset too")
+    return run
+
+
+def _save(run: Run, temperature: float, n_fit: int) -> None:
+    """weights/calibration.json, which ``Run.predict`` and ``cnnlab predict`` apply."""
+    from cnnlab.io import atomic_write_json
+
+    atomic_write_json(run.path / "weights" / "calibration.json", {
+        "temperature": temperature, "fitted_on": n_fit, "method": "temperature scaling",
+        "written_by": "cnnlab calibration"})
+
+
+def _split(run: Run, fit_fraction: float):
+    """(probabilities, labels, the images that fit the temperature, the images that score it),
+    split by a seeded permutation of the evaluation images."""
+    import numpy as np
+
+    from cnnlab.run import load_npz
+
+    pred = load_npz(run.path / "predictions.npz")
+    if not pred:
+        raise CnnlabError(f"{run.path} has no predictions.npz; train the run to the end first")
+    probs, y = pred["probs"].astype(np.float64), pred["y"]
+    order = np.random.default_rng(run.config.val_seed + 7).permutation(len(y))
+    n_fit = int(round(fit_fraction * len(y)))
+    if min(n_fit, len(y) - n_fit) < 20:
+        raise CnnlabError(f"calibration needs at least 20 images on each side of the split; "
+                          f"the evaluation set has {len(y)}")
+    return probs, y, order[:n_fit], order[n_fit:]
 
 
 def _metric_rows(before, after, y, resamples: int) -> dict:

@@ -144,7 +144,7 @@ def real_or_generated(run: Run, gan: Run, unseen: Run | None, n: int, epochs: in
     import torch
 
     from cnnlab.config import TrainConfig
-    from cnnlab.evaluate.stats import accuracy_ci, proportion_difference_ci
+    from cnnlab.evaluate.stats import accuracy_ci
     from cnnlab.io import save_npz
 
     data = gan.data()
@@ -172,20 +172,32 @@ def real_or_generated(run: Run, gan: Run, unseen: Run | None, n: int, epochs: in
              f"(95% CI {100 * a.low:.1f}-{100 * a.high:.1f})")
     gap = None
     if unseen is not None:
-        unseen_test = torch.cat([real_test, unseen.load_model().sample(k, seed=12)])
-        other = det.predict(unseen_test, calibrated=False).argmax(1) == y
-        b = accuracy_ci(other)
+        b, gap = _on_unseen(det, real_test, unseen, same)
         words += (f", {100 * b.estimate:.1f}% on an unseen generator (CI {100 * b.low:.1f}-"
                   f"{100 * b.high:.1f})")
-        # the real halves of both tests are the same images, so the accuracies differ only in
-        # the generated halves: two independent samples of k, the share of each caught
-        gap = proportion_difference_ci(int(other[k:].sum()), k, int(same[k:].sum()), k).to_dict()
     words += "; chance is 50%"
     return {"same": a.to_dict(), "unseen": None if b is None else b.to_dict(), "caught_gap": gap,
             "n_train": 2 * n, "n_test": 2 * k,
             "words": words,
             "real_missed": float(1 - same[:k].mean()), "generated_missed": float(1 - same[k:].mean()),
             "subrun": str(det.path.relative_to(run.path))}
+
+
+def _on_unseen(det: Run, real_test, unseen: Run, same):
+    """The detector on the same real images against the unseen generator's samples: its accuracy
+    (an Interval) and the difference in generated images caught, unseen minus its own GAN's.
+    The real halves of both tests are the same images, so the accuracies differ only in the
+    generated halves: two independent samples of k, with Newcombe's interval."""
+    import numpy as np
+    import torch
+
+    from cnnlab.evaluate.stats import accuracy_ci, proportion_difference_ci
+
+    k = len(real_test)
+    x = torch.cat([real_test, unseen.load_model().sample(k, seed=12)])
+    other = det.predict(x, calibrated=False).argmax(1) == np.repeat([0, 1], k)
+    gap = proportion_difference_ci(int(other[k:].sum()), k, int(same[k:].sum()), k)
+    return accuracy_ci(other), gap.to_dict()
 
 
 def _gan_html(ctx: SectionContext, label: str) -> str:

@@ -41,18 +41,7 @@ def robustness(run: Run, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ens
     """
     import torch
 
-    from cnnlab.robustness.evaluate import expand, norm_of
-
-    if eps < 0 or n < 0 or curve_n < 1:
-        raise CnnlabError(f"attack needs eps >= 0, n >= 0 and curve_n >= 1 (got eps {eps:g}, "
-                          f"n {n}, curve_n {curve_n})")
-    names = expand(attacks)
-    norm = norm_of(names)
-    if curve:
-        norm_of(expand(curve))
-    if norm == "linf" and eps > 1:
-        raise CnnlabError(f"--eps {eps:g} is past the pixel range [0, 1] of an L-inf attack; "
-                          "give a radius such as 8/255")
+    norm = _check_attack(attacks, eps, n, curve, curve_n)
     model, cfg = run.load_model(), run.config
     evaluation = run.data().eval
     n = n or min(DEFAULT_N, len(evaluation))
@@ -96,6 +85,22 @@ def _robust(model, x, y, attacks: list[str], eps: float, norm: str, log: Log) ->
             f"{r['mean_perturbation']:.4f}  {r['seconds']:.1f}s  {r['note']}".rstrip())
     result["gallery_attack"] = result["attacks"][min(1, len(result["attacks"]) - 1)]
     return result
+
+
+def _check_attack(attacks, eps: float, n: int, curve, curve_n: int) -> str:
+    """The one-line errors for options no attack can run with; the attacks' shared norm."""
+    from cnnlab.robustness.evaluate import expand, norm_of
+
+    if eps < 0 or n < 0 or curve_n < 1:
+        raise CnnlabError(f"attack needs eps >= 0, n >= 0 and curve_n >= 1 (got eps {eps:g}, "
+                          f"n {n}, curve_n {curve_n})")
+    norm = norm_of(expand(attacks))
+    if curve:
+        norm_of(expand(curve))
+    if norm == "linf" and eps > 1:
+        raise CnnlabError(f"--eps {eps:g} is past the pixel range [0, 1] of an L-inf attack; "
+                          "give a radius such as 8/255")
+    return norm
 
 
 def _radius(eps: float, norm: str) -> str:

@@ -174,6 +174,20 @@ def _measure(names, probs, y, tree_pred, held, groups, sets, freq) -> dict:
     }
 
 
+def _control_html(res: dict) -> str:
+    c = res["control"]
+    body = (f"<p><b>Control:</b> the base fine-tuned on all its classes for the nodes' "
+            f"{res['node_epochs']} epochs at the same learning rate reaches {pct(c['acc'])} "
+            f"(95% CI {pct(c['acc_ci']['low'])} to {pct(c['acc_ci']['high'])}); "
+            f"{esc(c['verdict'])}. The nodes trained for extra epochs: this line asks whether "
+            "specialising beats spending those epochs on the whole network.</p>")
+    if c["mcnemar_p"] >= 0.05 and res["mcnemar_p"] < 0.05:
+        body += para("So the tree's gain over its base is what the extra epochs bought, not what "
+                     "the confusion sets did: this base was still learning (trained briefly, to "
+                     "leave mistakes to fix).", note=True)
+    return body
+
+
 def section(ctx: SectionContext) -> str:
     from cnnlab.viz import plots as P
 
@@ -197,16 +211,7 @@ def section(ctx: SectionContext) -> str:
     body += table(["images", "n", "base CNN", "CNN tree"], rows)
     body += f"<p><b>Measured:</b> {esc(res['verdict'])}.</p>"
     if res.get("control"):
-        c = res["control"]
-        body += (f"<p><b>Control:</b> the base fine-tuned on all its classes for the nodes' "
-                 f"{res['node_epochs']} epochs at the same learning rate reaches {pct(c['acc'])} "
-                 f"(95% CI {pct(c['acc_ci']['low'])} to {pct(c['acc_ci']['high'])}); "
-                 f"{esc(c['verdict'])}. The nodes trained for extra epochs: this line asks whether "
-                 "specialising beats spending those epochs on the whole network.</p>")
-        if c["mcnemar_p"] >= 0.05 and res["mcnemar_p"] < 0.05:
-            body += para("So the tree's gain over its base is what the extra epochs bought, not "
-                         "what the confusion sets did: this base was still learning (trained "
-                         "briefly, to leave mistakes to fix).", note=True)
+        body += _control_html(res)
     if res["mcnemar_p"] >= 0.05:
         body += para("On this data the tree does not measurably help: the base network already "
                      f"gets {pct(res['base_confused_acc'])} of the confused classes' images right, "

@@ -190,6 +190,15 @@ def training_html(history: list[dict], floor: float | None, plots_dir: Path) -> 
         "stop improving.", note=True)
 
 
+def _yardsticks_html(yardsticks: dict, fid: float, floor: float) -> str:
+    return para("For scale, the domain FID of real images slightly spoilt (the floor's second half "
+                "against the same first half): " + "; ".join(
+                    f"{name} {v:.3f} ({v / max(floor, 1e-12):.1f}x the floor)"
+                    for name, v in yardsticks.items())
+                + f". The samples' {fid:.3f} reads against these. This judge reads texture: blur "
+                "or noise alone moves real images that far from the floor.")
+
+
 def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | None:
     """The measures beside their floor, and the class histogram."""
     r = _generation(run_dir)
@@ -212,12 +221,7 @@ def quality_html(run_dir: Path, classes: list[str], plots_dir: Path) -> str | No
         ("coverage", "coverage", "real images with a sample nearby"))]
     body = head + table(["measure", "generated", "floor: real vs real", "reading"], rows)
     if r.get("yardsticks"):  # runs measured before the yardsticks have none
-        body += para("For scale, the domain FID of real images slightly spoilt (the floor's second "
-                     "half against the same first half): " + "; ".join(
-                         f"{name} {fid:.3f} ({fid / max(f['fid'], 1e-12):.1f}x the floor)"
-                         for name, fid in r["yardsticks"].items())
-                     + f". The samples' {g['fid']:.3f} reads against these. This judge reads "
-                     "texture: blur or noise alone moves real images that far from the floor.")
+        body += _yardsticks_html(r["yardsticks"], g["fid"], f["fid"])
     acc, k = r.get("judge_accuracy"), len(classes)
     if acc is not None:
         weak = acc < min(0.5, 2 / k)
