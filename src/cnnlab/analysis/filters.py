@@ -72,7 +72,7 @@ def section(ctx: SectionContext) -> str | None:
     maps = [(m["layer"], arrays[f"map{i}"]) for i, m in enumerate(info["maps"])]
     if maps:
         body += (f"<h3>Feature maps for {esc(info['image'])}"
-                 f"{' (' + esc(info['label']) + ')' if info.get('label') else ''}</h3>")
+                 f"{', class ' + esc(info['label']) if info.get('label') else ''}</h3>")
         body += img(P.save(_maps_figure(arrays["image"], maps), ctx.plots_dir, "feature_maps"),
                     "feature maps", "900px")
     if info["fields"]:
@@ -83,9 +83,10 @@ def section(ctx: SectionContext) -> str | None:
         if info["model"] == "lenet5" and side != 32:
             body += para(f"The fields are counted in the dataset's own {side}x{side} pixels. "
                          f"LeNet-5 reads 32x32 images, so it first resizes these to 32x32: its "
-                         f"{filters.shape[1]}x{filters.shape[2]} filters cover "
-                         f"{filters.shape[1] * side / 32:.1f} of the original pixels, which is "
-                         "why a 5x5 filter shows a smaller field here.", note=True)
+                         f"{filters.shape[1]}x{filters.shape[2]} filters span about "
+                         f"{filters.shape[1] * side / 32:.1f} x {filters.shape[2] * side / 32:.1f} of "
+                         "the original pixels, which is why a 5x5 filter shows a smaller field here.",
+                         note=True)
         fig = _fields_figure(info["fields"], arrays)
         body += img(P.save(fig, ctx.plots_dir, "receptive_fields"), "receptive fields", "900px")
     return body

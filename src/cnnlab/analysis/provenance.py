@@ -42,7 +42,8 @@ def provenance(run: Run, *, max_distance: int = 4, log: Log = print) -> dict:
                "now": now[key]["sha256" if key != "read_from" else "digest"]}
               for key, what in (("train", "training images and labels"),
                                 ("eval", "evaluation images and labels"),
-                                ("read_from", f"{now['read_from']['files']} source files"))]
+                                ("read_from", f"{now['read_from']['files']} source file"
+                                 + ("s" if now['read_from']['files'] != 1 else "")))]
     for c in checks:
         c["matches"] = c["recorded"] == c["now"]
         log(f"{c['what']:>30}: {'matches' if c['matches'] else 'CHANGED since training'}")

@@ -207,7 +207,8 @@ def _strip(clip, rows, n: int = 6):
 
 
 def _setting(params: dict) -> str:
-    return f"score threshold {params['high']}, reported after {params['min_hits']} detection(s)"
+    hits = params["min_hits"]
+    return f"score threshold {params['high']}, reported after {hits} detection{'s' * (hits != 1)}"
 
 
 def _action_html(a: dict) -> str:
