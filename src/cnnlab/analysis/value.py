@@ -261,7 +261,11 @@ def section(ctx: SectionContext) -> str:
                          "scored by a model that never saw it.", note=True)
     if res.get("retrain"):
         body += _retrain_table(res["retrain"])
-    body += "<h3>Value per class</h3>" + table(
+    body += "<h3>Value per class</h3>"
+    if res.get("detection"):
+        body += para("Classes as labelled in the copy with flipped labels that was valued, so the "
+                     "counts differ from the data card's.", note=True)
+    body += table(
         ["class", "images", "mean value", "negative values"],
         [[r["class"], r["n"], f"{r['mean']:.2e}", r["negative"]] for r in res["per_class"]])
     if arrays and "labels" in arrays and len(res["classes"]) <= 20:
