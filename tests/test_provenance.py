@@ -55,5 +55,5 @@ def test_the_audit_finds_changed_data_and_writes_a_model_card(tmp_path):
     np.savez(path, x=x, y=y)
     res = run_analysis(run, "provenance", log=quiet)
     changed = {c["what"] for c in res["checks"] if not c["matches"]}
-    assert not res["all_match"] and "1 source files" in changed
+    assert not res["all_match"] and "1 source file" in changed
     assert len(changed) == 2  # the file, and the training or evaluation images (wherever x[0] went)
