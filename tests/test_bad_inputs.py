@@ -175,7 +175,7 @@ CASES = [
     ("calibrate a base network without its data", lambda t, r: ["calibrate", str(r), "--model", "fastnet"],
      "describe the network trained on --dataset; give --dataset too"),
     ("device tpu", lambda t, r: ["train", "--device", "tpu", "--out-dir", str(t)],
-     "device must be auto, cpu, cuda or cuda:N, not 'tpu'"),
+     "--device tpu: cnnlab trains on auto, cpu, cuda or cuda:N"),
     ("models size 2", lambda t, r: ["models", "--size", "2"], "--size must be between 8 and"),
     ("serve port 99999", lambda t, r: ["serve", "--runs", str(t), "--port", "99999"], "--port must be between 1"),
     ("serve on a port in use", lambda t, r: ["serve", "--runs", str(t), "--port", str(busy_port())],

@@ -257,11 +257,13 @@ def test_a_finished_subrun_keeps_only_what_analyses_read(base_run):
 def test_unchanged_is_an_equivalence_claim_and_a_drop_needs_both_intervals():
     from cnnlab.analysis.permutation import claims
 
-    def result(mlp, cnn_images, cnn_seeds):
+    def result(mlp, cnn_images, cnn_seeds, mlp_seeds=(-0.03, 0.05), mlp_original=(0.39, 0.43)):
         ci = lambda low, high: {"estimate": (low + high) / 2, "low": low, "high": high}  # noqa: E731
-        return {"dataset": "shapes", "n_eval": 1000, "cnn": "fastnet",
-                "changes": {"mlp": {"images_ci": ci(*mlp)},
-                            "fastnet": {"images_ci": ci(*cnn_images), "seeds_ci": ci(*cnn_seeds)}}}
+        return {"dataset": "shapes", "n_eval": 1000, "cnn": "fastnet", "chance": 0.25,
+                "changes": {"mlp": {"images_ci": ci(*mlp), "seeds_ci": ci(*mlp_seeds),
+                                    "original_ci": ci(*mlp_original)},
+                            "fastnet": {"images_ci": ci(*cnn_images), "seeds_ci": ci(*cnn_seeds),
+                                        "original_ci": ci(0.75, 0.79)}}}
 
     assert claims(result((-0.014, 0.025), (-0.42, -0.36), (-0.68, -0.10)))[0].holds is True
     # an MLP interval that contains zero but reaches past 3 points shows nothing unchanged
@@ -269,6 +271,10 @@ def test_unchanged_is_an_equivalence_claim_and_a_drop_needs_both_intervals():
     # a CNN drop that the seeds do not confirm is within noise
     assert claims(result((-0.01, 0.01), (-0.42, -0.36), (-0.90, 0.10)))[0].holds is None
     assert claims(result((0.04, 0.08), (-0.42, -0.36), (-0.68, -0.10)))[0].holds is False
+    # an MLP that changes over seeds, or one that learned nothing, is not "unchanged"
+    drop = ((-0.42, -0.36), (-0.68, -0.10))
+    assert claims(result((-0.01, 0.01), *drop, mlp_seeds=(0.01, 0.09)))[0].holds is None
+    assert claims(result((-0.01, 0.01), *drop, mlp_original=(0.22, 0.27)))[0].holds is None
 
 
 def test_the_depth_claim_reads_the_same_whichever_model_the_run_trained():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ import yaml
 from cnnlab.errors import CnnlabError
 
 DEVICES = r"auto|cpu|cuda(:\d+)?"
-"""The devices cnnlab trains on (a regular expression): checked before a run folder is made."""
+"""The devices cnnlab trains on (a regular expression): checked before a run folder is made,
+not when a saved config loads (older runs may name another)."""
 
 
 def _f(default: Any, help: str, bounds: tuple[float, float] | None = None, **kw: Any) -> Any:
@@ -297,8 +297,6 @@ class TrainConfig:
             (0 <= self.checkpoints <= self.epochs, "checkpoints must be in [0, epochs]"),
             (self.eval_every >= 1, "eval_every must be at least 1"),
             (self.threads >= 0, "threads must be >= 0 (0: one per core)"),
-            (re.fullmatch(DEVICES, self.device) is not None,
-             f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}"),
         ]
 
     def _data_checks(self) -> list[tuple[bool, str]]:

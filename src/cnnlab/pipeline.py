@@ -146,9 +146,10 @@ BEFORE_MAIN = ("scenes", "video")
 sub-runs; only its config): they start while it trains. The rest of that lane waits until
 its folder says it finished (status.json, written after metrics, weights and provenance)."""
 
-AFTER_LANES = ("energy", "provenance")
-"""Analyses that read what every other one did, run last: energy (each phase's), provenance
-(its model card quotes bias, calibration, robustness and privacy, from both lanes)."""
+AFTER_LANES = ("provenance", "energy")
+"""Analyses that read what every other one did, run last and in this order: provenance (its
+model card quotes bias, calibration, robustness and privacy, from both lanes), then energy
+(each phase's, provenance's included)."""
 
 
 def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
@@ -185,8 +186,8 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
         else:
             run = Run(path)
             record_main_job(run.path, stems)
-        for a in analyses:
-            if a.name in AFTER_LANES:
+        for name in AFTER_LANES:
+            for a in (a for a in analyses if a.name == name):
                 write_job_phases(run)  # every phase so far, the lanes' included
                 times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
         t = time.perf_counter()

@@ -46,7 +46,7 @@ from cnnlab.tasks.runs import finish_task, prepare_task_data, task_meta
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import distributed as dist_
 from cnnlab.training.state import time_to_accuracy
-from cnnlab.training.trainer import fit, start_model
+from cnnlab.training.trainer import fit, resolve_device, start_model
 
 RUN_FORMAT = 2
 """Version of the run-folder layout. 1: before analyses were named by their settings and the
@@ -387,6 +387,7 @@ def train_run(cfg: TrainConfig, resume: bool = False, log: Log = print,
 def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run | None:
     run_dir = Path(cfg.out_dir) / cfg.name
     main = dist_.is_main()
+    resolve_device(cfg.device)  # an unknown device, or CUDA without a GPU, stops before any folder
     dist_.on_main(lambda: check_run_dir(run_dir, cfg, resume))
     data = prepare_task_data(cfg.task, data_for(cfg))  # bad data stops before any folder is made
     what = "object crops" if cfg.task == "pose" else "images"  # pose trains on one crop per object

@@ -73,11 +73,18 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
         _save(run, temperature, n_fit)
     return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": save,
             "dataset": run.config.dataset, "model": run.config.model, "run_dataset": run_dataset,
+            "subrun": bool(dataset),
             "accuracy": float((probs.argmax(1) == y).mean()),
             "metrics": table_rows, "ece_change": change,
             "selective": C.selective(after, ys),
             "reliability": {"before": reliability(before, ys), "after": reliability(after, ys)},
             "arrays": {"coverage_accuracy": np.stack(C.risk_coverage(after, ys))}}
+
+
+def calibrated_elsewhere(res: dict) -> bool:
+    """Whether a stored result calibrated another network than the run's own (results before
+    the ``subrun`` key: when its dataset differs)."""
+    return res.get("subrun", res.get("dataset", res.get("run_dataset")) != res.get("run_dataset"))
 
 
 def _subject(run: Run, dataset: str, base: tuple, log: Log) -> Run:
@@ -156,12 +163,15 @@ def section(ctx: SectionContext) -> str:
             for k, name in METRICS.items()]
     effect = "softens an over-confident" if res["temperature"] > 1 else "sharpens an under-confident"
     body = ""
-    if res.get("dataset", res.get("run_dataset")) != res.get("run_dataset"):
+    if calibrated_elsewhere(res):
+        m = ctx.run.metrics
+        own = (f" This run's own network: ECE {m['ece']:.3f} on its {m['n']:,} evaluation images "
+               f"({pct(m['accuracy'])} right)." if "ece" in m else "")
         body += para(f"Calibrated on {esc(res['dataset'])}: the {esc(res['model'])} the CNN tree "
                      f"grows from ({pct(res['accuracy'])} right), not this run's "
                      f"{esc(res['run_dataset'])} network. cnnlab run does so when the run's own "
                      "network makes too few mistakes for a test to see its calibration change "
-                     "(on the 8x8 digits, 9 wrong of 360).", note=True)
+                     f"(on the 8x8 digits, 9 wrong of 360).{own}", note=True)
     body += para(f"Temperature scaling (Guo et al. 2017): T = {res['temperature']:.3f} ({effect} "
                 f"model), fitted on {res['n_fit']} evaluation images and scored on the other "
                 f"{res['n_score']}, which never took part in the fit.")
@@ -176,7 +186,7 @@ def section(ctx: SectionContext) -> str:
     if ctx.arrays:
         body += img(P.save(_coverage_figure(ctx.arrays["coverage_accuracy"]), ctx.plots_dir,
                            "selective"), "accuracy against coverage", "460px")
-    if res["saved"] and res.get("dataset", res.get("run_dataset")) != res.get("run_dataset"):
+    if res["saved"] and calibrated_elsewhere(res):
         body += para("The temperature is saved in that network's sub-run (weights/calibration.json); "
                      "this run's own predictions are left as they are.", note=True)
     elif res["saved"]:
@@ -227,8 +237,7 @@ def claims(res: dict) -> list[Claim]:
     ci = res["ece_change"]["ci"]
     ece = res["metrics"]["ece"]
     holds = None if ci["low"] <= 0 <= ci["high"] else ci["high"] < 0
-    elsewhere = res.get("dataset", res.get("run_dataset")) != res.get("run_dataset")
-    where = f"on {res['dataset']} ({res['model']}): " if elsewhere else ""
+    where = f"on {res['dataset']} ({res['model']}): " if calibrated_elsewhere(res) else ""
     return [Claim("Softmax outputs are not probabilities as they come; temperature scaling "
                   "calibrates them", f"{where}ECE {ece['before']['estimate']:.3f} -> "
                   f"{ece['after']['estimate']:.3f} (T = {res['temperature']:.2f}); "

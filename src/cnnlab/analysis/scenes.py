@@ -274,7 +274,11 @@ def _ci_words(row: dict) -> str:
 
 def claims(res: dict) -> list[Claim]:
     """Beyond classification: each head against a useful score; the pose heads per object."""
-    rows = {r["task"]: r for r in res["rows"]}
+    rows = {r["task"]: dict(r) for r in res["rows"]}
+    pck = res.get("pose", {}).get("pck_ci", {})  # Wilson intervals of the pose heads' PCK
+    for head in ("heatmap", "regression"):
+        if f"pose-{head}" in rows and head in pck:
+            rows[f"pose-{head}"].setdefault("score_ci", pck[head])
     said = ", ".join(f"{label} {r['score_name']} {r['score']:.3f}" + _ci_words(r)
                      + f" (useful: {USEFUL[label]:g})" for label, r in rows.items() if label in USEFUL)
     # a score with an interval counts when its lower end clears the bar, one without by itself

@@ -182,9 +182,9 @@ def _control_html(res: dict) -> str:
             f"{esc(c['verdict'])}. The nodes trained for extra epochs: this line asks whether "
             "specialising beats spending those epochs on the whole network.</p>")
     if c["mcnemar_p"] >= 0.05 and res["mcnemar_p"] < 0.05:
-        body += para("So the tree's gain over its base is what the extra epochs bought, not what "
-                     "the confusion sets did: this base was still learning (trained briefly, to "
-                     "leave mistakes to fix).", note=True)
+        body += para("So the tree's gain over its base cannot be told apart from what the extra "
+                     "epochs bought on their own: this base was still learning (trained briefly, "
+                     "to leave mistakes to fix).", note=True)
     return body
 
 
