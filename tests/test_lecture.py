@@ -304,3 +304,20 @@ def test_the_tree_claims_its_gain_and_tests_it_against_the_extra_epochs():
     assert first.holds is True and second.holds is None and "96.20%" in second.verdict
     res["control"] |= {"mcnemar_p": 0.002, "tree_only": 13, "control_only": 1}
     assert claims(res)[1].holds is True
+
+
+def test_a_run_of_a_third_model_still_gets_the_depth_claim_from_resnet20_against_lenet5():
+    import numpy as np
+
+    from cnnlab.analysis.mlp_vs_cnn import _comparisons, claims
+
+    rng = np.random.default_rng(0)
+    correct = {m: rng.random(300) < p for m, p in (("mlp", 0.8), ("lenet5", 0.9), ("resnet20", 0.97),
+                                                    ("fastnet", 0.95))}
+    comparisons = _comparisons(correct, "fastnet")
+    depth = [c for c in comparisons if (c["model"], c["reference"]) == ("resnet20", "lenet5")]
+    assert len(depth) == 1 and depth[0]["difference_points"] > 0
+    said = claims({"models": [], "reference": "fastnet", "comparisons": comparisons})
+    assert [(c.claim, c.holds) for c in said] == [("A deeper network does better (resnet20 against lenet5)",
+                                                  depth[0]["p_value"] < 0.05 or None)]
+    assert not [c for c in _comparisons(correct, "lenet5") if c["reference"] != "lenet5"]

@@ -71,24 +71,30 @@ def _ci(correct) -> dict:
 
 
 def _comparisons(correct: dict, reference: str) -> list[dict]:
-    """Each model against the reference model, McNemar on the same evaluation images."""
+    """Each model against the reference model, McNemar on the same evaluation images; and the
+    depth pair (``DEPTH``) against each other where the reference is neither of them."""
+    if reference not in correct:
+        return []
+    out = [_compare(correct, name, reference) for name in correct if name != reference]
+    deeper, shallower = DEPTH
+    if reference not in DEPTH and deeper in correct and shallower in correct:
+        out.append(_compare(correct, deeper, shallower))
+    return out
+
+
+def _compare(correct: dict, name: str, reference: str) -> dict:
     from cnnlab.evaluate.stats import mcnemar
 
-    out = []
-    ref = correct.get(reference)
-    for name, c in correct.items():
-        if name == reference or ref is None:
-            continue
-        test = mcnemar(c, ref)
-        diff = 100 * (c.mean() - ref.mean())
-        verdict = ("no significant difference" if test.p_value >= 0.05 else
-                   "better" if diff > 0 else "worse")
-        out.append({"model": name, "reference": reference, "difference_points": diff,
-                    **test.to_dict(), "verdict": verdict,
-                    "words": f"{name} vs {reference}: {diff:+.2f} points ({test.a_only} images only "
-                             f"{name} gets right, {test.b_only} only {reference}; McNemar p = "
-                             f"{test.p_value:.3g}): {verdict}"})
-    return out
+    c, ref = correct[name], correct[reference]
+    test = mcnemar(c, ref)
+    diff = 100 * float(c.mean() - ref.mean())
+    verdict = ("no significant difference" if test.p_value >= 0.05 else
+               "better" if diff > 0 else "worse")
+    return {"model": name, "reference": reference, "difference_points": diff,
+            **test.to_dict(), "verdict": verdict,
+            "words": f"{name} vs {reference}: {diff:+.2f} points ({test.a_only} images only "
+                     f"{name} gets right, {test.b_only} only {reference}; McNemar p = "
+                     f"{test.p_value:.3g}): {verdict}"}
 
 
 def section(ctx: SectionContext) -> str:
