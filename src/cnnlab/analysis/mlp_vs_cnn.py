@@ -127,17 +127,19 @@ def _figure(rows: list[dict]):
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 1.6))
     names = [r["model"] for r in rows]
     axes[0].barh(names, [r["first_layer_params"] for r in rows], color="tab:orange")
-    axes[0].set(xscale="log", title="First-layer parameters (log scale)")
+    axes[0].set(xscale="log", title="First-layer parameters (log scale)", xlim=(10, None))
     acc = [100 * r["accuracy"] for r in rows]
     err = [[100 * (r["accuracy"] - r["accuracy_ci"]["low"]) for r in rows],
            [100 * (r["accuracy_ci"]["high"] - r["accuracy"]) for r in rows]]
     axes[1].barh(names, acc, xerr=err, capsize=4, color="tab:blue")
-    axes[1].set(title="Accuracy (%), 95% CI", xlim=(max(0, min(acc) - 10), 100))
-    for ax, values, fmt in ((axes[0], [r["first_layer_params"] for r in rows], "{:,.0f}"),
-                            (axes[1], acc, "{:.1f}%")):
+    left = max(0, min(acc) - 10)
+    axes[1].set(title="Accuracy (%), 95% CI", xlim=(left, 100))
+    for ax in axes:
         ax.invert_yaxis()
-        for i, v in enumerate(values):
-            ax.text(v, i, "  " + fmt.format(v), va="bottom", fontsize=9)
+    for i, r in enumerate(rows):  # counts beside their bars, accuracies inside theirs (clear of the CI)
+        axes[0].text(r["first_layer_params"], i, f"  {r['first_layer_params']:,}", va="center", fontsize=9)
+        axes[1].text(left + 0.3, i, f"{acc[i]:.1f}%", va="center", fontsize=9, color="white",
+                     fontweight="bold")
     fig.tight_layout()
     return fig
 
