@@ -17,10 +17,6 @@ import yaml
 
 from cnnlab.errors import CnnlabError
 
-DEVICES = r"auto|cpu|cuda(:\d+)?"
-"""The devices cnnlab trains on (a regular expression): checked before a run folder is made,
-not when a saved config loads (older runs may name another)."""
-
 
 def _f(default: Any, help: str, bounds: tuple[float, float] | None = None, **kw: Any) -> Any:
     """A dataclass field with a help string (shown by ``--help``) and, for a number, the

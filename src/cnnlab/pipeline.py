@@ -162,6 +162,7 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
     path = Path(out_dir) / cfg.name
     finished = (path / "metrics.json").is_file()
     analyses = main_job_analyses(TrainConfig.load(path / "config.yaml") if finished else cfg)
+    by_name = {a.name: a for a in analyses}
     steps = {a.name: k for k, a in enumerate(analyses, start=2)}
     lanes = _lanes([a.name for a in analyses if a.name not in AFTER_LANES], threads)
     stems, times, drawn = main_job_stems(path), {}, {}
@@ -180,16 +181,14 @@ def _main_job(dataset: str, epochs: int, seed: int, name: str, out_dir: str, dat
         if len(lanes) == 1:  # one process, in order
             run = main_run(cfg, log, progress)
             times["main CNN"] = time.perf_counter() - t0
-            by_name = {a.name: a for a in analyses}
             for name in lanes[0]:
                 times[name] = _step(run, by_name[name], steps[name], full, country, stems, log)
         else:
             run = Run(path)
             record_main_job(run.path, stems)
-        for name in AFTER_LANES:
-            for a in (a for a in analyses if a.name == name):
-                write_job_phases(run)  # every phase so far, the lanes' included
-                times[a.name] = _step(run, a, steps[a.name], full, country, stems, log)
+        for name in (n for n in AFTER_LANES if n in by_name):
+            write_job_phases(run)  # every phase so far, the lanes' included
+            times[name] = _step(run, by_name[name], steps[name], full, country, stems, log)
         t = time.perf_counter()
         with meter().phase("report"):
             report = render_report(run, drawn)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cnnlab.config import FROM_SCRATCH, TrainConfig, scratch_optimizer
+from cnnlab.errors import CnnlabError
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
@@ -26,11 +27,51 @@ def other_config(run: Run, dataset: str = "", image_size: int = 0, limit_train: 
     return scratch_optimizer(TrainConfig.from_dict(cfg), run.config.model, recipe or {})
 
 
+FEW_MISTAKES = 50
+"""A network with fewer mistakes on its evaluation images than this leaves a CNN tree too
+little to fix, and a calibration change too little to see; ``cnnlab run`` then looks at
+``SHAPES_BASE`` instead (``main_job_base``)."""
+
+SHAPES_BASE = {"dataset": "shapes:kinds=8", "image_size": 24, "model": "fastnet",
+               "model_kwargs": {"widths": [16, 32, 64]}, "base_epochs": 12,
+               "recipe": {"batch_size": 128, "crop_padding": 2}}
+"""The base network on 8-kind shapes that ``cnnlab run`` grows its tree from (and calibrates)
+when the run's own network leaves too few mistakes."""
+
+
+def main_job_base(run: Run, full: bool) -> dict:
+    """The base network's options in ``cnnlab run``: none (the run's own network) when it
+    makes at least ``FEW_MISTAKES`` mistakes on its evaluation images, else ``SHAPES_BASE``
+    (``--full``: 10,000 training images at 32 px and 20 epochs)."""
+    mistakes = (1 - run.metrics.get("accuracy", 0.0)) * run.metrics.get("n", 0)
+    if mistakes >= FEW_MISTAKES:
+        return {}
+    if not full:
+        return dict(SHAPES_BASE)
+    return SHAPES_BASE | {"dataset": "shapes:kinds=8,n=10000", "image_size": 32, "base_epochs": 20}
+
+
 def base_network(run: Run, dataset: str, image_size: int = 0, model: str = "",
                  model_kwargs: dict | None = None, epochs: int = 0, recipe: dict | None = None,
-                 log=print) -> Run:
-    """A network trained with the run's recipe on ``dataset`` (a sub-run, reused by every
-    analysis that asks for the same one: the CNN tree grows from it, calibration scores it)."""
+                 log=print, what: str = "base network") -> Run:
+    """The network an analysis looks at: the run's own, or, with ``dataset``, one trained with
+    the run's recipe on that data (a sub-run, reused by every analysis that asks for the same
+    one: the CNN tree grows from it, calibration scores it). Its options (image_size, model,
+    model_kwargs, epochs, recipe) mean nothing without ``dataset``: given alone, one line."""
+    if not dataset:
+        given = [flag for flag, v in (("--image-size", image_size), ("--model", model),
+                                      ("--model-kwargs", model_kwargs), ("--base-epochs", epochs),
+                                      ("--recipe", recipe)) if v]
+        if given:
+            raise CnnlabError(f"{', '.join(given)} describe the {what} trained on --dataset; give "
+                              "--dataset too (e.g. --dataset shapes:kinds=8), or leave them out")
+        return run
     base = {"model": model or run.config.model, "model_kwargs": model_kwargs or {}}
     return run.subrun(other_config(run, dataset, image_size, 0, epochs, (recipe or {}) | base),
                       "base", log)
+
+
+def on_other_data(res: dict) -> bool:
+    """Whether a stored result looked at a base network rather than the run's own (results
+    before the ``subrun`` key: when its dataset differs from the run's)."""
+    return res.get("subrun", res.get("dataset", res.get("run_dataset")) != res.get("run_dataset"))

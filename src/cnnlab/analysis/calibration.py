@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis._subject import base_network
+from cnnlab.analysis._subject import base_network, main_job_base, on_other_data
 from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
@@ -56,7 +56,8 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
     from cnnlab.evaluate.metrics import reliability
 
     run_dataset = run.config.dataset
-    run = _subject(run, dataset, (image_size, model, model_kwargs, base_epochs, recipe), log)
+    run = base_network(run, dataset, image_size, model, model_kwargs, base_epochs, recipe, log,
+                       what="network")
     if not 0 < fit_fraction < 1 or resamples < 100:
         raise CnnlabError("calibration needs 0 < fit_fraction < 1 and resamples >= 100")
     probs, y, fit, score = _split(run, fit_fraction)
@@ -79,23 +80,6 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
             "selective": C.selective(after, ys),
             "reliability": {"before": reliability(before, ys), "after": reliability(after, ys)},
             "arrays": {"coverage_accuracy": np.stack(C.risk_coverage(after, ys))}}
-
-
-def calibrated_elsewhere(res: dict) -> bool:
-    """Whether a stored result calibrated another network than the run's own (results before
-    the ``subrun`` key: when its dataset differs)."""
-    return res.get("subrun", res.get("dataset", res.get("run_dataset")) != res.get("run_dataset"))
-
-
-def _subject(run: Run, dataset: str, base: tuple, log: Log) -> Run:
-    """The network to calibrate: the run's, or one trained on ``dataset`` with ``base``
-    (image_size, model, model_kwargs, base_epochs, recipe), which mean nothing without it."""
-    if dataset:
-        return base_network(run, dataset, *base, log=log)
-    if any(base):
-        raise CnnlabError("calibration: image_size, model, model_kwargs, base_epochs and recipe "
-                          "describe the network trained on --dataset; give --dataset too")
-    return run
 
 
 def _save(run: Run, temperature: float, n_fit: int) -> None:
@@ -163,7 +147,7 @@ def section(ctx: SectionContext) -> str:
             for k, name in METRICS.items()]
     effect = "softens an over-confident" if res["temperature"] > 1 else "sharpens an under-confident"
     body = ""
-    if calibrated_elsewhere(res):
+    if on_other_data(res):
         m = ctx.run.metrics
         own = (f" This run's own network: ECE {m['ece']:.3f} on its {m['n']:,} evaluation images "
                f"({pct(m['accuracy'])} right)." if "ece" in m else "")
@@ -186,7 +170,7 @@ def section(ctx: SectionContext) -> str:
     if ctx.arrays:
         body += img(P.save(_coverage_figure(ctx.arrays["coverage_accuracy"]), ctx.plots_dir,
                            "selective"), "accuracy against coverage", "460px")
-    if res["saved"] and calibrated_elsewhere(res):
+    if res["saved"] and on_other_data(res):
         body += para("The temperature is saved in that network's sub-run (weights/calibration.json); "
                      "this run's own predictions are left as they are.", note=True)
     elif res["saved"]:
@@ -237,25 +221,17 @@ def claims(res: dict) -> list[Claim]:
     ci = res["ece_change"]["ci"]
     ece = res["metrics"]["ece"]
     holds = None if ci["low"] <= 0 <= ci["high"] else ci["high"] < 0
-    where = f"on {res['dataset']} ({res['model']}): " if calibrated_elsewhere(res) else ""
+    where = f"on {res['dataset']} ({res['model']}): " if on_other_data(res) else ""
     return [Claim("Softmax outputs are not probabilities as they come; temperature scaling "
                   "calibrates them", f"{where}ECE {ece['before']['estimate']:.3f} -> "
                   f"{ece['after']['estimate']:.3f} (T = {res['temperature']:.2f}); "
                   f"{res['ece_change']['verdict']}", holds)]
 
 
-def _main_job(run: Run, full: bool) -> dict:
-    """In ``cnnlab run``: the run's own network, or the CNN tree's base where that leaves too
-    few mistakes (``tree.main_job_base``)."""
-    from cnnlab.analysis.tree import main_job_base
-
-    return main_job_base(run, full)
-
-
 ANALYSIS = register(Analysis(
     name="calibration", title="Calibration", compute=calibration, section=section, order=70,
-    verb=("calibrate",), quick=lambda run: _main_job(run, full=False),
-    full=lambda run: _main_job(run, full=True),
+    verb=("calibrate",), quick=lambda run: main_job_base(run, full=False),
+    full=lambda run: main_job_base(run, full=True),
     claims=claims,
     bounds={"fit_fraction": (0.05, 0.95), "resamples": (100, 100_000), "image_size": (0, 4096),
             "base_epochs": (0, 10_000)},

@@ -297,7 +297,7 @@ def claims(res: dict) -> list[Claim]:
                      True if same["low"] > 0.5 else None if same["high"] >= 0.5 else False))
     gap = d.get("caught_gap")
     if gap is None and d.get("unseen"):  # stored before the difference had its interval
-        same, unseen = d["same"], d["unseen"]
+        unseen = d["unseen"]
         out.append(Claim("Such a detector does worse on a generator it never saw",
                          f"{100 * unseen['estimate']:.1f}% on the unseen generator against "
                          f"{100 * same['estimate']:.1f}% on its own (separate intervals: run the "

@@ -115,10 +115,10 @@ def _measured(run: Run) -> dict:
         w = results["bias"]["worst"]
         out["bias"] = (f"Worst {w['by']}: {w['name']} at {100 * w['accuracy']:.1f}% "
                        f"(n = {w['n']}); see report.html for every slice.")
-    from cnnlab.analysis.calibration import calibrated_elsewhere
+    from cnnlab.analysis._subject import on_other_data
 
     c = results.get("calibration")
-    if c and not calibrated_elsewhere(c):  # of this model, not a sub-run's
+    if c and not on_other_data(c):  # of this model, not a sub-run's
         out["calibration"] = (f"temperature {c['temperature']:.2f}, ECE "
                               f"{c['metrics']['ece']['before']['estimate']:.3f} -> "
                               f"{c['metrics']['ece']['after']['estimate']:.3f}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cnnlab.analysis._subject import base_network
+from cnnlab.analysis._subject import FEW_MISTAKES, SHAPES_BASE, base_network, main_job_base, on_other_data
 from cnnlab.analysis.registry import Analysis, Claim, SectionContext, register
 from cnnlab.errors import CnnlabError
 from cnnlab.log import Log
@@ -27,16 +27,6 @@ from cnnlab.viz.html import esc, img, para, pct, table
 if TYPE_CHECKING:
     from cnnlab.run import Run
 
-
-FEW_MISTAKES = 50
-"""A base network with fewer mistakes on its evaluation images than this leaves a tree too
-little to fix for McNemar's test to see it; ``cnnlab run`` then grows the tree on ``SHAPES``."""
-
-SHAPES_BASE = {"dataset": "shapes:kinds=8", "image_size": 24, "model": "fastnet",
-               "model_kwargs": {"widths": [16, 32, 64]}, "base_epochs": 12,
-               "recipe": {"batch_size": 128, "crop_padding": 2}}
-"""The base network on 8-kind shapes that ``cnnlab run`` grows its tree from (and calibrates)
-when the run's own network leaves too few mistakes."""
 
 SHAPES = SHAPES_BASE | {"epochs": 8, "lr_scale": 0.3}
 """The tree on 8-kind shapes, for runs that leave nothing to fix. Measured (seed 0, 1 thread,
@@ -68,11 +58,11 @@ def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int
     """
     from cnnlab.cnntree import confusion_sets, fine_tune, group_classes, route, train_nodes
 
-    _check_options((top_k, threshold, max_node_size, epochs, lr_scale), dataset,
-                   (image_size, model, model_kwargs, base_epochs, recipe))
-    run_dataset = run.config.dataset
-    if dataset:  # the base network: one trained with the run's recipe on other data
-        run = base_network(run, dataset, image_size, model, model_kwargs, base_epochs, recipe, log)
+    if top_k < 2 or not 0 < threshold < 1 or max_node_size < 2 or epochs < 0 or lr_scale <= 0:
+        raise CnnlabError("tree needs top_k >= 2, 0 < threshold < 1, max_node_size >= 2, "
+                          "epochs >= 0 and lr_scale > 0")
+    run_dataset = run.config.dataset  # the base network: the run's, or one on other data
+    run = base_network(run, dataset, image_size, model, model_kwargs, base_epochs, recipe, log)
     cfg, data = run.config, run.data()
     probs, y, build, held = _halves(run)
     sets, freq = confusion_sets(probs[build], y[build], top_k, threshold)
@@ -86,33 +76,13 @@ def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int
                     if control and groups else None)
     result |= {"k": top_k, "threshold": threshold, "max_node_size": max_node_size,
                "node_epochs": node_epochs, "lr_scale": lr_scale, "dataset": cfg.dataset,
-               "model": cfg.model, "run_dataset": run_dataset, "base_epochs": cfg.epochs,
+               "model": cfg.model, "run_dataset": run_dataset, "subrun": bool(dataset),
+               "base_epochs": cfg.epochs,
                "control": None if control_pred is None else _control(y, tree_pred, control_pred, held)}
     result["arrays"] = {k: data.eval.x[result[f"{k}_index"]].numpy() for k in ("fixed", "broken")}
     log(f"base {100 * result['base_acc']:.2f}% -> tree {100 * result['tree_acc']:.2f}% on "
         f"{result['n_held']} held-out images: {result['verdict']}")
     return result
-
-
-def _check_options(node: tuple, dataset: str, values: tuple) -> None:
-    """The node options (top_k, threshold, max_node_size, epochs, lr_scale) in range; the base
-    network's (image_size, model, model_kwargs, base_epochs, recipe) only with --dataset, as
-    they mean nothing without it (they were ignored without a word)."""
-    top_k, threshold, max_node_size, epochs, lr_scale = node
-    if top_k < 2 or not 0 < threshold < 1 or max_node_size < 2 or epochs < 0 or lr_scale <= 0:
-        raise CnnlabError("tree needs top_k >= 2, 0 < threshold < 1, max_node_size >= 2, "
-                          "epochs >= 0 and lr_scale > 0")
-    names = ("image_size", "model", "model_kwargs", "base_epochs", "recipe")
-    given = [f"--{k.replace('_', '-')}" for k, v in zip(names, values, strict=True) if v]
-    if given and not dataset:
-        raise CnnlabError(f"{', '.join(given)} describe the base network trained on --dataset; "
-                          "give --dataset too (e.g. --dataset shapes:kinds=8), or leave them out")
-
-
-def _grown_elsewhere(res: dict) -> bool:
-    """Whether the tree grew on other data than the run's (results before that option have
-    neither key)."""
-    return res.get("dataset", res.get("run_dataset")) != res.get("run_dataset")
 
 
 def _halves(run: Run):
@@ -197,7 +167,7 @@ def section(ctx: SectionContext) -> str:
         rows.append(["images of confused classes", res["n_confused"], pct(res["base_confused_acc"]),
                      pct(res["tree_confused_acc"])])
     body = ""
-    if _grown_elsewhere(res):
+    if on_other_data(res):
         body += para(f"Grown on {esc(res['dataset'])} from a {esc(res['model'])} trained "
                      f"{res['base_epochs']} epochs with the run's recipe, not on this run's "
                      f"{esc(res['run_dataset'])}: cnnlab run does so when the run's own network "
@@ -308,24 +278,13 @@ def _main_job(run: Run, full: bool) -> dict:
     return base and SHAPES | base
 
 
-def main_job_base(run: Run, full: bool) -> dict:
-    """The base network's options in ``cnnlab run``: none (the run's own network) when it
-    makes at least ``FEW_MISTAKES`` mistakes on its evaluation images, else ``SHAPES_BASE``."""
-    mistakes = (1 - run.metrics.get("accuracy", 0.0)) * run.metrics.get("n", 0)
-    if mistakes >= FEW_MISTAKES:
-        return {}
-    if not full:
-        return dict(SHAPES_BASE)
-    return SHAPES_BASE | {"dataset": "shapes:kinds=8,n=10000", "image_size": 32, "base_epochs": 20}
-
-
 def claims(res: dict) -> list[Claim]:
     """Two claims, each with its exact McNemar test on the held-out images: the nodes correct
     the base network's confused predictions (the tree against its base); and that beats giving
     the whole network the same extra epochs (the tree against the control), the question that
     decides whether the confusion sets earned the gain or the extra training did."""
     holds = None if res["mcnemar_p"] >= 0.05 else res["n_fixed"] > res["n_broken"]
-    where = f"on {res['dataset']} ({res['model']}): " if _grown_elsewhere(res) else ""
+    where = f"on {res['dataset']} ({res['model']}): " if on_other_data(res) else ""
     out = [Claim("Confusion sets guide a CNN tree whose nodes correct confused predictions",
                  f"{where}{100 * res['base_acc']:.2f}% -> {100 * res['tree_acc']:.2f}% on "
                  f"{res['n_held']} held-out images: {res['verdict']}", holds)]

@@ -21,8 +21,8 @@ def miou_ci(pred: torch.Tensor, target: torch.Tensor, num_classes: int, resample
     import numpy as np
 
     c, n = num_classes, len(pred)
-    cells = (target.long() * c + pred.long()).reshape(n, -1)
-    per_image = torch.stack([torch.bincount(row, minlength=c * c) for row in cells]).double().numpy()
+    cells = (target.long() * c + pred.long()).reshape(n, -1) + torch.arange(n)[:, None] * c * c
+    per_image = torch.bincount(cells.reshape(-1), minlength=n * c * c).reshape(n, c * c).double().numpy()
     draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples)
 
     def miou(conf: np.ndarray) -> np.ndarray:  # (..., C*C) -> (...)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from cnnlab.config import DEVICES, TrainConfig
+from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
 from cnnlab.data.augment import alternating_flip_mask, augment, progressive_size, resize_batch
 from cnnlab.energy import meter
@@ -41,6 +41,10 @@ from cnnlab.training.state import (
     save_training_state,
     write_results_csv,
 )
+
+DEVICES = r"auto|cpu|cuda(:\d+)?"
+"""The devices cnnlab trains on: checked as a run starts, before its folder is made, not when a
+saved config loads (older runs may name another)."""
 
 
 def resolve_device(name: str) -> torch.device:
