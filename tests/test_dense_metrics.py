@@ -224,3 +224,30 @@ def test_the_miou_interval_pools_resampled_images_as_the_miou_pools_all():
     # one image's pixels: every resample is that image, so the interval is the point
     one = miou_ci(pred[:1], target[:1], 4, resamples=50)
     assert one["low"] == one["high"] == pytest.approx(one["estimate"])
+
+
+def _half_found(n: int) -> tuple[list[dict], list[dict]]:
+    """n images of one box each; the even ones found exactly, the odd ones missed."""
+    box = _boxes([4, 4, 20, 20])
+    targets = [{"boxes": box, "labels": torch.tensor([1])} for _ in range(n)]
+    preds = [{"boxes": box[: 1 - i % 2], "labels": torch.tensor([1] * (1 - i % 2)).long(),
+              "scores": torch.tensor([0.9] * (1 - i % 2))} for i in range(n)]
+    return preds, targets
+
+
+def test_the_map_interval_resamples_images_through_the_whole_coco_evaluation():
+    from cnnlab.evaluate.detection import detection_map_ci
+
+    preds, targets = _half_found(12)
+    ci = detection_map_ci(preds, targets, resamples=60, seed=3)
+    assert ci["estimate"] == pytest.approx(detection_map(preds, targets, NAMES)["map"])
+    # the reference: the same draws, each resample scored by detection_map on its own images
+    draws = np.random.default_rng(3).integers(0, 12, (60, 12))
+    by_hand = [detection_map([preds[i] for i in d], [targets[i] for i in d], NAMES)["map"] for d in draws]
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.quantile(by_hand, [0.025, 0.975])))
+    assert ci["low"] < ci["estimate"] < ci["high"]
+    found = [p for p in preds[::2] for _ in range(2)]  # every image found: no spread at all
+    assert detection_map_ci(found, targets, resamples=20) | {"level": 0} == {
+        "estimate": 1.0, "low": 1.0, "high": 1.0, "level": 0}
+    wide = detection_map_ci(*_half_found(48), resamples=60, seed=3)  # 4x the images: narrower
+    assert wide["high"] - wide["low"] < ci["high"] - ci["low"]

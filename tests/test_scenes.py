@@ -78,3 +78,18 @@ def test_pose_heads_are_compared_per_object_not_per_keypoint():
     assert not res["significant"] and res["objects"] == 10
     b[:9] = True  # nine objects of ten: that is evidence
     assert compare_pose((a, labelled), (b, labelled))["significant"]
+
+
+def test_each_pose_heads_pck_interval_is_drawn_over_objects():
+    """Keypoints of one object move together: five of ten objects wholly right is PCK 0.5 over 100
+    keypoints, but ten objects' worth of evidence (a Wilson interval over keypoints says 0.40-0.60)."""
+    from cnnlab.analysis.scenes import compare_pose
+    from cnnlab.evaluate.stats import proportion_ci
+
+    labelled = np.ones((10, 10), bool)
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    ci = compare_pose((a, labelled), (a, labelled))["pck_ci"]["regression"]
+    wilson = proportion_ci(50, 100)
+    assert ci["estimate"] == pytest.approx(0.5)
+    assert ci["low"] < wilson.low - 0.05 and ci["high"] > wilson.high + 0.05
