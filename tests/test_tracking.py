@@ -208,3 +208,49 @@ def test_a_stored_video_result_without_tuned_trackers_still_reads():
     words = _byte_words({"SORT, detector": sort, "ByteTrack, detector": byte}, None)
     assert words.startswith("ByteTrack's second association") and "6 fewer misses and 4 more" in words
     assert "published settings" in _tuned_words({"tracking": {}})
+
+
+def test_mota_and_idf1_intervals_resample_clips_whose_counts_sum_to_the_pooled_scores():
+    """Identities never cross clips, so the pooled scores are those of the clips' summed counts
+    (the intervals' estimates), and a resample of clips is a sum of their counts."""
+    from cnnlab.data.videos import make_videos
+    from cnnlab.evaluate.tracking import clip_intervals
+    from cnnlab.tracking.clips import evaluate_tracking
+
+    videos = make_videos(4, 64, 16, seed=2, max_objects=2)
+    result = evaluate_tracking(videos, _ScriptedDetector(videos), tuned={"SORT": {"high": 0.3}})
+    m = result["SORT, detector"]  # the false box tracked too: errors in every clip
+    assert m["mota_ci"]["estimate"] == pytest.approx(m["mota"]) and m["mota"] < 0.9
+    assert m["idf1_ci"]["estimate"] == pytest.approx(m["idf1"]) and m["idf1"] < 0.9
+    assert m["mota_ci"]["low"] <= m["mota"] <= m["mota_ci"]["high"]
+    # two clips, one perfect and one with 4 of 8 boxes missed: every resample is 2 perfect
+    # (MOTA 1), 2 half (0.5) or one of each (0.75); the same draws give the quantiles by hand
+    perfect = {"num_misses": 0, "num_false_positives": 0, "num_switches": 0, "num_objects": 8,
+               "idtp": 8, "idfp": 0, "idfn": 0}
+    half = perfect | {"num_misses": 4, "idtp": 4, "idfn": 4}
+    ci = clip_intervals([perfect, half], resamples=400, seed=5)
+    draws = np.random.default_rng(5).integers(0, 2, (400, 2))
+    by_hand = 1 - 0.5 * draws.mean(1)
+    expected = tuple(np.quantile(by_hand, [0.025, 0.975]))
+    assert (ci["mota"]["low"], ci["mota"]["high"]) == pytest.approx(expected)
+    assert ci["mota"]["estimate"] == 0.75 and ci["idf1"]["estimate"] == pytest.approx(2 * 12 / (2 * 12 + 4))
+    from cnnlab.evaluate.tracking import mota_difference
+
+    d = mota_difference([perfect, perfect], [perfect, half], resamples=400, seed=5)
+    assert d["estimate"] == -0.25 and d["low"] == -0.5 and d["high"] == 0.0  # paired: the second clip decides
+
+
+def test_the_tracking_claim_needs_the_lower_ends_of_both_intervals_above_the_bar():
+    from cnnlab.analysis.video import claims
+
+    def verdict(mota: tuple, idf1: tuple):
+        ci = {name: {"estimate": sum(v) / 2, "low": v[0], "high": v[1], "level": 0.95}
+              for name, v in (("mota", mota), ("idf1", idf1))}
+        system = {"mota": ci["mota"]["estimate"], "idf1": ci["idf1"]["estimate"],
+                  "mota_ci": ci["mota"], "idf1_ci": ci["idf1"]}
+        (claim,) = claims({"tracking": {"ByteTrack, detector": system}, "clips": 16, "frames": 32})
+        return claim.holds
+
+    assert verdict((0.72, 0.9), (0.8, 0.95)) is True
+    assert verdict((0.65, 0.9), (0.8, 0.95)) is None  # its estimate, 0.775, alone would have passed
+    assert verdict((0.5, 0.68), (0.8, 0.95)) is False

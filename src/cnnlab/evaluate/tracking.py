@@ -17,6 +17,10 @@ the mean IoU, which is ``1 - motp``. motmetrics 1.4's own ``distances.iou_matrix
 ``np.asfarray``, removed in numpy 2, so the distance matrix is computed here.
 
 Rows are MOTChallenge-style arrays (frame, id, x, y, w, h, ...): top-left corner, width, height.
+
+Both scores are ratios of counts, and identities never cross clips, so the scores of several
+clips are those of their summed counts: ``clip_intervals`` resamples clips, not frames (a
+tracker's errors in one clip are not independent).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import numpy as np
 from cnnlab.tracking.sort import box_iou
 
 METRICS = ["mota", "motp", "idf1", "idp", "idr", "num_switches", "num_false_positives", "num_misses",
-           "num_objects", "num_predictions", "num_matches", "num_frames"]
+           "num_objects", "num_predictions", "num_matches", "num_frames", "idtp", "idfp", "idfn"]
+COUNTS = ["num_misses", "num_false_positives", "num_switches", "num_objects", "idtp", "idfp", "idfn"]
+"""The counts MOTA and IDF1 are made of, in the order ``clip_intervals`` stacks them."""
 
 
 def _rows(rows: np.ndarray, name: str) -> np.ndarray:
@@ -58,8 +64,8 @@ def mot_metrics(gt_rows: np.ndarray, hyp_rows: np.ndarray, iou_threshold: float 
     Returns:
         ``{name: value}`` for ``METRICS`` (motmetrics' names): mota, motp (mean 1 - IoU of the
         matches), idf1, idp, idr, num_switches, num_false_positives, num_misses, num_objects
-        (ground-truth boxes), num_predictions, num_matches and num_frames (frames with a box in
-        either array).
+        (ground-truth boxes), num_predictions, num_matches, num_frames (frames with a box in
+        either array) and idtp, idfp, idfn (the identity matching's counts).
     """
     import motmetrics as mm  # optional dependency (the ``video`` extra)
 
@@ -71,3 +77,46 @@ def mot_metrics(gt_rows: np.ndarray, hyp_rows: np.ndarray, iou_threshold: float 
                    iou_distance(g[:, 2:6], h[:, 2:6], iou_threshold))
     summary = mm.metrics.create().compute(acc, metrics=METRICS, name="all")
     return {k: float(summary.loc["all", k]) for k in METRICS}
+
+
+def _mota(counts: np.ndarray) -> np.ndarray:
+    """MOTA of summed counts; ``counts`` (..., clips, len(COUNTS))."""
+    c = counts.sum(-2)
+    return 1 - (c[..., 0] + c[..., 1] + c[..., 2]) / np.maximum(c[..., 3], 1)
+
+
+def _idf1(counts: np.ndarray) -> np.ndarray:
+    """IDF1 of summed counts; ``counts`` (..., clips, len(COUNTS))."""
+    c = counts.sum(-2)
+    return 2 * c[..., 4] / np.maximum(2 * c[..., 4] + c[..., 5] + c[..., 6], 1)
+
+
+def _counts(per_clip: list[dict]) -> np.ndarray:
+    return np.array([[clip[k] for k in COUNTS] for clip in per_clip], dtype=float)
+
+
+def mota_difference(per_clip_a: list[dict], per_clip_b: list[dict], resamples: int = 2000,
+                    seed: int = 0) -> dict:
+    """B's MOTA minus A's on the same clips, with a paired percentile bootstrap interval over clips."""
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    counts = np.stack([_counts(per_clip_a), _counts(per_clip_b)], 1)  # (clips, 2, COUNTS)
+
+    def difference(c: np.ndarray) -> np.ndarray:
+        return _mota(c[..., 1, :]) - _mota(c[..., 0, :])
+
+    return bootstrap_ci(counts, difference, resamples=resamples, seed=seed, batched=True).to_dict()
+
+
+def clip_intervals(per_clip: list[dict], resamples: int = 2000, seed: int = 0) -> dict:
+    """MOTA and IDF1 with percentile bootstrap intervals over clips (each from ``mot_metrics``
+    of one clip; the same draws for both scores).
+
+    Returns:
+        ``{"mota": {"estimate", "low", "high", "level"}, "idf1": {...}, "clips": n}``.
+    """
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    counts = _counts(per_clip)
+    return {name: bootstrap_ci(counts, score, resamples=resamples, seed=seed, batched=True).to_dict()
+            for name, score in (("mota", _mota), ("idf1", _idf1))} | {"clips": len(per_clip)}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.videos import VideoSet, boxes_at
-from cnnlab.evaluate.tracking import mot_metrics
+from cnnlab.evaluate.tracking import COUNTS, clip_intervals, mot_metrics
 from cnnlab.tracking.sort import track_video
 
 ID_STRIDE = 10_000
@@ -70,7 +70,6 @@ def evaluate_tracking(videos: VideoSet, detector=None, threshold: float = 0.1,
     ``Tracker`` arguments, from ``tune_tracker``) sets each tracker on the detector's boxes."""
     frames = videos.x.shape[1]
     truth = [np.asarray(t) for t in videos.tracks]
-    rows = _stack(truth, frames)
     sources = {"ground-truth boxes": [truth_detections(t, frames) for t in truth]}
     if detector is not None:
         sources["detector"] = [detector_detections(detector, clip, threshold) for clip in videos.x]
@@ -78,7 +77,8 @@ def evaluate_tracking(videos: VideoSet, detector=None, threshold: float = 0.1,
     for source, detections in sources.items():
         for name, byte in TRACKERS:
             mine = (tuned or {}).get(name, {}) if source == "detector" else {}
-            result[f"{name}, {source}"] = _score(rows, detections, frames, byte=byte, **(params | mine))
+            result[f"{name}, {source}"] = _score(truth, detections, frames, intervals=True, byte=byte,
+                                                 **(params | mine))
     return result
 
 
@@ -86,12 +86,19 @@ def tune_tracker(videos: VideoSet, detections: list, byte: bool) -> dict:
     """The ``TUNED`` setting with the best MOTA of the tracker on ``detections`` (per clip of
     ``videos``, from ``detector_detections``): validation clips, never the ones scored."""
     frames = videos.x.shape[1]
-    rows = _stack([np.asarray(t) for t in videos.tracks], frames)
+    truth = [np.asarray(t) for t in videos.tracks]
     settings = [dict(zip(TUNED, values, strict=True)) for values in product(*TUNED.values())]
-    return max(settings, key=lambda s: _score(rows, detections, frames, byte=byte, **s)["mota"])
+    return max(settings, key=lambda s: _score(truth, detections, frames, byte=byte, **s)["mota"])
 
 
-def _score(truth_rows: np.ndarray, detections: list, frames: int, **params) -> dict:
-    """MOTA and the rest of one tracker on every clip's detections, the clips as one sequence."""
+def _score(truth: list[np.ndarray], detections: list, frames: int, intervals: bool = False,
+           **params) -> dict:
+    """MOTA and the rest of one tracker on every clip's detections, the clips as one sequence;
+    with ``intervals``, MOTA's and IDF1's bootstrap intervals over clips too."""
     hyp = [track_video(d, **params) for d in detections]
-    return mot_metrics(truth_rows, _stack(hyp, frames))
+    out = mot_metrics(_stack(truth, frames), _stack(hyp, frames))
+    if intervals:
+        per_clip = [{k: m[k] for k in COUNTS} for m in map(mot_metrics, truth, hyp)]
+        ci = clip_intervals(per_clip)
+        out |= {"mota_ci": ci["mota"], "idf1_ci": ci["idf1"], "per_clip": per_clip}
+    return out
