@@ -208,6 +208,7 @@ def test_generate_train_writes_a_run_that_resumes_exactly_samples_and_evaluates(
     assert metrics["score_name"] == "domain FID" and metrics["fid_floor"] < metrics["score"]
     result = json.loads((run / "generation.json").read_text())
     assert result["labels"]["n"] == 10_000 and "copies" in result and 0 <= result["label_agreement"] <= 1
+    assert result["label_agreement_n"] == 1000  # its own count (FID's n is half the held-out images)
     html = (run / "report.html").read_text()
     assert "Did it copy its training images?" in html and "not comparable with the Inception" in html
     assert_generator_resumes_exactly(run)  # Ctrl-C after epoch 1, then --resume
@@ -305,6 +306,15 @@ def test_the_claims_follow_their_intervals():
     assert claims(result(copies=(0.092, 0.131)))[1].holds is None  # 11% near-copies: not shown new
     assert claims(result(copies=(0.11, 0.15)))[1].holds is False
     assert claims(result(copies=(0.02, 0.09)))[1].holds is True
+
+    def agreeing(share: float, n: int):
+        r = result()
+        r["gan"] |= {"label_agreement": share, "label_agreement_n": n, "n": 10}
+        return claims(r)[0].holds
+
+    assert agreeing(0.85, 2000) is True  # Wilson 83.4-86.5%
+    assert agreeing(0.85, 100) is None  # 76.7-90.7%: the bar inside
+    assert agreeing(0.7, 2000) is False
 
 
 def inception_file(folder, stem: str = "pt_inception-2015-12-05") -> str:

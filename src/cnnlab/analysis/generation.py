@@ -105,6 +105,7 @@ def summary(sub: Run) -> dict:
             "kid_floor": r["floor"]["kid"], "precision": r["generated"]["precision"],
             "recall": r["generated"]["recall"], "classes_covered": r["labels"]["classes_covered"],
             "collapsed": r["labels"]["collapsed"], "label_agreement": r.get("label_agreement"),
+            "label_agreement_n": r.get("label_agreement_n", r["n"]),  # stored before: FID's n, fewer
             "copies": r["copies"]["features"], "copies_pixels": r["copies"]["pixels"],
             "n": r["n"], "train_time_s": m["train_time_s"], "epochs": m["epochs"],
             "training_s": training_seconds(sub),
@@ -276,16 +277,26 @@ def _families_html(g: dict, d: dict) -> str:
         f"the diffusion model in {d['sampling_steps']} passes of its UNet.", note=True)
 
 
+AGREE = 0.8
+"""The share of a conditional GAN's samples the judge must read as the class asked for."""
+
+
 def claims(res: dict) -> list[Claim]:
+    from cnnlab.evaluate.stats import proportion_ci
+
     g, d = res["gan"], res["detector"]
     made = g["classes_covered"] == 1.0 and not g["collapsed"]
     agree = g.get("label_agreement")
     said = (f"samples of every class ({100 * g['classes_covered']:.0f}% produced), domain FID "
-            f"{g['fid']:.3f} against a real-data floor of {g['floor']:.3f}"
-            + (f"; the classifier reads the class asked for in {100 * agree:.1f}% of samples"
-               if agree is not None else ""))
-    out = [Claim("A GAN learns to generate images of the data, every class of it", said,
-                 made and (agree is None or agree >= 0.8))]
+            f"{g['fid']:.3f} against a real-data floor of {g['floor']:.3f}")
+    holds: bool | None = made
+    if agree is not None:  # the class asked for, read back by the judge: Wilson over the samples
+        n = g.get("label_agreement_n", g["n"])
+        ci = proportion_ci(round(agree * n), n)
+        said += (f"; the classifier reads the class asked for in {100 * agree:.1f}% of {n:,} "
+                 f"samples (95% CI {100 * ci.low:.1f}-{100 * ci.high:.1f}%; needed: {100 * AGREE:.0f}%)")
+        holds = made and (True if ci.low >= AGREE else False if ci.high < AGREE else None)
+    out = [Claim("A GAN learns to generate images of the data, every class of it", said, holds)]
     c = g["copies"]
     new_images = True if c["ci"][1] <= COPY_LIMIT else False if c["ci"][0] > COPY_LIMIT else None
     out.append(Claim("Its images are new, not copies of training images",

@@ -172,6 +172,7 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
         asked = c_many[:n]  # the judge's classes of the scored samples, already computed
         want = torch.arange(n) % k  # sample() cycles through the classes
         result["label_agreement"] = float((asked == want).float().mean())
+        result["label_agreement_n"] = n
     atomic_write_json(run_dir / "generation.json", result)
     save_npz(run_dir / "samples.npz", **pictures)
     gen, floor = result["generated"], result["floor"]
