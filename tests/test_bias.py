@@ -185,3 +185,24 @@ def test_balance_trains_on_data_without_groups_and_is_refused_where_it_cannot_ap
         cnnlab.TrainConfig(balance=mode, groups="dro")
     with pytest.raises(CnnlabError, match="balance must be sampler or loss"):
         cnnlab.TrainConfig(balance="oversample")
+
+
+def test_a_fix_helps_only_if_it_still_does_after_correcting_for_trying_two():
+    """Each fix alone significant at 95% is not enough when either would have counted: the
+    claim tests each at 97.5% (Bonferroni)."""
+    from cnnlab.analysis.spurious import _compare, claims
+
+    erm = [{"worst_group": w, "average": 0.6, "in_distribution": 0.9, "reliance": 0.3}
+           for w in (0.30, 0.32, 0.34)]
+
+    def verdict(shift: float):
+        per_seed = {"erm": erm} | {m: [s | {"worst_group": s["worst_group"] + shift + d}
+                                       for s, d in zip(erm, (0.0, 0.03, -0.03), strict=True)]
+                                   for m in ("balance", "dro")}
+        res = {"per_seed": per_seed, "comparisons": _compare(per_seed, lambda _: None)}
+        (claim,) = claims(res)
+        single = [c for c in res["comparisons"] if c["measure"] == "worst_group"][0]["ci"]
+        return single["low"] > 0, claim.holds
+
+    assert verdict(0.30) == (True, True)
+    assert verdict(0.065) == (True, None)  # significant alone at 95%, not at 97.5%

@@ -111,3 +111,18 @@ def test_rank_auc_equals_scikit_learns_auc_with_ties_and_on_many_rows_at_once():
     assert M.rank_auc(labels[0], scores[0]) == pytest.approx(want[0], abs=1e-12)
     with pytest.raises(ValueError, match="both classes"):
         M.rank_auc(np.ones(5, bool), np.arange(5.0))
+
+
+def test_the_privacy_claim_tests_the_attack_fixed_in_advance_not_the_best_one():
+    from cnnlab.analysis.privacy import claims
+
+    def attack(name: str, low: float, high: float) -> dict:
+        return {"attack": name, "auc": (low + high) / 2,
+                "auc_ci": {"estimate": (low + high) / 2, "low": low, "high": high, "level": 0.95}}
+
+    res = {"attacks": [attack("loss", 0.52, 0.60), attack("lira", 0.47, 0.55),
+                       attack("loss_random_labels", 0.8, 0.9)]}
+    (claim,) = claims(res)
+    assert claim.holds is None and claim.verdict.startswith("lira")  # the loss attack's win is not picked
+    (claim,) = claims({"attacks": res["attacks"][:1]})  # no shadow models: the loss attack
+    assert claim.holds is True and claim.verdict.startswith("loss")

@@ -249,14 +249,20 @@ def _roc_figure(arrays: dict, res: dict):
     return fig
 
 
+PRIMARY = ("lira", "shadow", "loss")
+"""The attack the claim tests, the first of these that ran (the random-label control never)."""
+
+
 def claims(res: dict) -> list[Claim]:
-    """Privacy: the strongest membership attack's AUC against chance."""
-    on_target = [a for a in res["attacks"] if "random" not in a["attack"]]  # not the random-label control
-    best = max(on_target or res["attacks"], key=lambda a: a["auc"])
-    ci = best["auc_ci"]
+    """Privacy: the primary membership attack's AUC against chance. The primary attack is fixed
+    before measuring (LiRA where shadow models were trained, the strongest by design), so the
+    verdict tests one attack, not the best of several (which would need a correction)."""
+    by_name = {a["attack"]: a for a in res["attacks"]}
+    primary = next((by_name[k] for k in PRIMARY if k in by_name), res["attacks"][0])
+    ci = primary["auc_ci"]
     return [Claim("A trained model leaks which images it was trained on",
-                  f"{best['attack']} attack on an overfit model: AUC {ci['estimate']:.3f} (95% CI "
-                  f"{ci['low']:.3f}-{ci['high']:.3f}; chance 0.5)",
+                  f"{primary['attack']} attack (the primary one, fixed in advance) on an overfit model: "
+                  f"AUC {ci['estimate']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}; chance 0.5)",
                   True if ci["low"] > 0.5 else False if ci["high"] < 0.5 else None)]
 
 

@@ -236,13 +236,14 @@ def faithfulness(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
     return out
 
 
-def compare_faithfulness(faithful: dict, methods: list[str]) -> dict:
-    """Each method's gain (insertion minus deletion AUC) over a random order, and the best
-    method against the runner-up, as paired bootstrap intervals over the same images."""
+def compare_faithfulness(faithful: dict, methods: list[str], level: float = 0.95) -> dict:
+    """Each method's gain (insertion minus deletion AUC) over a random order (intervals at
+    ``level``), and the best method against the runner-up, as paired bootstrap intervals over
+    the same images."""
     from cnnlab.evaluate.stats import bootstrap_ci
 
     gain = {m: np.asarray(faithful[m]["gain_per_image"]) for m in [*methods, "random"]}
-    over_random = {m: bootstrap_ci(gain[m] - gain["random"]).to_dict() for m in methods}
+    over_random = {m: bootstrap_ci(gain[m] - gain["random"], level=level).to_dict() for m in methods}
     ranked = sorted(methods, key=lambda m: gain[m].mean(), reverse=True)
     out = {"over_random": over_random, "ranked": ranked}
     if len(ranked) > 1:
