@@ -223,14 +223,15 @@ def _corruptions_html(ctx: SectionContext, res: dict) -> str:
     names = list(res["corruptions"])
     grid = np.array([res["corruptions"][n] for n in names]) * 100
     fig, ax = P.plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.4))
-    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    im = ax.imshow(grid, cmap="cividis", vmin=0, vmax=100, aspect="auto")  # readable without red-green
     ax.grid(False)
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(5), [str(s) for s in range(1, 6)])
     ax.set(xlabel="severity", title="Accuracy (%) under common corruptions")
     for i in range(len(names)):
         for j in range(5):
-            ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9)
+            ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9,
+                    color="black" if grid[i, j] > 55 else "white")
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     return (f"<h3>Common corruptions</h3><p>Mean corruption accuracy "

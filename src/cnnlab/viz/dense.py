@@ -265,6 +265,20 @@ def colour_classes(image: np.ndarray, class_map: np.ndarray, colours: list[str])
     return out.round().astype(np.uint8)
 
 
+def _object_iou(pred: np.ndarray, true: np.ndarray, classes: list[str]) -> str:
+    """One image's IoU averaged over the object classes in its truth or prediction (pixels right
+    would hide a missed object: the background is most of the image)."""
+    import torch
+
+    from cnnlab.evaluate.segmentation import segmentation_iou
+
+    r = segmentation_iou(torch.from_numpy(pred[None]), torch.from_numpy(true[None]), ["background", *classes])
+    ious = [v for name, v in r["per_class"].items() if name != "background" and v is not None]
+    if not ious:
+        return f"{100 * r['pixel_accuracy']:.0f}% of pixels right (no objects)"
+    return f"object IoU {np.mean(ious):.2f}"
+
+
 def segmentation_overlays(x, pred, true, classes: list[str], n: int = 6):
     """Rows of image | ground truth | prediction for the first ``n`` images.
 
@@ -281,10 +295,9 @@ def segmentation_overlays(x, pred, true, classes: list[str], n: int = 6):
         show(axes[i, 0], x[i])
         for ax, m in ((axes[i, 1], true[i]), (axes[i, 2], pred[i])):
             show(ax, colour_classes(x[i], m, colours).transpose(2, 0, 1))
-        acc = float((pred[i] == true[i]).mean())
         axes[i, 0].set_title(f"image #{i}", fontsize=9)
         axes[i, 1].set_title("ground truth", fontsize=9)
-        axes[i, 2].set_title(f"prediction: {100 * acc:.0f}% of pixels right", fontsize=9)
+        axes[i, 2].set_title(f"prediction: {_object_iou(pred[i], true[i], classes)}", fontsize=9)
     handles = [Patch(facecolor=c, edgecolor="black", label=name) for name, c in zip(classes, colours,
                                                                                     strict=True)]
     handles.append(Patch(facecolor="#303030", edgecolor="black", label="background (image dimmed)"))

@@ -91,7 +91,7 @@ def confusion(cm: np.ndarray, classes: list[str]):
         for i in range(k):
             for j in range(k):
                 if cm[i, j]:
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=11 if k <= 10 else 8,
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted class", ylabel="true class",
            title="Confusion matrix (counts; colour = fraction of the true class)")
