@@ -291,6 +291,14 @@ def test_the_depth_claim_reads_the_same_whichever_model_the_run_trained():
             ("A deeper network does better (resnet20 against lenet5)", True)]
     assert claims(result("lenet5", "resnet20", 2.2))[0].holds is False
     assert claims(result("mlp", "fastnet", 2.2)) == []
+    assert "one training of each" in claims(result("resnet20", "lenet5", 2.2))[0].verdict
+    # with seeds, the training runs must agree too
+    steady = result("resnet20", "lenet5", 2.2) | {"depth_seeds": {"resnet20": [0.997, 0.994, 0.995],
+                                                                   "lenet5": [0.975, 0.972, 0.978]}}
+    assert claims(steady)[0].holds is True and "over 3 seeds each: +2.03 points" in claims(steady)[0].verdict
+    shaky = result("resnet20", "lenet5", 2.2) | {"depth_seeds": {"resnet20": [0.997, 0.96, 0.99],
+                                                                  "lenet5": [0.975, 0.985, 0.97]}}
+    assert claims(shaky)[0].holds is None  # one lucky pair of trainings is not the claim
 
 
 def test_the_tree_claims_its_gain_and_tests_it_against_the_extra_epochs():
@@ -321,3 +329,18 @@ def test_a_run_of_a_third_model_still_gets_the_depth_claim_from_resnet20_against
     assert [(c.claim, c.holds) for c in said] == [("A deeper network does better (resnet20 against lenet5)",
                                                   depth[0]["p_value"] < 0.05 or None)]
     assert not [c for c in _comparisons(correct, "lenet5") if c["reference"] != "lenet5"]
+
+
+def test_mlp_vs_cnn_trains_the_depth_pair_again_with_other_seeds(tmp_path):
+    import cnnlab
+    from cnnlab.analysis import run_analysis
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, limit_train=200, out_dir=str(tmp_path), name="r"),
+                       log=quiet, report=False)
+    res = run_analysis(run, "mlp_vs_cnn", models=("lenet5", "resnet20"), seeds=2, log=quiet)
+    seeds = res["depth_seeds"]
+    assert [len(seeds[m]) for m in ("resnet20", "lenet5")] == [2, 2]
+    assert seeds["lenet5"][0] == run.metrics["accuracy"]  # the run's own model is the first seed
+    again = cnnlab.load_run(next((run.path / "subruns").glob("lenet5-seed1-*")))
+    assert again.config.seed == run.config.seed + 1 and again.metrics["accuracy"] == seeds["lenet5"][1]

@@ -3,7 +3,9 @@
 An MLP's first layer has one weight per input pixel for every hidden unit, so its size grows
 with the image; a convolution slides one small window of shared weights over all positions.
 Each model's accuracy carries a Wilson interval, and each is compared with the run's own
-model on the same evaluation images by an exact McNemar test.
+model on the same evaluation images by an exact McNemar test. McNemar covers which images were
+drawn, not which training run: with ``seeds`` > 1 the depth pair trains again with other seeds
+and their difference gets a Welch interval over seeds as well.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ if TYPE_CHECKING:
 ROW_KEYS = ("model", "params", "first_layer_params", "macs", "accuracy", "train_time_s")
 
 
-def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet20"),
+def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet20"), seeds: int = 1,
                log: Log = print) -> dict:
     """Train each model with the run's data and recipe; compare size, cost and accuracy.
 
     Args:
         models: the models to compare (comma-separated); the run's own model is reused.
+        seeds: trainings of each model of the depth pair (the first is the one above; more
+            give the depth claim an interval over seeds too).
     """
     from cnnlab.models import list_models
 
@@ -38,8 +42,7 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     started = bool(run.config.init_from or run.config.pretrained)  # then its model trains anew
     for name in models:
         reuse = name == run.config.model and not started  # every model from scratch, alike
-        kwargs = run.config.model_kwargs if name == run.config.model else {}  # another model's own
-        sub = run if reuse else run.subrun(run.config.fresh(model=name, model_kwargs=kwargs), name, log)
+        sub = run if reuse else _train(run, name, 0, log)
         correct[name] = _correct(sub)
         m = sub.metrics  # training time without validation: sub-runs validate once, the run each epoch
         rows.append({k: m[k] for k in ROW_KEYS} | {"train_time_s": m.get("train_steps_s", m["train_time_s"]),
@@ -48,6 +51,10 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
               "retrained_from_scratch": started,
               "reference": run.config.model,
               "comparisons": _comparisons(correct, run.config.model)}
+    if seeds > 1 and set(DEPTH) <= set(correct):
+        result["depth_seeds"] = {name: [float(correct[name].mean())]
+                                 + [_train(run, name, s, log).metrics["accuracy"] for s in range(1, seeds)]
+                                 for name in DEPTH}
     for r in rows:
         r["accuracy_ci"] = _ci(correct[r["model"]])
         log(f"{r['model']:>9}: accuracy {pct_ci(r['accuracy_ci'])}  params {r['params']:,}  "
@@ -55,6 +62,13 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     for c in result["comparisons"]:
         log(f"  {c['words']}")
     return result
+
+
+def _train(run: Run, name: str, seed_offset: int, log: Log) -> Run:
+    """Model ``name`` from scratch with the run's data and recipe (seed + ``seed_offset``)."""
+    kwargs = run.config.model_kwargs if name == run.config.model else {}  # another model's own
+    cfg = run.config.fresh(model=name, model_kwargs=kwargs, seed=run.config.seed + seed_offset)
+    return run.subrun(cfg, name if not seed_offset else f"{name}-seed{seed_offset}", log)
 
 
 def _correct(run: Run):
@@ -113,6 +127,15 @@ def section(ctx: SectionContext) -> str:
                            for r in rows])
     if res["comparisons"]:
         body += "<ul>" + "".join(f"<li>{esc(c['words'])}</li>" for c in res["comparisons"]) + "</ul>"
+    if "depth_seeds" in res:
+        from cnnlab.evaluate.stats import difference_words
+
+        ci, n = _over_seeds(res["depth_seeds"])
+        accs = "; ".join(f"{m}: " + ", ".join(f"{100 * a:.2f}%" for a in v)
+                         for m, v in res["depth_seeds"].items())
+        body += para(f"The depth pair trained {n} times each, with 0 to {n - 1} added to the run's seed "
+                     f"({accs}): {DEPTH[0]} minus {DEPTH[1]} {difference_words(ci)}, Welch over seeds. "
+                     "McNemar above covers which images were drawn; this covers which training run.")
     body += img(P.save(_figure(rows), ctx.plots_dir, "mlp_vs_cnn"), "MLP versus CNN", "900px")
     body += para("An MLP's first layer has one weight per input pixel for every hidden unit, so "
                  "its size grows with the image. A convolution slides one small window of shared "
@@ -145,7 +168,10 @@ def _figure(rows: list[dict]):
 
 
 def claims(res: dict) -> list[Claim]:
-    """Few weights per layer (an exact count) and depth (McNemar against LeNet-5)."""
+    """Few weights per layer (an exact count) and depth (McNemar against LeNet-5, and Welch over
+    seeds where the pair trained several)."""
+    from cnnlab.evaluate.stats import difference_words, significant
+
     models = {m["model"]: m for m in res["models"]}
     out = []
     if "mlp" in models and res["reference"] in models:
@@ -158,9 +184,24 @@ def claims(res: dict) -> list[Claim]:
         if {c["model"], c["reference"]} == set(DEPTH):  # whichever of the two is the run's own
             gain = c["difference_points"] if c["model"] == deeper else -c["difference_points"]
             holds = None if c["p_value"] >= 0.05 else gain > 0
-            out.append(Claim(f"A deeper network does better ({deeper} against {shallower})",
-                             c["words"], holds))
+            words = c["words"]
+            if "depth_seeds" in res:  # and over training runs: both must say so
+                ci, n = _over_seeds(res["depth_seeds"])
+                words += f"; over {n} seeds each: {difference_words(ci)}"
+                over_seeds = (ci.estimate > 0) if significant(ci) else None
+                holds = holds if over_seeds == holds else None  # both must say it, else within noise
+            else:
+                words += "; one training of each (cnnlab run --full adds seeds)"
+            out.append(Claim(f"A deeper network does better ({deeper} against {shallower})", words, holds))
     return out
+
+
+def _over_seeds(accuracies: dict):
+    """The depth pair's accuracy difference (deeper minus shallower), Welch over seeds."""
+    from cnnlab.evaluate.stats import mean_difference_ci
+
+    deeper, shallower = DEPTH
+    return mean_difference_ci(accuracies[shallower], accuracies[deeper]), len(accuracies[deeper])
 
 
 DEPTH = ("resnet20", "lenet5")
@@ -171,5 +212,7 @@ as McNemar's reference, the sign follows which of the two that is)."""
 ANALYSIS = register(Analysis(
     name="mlp_vs_cnn", title="MLP versus CNN", compute=mlp_vs_cnn, section=section, order=80,
     verb=("experiment", "mlp-vs-cnn"),
+    full={"seeds": 3},
     claims=claims,
+    bounds={"seeds": (1, 20)},
 ))
