@@ -139,3 +139,27 @@ def test_the_plug_in_lists_the_librarys_methods():
     from cnnlab.analysis import attributions as plugin
 
     assert plugin.METHODS == METHODS
+
+
+def test_the_claim_tests_every_method_at_a_bonferroni_level():
+    """Either test passed by one of M methods would count, so each runs at 1 - 0.05 / M: a method
+    that passes at 95% but not at that level does not carry the claim."""
+    from cnnlab.analysis.attributions import claims
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=16)
+    gain = 0.16 + 0.3 * (z - z.mean()) / z.std()  # beats the random order at 95%, not at 99%
+    random = np.zeros(16)
+    assert bootstrap_ci(gain).low > 0 > bootstrap_ci(gain, level=0.99).low
+    methods = ["saliency", "occlusion", "smoothgrad", "integrated_gradients", "gradcam"]
+    per_image = {m: list(rng.normal(0.0, 0.05, 16)) for m in methods}  # randomization: maps destroyed
+    res = {"methods": methods, "n": 16,
+           "sanity": {"full_per_image": per_image,
+                      "full_ci": {m: bootstrap_ci(np.asarray(v)).to_dict() for m, v in per_image.items()}},
+           "faithfulness": {m: {"gain_per_image": list(gain if m == "saliency" else random)} for m in methods}
+           | {"random": {"gain_per_image": list(random)}}}
+    (claim,) = claims(res)
+    assert claim.holds is None and "99%" in claim.verdict
+    res["faithfulness"]["saliency"]["gain_per_image"] = list(gain + 0.3)  # clearly better
+    assert claims(res)[0].holds is True

@@ -102,15 +102,23 @@ def _row(label: str, sub: Run) -> dict:
             "n": m["n"]} | {k: m[k] for k in ("map_50", "pixel_accuracy", "ap", "ap50") if k in m}
 
 
-def _segment_ci(sub: Run) -> dict:
-    import torch
-
+def _as_trained(sub: Run) -> tuple:
+    """A sub-run's model on the device and precision its score was computed with, so that an
+    interval's estimate is that score: (model, device, bf16)."""
     from cnnlab.evaluate.predict import use_bf16
+    from cnnlab.training.trainer import resolve_device
+
+    device = resolve_device(sub.config.device)
+    return sub.load_model(device=str(device)), device, use_bf16(sub.config, device)
+
+
+def _segment_ci(sub: Run) -> dict:
     from cnnlab.evaluate.segmentation import miou_ci
     from cnnlab.tasks.segment import segment_images
 
     ds = sub.data().eval
-    pred = segment_images(sub.load_model(), ds.x, bf16=use_bf16(sub.config, torch.device("cpu")))
+    model, device, bf16 = _as_trained(sub)
+    pred = segment_images(model, ds.x, device, bf16)
     return miou_ci(pred, ds.extras["class_map"], len(ds.classes) + 1, seed=sub.config.seed)
 
 
@@ -119,11 +127,11 @@ def _detect_ci(sub: Run, resamples: int) -> dict:
 
     from cnnlab.data.dense import objects
     from cnnlab.evaluate.detection import detection_map_ci
-    from cnnlab.evaluate.predict import use_bf16
     from cnnlab.tasks.detect import detect_images
 
     ds = sub.data().eval
-    found = detect_images(sub.load_model(), ds.x, bf16=use_bf16(sub.config, torch.device("cpu")))
+    model, device, bf16 = _as_trained(sub)
+    found = detect_images(model, ds.x, device, bf16)
     return detection_map_ci(found, objects(ds, torch.arange(len(ds))), resamples, seed=sub.config.seed)
 
 
@@ -224,8 +232,10 @@ def section(ctx: SectionContext) -> str:
                 f"triangles and stars with exact boxes, masks and keypoints). {trained}. The full "
                 "recipe's numbers (2,000 scenes of up to 4 objects at 64 px, every head from scratch) "
                 "are in benchmarks/RESULTS.md.")
-    pck = res["pose"].get("pck_ci", {})
-    cis = {r["task"]: r.get("score_ci") or pck.get(r["task"].replace("pose-", "")) for r in res["rows"]}
+    pck = res["pose"].get("pck_ci", {})  # the pose heads' intervals, by head ("heatmap", "regression")
+    cis = {r["task"]: r.get("score_ci") for r in res["rows"]}
+    for head, ci in pck.items():
+        cis[f"pose-{head}"] = cis.get(f"pose-{head}") or ci
     body += table(["task", "score", "value", "95% CI", "useful from", "parameters", "training time (s)",
                    "train images / s"],
                   [[r["task"], r["score_name"], _f3(r["score"]),

@@ -20,19 +20,23 @@ Rows are MOTChallenge-style arrays (frame, id, x, y, w, h, ...): top-left corner
 
 Both scores are ratios of counts, and identities never cross clips, so the scores of several
 clips are those of their summed counts: ``clip_intervals`` resamples clips, not frames (a
-tracker's errors in one clip are not independent).
+tracker's errors in one clip are not independent). Below ``MIN_CLIPS`` clips a percentile
+bootstrap says too little (one clip: an interval of width zero), so the interval is infinite.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.evaluate.stats import Interval
 from cnnlab.tracking.sort import box_iou
 
 METRICS = ["mota", "motp", "idf1", "idp", "idr", "num_switches", "num_false_positives", "num_misses",
            "num_objects", "num_predictions", "num_matches", "num_frames", "idtp", "idfp", "idfn"]
 COUNTS = ["num_misses", "num_false_positives", "num_switches", "num_objects", "idtp", "idfp", "idfn"]
 """The counts MOTA and IDF1 are made of, in the order ``clip_intervals`` stacks them."""
+MIN_CLIPS = 8
+"""The fewest clips a bootstrap interval over clips is drawn from."""
 
 
 def _rows(rows: np.ndarray, name: str) -> np.ndarray:
@@ -79,16 +83,25 @@ def mot_metrics(gt_rows: np.ndarray, hyp_rows: np.ndarray, iou_threshold: float 
     return {k: float(summary.loc["all", k]) for k in METRICS}
 
 
+def _summed(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """``counts`` (..., clips, len(COUNTS)) summed over clips, by name."""
+    total = counts.sum(-2)
+    return {name: total[..., i] for i, name in enumerate(COUNTS)}
+
+
 def _mota(counts: np.ndarray) -> np.ndarray:
-    """MOTA of summed counts; ``counts`` (..., clips, len(COUNTS))."""
-    c = counts.sum(-2)
-    return 1 - (c[..., 0] + c[..., 1] + c[..., 2]) / np.maximum(c[..., 3], 1)
+    c = _summed(counts)
+    errors = c["num_misses"] + c["num_false_positives"] + c["num_switches"]
+    return 1 - errors / np.maximum(c["num_objects"], 1)
 
 
 def _idf1(counts: np.ndarray) -> np.ndarray:
-    """IDF1 of summed counts; ``counts`` (..., clips, len(COUNTS))."""
-    c = counts.sum(-2)
-    return 2 * c[..., 4] / np.maximum(2 * c[..., 4] + c[..., 5] + c[..., 6], 1)
+    c = _summed(counts)
+    return 2 * c["idtp"] / np.maximum(2 * c["idtp"] + c["idfp"] + c["idfn"], 1)
+
+
+def _too_few(estimate: float) -> dict:
+    return Interval(float(estimate), -np.inf, np.inf).to_dict()
 
 
 def _counts(per_clip: list[dict]) -> np.ndarray:
@@ -97,14 +110,19 @@ def _counts(per_clip: list[dict]) -> np.ndarray:
 
 def mota_difference(per_clip_a: list[dict], per_clip_b: list[dict], resamples: int = 2000,
                     seed: int = 0) -> dict:
-    """B's MOTA minus A's on the same clips, with a paired percentile bootstrap interval over clips."""
+    """B's MOTA minus A's on the same clips (in the same order), with a paired percentile
+    bootstrap interval over clips."""
     from cnnlab.evaluate.stats import bootstrap_ci
 
+    if len(per_clip_a) != len(per_clip_b):
+        raise ValueError(f"mota_difference pairs clips: {len(per_clip_a)} against {len(per_clip_b)}")
     counts = np.stack([_counts(per_clip_a), _counts(per_clip_b)], 1)  # (clips, 2, COUNTS)
 
     def difference(c: np.ndarray) -> np.ndarray:
         return _mota(c[..., 1, :]) - _mota(c[..., 0, :])
 
+    if len(counts) < MIN_CLIPS:
+        return _too_few(difference(counts[None])[0])
     return bootstrap_ci(counts, difference, resamples=resamples, seed=seed, batched=True).to_dict()
 
 
@@ -118,5 +136,7 @@ def clip_intervals(per_clip: list[dict], resamples: int = 2000, seed: int = 0) -
     from cnnlab.evaluate.stats import bootstrap_ci
 
     counts = _counts(per_clip)
+    if len(counts) < MIN_CLIPS:
+        return {"mota": _too_few(_mota(counts)), "idf1": _too_few(_idf1(counts)), "clips": len(counts)}
     return {name: bootstrap_ci(counts, score, resamples=resamples, seed=seed, batched=True).to_dict()
             for name, score in (("mota", _mota), ("idf1", _idf1))} | {"clips": len(per_clip)}

@@ -162,7 +162,8 @@ def image_specific_similarity(trained: np.ndarray, random: np.ndarray) -> dict:
     excess = rank_correlations(t, r) - rank_correlations(t, r[other])
     return {"raw": rank_correlation(trained, random),
             "raw_other_image": rank_correlation(trained, random[other]),
-            "excess": float(excess.mean()), "excess_ci": bootstrap_ci(excess).to_dict()}
+            "excess": float(excess.mean()), "excess_ci": bootstrap_ci(excess).to_dict(),
+            "excess_per_image": excess.tolist()}
 
 
 def sanity_check(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
@@ -186,6 +187,7 @@ def sanity_check(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
         rows.append(row)
     return {"layers": len(layers), "cascade": rows, "full": {m: rows[-1][m] for m in methods},
             "full_ci": {m: detail[m]["excess_ci"] for m in methods},
+            "full_per_image": {m: detail[m]["excess_per_image"] for m in methods},
             "full_raw": {m: detail[m]["raw"] for m in methods},
             "full_raw_other_image": {m: detail[m]["raw_other_image"] for m in methods}}
 
@@ -236,14 +238,16 @@ def faithfulness(model: ImageClassifier, x: torch.Tensor, target: torch.Tensor,
     return out
 
 
-def compare_faithfulness(faithful: dict, methods: list[str], level: float = 0.95) -> dict:
+def compare_faithfulness(faithful: dict, methods: list[str], level: float = 0.95,
+                         resamples: int = 2000) -> dict:
     """Each method's gain (insertion minus deletion AUC) over a random order (intervals at
     ``level``), and the best method against the runner-up, as paired bootstrap intervals over
     the same images."""
     from cnnlab.evaluate.stats import bootstrap_ci
 
     gain = {m: np.asarray(faithful[m]["gain_per_image"]) for m in [*methods, "random"]}
-    over_random = {m: bootstrap_ci(gain[m] - gain["random"], level=level).to_dict() for m in methods}
+    over_random = {m: bootstrap_ci(gain[m] - gain["random"], level=level, resamples=resamples).to_dict()
+                   for m in methods}
     ranked = sorted(methods, key=lambda m: gain[m].mean(), reverse=True)
     out = {"over_random": over_random, "ranked": ranked}
     if len(ranked) > 1:
