@@ -341,11 +341,13 @@ def claims(res: dict) -> list[Claim]:
         return []
     best = knn[0]  # the valuation method itself (K as the first --ks), not the best of all rankings
     ci, chance = best["ci"], res["noise"]  # a random order finds the flipped share on average
+    loss = rankings.get("training loss")  # the simple baseline, said beside it (not the verdict's test)
     return [Claim("Data valuation finds the training images that hurt the model",
                   f"{100 * res['noise']:.0f}% of labels flipped: {best['ranking']} finds "
                   f"{best['found']} of them in its lowest {best['k']} (95% CI "
                   f"{100 * ci['low']:.1f}-{100 * ci['high']:.1f}%), a random order "
-                  f"{100 * chance:.0f}% on average ({100 * rand['precision']:.1f}% in this draw)",
+                  f"{100 * chance:.0f}% on average ({100 * rand['precision']:.1f}% in this draw)"
+                  + (f"; the training loss alone, a simpler ranking, finds {loss['found']}" if loss else ""),
                   True if ci["low"] > chance else False if ci["high"] < chance else None)]
 
 
