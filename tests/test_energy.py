@@ -110,3 +110,15 @@ def test_the_energy_claim_reads_a_run_that_cnnlab_run_did_not_make():
     rows = [row("this run", "resnet20", 0.004), row("mlp", "mlp", 0.001), row("lenet5", "lenet5", 0.002)]
     (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
     assert "MLP 1.00 mJ, LeNet-5 2.00 mJ, ResNet-20 4.00 mJ" in claim.verdict
+
+
+def test_a_cpu_named_without_numbers_gets_its_family_and_model():
+    """A virtual machine may say only "AMD EPYC": Zen 4 (family 25) and Zen 5 (family 26) then read
+    alike in RESULTS.md, though one multiplies bf16 matrices twice as fast."""
+    from cnnlab.env import cpu_name
+
+    info = "processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512f\n"
+    assert cpu_name(info) == "AMD EPYC (family 26 model 2)"
+    named = info.replace("AMD EPYC", "Intel(R) Xeon(R) Platinum 8480+")
+    assert cpu_name(named) == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu_name("processor\t: 0\n") == ""

@@ -14,13 +14,26 @@ import torch
 
 
 def cpu_model() -> str:
+    """The CPU's name, with its family and model numbers where a virtual machine names it only
+    "AMD EPYC" (family 25 is Zen 3 and 4, family 26 Zen 5: twice the bf16 rate per core)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        name = cpu_name(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        name = ""
+    return name or platform.processor() or platform.machine()
+
+
+def cpu_name(cpuinfo: str) -> str:
+    """``cpu_model`` from the text of /proc/cpuinfo ("" without a model name)."""
+    info = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info.setdefault(key.strip(), value.strip())  # the first processor's
+    name = info.get("model name", "")
+    if name and not any(c.isdigit() for c in name) and "cpu family" in info and "model" in info:
+        return f"{name} (family {info['cpu family']} model {info['model']})"
+    return name
 
 
 @cache
