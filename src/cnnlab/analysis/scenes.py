@@ -67,12 +67,7 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
         if share_backbone and task != "detect":
             cfg = cfg.derive(init_from=str(subs["detect"].path))
         subs[label] = run.subrun(cfg.derive(**recipes.get(label, {})), label, log)
-    rows = [_row(label, sub) for label, sub in subs.items()]
-    for r in rows:  # mIoU and mAP with bootstrap intervals over the evaluation scenes
-        if r["task"] == "segment":
-            r["score_ci"] = _segment_ci(subs["segment"])
-        elif r["task"] == "detect":
-            r["score_ci"] = _detect_ci(subs["detect"], resamples)
+    rows = [_row(label, sub, resamples) for label, sub in subs.items()]
     pose = _compare_pose(subs["pose-regression"], subs["pose-heatmap"])
     system = _pose_on_detections(subs, subs["detect"])
     for line in [f"{r['task']}: {r['score_name']} {r['score']:.3f}" for r in rows] + [pose["words"]]:
@@ -95,11 +90,18 @@ def scenes_config(run: Run, n_train: int, epochs: int, width: int, image_size: i
                        data_dir=run.config.data_dir, eval_every=epochs)  # scored once, at the end
 
 
-def _row(label: str, sub: Run) -> dict:
+def _row(label: str, sub: Run, resamples: int) -> dict:
+    """A sub-run's scores; the detector's mAP and the segmenter's mIoU with bootstrap intervals
+    over the evaluation scenes."""
     m = sub.metrics
-    return {"task": label, "score_name": m["score_name"], "score": m["score"], "params": m["params"],
-            "train_time_s": m["train_time_s"], "train_images_per_s": m["train_images_per_s"],
-            "n": m["n"]} | {k: m[k] for k in ("map_50", "pixel_accuracy", "ap", "ap50") if k in m}
+    row = {"task": label, "score_name": m["score_name"], "score": m["score"], "params": m["params"],
+           "train_time_s": m["train_time_s"], "train_images_per_s": m["train_images_per_s"],
+           "n": m["n"]} | {k: m[k] for k in ("map_50", "pixel_accuracy", "ap", "ap50") if k in m}
+    if label == "segment":
+        row["score_ci"] = _segment_ci(sub)
+    elif label == "detect":
+        row["score_ci"] = _detect_ci(sub, resamples)
+    return row
 
 
 def _as_trained(sub: Run) -> tuple:
