@@ -263,3 +263,18 @@ def test_the_tracking_claim_needs_the_lower_ends_of_both_intervals_above_the_bar
     assert verdict((0.5, 0.68), (0.8, 0.95)) is False
     # the claim tests ByteTrack, fixed in advance: SORT's better luck does not count
     assert verdict((0.65, 0.9), (0.8, 0.95), sort=system((0.75, 0.9), (0.8, 0.95))) is None
+
+
+def test_too_few_clips_give_no_interval_and_no_verdict_and_say_so():
+    import math
+
+    from cnnlab.analysis.video import claims
+    from cnnlab.data.videos import make_videos
+    from cnnlab.tracking.clips import evaluate_tracking
+
+    videos = make_videos(3, 48, 16, seed=1, max_objects=2)
+    result = evaluate_tracking(videos, _ScriptedDetector(videos))
+    assert math.isinf(result["ByteTrack, detector"]["mota_ci"]["low"])
+    (claim,) = claims({"tracking": result, "clips": 3, "frames": 16})
+    assert claim.holds is None and "too few clips" in claim.verdict
+    assert "intervals over clips" not in claim.verdict

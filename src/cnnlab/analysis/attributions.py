@@ -267,6 +267,10 @@ def quick(run: Run) -> dict:
     return {"n": 16}
 
 
+RESAMPLES = 10_000
+"""Bootstrap resamples at the corrected levels (99%: 50 draws in each tail, not 10)."""
+
+
 def claims(res: dict) -> list[Claim]:
     """Which pixels: methods that pass the sanity check and beat a random order."""
     import numpy as np
@@ -288,15 +292,11 @@ def claims(res: dict) -> list[Claim]:
     faithful = compare_faithfulness(res["faithfulness"], res["methods"], level, RESAMPLES)["over_random"]
     both = [m for m in passed if faithful[m]["low"] > 0]
     return [Claim("Attribution maps show which pixels drove a prediction, and can be checked",
-                  f"{res['n']} images, each test at {100 * level:.3g}% for {len(res['methods'])} methods "
+                  f"{res['n']} images, each test at {100 * level:.4g}% for {len(res['methods'])} methods "
                   f"(Bonferroni{'' if per_image else '; the randomization check at 95%'}): "
                   "pass the randomization check: "
                   f"{', '.join(passed) or 'none'}; also beat a random order on insertion minus deletion: "
                   f"{', '.join(both) or 'none'}", True if both else None)]
-
-
-RESAMPLES = 10_000
-"""Bootstrap resamples at the corrected levels (99%: 50 draws in each tail, not 10)."""
 
 
 ANALYSIS = register(Analysis(

@@ -204,7 +204,7 @@ def claims(res: dict) -> list[Claim]:
 
     said = "; ".join(f"{NAMES[m]} {difference_words(ci)}: {verdict(ci)}" for m, ci in wide.items())
     if len(fixes) > 1:
-        said += f" ({len(fixes)} fixes tried, so each at {100 * level:.3g}%: Bonferroni)"
+        said += f" ({len(fixes)} fixes tried, so each at {100 * level:.4g}%: Bonferroni)"
     return [Claim("A spurious correlation makes a CNN fail a group, and a measured fix helps",
                   f"ERM ({len(erm)} seeds): average {100 * in_dist:.1f}% with colours as in "
                   f"training, {100 * average:.1f}% with colours random, worst group "

@@ -347,7 +347,8 @@ def claims(res: dict) -> list[Claim]:
                   f"{best['found']} of them in its lowest {best['k']} (95% CI "
                   f"{100 * ci['low']:.1f}-{100 * ci['high']:.1f}%), a random order "
                   f"{100 * chance:.0f}% on average ({100 * rand['precision']:.1f}% in this draw)"
-                  + (f"; the training loss alone, a simpler ranking, finds {loss['found']}" if loss else ""),
+                  + (f"; the training loss alone, a simpler ranking, finds {loss['found']} in its lowest "
+                     f"{loss['k']} (not tested against {best['ranking']})" if loss else ""),
                   True if ci["low"] > chance else False if ci["high"] < chance else None)]
 
 

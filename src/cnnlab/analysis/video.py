@@ -282,7 +282,8 @@ def claims(res: dict) -> list[Claim]:
     system = {k: v for k, v in res["tracking"].items() if k.endswith("detector")}
     if system:
         # the verdict tests one tracker fixed in advance (the best of two would need a correction)
-        name = next((k for k in (f"{t}, detector" for t in PRIMARY) if k in system), next(iter(system)))
+        tested = [t for t in PRIMARY if f"{t}, detector" in system]
+        name = f"{tested[0]}, detector" if tested else next(iter(system))
         v = system[name]
         said = "; ".join(f"{k}: MOTA {_score_words(m, 'mota')}, IDF1 {_score_words(m, 'idf1')}"
                          for k, m in system.items())
@@ -290,7 +291,8 @@ def claims(res: dict) -> list[Claim]:
         # (a result stored without intervals: the scores themselves)
         low = min(v.get(f"{s}_ci", {}).get("low", v[s]) for s in ("mota", "idf1"))
         high = min(v.get(f"{s}_ci", {}).get("high", v[s]) for s in ("mota", "idf1"))
-        over = "; intervals over clips" if "mota_ci" in v else ""
+        over = ("; intervals over clips" if "mota_ci" in v and not math.isinf(v["mota_ci"]["low"])
+                else "; too few clips for intervals" if "mota_ci" in v else "")
         out.append(Claim("Tracking by detection follows objects through a video",
                          f"{res['clips']} clips of {res['frames']} frames, {said} (useful: 0.7, "
                          f"tested on {name.split(',')[0]}{over})",

@@ -148,7 +148,7 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float] = 
 
 def difference_words(ci: Interval, what: str = "points", scale: float = 100.0) -> str:
     """'+3.10 points (95% CI +1.20 to +5.00)', the way the report writes a difference."""
-    pct = f"{100 * ci.level:.3g}"  # 95, 97.5
+    pct = f"{100 * ci.level:.4g}"  # 95, 97.5, 98.75
     if np.isinf(ci.low):
         return f"{scale * ci.estimate:+.2f} {what} (too few seeds for a {pct}% CI)"
     return (f"{scale * ci.estimate:+.2f} {what} ({pct}% CI {scale * ci.low:+.2f} to "

@@ -90,17 +90,20 @@ def _summed(counts: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _mota(counts: np.ndarray) -> np.ndarray:
+    """MOTA of the clips' summed counts: 1 - (misses + false positives + switches) / objects."""
     c = _summed(counts)
     errors = c["num_misses"] + c["num_false_positives"] + c["num_switches"]
     return 1 - errors / np.maximum(c["num_objects"], 1)
 
 
 def _idf1(counts: np.ndarray) -> np.ndarray:
+    """IDF1 of the clips' summed counts: 2 IDTP / (2 IDTP + IDFP + IDFN)."""
     c = _summed(counts)
     return 2 * c["idtp"] / np.maximum(2 * c["idtp"] + c["idfp"] + c["idfn"], 1)
 
 
 def _too_few(estimate: float) -> dict:
+    """The score without an interval (infinite ends), for fewer than ``MIN_CLIPS`` clips."""
     return Interval(float(estimate), -np.inf, np.inf).to_dict()
 
 
