@@ -165,7 +165,9 @@ def _verdicts(sanity: dict, faithful: dict, methods: list[str]) -> list[str]:
     lines.append("Faithfulness, insertion minus deletion AUC over a random order, per image: " +
                  "; ".join(f"{m} {words(cmp['over_random'][m])}" for m in cmp["ranked"]) + ". " +
                  (f"Better than a random order: {', '.join(beats)}." if beats else
-                  "No method is significantly better than a random order here."))
+                  "No method is significantly better than a random order here.") +
+                 f" (Each at 95%; the claims table, where any of {len(methods)} methods would "
+                 f"carry the claim, tests each at {100 * (1 - 0.05 / len(methods)):.4g}%.)")
     if "best_minus_next" in cmp:
         ci, nxt = cmp["best_minus_next"], cmp["ranked"][1]
         caveat = (" (it fails the sanity check above)"
