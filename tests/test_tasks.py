@@ -38,7 +38,11 @@ def test_detection_run_trains_saves_and_reloads(tmp_path):
     assert run.meta["task"] == "detect" and run.meta["head"] == "centernet"
     from cnnlab.dense_files import evaluate_run
 
-    assert evaluate_run(str(run.path))["map"] == pytest.approx(m["map"], abs=1e-9)  # reloaded = trained
+    evaluated = evaluate_run(str(run.path), resamples=50)
+    assert evaluated["map"] == pytest.approx(m["map"], abs=1e-9)  # reloaded = trained
+    ci = evaluated["score_ci"]  # over the evaluation images, around the same mAP
+    assert ci["estimate"] == pytest.approx(m["map"], abs=1e-9) and ci["low"] <= ci["estimate"] <= ci["high"]
+    assert "score_ci" not in evaluate_run(str(run.path), resamples=0)
     html = (run.path / "report.html").read_text()
     assert "Object detection" in html and "Precision against recall" in html
 
@@ -60,13 +64,18 @@ def test_an_interrupted_detection_run_resumes_to_the_same_weights(tmp_path):
 
 @pytest.mark.parametrize("task,head,score", [("segment", "", "mIoU"), ("pose", "regression", "PCK@0.1"),
                                               ("pose", "heatmap", "PCK@0.1")])
-def test_segmentation_and_pose_runs(tmp_path, task, head, score):
+def test_segmentation_and_pose_runs(tmp_path, capsys, task, head, score):
     run = cnnlab.train(dense(tmp_path, task, head=head), log=quiet)
     assert run.metrics["score_name"] == score and 0 <= run.metrics["score"] <= 1
     html = (run.path / "report.html").read_text()
     assert ("Segmentation" if task == "segment" else "Pose (keypoints)") in html
     if task == "pose":  # trained on crops: one per object, half the image side
         assert run.meta["crop_size"] == 32 and run.metrics["n_objects"] > run.metrics["n"] / 10
+    from cnnlab.cli import main
+
+    assert main(["detect", "eval", str(run.path), "--resamples", "50"]) == 0
+    said = capsys.readouterr().out
+    assert ("CI of the score" in said) == (task == "segment")  # mIoU's interval; pose has its own
 
 
 def test_dense_tasks_need_annotations_and_refuse_classification_flags(tmp_path):
