@@ -116,8 +116,8 @@ def draw(image: np.ndarray, found: dict, scale: tuple[float, float], classes: li
     return draw_annotations(image, **kw)
 
 
-def _score_ci(task: str, predictions, ds, resamples: int, seed: int) -> dict:
-    """mAP's or mIoU's bootstrap interval over the evaluated images."""
+def score_interval(task: str, predictions, ds, resamples: int, seed: int) -> dict:
+    """mAP's (``task`` detect) or mIoU's (segment) bootstrap interval over the images of ``ds``."""
     if task == "detect":
         from cnnlab.data.dense import objects
         from cnnlab.evaluate.detection import detection_map_ci
@@ -156,7 +156,7 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     full = task.evaluate(model, data.eval, torch.device("cpu"), bf16)
     result = {k: v for k, v in full.items() if k != "predictions"}
     if resamples and cfg.task in ("detect", "segment"):
-        result["score_ci"] = _score_ci(cfg.task, full["predictions"], data.eval, resamples, cfg.seed)
+        result["score_ci"] = score_interval(cfg.task, full["predictions"], data.eval, resamples, cfg.seed)
     if detector:
         if cfg.task != "pose":
             raise CnnlabError("--detector applies to pose runs (keypoints on detected boxes)")

@@ -139,6 +139,7 @@ def _checks(net, sample, methods: list[str], log: Log) -> dict:
 
 def _verdicts(sanity: dict, faithful: dict, methods: list[str]) -> list[str]:
     """Sanity verdicts only against the different-image baseline; faithfulness with intervals."""
+    from cnnlab.evaluate.stats import bonferroni
     from cnnlab.explain.attributions import compare_faithfulness
 
     lines = []
@@ -167,7 +168,7 @@ def _verdicts(sanity: dict, faithful: dict, methods: list[str]) -> list[str]:
                  (f"Better than a random order: {', '.join(beats)}." if beats else
                   "No method is significantly better than a random order here.") +
                  f" (Each at 95%; the claims table, where any of {len(methods)} methods would "
-                 f"carry the claim, tests each at {100 * (1 - 0.05 / len(methods)):.4g}%.)")
+                 f"carry the claim, tests each at {100 * bonferroni(len(methods)):.4g}%.)")
     if "best_minus_next" in cmp:
         ci, nxt = cmp["best_minus_next"], cmp["ranked"][1]
         caveat = (" (it fails the sanity check above)"
@@ -277,13 +278,13 @@ def claims(res: dict) -> list[Claim]:
     """Which pixels: methods that pass the sanity check and beat a random order."""
     import numpy as np
 
-    from cnnlab.evaluate.stats import bootstrap_ci
+    from cnnlab.evaluate.stats import bonferroni, bootstrap_ci
     from cnnlab.explain.attributions import compare_faithfulness
 
     if "full_ci" not in res["sanity"]:
         return []
     # the claim holds if any method passes both tests: each test at 1 - 0.05 / methods (Bonferroni)
-    level = 1 - 0.05 / len(res["methods"])
+    level = bonferroni(len(res["methods"]))
     per_image = res["sanity"].get("full_per_image")
     if per_image:
         sanity = {m: bootstrap_ci(np.asarray(per_image[m]), level=level, resamples=RESAMPLES).to_dict()

@@ -97,44 +97,26 @@ def _row(label: str, sub: Run, resamples: int) -> dict:
     row = {"task": label, "score_name": m["score_name"], "score": m["score"], "params": m["params"],
            "train_time_s": m["train_time_s"], "train_images_per_s": m["train_images_per_s"],
            "n": m["n"]} | {k: m[k] for k in ("map_50", "pixel_accuracy", "ap", "ap50") if k in m}
-    if label == "segment":
-        row["score_ci"] = _segment_ci(sub)
-    elif label == "detect":
-        row["score_ci"] = _detect_ci(sub, resamples)
+    if label in ("segment", "detect"):  # mIoU's resamples are one matrix product: always 2,000
+        row["score_ci"] = _score_ci(sub, 2000 if label == "segment" else resamples)
     return row
 
 
-def _as_trained(sub: Run) -> tuple:
-    """A sub-run's model on the device and precision its score was computed with, so that an
-    interval's estimate is that score: (model, device, bf16)."""
+def _score_ci(sub: Run, resamples: int) -> dict:
+    """The detector's mAP or the segmenter's mIoU with its bootstrap interval over the
+    evaluation scenes, predicted on the device and in the precision the score was computed
+    with, so that the interval's estimate is that score."""
+    from cnnlab.dense_files import score_interval
     from cnnlab.evaluate.predict import use_bf16
+    from cnnlab.tasks.detect import detect_images
+    from cnnlab.tasks.segment import segment_images
     from cnnlab.training.trainer import resolve_device
 
+    task, ds = sub.config.task, sub.data().eval
     device = resolve_device(sub.config.device)
-    return sub.load_model(device=str(device)), device, use_bf16(sub.config, device)
-
-
-def _segment_ci(sub: Run) -> dict:
-    from cnnlab.evaluate.segmentation import miou_ci
-    from cnnlab.tasks.segment import segment_images
-
-    ds = sub.data().eval
-    model, device, bf16 = _as_trained(sub)
-    pred = segment_images(model, ds.x, device, bf16)
-    return miou_ci(pred, ds.extras["class_map"], len(ds.classes) + 1, seed=sub.config.seed)
-
-
-def _detect_ci(sub: Run, resamples: int) -> dict:
-    import torch
-
-    from cnnlab.data.dense import objects
-    from cnnlab.evaluate.detection import detection_map_ci
-    from cnnlab.tasks.detect import detect_images
-
-    ds = sub.data().eval
-    model, device, bf16 = _as_trained(sub)
-    found = detect_images(model, ds.x, device, bf16)
-    return detection_map_ci(found, objects(ds, torch.arange(len(ds))), resamples, seed=sub.config.seed)
+    predict = detect_images if task == "detect" else segment_images
+    found = predict(sub.load_model(device=str(device)), ds.x, device, use_bf16(sub.config, device))
+    return score_interval(task, found, ds, resamples, sub.config.seed)
 
 
 def _hits(sub: Run):

@@ -146,11 +146,13 @@ def section(ctx: SectionContext) -> str:
         body += "<h3>Against ERM (Welch t interval over seeds)</h3>" + table(
             ["method", "measure", "difference from ERM"],
             [[NAMES[c["method"]], MEASURES[c["measure"]], c["verdict"]] for c in res["comparisons"]])
+        from cnnlab.evaluate.stats import bonferroni
+
         fixes = len({c["method"] for c in res["comparisons"]})
         if fixes > 1:
             body += para(f"Each row is one comparison at 95%. The claims table asks whether any fix "
                          f"raises the worst group, which {fixes} chances to pass would make easier, so "
-                         f"there each fix is tested at {100 * (1 - 0.05 / fixes):.4g}% (Bonferroni).",
+                         f"there each fix is tested at {100 * bonferroni(fixes):.4g}% (Bonferroni).",
                          note=True)
     body += img(P.save(_cells_figure(res), ctx.plots_dir, "spurious"),
                 "accuracy per class and colour group", "760px")
@@ -194,13 +196,13 @@ def claims(res: dict) -> list[Claim]:
     claim holds if any fix does, so each is tested at 1 - 0.05 / fixes (Bonferroni): the chance
     that some fix looks helpful by luck stays under 5%. The section's table keeps each fix's
     own 95% interval."""
-    from cnnlab.evaluate.stats import difference_words, mean_difference_ci, significant
+    from cnnlab.evaluate.stats import bonferroni, difference_words, mean_difference_ci, significant
 
     erm = res["per_seed"]["erm"]
     worst, average, in_dist = (sum(s[k] for s in erm) / len(erm)
                                for k in ("worst_group", "average", "in_distribution"))
     fixes = [c["method"] for c in res["comparisons"] if c["measure"] == "worst_group"]
-    level = 1 - 0.05 / max(len(fixes), 1)
+    level = bonferroni(len(fixes))
     wide = {m: mean_difference_ci([s["worst_group"] for s in erm],
                                   [s["worst_group"] for s in res["per_seed"][m]], level) for m in fixes}
     helped = [m for m, ci in wide.items() if ci.low > 0]

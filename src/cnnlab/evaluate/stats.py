@@ -155,6 +155,12 @@ def difference_words(ci: Interval, what: str = "points", scale: float = 100.0) -
             f"{scale * ci.high:+.2f})")
 
 
+def bonferroni(tests: int, level: float = LEVEL) -> float:
+    """The level at which to run each of ``tests`` tests when any one passing carries a claim,
+    so that some test passing by luck stays under 1 - ``level`` (Bonferroni)."""
+    return 1 - (1 - level) / max(tests, 1)
+
+
 def significant(ci: Interval) -> bool:
     """Whether the interval excludes zero."""
     return not ci.contains(0.0)
