@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as skm
 
 from cnnlab.evaluate.detection import detection_map, precision_recall
-from cnnlab.evaluate.pose import DEFAULT_SIGMA, _coco_keypoint_eval, keypoint_ap, pck
+from cnnlab.evaluate.pose import DEFAULT_SIGMA, _coco_keypoint_eval, keypoint_ap, keypoint_hits, pck, pck_ci
 from cnnlab.evaluate.segmentation import segmentation_iou
 
 NAMES = ["background", "circle", "square", "triangle"]
@@ -69,6 +69,25 @@ def test_pck_averages_over_objects_per_keypoint():
     gt[..., 2] = 2
     pred = torch.tensor([[[0.0, 5.0], [0.0, 0.5]], [[0.0, 5.0], [0.0, 20.0]]])
     assert pck(pred, gt, boxes) == {"pck": 0.5, "per_keypoint": [0.5, 0.5], "n": 4}
+
+
+def test_the_pck_interval_resamples_whole_objects():
+    # 40 objects of 5 keypoints: 20 wholly right, 20 wholly wrong, 10 unlabelled objects between
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(50, 1)
+    gt = torch.zeros(50, 5, 3)
+    gt[:40, :, 2] = 2
+    pred = torch.zeros(50, 5, 2)
+    pred[20:40] = 5.0  # 7 pixels off against a tolerance of 1
+    correct, labelled = keypoint_hits(pred, gt, boxes)
+    ci = pck_ci(correct.numpy(), labelled.numpy(), resamples=4000, seed=1)
+    assert ci["estimate"] == pck(pred, gt, boxes)["pck"] == 0.5
+    # the objects are the draws: half-width about 1.96 * sqrt(0.25 / 40) = 0.155, where
+    # counting the 200 keypoints as independent would give 0.069
+    assert 0.13 < (ci["high"] - ci["low"]) / 2 < 0.18
+    assert pck_ci(correct.numpy() | labelled.numpy(), labelled.numpy(), resamples=100) | {"level": 0} == {
+        "estimate": 1.0, "low": 1.0, "high": 1.0, "level": 0}
+    with pytest.raises(ValueError, match="no labelled keypoint"):
+        pck_ci(correct.numpy()[40:], labelled.numpy()[40:])
 
 
 # --- COCO keypoint AP ------------------------------------------------------------------------

@@ -75,7 +75,12 @@ def test_segmentation_and_pose_runs(tmp_path, capsys, task, head, score):
 
     assert main(["detect", "eval", str(run.path), "--resamples", "50"]) == 0
     said = capsys.readouterr().out
-    assert ("CI of the score" in said) == (task == "segment")  # mIoU's interval; pose has its own
+    assert "CI of the score" in said  # mIoU's interval over the images, PCK's over the objects
+    assert ("over the objects" in said) == (task == "pose")
+    from cnnlab.dense_files import evaluate_run
+
+    ci = evaluate_run(str(run.path), resamples=50)["score_ci"]  # around the run's own score
+    assert ci["estimate"] == pytest.approx(run.metrics["score"], abs=1e-9) and ci["low"] <= ci["high"]
 
 
 def test_dense_tasks_need_annotations_and_refuse_classification_flags(tmp_path):

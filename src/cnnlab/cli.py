@@ -495,8 +495,9 @@ def cmd_detect_eval(args) -> None:
     print("  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
     if "score_ci" in result:
         ci = result["score_ci"]
+        unit = "objects" if result.get("n_objects") is not None else "images"
         print(f"  {100 * ci['level']:.0f}% CI of the score {ci['low']:.4f} to {ci['high']:.4f} "
-              f"(bootstrap over the images, {args.resamples} resamples)")
+              f"(bootstrap over the {unit}, {args.resamples} resamples)")
     per_class = result.get("per_class", {})
     for name, v in per_class.items():
         print(f"  {name}: {'n/a' if v is None else f'{v:.4f}'}")
@@ -661,8 +662,9 @@ def add_detect_verbs(sub) -> None:
                    "default: the run's own evaluation split)")
     p.add_argument("--detector", default="", help="pose: also score keypoints on the boxes this "
                    "detection run finds (top-down from detected boxes)")
-    p.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the mAP or "
-                   "mIoU interval over the images (each a whole evaluation for mAP; 0: no interval)")
+    p.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the score's "
+                   "interval: mAP or mIoU over the images (each a whole evaluation for mAP), PCK over "
+                   "the objects (0: no interval)")
     p.add_argument("--out", help="write the metrics as JSON here")
     p.set_defaults(fn=cmd_detect_eval)
     p = verbs.add_parser("predict", help="annotated images and COCO-format predictions.json")

@@ -117,7 +117,16 @@ def draw(image: np.ndarray, found: dict, scale: tuple[float, float], classes: li
 
 
 def score_interval(task: str, predictions, ds, resamples: int, seed: int) -> dict:
-    """mAP's (``task`` detect) or mIoU's (segment) bootstrap interval over the images of ``ds``."""
+    """mAP's (``task`` detect) or mIoU's (segment) bootstrap interval over the images of ``ds``;
+    PCK's (pose) over its objects (``ds`` holds one crop per object)."""
+    if task == "pose":
+        from cnnlab.evaluate.pose import keypoint_hits, pck_ci
+        from cnnlab.models.pose import from_crop
+
+        boxes, true = ds.extras["crop_boxes"], ds.extras["keypoints"]
+        truth = torch.cat([from_crop(true[..., :2], boxes), true[..., 2:]], -1)
+        correct, labelled = keypoint_hits(from_crop(predictions, boxes), truth, ds.extras["boxes"])
+        return pck_ci(correct.numpy(), labelled.numpy(), resamples, seed)
     if task == "detect":
         from cnnlab.data.dense import objects
         from cnnlab.evaluate.detection import detection_map_ci
@@ -133,9 +142,9 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     """The run's task metrics on its own evaluation split, or on all of ``dataset``'s test
     split (its training images if it has none); pose with ``detector``: keypoint AP and PCK on
     the boxes that detection run finds, beside those on ground-truth boxes. Detection's mAP and
-    segmentation's mIoU get a bootstrap interval over the images (``score_ci``; ``resamples``
-    0: none): each of detection's resamples is a whole COCO evaluation, about 0.04 s per 250
-    small images."""
+    segmentation's mIoU get a bootstrap interval over the images, pose's PCK one over the
+    objects (``score_ci``; ``resamples`` 0: none): each of detection's resamples is a whole COCO
+    evaluation, about 0.04 s per 250 small images."""
     from cnnlab.data import RunData, data_for, load_dataset
     from cnnlab.evaluate.predict import use_bf16
     from cnnlab.tasks import get_task
@@ -155,7 +164,7 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     bf16 = use_bf16(cfg, "cpu")  # as the run evaluated itself
     full = task.evaluate(model, data.eval, torch.device("cpu"), bf16)
     result = {k: v for k, v in full.items() if k != "predictions"}
-    if resamples and cfg.task in ("detect", "segment"):
+    if resamples:
         result["score_ci"] = score_interval(cfg.task, full["predictions"], data.eval, resamples, cfg.seed)
     if detector:
         if cfg.task != "pose":

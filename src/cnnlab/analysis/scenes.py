@@ -143,9 +143,7 @@ def compare_pose(a: tuple, b: tuple) -> dict:
     objects. Keypoints of one object are not independent (one bad crop moves them all), so the
     unit of the test is the object: a paired bootstrap interval of the per-object PCK
     difference, b minus a."""
-
-    import numpy as np
-
+    from cnnlab.evaluate.pose import pck_ci
     from cnnlab.evaluate.stats import bootstrap_ci
 
     (ca, la), (cb, lb) = a, b
@@ -154,12 +152,8 @@ def compare_pose(a: tuple, b: tuple) -> dict:
     per_b = (cb & lb).sum(1)[keep] / lb.sum(1)[keep]
     diff = bootstrap_ci(per_b - per_a)
 
-    def pooled(counts: np.ndarray) -> np.ndarray:  # (..., objects, 2) -> PCK over their keypoints
-        return counts[..., 0].sum(-1) / counts[..., 1].sum(-1)
-
     # each head's PCK over keypoints, its interval drawn over objects (their keypoints move together)
-    ci = {k: bootstrap_ci(np.stack([(c & lab).sum(1), lab.sum(1)], 1)[keep], pooled, batched=True).to_dict()
-          for k, (c, lab) in (("regression", a), ("heatmap", b))}
+    ci = {k: pck_ci(c, lab) for k, (c, lab) in (("regression", a), ("heatmap", b))}
     return {"pck_ci": ci, "per_object": diff.to_dict(), "objects": int(keep.sum()),
             "keypoints": int(la.sum()), "significant": bool(diff.low > 0 or diff.high < 0),
             "mean_a": float(per_a.mean()), "mean_b": float(per_b.mean())}

@@ -68,6 +68,27 @@ def pck(pred: torch.Tensor, gt: torch.Tensor, boxes: torch.Tensor, alpha: float 
     return {"pck": int(hits.sum()) / n if n else None, "per_keypoint": per_keypoint, "n": n}
 
 
+def pck_ci(correct: np.ndarray, labelled: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
+    """PCK's bootstrap interval over objects, from ``keypoint_hits``' (correct, labelled) (M, K).
+
+    The unit resampled is the object, not the keypoint: one bad crop moves all of an object's
+    keypoints, so keypoints of one object are not independent draws. Each resample pools the
+    drawn objects' labelled keypoints (PCK over keypoints, as ``pck`` counts it); objects with no
+    labelled keypoint are left out. ``{"estimate", "low", "high", "level"}``."""
+    from cnnlab.evaluate.stats import bootstrap_ci
+
+    correct, labelled = np.asarray(correct, bool), np.asarray(labelled, bool)
+    keep = labelled.sum(1) > 0
+    if not keep.any():
+        raise ValueError("no labelled keypoint: PCK has no interval")
+    counts = np.stack([(correct & labelled).sum(1), labelled.sum(1)], 1)[keep]  # (objects, 2)
+
+    def pooled(c: np.ndarray) -> np.ndarray:  # (..., objects, 2) -> PCK over their keypoints
+        return c[..., 0].sum(-1) / c[..., 1].sum(-1)
+
+    return bootstrap_ci(counts, pooled, resamples=resamples, seed=seed, batched=True).to_dict()
+
+
 def _np(a: torch.Tensor | np.ndarray | list) -> np.ndarray:
     """A float64 NumPy copy of a tensor, array or list."""
     return torch.as_tensor(a).detach().cpu().double().numpy()
