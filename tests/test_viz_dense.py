@@ -172,6 +172,23 @@ def test_draw_annotations_marks_the_box_outline_and_nothing_far_away():
     assert cols.min() >= 80 - 4 and cols.max() <= 160 + 60
 
 
+def test_labels_of_neighbouring_boxes_do_not_cover_each_other():
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (200, 120))
+    draw, font, taken = ImageDraw.Draw(img), dense._font(14), []
+    for box in [(10, 40, 60, 90), (30, 42, 80, 92), (50, 44, 100, 94)]:  # three overlapping boxes
+        dense._label(draw, img.size, box, "triangle 0.97", (200, 30, 30), font, 14, taken)
+    assert len(taken) == 3
+    for i, a in enumerate(taken):  # every label inside the image, none over another
+        assert 0 <= a[0] and a[2] <= 200 and 0 <= a[1] and a[3] <= 120
+        for b in taken[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+    assert taken[0][3] == 40  # the first where a single label goes: just above its box
+    dense._label(draw, (40, 20), (0, 0, 40, 20), "a label wider than the image", (0, 0, 0), font, 14, taken)
+    assert taken[-1][:2] == (0, 0)  # nowhere fits: pulled to the corner, not off the image
+
+
 def test_draw_annotations_on_a_scene_and_on_a_full_size_photo(scenes):
     t = scenes.targets[5]
     image = scenes.x[5].permute(1, 2, 0).numpy()

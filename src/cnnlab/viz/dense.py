@@ -373,16 +373,30 @@ def _blend_masks(img: Image.Image, masks: np.ndarray, colours: list[tuple]) -> I
     return Image.fromarray(rgb.round().astype(np.uint8))
 
 
-def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour: tuple,
-           font, height: int) -> None:
-    """``text`` on a box of ``colour`` above ``xy`` (below it at the image's top edge)."""
-    x, y = xy
+def _label(draw: ImageDraw.ImageDraw, size: tuple[int, int], box: tuple, text: str, colour: tuple,
+           font, text_h: int, taken: list[tuple]) -> None:
+    """``text`` on a patch of ``colour`` at the first spot that stays inside the image and overlaps
+    no label in ``taken`` (the rule of the report's ``_place_label``): above the box, below it,
+    inside its top, inside its bottom; left-, then right-aligned. Failing that, the first spot
+    inside the image. ``size``: the image's (width, height); the patch drawn joins ``taken``."""
+    x0, y0, x1, y1 = box
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    w, h, pad = right - left, bottom - top, max(1, height // 8)
-    y_top = y - h - 2 * pad if y - h - 2 * pad >= 0 else y
-    draw.rectangle((x, y_top, x + w + 2 * pad, y_top + h + 2 * pad), fill=colour, outline=(0, 0, 0))
+    pad = max(1, text_h // 8)
+    w, h = right - left + 2 * pad, bottom - top + 2 * pad
+    (width, height), spots = size, [(x, y) for y in (y0 - h, y1, y0, y1 - h) for x in (x0, x1 - w)]
+    inside = [(x, y) for x, y in spots if 0 <= x <= width - w and 0 <= y <= height - h]
+    if not inside:  # no spot fits the image: the first one, pulled in as far as it goes
+        x, y = spots[0]
+        inside = [(min(max(0, x), max(0, width - w)), min(max(0, y), max(0, height - h)))]
+
+    def free(x: float, y: float) -> bool:
+        return all(x + w <= a or x >= c or y + h <= b or y >= d for a, b, c, d in taken)
+
+    x, y = next(((x, y) for x, y in inside if free(x, y)), inside[0])
+    taken.append((x, y, x + w, y + h))
+    draw.rectangle((x, y, x + w, y + h), fill=colour, outline=(0, 0, 0))
     ink = (0, 0, 0) if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 140 else (255, 255, 255)
-    draw.text((x + pad - left, y_top + pad - top), text, fill=ink, font=font)
+    draw.text((x + pad - left, y + pad - top), text, fill=ink, font=font)
 
 
 def _keypoints_pil(draw, kp: np.ndarray, edges, colour: tuple, scale: float, lw: int) -> None:
@@ -429,12 +443,15 @@ def draw_annotations(image: np.ndarray, boxes=None, labels=None, scores=None,
             name = classes[c] if classes is not None and known else ""  # no class, no skeleton
             kp = kp[:SKELETON_KEYPOINTS.get(name, len(kp))]
             _keypoints_pil(draw, kp, skeleton(name), colour, scale, lw)
-    for i, box in enumerate(_np(boxes).reshape(-1, 4) * scale if boxes is not None else []):
+    scaled = _np(boxes).reshape(-1, 4) * scale if boxes is not None else np.zeros((0, 4))
+    for box, colour in zip(scaled, colours, strict=False):
         draw.rectangle(tuple(box), outline=(0, 0, 0), width=lw + 2)
-        draw.rectangle(tuple(box + [1, 1, -1, -1]), outline=colours[i], width=lw)
+        draw.rectangle(tuple(box + [1, 1, -1, -1]), outline=colour, width=lw)
+    taken: list[tuple] = []  # labels after every box, so no later box's line crosses a label
+    for i, box in enumerate(scaled):
         name = classes[labels[i]] if classes is not None else str(labels[i])
         text = name if scores is None else f"{name} {float(_np(scores)[i]):.2f}"
-        _label(draw, (float(box[0]), float(box[1])), text, colours[i], font, text_h)
+        _label(draw, img.size, tuple(float(v) for v in box), text, colours[i], font, text_h, taken)
     return img
 
 
