@@ -28,7 +28,9 @@ def machine() -> str:
 
 
 def append_result(what: str, result: str, command: str, machine_desc: str) -> None:
-    """Append one row to the table at the end of RESULTS.md."""
-    row = f"| {time.strftime('%Y-%m-%d')} | {what} | {result} | `{command}` | {machine_desc} |\n"
+    """Append one row to the table at the end of RESULTS.md. A "|" inside a cell (a shell pipe,
+    a separator in a result) is escaped, so it cannot end the cell."""
+    cells = [time.strftime("%Y-%m-%d"), what, result, f"`{command}`", machine_desc]
+    row = "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"
     with open(RESULTS, "a") as f:
         f.write(row)

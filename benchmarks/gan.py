@@ -185,7 +185,7 @@ def speed(a) -> None:
     words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D; one D step and one G step "
              f"per batch of real images, AdamW, R1 every {r1['r1_every']} D steps) against LeNet-5 "
              f"({params[1]:,}, SGD); "
-             + " | ".join(parts) + f"; batch {a.batch}, medians of {a.rounds} interleaved rounds of "
+             + "; ".join(parts) + f"; batch {a.batch}, medians of {a.rounds} interleaved rounds of "
              f"{a.steps} steps (images/s: each model's median; ratio: the median of the rounds' ratios)")
     print(words)
     append_result("GAN training step against a classifier's, about equal parameters (8x8 digits)", words,
