@@ -57,6 +57,38 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, kw):
     assert full.metrics["accuracy"] == resumed.metrics["accuracy"]
 
 
+def test_a_fused_optimizer_resumes_exactly_on_a_channels_last_model(tmp_path):
+    """The file keeps optimizer state contiguous; a channels_last filter bank is not. Loaded as
+    read, a fused Adam step walked the two in memory order and paired the wrong elements."""
+    from cnnlab.training.state import TrainState, load_training_state, save_training_state
+
+    def build():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+        net(torch.zeros(1, 3, 6, 6))
+        net = net.to(memory_format=torch.channels_last)
+        return net, torch.optim.AdamW(net.parameters(), lr=0.1, fused=True)
+
+    def step(net, opt, seed):
+        torch.manual_seed(seed)
+        opt.zero_grad()
+        net(torch.randn(4, 3, 6, 6)).square().sum().backward()
+        opt.step()
+
+    a, opt_a = build()
+    for seed in range(3):
+        step(a, opt_a, seed)
+    save_training_state(tmp_path / "ck.safetensors", a, opt_a, None, TrainState())
+    b, opt_b = build()
+    load_training_state(tmp_path / "ck.safetensors", b, opt_b, None)
+    filters = b[0].weight
+    assert not filters.is_contiguous() and opt_b.state[filters]["exp_avg"].stride() == filters.stride()
+    for seed in range(3, 6):
+        step(a, opt_a, seed)
+        step(b, opt_b, seed)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
     with pytest.raises(CnnlabError, match=r"refuses a changed config \(lr: 0.05 -> 0.1\)"):

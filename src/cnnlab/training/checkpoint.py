@@ -68,6 +68,14 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+    # Each state tensor the shape of its parameter takes the parameter's memory layout, as the
+    # optimizer made it (zeros_like): the file holds them contiguous, a channels_last model's
+    # filters are not, and a fused step walks both in memory order, pairing wrong elements.
+    # (MuonSGD keeps its state in two inner optimizers, neither fused: it has no ``state``.)
+    for param, slots in getattr(opt, "state", {}).items():
+        for name, v in slots.items():
+            if torch.is_tensor(v) and v.shape == param.shape and v.stride() != param.stride():
+                slots[name] = torch.empty_like(param, dtype=v.dtype).copy_(v)
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -26,11 +26,15 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     """Weight decay on weights only: biases and norm layers are left alone. Normalization
     parameters learn ``bias_lr_scale`` times faster, the body ``body_lr_scale`` times (each
     group carries its ``lr_scale``). Built before ``freeze_epochs`` freezes the body, so the body
-    is in it and learns once thawed. A GAN brings its own two groups (generator,
-    discriminator at ``d_lr_scale``) and trains with Adam (beta1 = momentum, DCGAN's 0.5)."""
-    if hasattr(model, "optimizer_groups"):  # a GAN: its generator's and discriminator's groups
+    is in it and learns once thawed. A generator (GAN, diffusion model) brings its own groups
+    (a GAN's discriminator at ``d_lr_scale``) and trains with Adam (beta1 = momentum, DCGAN's
+    0.5), fused into one kernel per step: a GAN's step takes two optimizer steps over small
+    tensors, where Adam's loop over them costs more than its arithmetic (``benchmarks/gan.py
+    speed``)."""
+    if hasattr(model, "optimizer_groups"):
         groups = model.optimizer_groups(cfg.d_lr_scale)
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
     norm_types = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
     norm = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters()}
     params = [p for p in model.parameters() if p.requires_grad]
