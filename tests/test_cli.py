@@ -57,6 +57,7 @@ def test_run_end_to_end_writes_every_file(tmp_path, capfd):
         assert title in html, title
     assert "data:image/png;base64," in html
     assert html.index("claims, measured") < html.index("Run and environment")
+    assert "True, not applied" in html  # the digits recipe's flips, which the digits refuse
     stems = json.loads((run / "analysis" / "main_job.json").read_text())["stems"]
     assert set(stems) == {a.name for a in analyses}  # both lanes recorded
     assert "http://" not in html and "https://" not in html  # self-contained

@@ -84,7 +84,10 @@ def run_section(ctx: ReportContext) -> Section:
     defaults = type(cfg)().to_dict()  # and every other setting the run changed
     keys += [k for k, v in cfg.to_dict().items() if k not in keys and v != defaults[k]
              and k not in ("name", "out_dir", "data_dir")]
-    conf = table(["setting", "value"], [[k, getattr(cfg, k)] for k in keys])
+    shown = {k: getattr(cfg, k) for k in keys}
+    if cfg.flip and ctx.run.meta.get("flip_ok") is False:  # asked for, refused by the data
+        shown["flip"] = "True, not applied: this dataset's images must not be mirrored"
+    conf = table(["setting", "value"], [[k, v] for k, v in shown.items()])
     envt = table(["", ""], [[k, v] for k, v in env.items() if v is not None])
     body = (head + '<div class="cols"><div><h3>Configuration</h3>' + conf +
             '<p class="note">Full config: config.yaml in the run folder.</p></div>'
