@@ -186,7 +186,13 @@ def test_labels_of_neighbouring_boxes_do_not_cover_each_other():
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
     assert taken[0][3] == 40  # the first where a single label goes: just above its box
     dense._label(draw, (40, 20), (0, 0, 40, 20), "a label wider than the image", (0, 0, 0), font, 14, taken)
-    assert taken[-1][:2] == (0, 0)  # nowhere fits: pulled to the corner, not off the image
+    assert taken[-1][:2] == (0, 0)  # nowhere fits: it starts at the corner, running off the right
+    taken = []
+    for _ in range(2):  # a box larger than the image: its labels inside it, apart
+        dense._label(draw, img.size, (-50, -50, 300, 200), "star", (0, 0, 0), font, 14, taken)
+    a, b = taken
+    assert a[:2] == (0, 0) and (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+    assert all(0 <= t[0] and t[2] <= 200 and 0 <= t[1] and t[3] <= 120 for t in taken)
 
 
 def test_draw_annotations_on_a_scene_and_on_a_full_size_photo(scenes):

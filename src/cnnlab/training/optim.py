@@ -30,7 +30,8 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     (a GAN's discriminator at ``d_lr_scale``) and trains with Adam (beta1 = momentum, DCGAN's
     0.5), fused into one kernel per step: a GAN's step takes two optimizer steps over small
     tensors, where Adam's loop over them costs more than its arithmetic (``benchmarks/gan.py
-    speed``)."""
+    speed``). A run resumed from a checkpoint saved unfused goes on unfused, as it began (the
+    saved groups carry the setting)."""
     if hasattr(model, "optimizer_groups"):
         groups = model.optimizer_groups(cfg.d_lr_scale)
         fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])

@@ -379,22 +379,23 @@ def _label(draw: ImageDraw.ImageDraw, size: tuple[int, int], box: tuple, text: s
     no label in ``taken`` (the rule of the report's ``_place_label``): above the box, below it,
     inside its top, inside its bottom; left-, then right-aligned. Failing that, the first spot
     inside the image. ``size``: the image's (width, height); the patch drawn joins ``taken``."""
-    x0, y0, x1, y1 = box
+    (width, height), (x0, y0, x1, y1) = size, box
+    x0, x1 = min(max(x0, 0), width), min(max(x1, 0), width)  # the part of the box in the image
+    y0, y1 = min(max(y0, 0), height), min(max(y1, 0), height)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     pad = max(1, text_h // 8)
-    w, h = right - left + 2 * pad, bottom - top + 2 * pad
-    (width, height), spots = size, [(x, y) for y in (y0 - h, y1, y0, y1 - h) for x in (x0, x1 - w)]
+    w, h = right - left + 2 * pad, bottom - top + 2 * pad  # the patch: [x, x + w) x [y, y + h)
+    spots = [(x, y) for y in (y0 - h, y1, y0, y1 - h) for x in (x0, x1 - w)]
     inside = [(x, y) for x, y in spots if 0 <= x <= width - w and 0 <= y <= height - h]
-    if not inside:  # no spot fits the image: the first one, pulled in as far as it goes
-        x, y = spots[0]
-        inside = [(min(max(0, x), max(0, width - w)), min(max(0, y), max(0, height - h)))]
+    if not inside:  # no spot fits the image: each pulled in as far as it goes
+        inside = [(min(max(0, x), max(0, width - w)), min(max(0, y), max(0, height - h))) for x, y in spots]
 
     def free(x: float, y: float) -> bool:
         return all(x + w <= a or x >= c or y + h <= b or y >= d for a, b, c, d in taken)
 
     x, y = next(((x, y) for x, y in inside if free(x, y)), inside[0])
     taken.append((x, y, x + w, y + h))
-    draw.rectangle((x, y, x + w, y + h), fill=colour, outline=(0, 0, 0))
+    draw.rectangle((x, y, x + w - 1, y + h - 1), fill=colour, outline=(0, 0, 0))  # PIL: both ends in
     ink = (0, 0, 0) if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 140 else (255, 255, 255)
     draw.text((x + pad - left, y + pad - top), text, fill=ink, font=font)
 
