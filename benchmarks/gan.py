@@ -116,22 +116,26 @@ def speed(a) -> None:
     each step's arithmetic (torch's FlopCounterMode: forward and backward products) per real
     image and the FLOP/s it runs at: a GAN step passes through the discriminator three times and
     back through it twice, so per real image it computes more than a classifier of its size
-    (1.3x LeNet-5's at these widths), and images/s alone compares unequal work."""
+    (1.3x LeNet-5's at these widths), and images/s alone compares unequal work. Both run as the
+    trainer runs them: models and images in the channels_last memory format (the default of
+    ``cnnlab train`` and ``cnnlab generate train``), the GAN's Adam fused (make_optimizer)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from cnnlab.config import TrainConfig as C
-    from cnnlab.models import create_model
+    from cnnlab.models import create_model, to_channels_last
     from cnnlab.models.gan import GAN
     from cnnlab.training.optim import make_optimizer
     from cnnlab.training.trainer import FiniteGuard, train_step
 
     torch.manual_seed(0)
-    x, y = torch.rand(a.batch, 1, 8, 8), torch.randint(10, (a.batch,))
+    x = torch.rand(a.batch, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(10, (a.batch,))
     r1 = {k: GENERATE_DEFAULTS[k] for k in ("r1_gamma", "r1_every")}  # lazy R1, as generate trains
     gans = {"BatchNorm D": GAN(1, 8, 10, conditional=True, width=a.width, **r1),
             "spectral-norm D, one pass": GAN(1, 8, 10, conditional=True, width=a.width,
                                              spectral_norm=True, **r1)}
-    clf = create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
+    gans = {k: to_channels_last(g) for k, g in gans.items()}
+    clf = to_channels_last(create_model("lenet5", num_classes=10, in_channels=1, image_size=8))
     gan_cfg = dataclasses.replace(C(), optimizer="adamw", momentum=0.5, weight_decay=0.0)
     opts = {k: make_optimizer(gan_cfg, g) for k, g in gans.items()}
     opt_c = make_optimizer(C(), clf)
@@ -183,10 +187,11 @@ def speed(a) -> None:
     params = (sum(p.numel() for p in gans["BatchNorm D"].parameters()),
               sum(p.numel() for p in clf.parameters()))
     words = (f"GAN (width {a.width}, {params[0]:,} parameters in G and D; one D step and one G step "
-             f"per batch of real images, AdamW, R1 every {r1['r1_every']} D steps) against LeNet-5 "
+             f"per batch of real images, fused AdamW, R1 every {r1['r1_every']} D steps) against LeNet-5 "
              f"({params[1]:,}, SGD); "
-             + "; ".join(parts) + f"; batch {a.batch}, medians of {a.rounds} interleaved rounds of "
-             f"{a.steps} steps (images/s: each model's median; ratio: the median of the rounds' ratios)")
+             + "; ".join(parts) + f"; both channels_last, as trained; batch {a.batch}, medians of "
+             f"{a.rounds} interleaved rounds of {a.steps} steps (images/s: each model's median; ratio: "
+             "the median of the rounds' ratios)")
     print(words)
     append_result("GAN training step against a classifier's, about equal parameters (8x8 digits)", words,
                   " ".join(["python", *sys.argv]), machine())
