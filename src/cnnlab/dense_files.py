@@ -120,12 +120,10 @@ def score_interval(task: str, predictions, ds, resamples: int, seed: int) -> dic
     """mAP's (``task`` detect) or mIoU's (segment) bootstrap interval over the images of ``ds``;
     PCK's (pose) over its objects (``ds`` holds one crop per object)."""
     if task == "pose":
-        from cnnlab.evaluate.pose import keypoint_hits, pck_ci
-        from cnnlab.models.pose import from_crop
+        from cnnlab.evaluate.pose import pck_ci
+        from cnnlab.tasks.pose import crop_hits
 
-        boxes, true = ds.extras["crop_boxes"], ds.extras["keypoints"]
-        truth = torch.cat([from_crop(true[..., :2], boxes), true[..., 2:]], -1)
-        correct, labelled = keypoint_hits(from_crop(predictions, boxes), truth, ds.extras["boxes"])
+        correct, labelled = crop_hits(predictions, ds)
         return pck_ci(correct.numpy(), labelled.numpy(), resamples, seed)
     if task == "detect":
         from cnnlab.data.dense import objects

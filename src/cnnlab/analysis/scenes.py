@@ -124,17 +124,11 @@ def _hits(sub: Run):
     labelled), both (M, K)."""
     import torch
 
-    from cnnlab.evaluate.pose import keypoint_hits
     from cnnlab.io import load_npz
-    from cnnlab.models.pose import from_crop
+    from cnnlab.tasks.pose import crop_hits
 
-    val = sub.data().eval
     kp = load_npz(sub.path / "keypoints.npz")
-    boxes = val.extras["crop_boxes"]
-    pred = from_crop(torch.from_numpy(kp["pred"]), boxes)
-    true = val.extras["keypoints"]
-    truth = torch.cat([from_crop(true[..., :2], boxes), true[..., 2:]], -1)
-    correct, labelled = keypoint_hits(pred, truth, val.extras["boxes"])
+    correct, labelled = crop_hits(torch.from_numpy(kp["pred"]), sub.data().eval)
     return correct.numpy(), labelled.numpy()
 
 
@@ -151,7 +145,6 @@ def compare_pose(a: tuple, b: tuple) -> dict:
     per_a = (ca & la).sum(1)[keep] / la.sum(1)[keep]
     per_b = (cb & lb).sum(1)[keep] / lb.sum(1)[keep]
     diff = bootstrap_ci(per_b - per_a)
-
     # each head's PCK over keypoints, its interval drawn over objects (their keypoints move together)
     ci = {k: pck_ci(c, lab) for k, (c, lab) in (("regression", a), ("heatmap", b))}
     return {"pck_ci": ci, "per_object": diff.to_dict(), "objects": int(keep.sum()),

@@ -14,7 +14,7 @@ from torch import nn
 from cnnlab.config import TrainConfig
 from cnnlab.data import ImageDataset, RunData
 from cnnlab.data.dense import objects
-from cnnlab.evaluate.pose import keypoint_ap, pck
+from cnnlab.evaluate.pose import keypoint_ap, keypoint_hits, pck
 from cnnlab.models.pose import crop_objects, from_crop, to_crop
 from cnnlab.tasks.base import Task, backbone, build_task_model, head_of
 
@@ -56,13 +56,23 @@ class PoseTask(Task):
 
     def evaluate(self, model: nn.Module, ds, device: torch.device, bf16: bool = False) -> dict:
         pred, conf = crop_keypoints(model, ds.x, device, bf16, with_confidence=True)
-        true = ds.extras["keypoints"]
-        scored = score_keypoints(from_crop(pred, ds.extras["crop_boxes"]),
-                                 torch.cat([from_crop(true[..., :2], ds.extras["crop_boxes"]),
-                                            true[..., 2:]], -1), ds, scores=conf)
+        scored = score_keypoints(*in_image(pred, ds), ds, scores=conf)
         method = "heatmaps" if type(model).__name__ == "PoseHeatmap" else "direct regression"
         return {"score": scored["pck"], **scored, "method": method, "n_objects": len(ds),
                 "predictions": pred}
+
+
+def in_image(pred: torch.Tensor, ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints predicted on the crops of ``crop_dataset`` (normalized to each crop) and the
+    crops' truth, both back in image pixels: (M, K, 2) and (M, K, 3) with visibility."""
+    boxes, true = ds.extras["crop_boxes"], ds.extras["keypoints"]
+    return from_crop(pred, boxes), torch.cat([from_crop(true[..., :2], boxes), true[..., 2:]], -1)
+
+
+def crop_hits(pred: torch.Tensor, ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per crop (one object) and keypoint of ``ds``: (correct at PCK@0.1 in image pixels,
+    labelled), both (M, K) bool."""
+    return keypoint_hits(*in_image(pred, ds), ds.extras["boxes"])
 
 
 def score_keypoints(pred: torch.Tensor, true: torch.Tensor, ds: ImageDataset,
