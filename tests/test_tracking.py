@@ -200,6 +200,29 @@ def test_the_tracker_threshold_is_chosen_where_it_keeps_true_boxes_and_drops_fal
     assert tuned["SORT, ground-truth boxes"] == low["SORT, ground-truth boxes"]  # set apart
 
 
+class _TwoClassDetector:
+    """One shape per frame seen as two classes (the same box, scores 0.5 and 0.4), and a second
+    shape elsewhere: what a per-class NMS returns for an object it cannot classify."""
+
+    def eval(self):
+        return self
+
+    def detect(self, x, threshold=0.05):
+        boxes = torch.tensor([[10.0, 10.0, 20.0, 20.0], [11.0, 10.0, 21.0, 20.0], [40.0, 40.0, 50.0, 50.0]])
+        scores, labels = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0, 1, 0])
+        return [{"boxes": boxes, "scores": scores, "labels": labels} for _ in range(len(x))]
+
+
+def test_tracking_takes_one_box_per_object_whatever_its_class():
+    from cnnlab.tracking.clips import detector_detections
+
+    found = detector_detections(_TwoClassDetector(), torch.zeros(3, 3, 64, 64, dtype=torch.uint8))
+    assert len(found) == 3
+    for boxes, scores in found:  # the circle-or-square is one box, at its higher score
+        np.testing.assert_allclose(scores, [0.5, 0.3])
+        np.testing.assert_allclose(boxes, [[10, 10, 20, 20], [40, 40, 50, 50]])
+
+
 def test_a_stored_video_result_without_tuned_trackers_still_reads():
     from cnnlab.analysis.video import _byte_words, _tuned_words
 
