@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -104,17 +105,20 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.plot([float(r["wall_s"]) / 60 for r in pts], [100 * float(r["test_acc"]) for r in pts],
                 marker="o", label=f"width {width:g} ({pts[0]['widths']})")
         for r in pts:
-            ax.annotate(f"{r['epochs']}", (float(r["wall_s"]) / 60, 100 * float(r["test_acc"])),
-                        textcoords="offset points", xytext=(4, -10), fontsize=8)
+            at = (float(r["wall_s"]) / 60, 100 * float(r["test_acc"]))
+            near = any(abs(math.log(at[0] * 60 / s)) < 0.3 and abs(at[1] - a) < 1 for s, a in BUDGETS)
+            ax.annotate(f"{r['epochs']}", at, textcoords="offset points", fontsize=8,  # clear of a star
+                        xytext=(-5, 4) if near else (4, -10), ha="right" if near else "left")
     best = frontier(rows)
     ax.plot([float(r["wall_s"]) / 60 for r in best], [100 * float(r["test_acc"]) for r in best],
             color="black", lw=1, ls="--", label="frontier")
     for i, (seconds, acc) in enumerate(BUDGETS):
-        ax.plot([seconds / 60], [acc], marker="*", ms=12, color="crimson", ls="none",
-                label="the issue's CPU budgets (reach up and left of a star)" if i == 0 else None)
+        # hollow and beneath the points, its words to its right: a point beside a star stays legible
+        ax.plot([seconds / 60], [acc], marker="*", ms=13, mfc="none", mec="crimson", mew=1.3, ls="none",
+                zorder=1, label="the issue's CPU budgets (reach up and left of a star)" if i == 0 else None)
         when = f"{seconds:g} s" if seconds < 300 else f"{seconds / 60:g} min"
         ax.annotate(f"{acc:g}% in {when}", (seconds / 60, acc), fontsize=8,
-                    textcoords="offset points", xytext=(-6, 7), ha="right", color="crimson")
+                    textcoords="offset points", xytext=(9, 3), ha="left", va="bottom", color="crimson")
     accs = [100 * float(r["test_acc"]) for r in rows] + [a for _, a in BUDGETS]
     ax.set_ylim(min(accs) - 1, max(accs) + 1)
     ax.set_xscale("log")
@@ -122,6 +126,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ticks = [t for t in (0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90)
              if min(minutes) / 1.5 <= t <= max(minutes) * 1.5]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xlim(min(minutes) / 1.3, max(minutes) * 2.2)  # room for the last budget's words
     ax.minorticks_off()
     ax.set(xlabel="wall time of the whole cnnlab train command (min, log scale)",
            ylabel="accuracy on the untouched test split (%)",
