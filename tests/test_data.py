@@ -184,12 +184,16 @@ def test_shapes_take_more_kinds_and_more_images():
     area = shapes.extras["masks"].flatten(1).sum(1).float()
     ratio = area[shapes.y == 6].mean() / area[shapes.y == 1].mean()
     assert 0.45 < ratio < 0.75  # 0.6 / 1.0 of the square's half-diagonals
+    more = load_dataset("shapes:kinds=8,n=400,test=120", image_size=16)
+    assert (len(more.train), len(more.test)) == (400, 120)
+    assert torch.equal(more.train.x, data.train.x)  # the same training images
 
 
 @pytest.mark.parametrize("arg, message", [
     ("kinds=9", "kinds must lie in [4, 8], got 9"),
     ("kind=8", "shapes:kind=8 is not understood"),
     ("n=-5", "n must be >= 0"),
+    ("test=-1", "test must be >= 0"),
     ("bias=x", "shapes:bias=x is not understood")])
 def test_bad_shapes_arguments_get_one_clear_line(arg, message):
     with pytest.raises(CnnlabError, match=re.escape(message)):

@@ -169,7 +169,7 @@ def test_on_8_kind_shapes_the_tree_fixes_more_than_it_breaks(base_run):
     options = ANALYSIS.quick(base_run)
     assert options == SHAPES  # LeNet-5 on the digits: a handful of mistakes
     res = run_analysis(base_run, "tree", **options, **quiet)
-    assert res["dataset"] == "shapes:kinds=8" and res["run_dataset"] == "digits"
+    assert res["dataset"] == "shapes:kinds=8,test=2000" and res["run_dataset"] == "digits"
     assert res["mcnemar_p"] < 0.05 and res["n_fixed"] > 2 * res["n_broken"]
     assert ["star", "cross"] in res["groups"]  # look-alike kinds share a node
     control = res["control"]

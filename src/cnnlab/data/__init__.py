@@ -26,7 +26,8 @@ DESCRIPTIONS = {
     "digits": "1,797 real 8x8 handwritten digits shipped with scikit-learn (offline default)",
     "shapes": "procedural coloured shapes on textured backgrounds, 4 classes, seeded (offline); "
               "shapes:bias=0.95 ties colour to class in 95% of training images; shapes:kinds=8 adds "
-              "look-alike kinds (pentagon, hexagon, rhombus, cross); shapes:n=10000 trains on more",
+              "look-alike kinds (pentagon, hexagon, rhombus, cross); shapes:n=10000 trains on more; "
+              "shapes:test=2000 tests on more",
     "cifar10": "60,000 32x32 colour images, 10 classes (official binary release)",
     "cifar100": "60,000 32x32 colour images, 100 classes (official binary release)",
     "mnist": "70,000 28x28 handwritten digits (official IDX files)",
@@ -59,13 +60,13 @@ def _shapes(arg: str, data_dir: Path, image_size: int) -> DatasetSplits:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_shapes(image_size: int, color_bias: float = 0.0, kinds: int = 4, n: int = 0
-                   ) -> DatasetSplits:
+def _cached_shapes(image_size: int, color_bias: float = 0.0, kinds: int = 4, n: int = 0,
+                   test: int = 0) -> DatasetSplits:
     """Generated once per process: the main job's analyses train dozens of sub-runs on shapes
     (about 1-2 s to generate each time). Callers get the same tensors and never write into them."""
     from cnnlab.data.shapes import load_shapes_splits
 
-    return load_shapes_splits(image_size, color_bias=color_bias, kinds=kinds, n=n)
+    return load_shapes_splits(image_size, color_bias=color_bias, kinds=kinds, n=n, test=test)
 
 
 def _cifar(name: str):

@@ -127,8 +127,9 @@ def _hue(rng: np.random.Generator, label: int, n_classes: int, color_bias: float
 
 
 def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1000,
-                       color_bias: float = 0.0, kinds: int = 4, n: int = 0) -> DatasetSplits:
-    """``n``: training images (0: ``n_train``); the test split holds a fifth as many."""
+                       color_bias: float = 0.0, kinds: int = 4, n: int = 0, test: int = 0) -> DatasetSplits:
+    """``n``: training images (0: ``n_train``); the test split holds a fifth as many, or ``test``
+    (0: that fifth)."""
     if not 0 <= color_bias <= 1:
         raise CnnlabError(f"shapes: bias must lie in [0, 1], got {color_bias}; e.g. shapes:bias=0.95")
     if not len(CLASSES) <= kinds <= len(CLASSES + MORE_KINDS):
@@ -136,8 +137,12 @@ def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1
                           f"got {kinds}; e.g. shapes:kinds=8")
     if n < 0:
         raise CnnlabError(f"shapes: n must be >= 0 (0: {n_train}), got {n}; e.g. shapes:n=10000")
+    if test < 0:
+        raise CnnlabError(f"shapes: test must be >= 0 (0: a fifth of the training images), got {test}; "
+                          "e.g. shapes:test=2000")
     size = image_size or 32
     n_train, n_test = (n, max(1, n // 5)) if n else (n_train, n_test)
+    n_test = test or n_test
     return DatasetSplits(
         make_shapes(n_train, size, seed=0, color_bias=color_bias, kinds=kinds),
         make_shapes(n_test, size, seed=1, color_bias=0.0, kinds=kinds),
@@ -146,12 +151,12 @@ def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1
     )
 
 
-SHAPES_ARGS = {"bias": float, "kinds": int, "n": int}
+SHAPES_ARGS = {"bias": float, "kinds": int, "n": int, "test": int}
 
 
 def parse_shapes_arg(arg: str) -> dict:
-    """``shapes:bias=0.95,kinds=8,n=10000`` as keyword arguments of ``load_shapes_splits``
-    (``color_bias``, ``kinds``, ``n``); plain ``shapes``: none."""
+    """``shapes:bias=0.95,kinds=8,n=10000,test=2000`` as keyword arguments of
+    ``load_shapes_splits`` (``color_bias``, ``kinds``, ``n``, ``test``); plain ``shapes``: none."""
     out = {}
     for part in filter(None, arg.split(",")):
         key, _, value = part.partition("=")
@@ -160,6 +165,6 @@ def parse_shapes_arg(arg: str) -> dict:
         except (KeyError, ValueError):
             raise CnnlabError(f"shapes:{arg} is not understood; write shapes, shapes:bias=0.95 (the "
                               f"share of training images whose colour is their class's), "
-                              f"shapes:kinds=8 (4 to 8 kinds of shape) or shapes:n=10000 "
-                              f"(training images), joined by commas") from None
+                              f"shapes:kinds=8 (4 to 8 kinds of shape), shapes:n=10000 (training "
+                              f"images) or shapes:test=2000 (test images), joined by commas") from None
     return out
