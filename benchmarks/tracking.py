@@ -23,7 +23,7 @@ from common import append_result, machine
 
 import cnnlab
 from cnnlab.data.videos import make_videos
-from cnnlab.tracking.clips import TRACKERS, _score, detector_detections, evaluate_tracking
+from cnnlab.tracking.clips import detector_detections, evaluate_tracking
 from cnnlab.tracking.sort import track_video
 
 
@@ -38,11 +38,8 @@ def main() -> None:
         detector = cnnlab.train(cfg, log=lambda s: None, report=False).load_model()
     videos = make_videos(args.clips, 64, args.frames, seed=3)
     result = evaluate_tracking(videos, detector)
-    truth = list(videos.tracks)
-    per_class = [detector_detections(detector, clip, agnostic=False) for clip in videos.x]
-    for name, byte in TRACKERS:
-        m = _score(truth, per_class, args.frames, byte=byte)
-        result[f"{name}, detector with per-class NMS only"] = m
+    per_class = evaluate_tracking(videos, detector, agnostic=False)
+    result |= {f"{k} with per-class NMS only": m for k, m in per_class.items() if k.endswith("detector")}
     t0 = time.perf_counter()
     for clip in videos.x[:10]:
         track_video(detector_detections(detector, clip), byte=True)

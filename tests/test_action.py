@@ -67,6 +67,9 @@ def test_track_and_action_on_a_video_file_and_bad_files_get_one_line(tmp_path, c
 
     assert iio.imread(tmp_path / "t.mp4", index=None).shape[0] == 16  # every frame, drawn
     assert (tmp_path / "t.txt").is_file()
+    assert main(["track", str(det.path), str(tmp_path / "clip.gif"), "--out", str(tmp_path / "p.gif"),
+                 "--per-class-nms"]) == 0  # the detector's boxes as they come (tested in test_tracking)
+    assert (tmp_path / "p.gif").is_file() and (tmp_path / "p.txt").is_file()
     cfg = cnnlab.TrainConfig(dataset="videos:n=18", model="r2plus1d", epochs=1, batch_size=9,
                              out_dir=str(tmp_path), name="act")
     act = cnnlab.train(cfg, log=lambda s: None, report=False)

@@ -202,7 +202,11 @@ def test_the_tracker_threshold_is_chosen_where_it_keeps_true_boxes_and_drops_fal
 
 class _TwoClassDetector:
     """One shape per frame seen as two classes (the same box, scores 0.5 and 0.4), and a second
-    shape elsewhere: what a per-class NMS returns for an object it cannot classify."""
+    shape elsewhere: what a per-class NMS returns for an object it cannot classify. Every third
+    frame finds nothing."""
+
+    def __init__(self):
+        self.i = 0
 
     def eval(self):
         return self
@@ -210,17 +214,29 @@ class _TwoClassDetector:
     def detect(self, x, threshold=0.05):
         boxes = torch.tensor([[10.0, 10.0, 20.0, 20.0], [11.0, 10.0, 21.0, 20.0], [40.0, 40.0, 50.0, 50.0]])
         scores, labels = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0, 1, 0])
-        return [{"boxes": boxes, "scores": scores, "labels": labels} for _ in range(len(x))]
+        out = []
+        for _ in range(len(x)):
+            empty = self.i % 3 == 2
+            self.i += 1
+            out.append({"boxes": boxes[:0] if empty else boxes, "scores": scores[:0] if empty else scores,
+                        "labels": labels[:0] if empty else labels})
+        return out
 
 
 def test_tracking_takes_one_box_per_object_whatever_its_class():
     from cnnlab.tracking.clips import detector_detections
 
-    found = detector_detections(_TwoClassDetector(), torch.zeros(3, 3, 64, 64, dtype=torch.uint8))
-    assert len(found) == 3
-    for boxes, scores in found:  # the circle-or-square is one box, at its higher score
-        np.testing.assert_allclose(scores, [0.5, 0.3])
+    frames = torch.zeros(6, 3, 64, 64, dtype=torch.uint8)
+    found = detector_detections(_TwoClassDetector(), frames)
+    assert len(found) == 6
+    for t, (boxes, scores) in enumerate(found):
+        if t % 3 == 2:  # nothing found: empty arrays of the right shape
+            assert boxes.shape == (0, 4) and scores.shape == (0,)
+            continue
+        np.testing.assert_allclose(scores, [0.5, 0.3])  # the circle-or-square is one box, its higher score
         np.testing.assert_allclose(boxes, [[10, 10, 20, 20], [40, 40, 50, 50]])
+    per_class = detector_detections(_TwoClassDetector(), frames, agnostic=False)
+    assert [len(s) for _, s in per_class] == [3, 3, 0, 3, 3, 0]  # the detector's own output, kept
 
 
 def test_a_stored_video_result_without_tuned_trackers_still_reads():

@@ -520,7 +520,8 @@ def cmd_detect_predict(args) -> None:
 def cmd_track(args) -> None:
     from cnnlab.video_files import track_file
 
-    done = track_file(args.run, args.video, args.out, byte=not args.sort, threshold=args.threshold)
+    done = track_file(args.run, args.video, args.out, byte=not args.sort, threshold=args.threshold,
+                      agnostic=not args.per_class_nms)
     print(f"tracked {done['tracks']} objects over {done['frames']} frames: wrote {done['out']} and "
           f"{done['mot']} (MOTChallenge rows)")
     if not done["tracks"]:
@@ -639,6 +640,9 @@ def add_video_verbs(sub) -> None:
     p.add_argument("--out", default="tracked.gif", help="the drawn clip: .gif or .mp4 (MOT rows beside it)")
     p.add_argument("--sort", action="store_true", help="plain SORT: no second association of low scores")
     p.add_argument("--threshold", type=float, default=0.1, help="lowest detection score kept")
+    p.add_argument("--per-class-nms", action="store_true",
+                   help="keep overlapping boxes of different classes (a rider on a bicycle); by default "
+                        "one box per place, whatever its class, as the video analysis measures it")
     p.set_defaults(fn=cmd_track)
     p = sub.add_parser("action", help="the action in a video, with an action run (--dataset videos)")
     p.add_argument("run", help="a run trained on --dataset videos")

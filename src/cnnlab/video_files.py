@@ -77,8 +77,10 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float = 12.0) -
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
-def track_file(run_path: str, video: str, out: str, byte: bool = True, threshold: float = 0.1) -> dict:
-    """Track the objects of ``video`` with a detection run; write the drawn clip and MOT rows."""
+def track_file(run_path: str, video: str, out: str, byte: bool = True, threshold: float = 0.1,
+               agnostic: bool = True) -> dict:
+    """Track the objects of ``video`` with a detection run; write the drawn clip and MOT rows.
+    ``agnostic``: one box per place whatever its class (``detector_detections``)."""
     from cnnlab.dense_files import check_threshold, dense_run
     from cnnlab.tracking.clips import detector_detections
     from cnnlab.tracking.sort import track_video
@@ -90,7 +92,8 @@ def track_file(run_path: str, video: str, out: str, byte: bool = True, threshold
     frames = read_video(video)
     size = run.meta["input_shape"][-1]
     h, w = frames.shape[1:3]
-    detections = detector_detections(run.cached_model(), resize_frames(frames, size), threshold)
+    detections = detector_detections(run.cached_model(), resize_frames(frames, size), threshold,
+                                     agnostic=agnostic)
     scale = np.array([w / size, h / size, w / size, h / size])
     detections = [(b * scale, s) for b, s in detections]
     rows = track_video(detections, byte=byte)

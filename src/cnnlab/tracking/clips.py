@@ -34,7 +34,7 @@ ID_STRIDE = 10_000
 TRACKERS = (("SORT", False), ("ByteTrack", True))
 """(name, ByteTrack's second association) of the trackers compared."""
 NMS_IOU = 0.5
-"""The class-agnostic NMS's overlap, that of the detector's own per-class NMS."""
+"""The class-agnostic NMS's overlap, that of CenterNet's own per-class NMS (``models.centernet``)."""
 TUNED = {"high": (0.3, 0.45, 0.6, 0.75), "min_hits": (1, 3)}
 """What ``tune_tracker`` chooses among: the score that starts tracks and is matched first, and
 the detections in a row before a track is reported."""
@@ -53,7 +53,7 @@ def truth_detections(tracks: np.ndarray, frames: int) -> list[tuple[np.ndarray, 
 def detector_detections(detector, frames: torch.Tensor, threshold: float = 0.1, batch_size: int = 64,
                         agnostic: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
     """The detector's boxes and scores on every frame of one clip (T, 3, H, W) uint8; with
-    ``agnostic``, whatever their class: where two boxes overlap by ``NMS_IOU`` or more, the
+    ``agnostic``, whatever their class: where two boxes overlap by more than ``NMS_IOU``, the
     lower-scored goes (without, the detector's per-class NMS alone, as before 2026-12-07)."""
     from torchvision.ops import nms
 
@@ -79,15 +79,17 @@ def _stack(rows: list[np.ndarray], frames: int) -> np.ndarray:
 
 
 def evaluate_tracking(videos: VideoSet, detector=None, threshold: float = 0.1,
-                      tuned: dict[str, dict] | None = None, **params) -> dict:
+                      tuned: dict[str, dict] | None = None, agnostic: bool = True, **params) -> dict:
     """MOTA, IDF1, ID switches, misses and false positives of SORT and ByteTrack on ``videos``,
-    with ground-truth detections and (if given) with ``detector``'s. ``tuned`` (tracker name ->
-    ``Tracker`` arguments, from ``tune_tracker``) sets each tracker on the detector's boxes."""
+    with ground-truth detections and (if given) with ``detector``'s (``agnostic``: see
+    ``detector_detections``). ``tuned`` (tracker name -> ``Tracker`` arguments, from
+    ``tune_tracker``) sets each tracker on the detector's boxes."""
     frames = videos.x.shape[1]
     truth = [np.asarray(t) for t in videos.tracks]
     sources = {"ground-truth boxes": [truth_detections(t, frames) for t in truth]}
     if detector is not None:
-        sources["detector"] = [detector_detections(detector, clip, threshold) for clip in videos.x]
+        sources["detector"] = [detector_detections(detector, clip, threshold, agnostic=agnostic)
+                               for clip in videos.x]
     result = {}
     for source, detections in sources.items():
         for name, byte in TRACKERS:
