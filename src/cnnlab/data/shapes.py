@@ -126,23 +126,22 @@ def _hue(rng: np.random.Generator, label: int, n_classes: int, color_bias: float
     return drawn
 
 
-def load_shapes_splits(image_size: int = 0, n_train: int = 5000, n_test: int = 1000,
-                       color_bias: float = 0.0, kinds: int = 4, n: int = 0, test: int = 0) -> DatasetSplits:
-    """``n``: training images (0: ``n_train``); the test split holds a fifth as many, or ``test``
-    (0: that fifth)."""
+def load_shapes_splits(image_size: int = 0, color_bias: float = 0.0, kinds: int = 4, n: int = 0,
+                       test: int = 0) -> DatasetSplits:
+    """``n`` training images (0: 5,000) and ``test`` test images (0: a fifth as many)."""
     if not 0 <= color_bias <= 1:
         raise CnnlabError(f"shapes: bias must lie in [0, 1], got {color_bias}; e.g. shapes:bias=0.95")
     if not len(CLASSES) <= kinds <= len(CLASSES + MORE_KINDS):
         raise CnnlabError(f"shapes: kinds must lie in [{len(CLASSES)}, {len(CLASSES + MORE_KINDS)}], "
                           f"got {kinds}; e.g. shapes:kinds=8")
     if n < 0:
-        raise CnnlabError(f"shapes: n must be >= 0 (0: {n_train}), got {n}; e.g. shapes:n=10000")
+        raise CnnlabError(f"shapes: n must be >= 0 (0: 5000), got {n}; e.g. shapes:n=10000")
     if test < 0:
         raise CnnlabError(f"shapes: test must be >= 0 (0: a fifth of the training images), got {test}; "
                           "e.g. shapes:test=2000")
     size = image_size or 32
-    n_train, n_test = (n, max(1, n // 5)) if n else (n_train, n_test)
-    n_test = test or n_test
+    n_train = n or 5000
+    n_test = test or max(1, n_train // 5)
     return DatasetSplits(
         make_shapes(n_train, size, seed=0, color_bias=color_bias, kinds=kinds),
         make_shapes(n_test, size, seed=1, color_bias=0.0, kinds=kinds),

@@ -449,9 +449,10 @@ def draw_annotations(image: np.ndarray, boxes=None, labels=None, scores=None,
         draw.rectangle(tuple(box), outline=(0, 0, 0), width=lw + 2)
         draw.rectangle(tuple(box + [1, 1, -1, -1]), outline=colour, width=lw)
     taken: list[tuple] = []  # labels after every box, so no later box's line crosses a label
+    scores = None if scores is None else _np(scores)
     for i, box in enumerate(scaled):
         name = classes[labels[i]] if classes is not None else str(labels[i])
-        text = name if scores is None else f"{name} {float(_np(scores)[i]):.2f}"
+        text = name if scores is None else f"{name} {float(scores[i]):.2f}"
         _label(draw, img.size, tuple(float(v) for v in box), text, colours[i], font, text_h, taken)
     return img
 
