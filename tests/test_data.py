@@ -125,6 +125,22 @@ def test_image_folder_with_a_non_image_is_a_clear_error(tmp_path, rng):
         load_dataset(f"folder:{tmp_path / 'imgs'}")
 
 
+def test_the_digits_folds_test_every_image_once_and_fold_0_is_the_plain_split():
+    def rows(x):
+        return sorted(bytes(r) for r in x.flatten(1).numpy())
+
+    plain = load_dataset("digits")
+    everything = rows(torch.cat([plain.train.x, plain.test.x]))
+    folds = [load_dataset(f"digits:fold={k}") for k in range(5)]
+    assert torch.equal(folds[0].test.x, plain.test.x) and torch.equal(folds[0].train.x, plain.train.x)
+    for fold in folds:  # each trains on the other four fifths
+        assert rows(torch.cat([fold.train.x, fold.test.x])) == everything
+        assert 355 <= len(fold.test) <= 362 and fold.test.y.bincount().min() >= 34  # stratified
+    assert rows(torch.cat([f.test.x for f in folds])) == everything  # a partition
+    with pytest.raises(CnnlabError, match="digits:fold=5 is not understood"):
+        load_dataset("digits:fold=5")
+
+
 def test_npz_and_its_errors(tmp_path, digits_npz):
     splits = load_dataset(f"npz:{digits_npz}")
     assert len(splits.train) == 1797 and splits.train.image_shape == (1, 8, 8)

@@ -339,8 +339,32 @@ def test_mlp_vs_cnn_trains_the_depth_pair_again_with_other_seeds(tmp_path):
     run = cnnlab.train(cnnlab.TrainConfig(epochs=1, limit_train=200, out_dir=str(tmp_path), name="r"),
                        log=quiet, report=False)
     res = run_analysis(run, "mlp_vs_cnn", models=("lenet5", "resnet20"), seeds=2, log=quiet)
+    assert "depth_folds" not in res  # 200 of the training images: the digits' folds would not complete it
     seeds = res["depth_seeds"]
     assert [len(seeds[m]) for m in ("resnet20", "lenet5")] == [2, 2]
     assert seeds["lenet5"][0] == run.metrics["accuracy"]  # the run's own model is the first seed
     again = cnnlab.load_run(next((run.path / "subruns").glob("lenet5-seed1-*")))
     assert again.config.seed == run.config.seed + 1 and again.metrics["accuracy"] == seeds["lenet5"][1]
+
+
+def test_on_the_digits_the_depth_claim_is_tested_on_all_1797_images_through_their_folds(tmp_path):
+    from cnnlab.analysis.mlp_vs_cnn import claims
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="r"), log=quiet, report=False)
+    res = run_analysis(run, "mlp_vs_cnn", models=("lenet5", "resnet20"), log=quiet)
+    folds = res["depth_folds"]
+    assert folds["n"] == 1797 and folds["folds"] == 5
+    subruns = {k: cnnlab.load_run(next((run.path / "subruns").glob(f"lenet5-fold{k}-*")))
+               for k in range(1, 5)}
+    assert {k: r.config.dataset for k, r in subruns.items()} == {k: f"digits:fold={k}" for k in range(1, 5)}
+    # fold 0 is the run's own test split, predicted by the run's own LeNet-5
+    right = run.metrics["accuracy"] * 360 + sum(r.metrics["accuracy"] * r.metrics["n"]
+                                                for r in subruns.values())
+    assert folds["accuracy"]["lenet5"] == pytest.approx(right / 1797)
+    pooled = folds["comparison"]
+    gap = folds["accuracy"]["resnet20"] - folds["accuracy"]["lenet5"]
+    assert pooled["difference_points"] == pytest.approx(100 * gap)
+    depth = claims(res)[-1]
+    assert depth.verdict.startswith("resnet20 vs lenet5 on all 1,797 digits, 5 folds")
+    assert depth.holds == (None if pooled["p_value"] >= 0.05 else pooled["difference_points"] > 0)
