@@ -352,10 +352,10 @@ def test_on_the_digits_the_depth_claim_is_tested_on_all_1797_images_through_thei
 
     quiet = lambda *a, **k: None  # noqa: E731
     run = cnnlab.train(cnnlab.TrainConfig(epochs=1, out_dir=str(tmp_path), name="r"), log=quiet, report=False)
-    res = run_analysis(run, "mlp_vs_cnn", models=("lenet5", "resnet20"), log=quiet)
+    res = run_analysis(run, "mlp_vs_cnn", models=("lenet5", "resnet20"), seeds=2, log=quiet)
     folds = res["depth_folds"]
     assert folds["n"] == 1797 and folds["folds"] == 5
-    subruns = {k: cnnlab.load_run(next((run.path / "subruns").glob(f"lenet5-fold{k}-*")))
+    subruns = {k: cnnlab.load_run(next((run.path / "subruns").glob(f"lenet5-fold{k}-[0-9a-f]*")))
                for k in range(1, 5)}
     assert {k: r.config.dataset for k, r in subruns.items()} == {k: f"digits:fold={k}" for k in range(1, 5)}
     # fold 0 is the run's own test split, predicted by the run's own LeNet-5
@@ -365,6 +365,14 @@ def test_on_the_digits_the_depth_claim_is_tested_on_all_1797_images_through_thei
     pooled = folds["comparison"]
     gap = folds["accuracy"]["resnet20"] - folds["accuracy"]["lenet5"]
     assert pooled["difference_points"] == pytest.approx(100 * gap)
+    # a second seed trains all five folds again: its accuracy is on all the digits too
+    again = {k: cnnlab.load_run(next((run.path / "subruns").glob(f"lenet5-fold{k}-seed1-*"))) for k in (1, 4)}
+    assert [r.config.seed for r in again.values()] == [run.config.seed + 1] * 2
+    assert res["depth_seeds"]["lenet5"][0] == folds["accuracy"]["lenet5"]
+    first = cnnlab.load_run(next((run.path / "subruns").glob("lenet5-seed1-*")))
+    assert res["depth_seeds"]["lenet5"][1] != first.metrics["accuracy"]  # 1,797 images, not 360
     depth = claims(res)[-1]
     assert depth.verdict.startswith("resnet20 vs lenet5 on all 1,797 digits, 5 folds")
-    assert depth.holds == (None if pooled["p_value"] >= 0.05 else pooled["difference_points"] > 0)
+    assert "; over 2 seeds each: " in depth.verdict  # and both tests must agree (tested above)
+    assert depth.holds in (None, pooled["difference_points"] > 0)
+    assert depth.holds is None or pooled["p_value"] < 0.05

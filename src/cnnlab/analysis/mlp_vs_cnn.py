@@ -36,7 +36,7 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     Args:
         models: the models to compare (comma-separated); the run's own model is reused.
         seeds: trainings of each model of the depth pair (the first is the one above; more
-            give the depth claim an interval over seeds too).
+            give the depth claim an interval over seeds too, on all the digits with ``folds``).
         folds: on the digits (their plain split, every image), train the depth pair on the
             four other folds too and test the depth claim on all 1,797 images; other data: no
             effect.
@@ -60,11 +60,17 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
               "retrained_from_scratch": started,
               "reference": run.config.model,
               "comparisons": _comparisons(correct, run.config.model)}
-    if folds and set(DEPTH) <= set(correct) and _cross_fits(run.config):
-        result["depth_folds"] = _depth_folds(run, correct, log)
-    if seeds > 1 and set(DEPTH) <= set(correct):
-        result["depth_seeds"] = {name: [float(correct[name].mean())]
-                                 + [_train(run, name, s, log).metrics["accuracy"] for s in range(1, seeds)]
+    cross = folds and set(DEPTH) <= set(correct) and _cross_fits(run.config)
+    if cross:
+        result["depth_folds"] = _depth_folds({name: _all_digits(run, name, correct[name], 0, log)
+                                              for name in DEPTH})
+    if seeds > 1 and set(DEPTH) <= set(correct):  # on all the digits where the folds are
+        def accuracy(name: str, offset: int) -> float:
+            right = _correct(_train(run, name, offset, log))
+            return float((_all_digits(run, name, right, offset, log) if cross else right).mean())
+
+        first = result["depth_folds"]["accuracy"] if cross else {m: float(correct[m].mean()) for m in DEPTH}
+        result["depth_seeds"] = {name: [first[name]] + [accuracy(name, s) for s in range(1, seeds)]
                                  for name in DEPTH}
     for r in rows:
         r["accuracy_ci"] = _ci(correct[r["model"]])
@@ -83,31 +89,35 @@ def _cross_fits(cfg) -> bool:
             and not cfg.label_noise and not cfg.permute_pixels)
 
 
-def _depth_folds(run: Run, correct: dict, log: Log) -> dict:
-    """The depth pair on the digits' folds 1-4, with the run's split as fold 0: which of the
-    1,797 images each model gets right, from the model that did not train on it. The images
-    come fold by fold, in the same order for both models, so McNemar pairs them."""
+def _all_digits(run: Run, name: str, fold0, seed_offset: int, log: Log):
+    """Which of the 1,797 digits model ``name`` gets right, each from the model that did not
+    train on it: ``fold0`` (the run's test split), then the digits' folds 1-4."""
     import numpy as np
 
     from cnnlab.data.digits import FOLDS
 
-    pooled = {name: [correct[name]] for name in DEPTH}
-    for k in range(1, FOLDS):
-        for name in DEPTH:
-            kwargs = run.config.model_kwargs if name == run.config.model else {}
-            cfg = run.config.fresh(model=name, model_kwargs=kwargs, dataset=f"digits:fold={k}")
-            pooled[name].append(_correct(run.subrun(cfg, f"{name}-fold{k}", log)))
-    pooled = {name: np.concatenate(v) for name, v in pooled.items()}
+    return np.concatenate([fold0] + [_correct(_train(run, name, seed_offset, log, fold=k))
+                                     for k in range(1, FOLDS)])
+
+
+def _depth_folds(pooled: dict) -> dict:
+    """The depth pair on all the digits: the images come fold by fold, in the same order for
+    both models, so McNemar pairs them."""
+    from cnnlab.data.digits import FOLDS
+
     n = len(pooled[DEPTH[0]])
     return {"folds": FOLDS, "n": n, "accuracy": {name: float(v.mean()) for name, v in pooled.items()},
             "comparison": _compare(pooled, *DEPTH, where=f"all {n:,} digits, {FOLDS} folds")}
 
 
-def _train(run: Run, name: str, seed_offset: int, log: Log) -> Run:
-    """Model ``name`` from scratch with the run's data and recipe (seed + ``seed_offset``)."""
+def _train(run: Run, name: str, seed_offset: int, log: Log, fold: int = 0) -> Run:
+    """Model ``name`` from scratch with the run's data and recipe (seed + ``seed_offset``;
+    ``fold`` > 0: on ``digits:fold=K``, a run on the plain digits being fold 0)."""
     kwargs = run.config.model_kwargs if name == run.config.model else {}  # another model's own
-    cfg = run.config.fresh(model=name, model_kwargs=kwargs, seed=run.config.seed + seed_offset)
-    return run.subrun(cfg, name if not seed_offset else f"{name}-seed{seed_offset}", log)
+    data = {"dataset": f"digits:fold={fold}"} if fold else {}
+    cfg = run.config.fresh(model=name, model_kwargs=kwargs, seed=run.config.seed + seed_offset, **data)
+    label = name + (f"-fold{fold}" if fold else "") + (f"-seed{seed_offset}" if seed_offset else "")
+    return run.subrun(cfg, label, log)
 
 
 def _correct(run: Run):
@@ -182,8 +192,9 @@ def section(ctx: SectionContext) -> str:
         ci, n = _over_seeds(res["depth_seeds"])
         accs = "; ".join(f"{m}: " + ", ".join(f"{100 * a:.2f}%" for a in v)
                          for m, v in res["depth_seeds"].items())
-        body += para(f"The depth pair trained {n} times each, with 0 to {n - 1} added to the run's seed "
-                     f"({accs}): {DEPTH[0]} minus {DEPTH[1]} {difference_words(ci)}, Welch over seeds. "
+        where = " on all the digits" if "depth_folds" in res else ""
+        body += para(f"The depth pair trained {n} times each{where}, with 0 to {n - 1} added to the run's "
+                     f"seed ({accs}): {DEPTH[0]} minus {DEPTH[1]} {difference_words(ci)}, Welch over seeds. "
                      "McNemar above covers which images were drawn; this covers which training run.")
     body += img(P.save(_figure(rows), ctx.plots_dir, "mlp_vs_cnn"), "MLP versus CNN", "900px")
     body += para("An MLP's first layer has one weight per input pixel for every hidden unit, so "
