@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -365,6 +366,19 @@ def test_on_the_digits_the_depth_claim_is_tested_on_all_1797_images_through_thei
     pooled = folds["comparison"]
     gap = folds["accuracy"]["resnet20"] - folds["accuracy"]["lenet5"]
     assert pooled["difference_points"] == pytest.approx(100 * gap)
+    # McNemar pairs each image's two predictions: rebuild the pairs from the folds' own files
+    only = {"resnet20": 0, "lenet5": 0}
+    for k in range(5):
+        right = {}
+        for m in ("resnet20", "lenet5"):
+            folder = (next((run.path / "subruns").glob(f"{m}-fold{k}-[0-9a-f]*")) if k else  # not -seed1
+                      next(Path(r["run"]) for r in res["models"] if r["model"] == m))
+            p = np.load(folder / "predictions.npz")
+            right[m] = (p["probs"].argmax(1) == p["y"], p["y"])
+        assert np.array_equal(right["resnet20"][1], right["lenet5"][1])  # the same images, in order
+        only["resnet20"] += int((right["resnet20"][0] & ~right["lenet5"][0]).sum())
+        only["lenet5"] += int((right["lenet5"][0] & ~right["resnet20"][0]).sum())
+    assert (pooled["a_only"], pooled["b_only"]) == (only["resnet20"], only["lenet5"])
     # a second seed trains all five folds again: its accuracy is on all the digits too
     again = {k: cnnlab.load_run(next((run.path / "subruns").glob(f"lenet5-fold{k}-seed1-*"))) for k in (1, 4)}
     assert [r.config.seed for r in again.values()] == [run.config.seed + 1] * 2
@@ -373,6 +387,8 @@ def test_on_the_digits_the_depth_claim_is_tested_on_all_1797_images_through_thei
     assert res["depth_seeds"]["lenet5"][1] != first.metrics["accuracy"]  # 1,797 images, not 360
     depth = claims(res)[-1]
     assert depth.verdict.startswith("resnet20 vs lenet5 on all 1,797 digits, 5 folds")
+    html = cnnlab.render_report(run).read_text()
+    assert "every one of the 1,797 images was predicted by a model that never saw it" in html
     assert "; over 2 seeds each: " in depth.verdict  # and both tests must agree (tested above)
     assert depth.holds in (None, pooled["difference_points"] > 0)
     assert depth.holds is None or pooled["p_value"] < 0.05

@@ -44,7 +44,7 @@ def parse_digits_arg(arg: str) -> int:
     key, _, value = arg.partition("=")
     if not arg:
         return 0
-    if key == "fold" and value.isdigit() and int(value) < FOLDS:
+    if key == "fold" and value in [str(k) for k in range(FOLDS)]:
         return int(value)
     raise CnnlabError(f"digits:{arg} is not understood; write digits, or digits:fold=K with K from 0 "
                       f"to {FOLDS - 1} (which fifth of the digits to test on; 0 is the plain split)")
