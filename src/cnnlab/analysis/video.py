@@ -333,9 +333,8 @@ ANALYSIS = register(Analysis(
             "action_epochs": (1, 10_000),
             "action_size": (16, 256),
             "action_objects": (1, 8)},
-    takes=("about 5 minutes on 2 CPU cores (297 s measured with 20 tracked clips and before the "
-           "trackers were tuned on validation clips: a detector and two action models; the 64 "
-           "tracked and 32 validation clips of now were not timed at this budget); cnnlab run's "
+    takes=("about 5.5 minutes on 2 CPU cores (319 s measured on the Zen 5 EPYC: a detector, 64 "
+           "tracked clips with thresholds chosen on 32 others, and two action models); cnnlab run's "
            "quick budget reuses the scenes detector and takes about 20 s (19.6 s measured on the "
            "Zen 5: 64 clips tracked, thresholds chosen on 32 others, two action models)"),
 ))
