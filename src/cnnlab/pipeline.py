@@ -122,7 +122,8 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
                      precision, full, country, log, progress, start)
 
 
-SECOND_LANE = ("scenes", "video", "tree", "calibration", "influence", "filters", "permutation", "privacy")
+SECOND_LANE = ("scenes", "video", "tree", "calibration", "influence", "filters", "permutation", "privacy",
+               "robustness")
 """Analyses ``cnnlab run`` gives a second process when the machine has a core to spare: they read
 nothing of the first lane's analyses. Within the lane, order matters: video reuses the scenes
 detector; calibration scores the network the tree grows from (on the digits, a sub-run on
@@ -141,7 +142,8 @@ influence and bias, 3 s, were in the second lane then). On 2026-12-07 calibratio
 reuse the tree's base, and data valuation (6 s) back to the first lane when the segmenter got
 two more epochs (10 s) for an interval that clears its bar. Later that day the depth pair
 trained on the digits' four other folds (43 s more in the first lane's MLP versus CNN), and
-permutation and privacy (15 s, their own data) moved here: 133 s against 125 s, 143 s wall."""
+permutation and privacy (15 s, their own data) moved here: 133 s against 125 s, 143 s wall;
+in a slower hour 161 s against 144 s (171 s wall), so robustness (6-7 s) came here too."""
 
 BEFORE_MAIN = ("scenes", "video")
 """Second-lane analyses that read nothing of the main CNN (their own data, models and
