@@ -24,6 +24,7 @@ from cnnlab.log import Log
 from cnnlab.viz.html import esc, img, para, pct_ci, table
 
 if TYPE_CHECKING:
+    from cnnlab.config import TrainConfig
     from cnnlab.run import Run
 
 ROW_KEYS = ("model", "params", "first_layer_params", "macs", "accuracy", "train_time_s")
@@ -82,7 +83,7 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     return result
 
 
-def _cross_fits(cfg) -> bool:
+def _cross_fits(cfg: TrainConfig) -> bool:
     """Whether the run trained on the plain digits' whole training split and was scored on its
     test split: then that split is fold 0 of ``digits:fold=K`` and the other four complete it."""
     return (cfg.dataset == "digits" and not cfg.val_split and not cfg.limit_train and not cfg.drop_train
