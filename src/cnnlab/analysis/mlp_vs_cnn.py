@@ -61,18 +61,8 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
               "retrained_from_scratch": started,
               "reference": run.config.model,
               "comparisons": _comparisons(correct, run.config.model)}
-    cross = folds and set(DEPTH) <= set(correct) and _cross_fits(run.config)
-    if cross:
-        result["depth_folds"] = _depth_folds({name: _all_digits(run, name, correct[name], 0, log)
-                                              for name in DEPTH})
-    if seeds > 1 and set(DEPTH) <= set(correct):  # on all the digits where the folds are
-        def accuracy(name: str, offset: int) -> float:
-            right = _correct(_train(run, name, offset, log))
-            return float((_all_digits(run, name, right, offset, log) if cross else right).mean())
-
-        first = result["depth_folds"]["accuracy"] if cross else {m: float(correct[m].mean()) for m in DEPTH}
-        result["depth_seeds"] = {name: [first[name]] + [accuracy(name, s) for s in range(1, seeds)]
-                                 for name in DEPTH}
+    if set(DEPTH) <= set(correct):
+        result |= _depth(run, correct, seeds, folds and _cross_fits(run.config), log)
     for r in rows:
         r["accuracy_ci"] = _ci(correct[r["model"]])
         log(f"{r['model']:>9}: accuracy {pct_ci(r['accuracy_ci'])}  params {r['params']:,}  "
@@ -81,6 +71,24 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     for c in result["comparisons"] + pooled:
         log(f"  {c['words']}")
     return result
+
+
+def _depth(run: Run, correct: dict, seeds: int, cross: bool, log: Log) -> dict:
+    """The depth pair beyond the table: on all the digits through their folds (``cross``), and
+    trained again with other seeds (on all the digits where the folds are)."""
+    out = {}
+    if cross:
+        out["depth_folds"] = _depth_folds({name: _all_digits(run, name, correct[name], 0, log)
+                                           for name in DEPTH})
+    if seeds > 1:
+        def accuracy(name: str, offset: int) -> float:
+            right = _correct(_train(run, name, offset, log))
+            return float((_all_digits(run, name, right, offset, log) if cross else right).mean())
+
+        first = out["depth_folds"]["accuracy"] if cross else {m: float(correct[m].mean()) for m in DEPTH}
+        out["depth_seeds"] = {name: [first[name]] + [accuracy(name, s) for s in range(1, seeds)]
+                              for name in DEPTH}
+    return out
 
 
 def _cross_fits(cfg: TrainConfig) -> bool:
