@@ -107,8 +107,9 @@ class TrainConfig:
         "annotations: scenes, yolo:PATH, coco:PATH, voc:PATH")
     head: str = _f(
         "", "the task's head: detect: centernet (ours, default), centernet-fine (on a stride-2 "
-        "map) or fcos (torchvision's, the reference); pose: regression (DeepPose, default) or heatmap; segment: unet; generate: "
-        "dcgan (default) or conditional (GANs), ddpm or ddpm-conditional (diffusion)")
+        "map) or fcos (torchvision's, the reference); pose: regression (DeepPose, default) or "
+        "heatmap; segment: unet; generate: dcgan (default) or conditional (GANs), ddpm or "
+        "ddpm-conditional (diffusion)")
     model_kwargs: dict = _f({}, "extra keyword arguments for the model builder, e.g. {width: 2}")
     gan_loss: str = _f(
         "nonsaturating", "generate: the GAN loss, nonsaturating (Goodfellow et al.'s practical "
