@@ -11,7 +11,7 @@ On the digits the depth pair is about one point apart (ResNet-20 halves LeNet-5'
 errors), a few of the 360 test images: McNemar on them alone found it at 2 seeds of 5. So
 there the pair also trains on the digits' four other folds (``digits:fold=K``), and the depth
 claim is tested on all 1,797 images, each predicted by a model that never saw it (5-fold
-cross-fitting; found at 4 seeds of 5, p 0.0015-0.09, benchmarks/RESULTS.md).
+cross-fitting; found at 4 seeds of 5, p 0.0015-0.09: benchmarks/depth_seeds.py).
 """
 
 from __future__ import annotations
