@@ -139,6 +139,19 @@ def test_mlp_vs_cnn_on_a_started_run_trains_its_model_again_from_scratch(tmp_pat
     assert cnnlab.load_run(lenet["run"]).config.init_from == ""
 
 
+def test_mlp_vs_cnn_trains_a_run_of_the_lr_range_test_again_as_the_others_train(tmp_path):
+    """The others train without the range test (TrainConfig.fresh): the run's own model must
+    too, or the table compares two recipes."""
+    from cnnlab.analysis import run_analysis
+
+    run = cnnlab.train(cnnlab.TrainConfig(epochs=1, limit_train=200, lr_find=True, out_dir=str(tmp_path),
+                                          name="found"), log=quiet, report=False)
+    res = run_analysis(run, "mlp_vs_cnn", models=("mlp", "lenet5"), log=quiet)
+    lenet = next(r for r in res["models"] if r["model"] == "lenet5")
+    assert res["retrained_from_scratch"] and lenet["run"] != str(run.path)
+    assert not cnnlab.load_run(lenet["run"]).config.lr_find
+
+
 def test_the_quick_permutation_test_moves_to_shapes_when_the_runs_data_is_small(tmp_path):
     from cnnlab.analysis.permutation import SHAPES_TEST, quick
 

@@ -49,7 +49,11 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
         raise CnnlabError(f"unknown model {', '.join(unknown) or '(none given)'}; choose from "
                           f"{', '.join(list_models())}")
     rows, correct = [], {}
-    started = bool(run.config.init_from or run.config.pretrained)  # then its model trains anew
+    from cnnlab.config import FROM_SCRATCH
+
+    # a start from weights, frozen epochs, a body lr scale or an lr range test: the others train
+    # without them (TrainConfig.fresh), so the run's own model trains anew, as they do
+    started = any(getattr(run.config, k) != v for k, v in FROM_SCRATCH.items())
     for name in models:
         reuse = name == run.config.model and not started  # every model from scratch, alike
         sub = run if reuse else _train(run, name, 0, log)
@@ -179,8 +183,10 @@ def section(ctx: SectionContext) -> str:
               "accuracy (95% CI)", "training time (s)"]
     body = para(f"Same data ({res['dataset']}), same recipe and budget ({res['epochs']} epochs) "
                 "for every model, each from scratch" + (
-                    " (the run's own model started from trained weights, so it was trained "
-                    "again from scratch here)" if res.get("retrained_from_scratch") else "") + ".")
+                    " (the run's own model trained with settings the others do not share: a start "
+                    "from weights, frozen epochs, a body learning-rate scale or a learning-rate range "
+                    "test; so it was trained again from scratch here, as they were)"
+                    if res.get("retrained_from_scratch") else "") + ".")
     body += table(header, [[r["model"], f"{r['params']:,}", f"{r['first_layer_params']:,}",
                             f"{r['macs']:,}", pct_ci(r["accuracy_ci"]), f"{r['train_time_s']:.1f}"]
                            for r in rows])
