@@ -215,7 +215,7 @@ def section(ctx: SectionContext) -> str:
 def _folds_words(res: dict) -> str:
     """What the five folds add to the depth pair's comparison on the test split alone."""
     f = res["depth_folds"]
-    split = next((c for c in res["comparisons"] if {c["model"], c["reference"]} == set(DEPTH)), None)
+    split = _on_split(res)
     seen = (f"on the test split they are {abs(split['difference_points']):.2f} points apart "
             f"({split['a_only'] + split['b_only']} images tell them apart, McNemar p = "
             f"{split['p_value']:.2g}). Over seeds the pair is about a point apart here (five seeds "
@@ -265,22 +265,29 @@ def claims(res: dict) -> list[Claim]:
                          "pixel", f"first layer: MLP {mlp:,} weights, {res['reference']} {cnn:,} "
                          f"({mlp / max(cnn, 1):,.0f}x fewer); exact counts", cnn < mlp))
     deeper, shallower = DEPTH
-    pooled = [res["depth_folds"]["comparison"]] if "depth_folds" in res else []  # all the digits
-    for c in pooled or res["comparisons"]:
-        if {c["model"], c["reference"]} == set(DEPTH):  # whichever of the two is the run's own
-            gain = c["difference_points"] if c["model"] == deeper else -c["difference_points"]
-            holds = None if c["p_value"] >= 0.05 else gain > 0
-            words = c["words"]
-            if "depth_seeds" in res:  # and over training runs: both must say so
-                ci, n = _over_seeds(res["depth_seeds"])
-                words += f"; over {n} seeds each: {difference_words(ci)}"
-                over_seeds = (ci.estimate > 0) if significant(ci) else None
-                holds = holds if over_seeds == holds else None  # both must say it, else within noise
-            else:
-                per_fold = " per fold" if pooled else ""
-                words += f"; one training of each{per_fold} (cnnlab run --full adds seeds)"
-            out.append(Claim(f"A deeper network does better ({deeper} against {shallower})", words, holds))
+    pooled = "depth_folds" in res  # then the claim rests on all the digits
+    c = res["depth_folds"]["comparison"] if pooled else _on_split(res)
+    if c is None:
+        return out
+    gain = c["difference_points"] if c["model"] == deeper else -c["difference_points"]
+    holds = None if c["p_value"] >= 0.05 else gain > 0
+    words = c["words"]
+    if "depth_seeds" in res:  # and over training runs: both must say so
+        ci, n = _over_seeds(res["depth_seeds"])
+        words += f"; over {n} seeds each: {difference_words(ci)}"
+        over_seeds = (ci.estimate > 0) if significant(ci) else None
+        holds = holds if over_seeds == holds else None  # both must say it, else within noise
+    else:
+        per_fold = " per fold" if pooled else ""
+        words += f"; one training of each{per_fold} (cnnlab run --full adds seeds)"
+    out.append(Claim(f"A deeper network does better ({deeper} against {shallower})", words, holds))
     return out
+
+
+def _on_split(res: dict) -> dict | None:
+    """The depth pair's McNemar comparison on the run's test split, whichever of the two is the
+    run's own model (None where the run compared other models)."""
+    return next((c for c in res["comparisons"] if {c["model"], c["reference"]} == set(DEPTH)), None)
 
 
 def _over_seeds(accuracies: dict):
