@@ -205,6 +205,13 @@ CASES = [
 ]
 
 
+def meta_task_copy(run: Path, tmp: Path, task: str) -> Path:
+    """task_copy whose weights/meta.json says the task too (what a generator run's says)."""
+    copy = task_copy(run, tmp, task)
+    (copy / "weights" / "meta.json").write_text(json.dumps(meta_with(run, task=task)))
+    return copy
+
+
 def task_copy(run: Path, tmp: Path, task: str) -> Path:
     """A copy of the run whose config says another task (what a detection or generator run's
     folder says); the verbs read the task before anything else."""
@@ -304,6 +311,14 @@ def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys):
                  "--name", "d"]) == 2
     assert "leave conv1.weight with no weights" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_judge_that_is_no_classifier_stops_generate_before_training(run, tmp_path, capsys):
+    judge = meta_task_copy(run, tmp_path, "generate")
+    argv = ["generate", "train", "--judge", str(judge), "--out-dir", str(tmp_path), "--name", "g"]
+    assert main(argv) == 2
+    assert "the judge must be a classifier trained without DP-SGD" in one_error_line(capsys)
+    assert not (tmp_path / "g").exists()  # found at the start, not after the training
 
 
 def test_predict_skips_bad_files_and_names_each(run, tmp_path, capsys):

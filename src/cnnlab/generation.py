@@ -60,10 +60,13 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
 
 def _check_judge_fits(cfg: TrainConfig) -> None:
     """A judge given with --judge reads the generator's images: same shape, same classes (one
-    trained on other data gave a domain FID of 5,374 on the digits, without a word)."""
+    trained on other data gave a domain FID of 5,374 on the digits, without a word); a
+    classifier, read now rather than at the first evaluation, after minutes of training."""
     from cnnlab.data import load_dataset
     from cnnlab.run import load_run
+    from cnnlab.tasks.generate import load_judge
 
+    load_judge(cfg.judge)  # a generator, detector or DP-SGD run stops here (cached for later)
     judge = load_run(cfg.judge)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size).train
     if tuple(judge.meta["input_shape"]) != data.image_shape or list(judge.classes) != list(data.classes):
