@@ -107,7 +107,7 @@ def tour(out: Path) -> list[tuple[str, list[str]]]:
                                                   "--epochs", "1", "--limit-train", "500"] + runs),
         ("attack", cnn + ["attack", run, "--attacks", "fgsm,pgd,apgd-ens", "--eps", "8/255", "--n", "100",
                           "--curve-n", "50"]),
-        ("tree --train-on shapes", cnn + ["tree", "--train-on", "shapes", "--epochs", "1"] + runs),
+        ("calibrate --train-on digits", cnn + ["calibrate", "--train-on", "digits"] + runs),
         ("train --adv pgd", cnn + ["train", "--adv", "pgd", "--epochs", "1", "--limit-train", "300"] + runs),
         ("generate train --head conditional", cnn + ["generate", "train", "--head", "conditional", "--epochs",
                                                      "3", "--judge", run, "--name", "gan"] + runs),

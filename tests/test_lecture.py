@@ -313,6 +313,29 @@ def test_the_tree_claims_its_gain_and_tests_it_against_the_extra_epochs():
     assert first.holds is True and second.holds is None and "96.20%" in second.verdict
     res["control"] |= {"mcnemar_p": 0.002, "tree_only": 13, "control_only": 1}
     assert claims(res)[1].holds is True
+    # a base that confuses every class with every other (LeNet-5 near chance on shapes) grows
+    # one node of all its classes: the base fine-tuned, no tree, whatever McNemar says
+    names = ["circle", "square", "triangle", "star"]
+    res |= {"groups": [names], "confusion_sets": {c: [o for o in names if o != c] for c in names}}
+    assert claims(res)[0].holds is None
+    res["groups"] = [names[:2]]
+    assert claims(res)[0].holds is True
+
+
+def test_a_tree_of_one_node_for_every_class_says_so():
+    import numpy as np
+
+    from cnnlab.analysis.tree import _measure
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    probs = rng.random((200, 3))
+    held = np.arange(100, 200)
+    res = _measure(["a", "b", "c"], probs, y, y.copy(), held, [[0, 1, 2]], [[1, 2], [0, 2], [0, 1]],
+                   np.ones((3, 3)))
+    assert "one node holds all 3 classes" in res["verdict"]
+    assert "one node" not in _measure(["a", "b", "c"], probs, y, y.copy(), held, [[0, 1]],
+                                      [[1], [0], []], np.ones((3, 3)))["verdict"]
 
 
 def test_a_run_of_a_third_model_still_gets_the_depth_claim_from_resnet20_against_lenet5():

@@ -128,6 +128,9 @@ def _measure(names, probs, y, tree_pred, held, groups, sets, freq) -> dict:
     test = mcnemar(th == yh, bh == yh)
     verdict = ("no significant difference" if test.p_value >= 0.05 else
                "the tree is better" if len(fixed) > len(broken) else "the tree is worse")
+    if _one_node_for_all(groups, len(names)):
+        verdict += (f"; but one node holds all {len(names)} classes, so this tree is its base "
+                    "fine-tuned on everything: its confusions have no structure to split by")
     return {
         "n_build": int(len(y) - len(held)), "n_held": int(len(held)),
         "confusion_sets": {names[c]: [names[j] for j in s] for c, s in enumerate(sets)},
@@ -143,6 +146,12 @@ def _measure(names, probs, y, tree_pred, held, groups, sets, freq) -> dict:
         "fixed_labels": [[names[y[i]], names[base_pred[i]], names[tree_pred[i]]] for i in fixed[:8]],
         "broken_labels": [[names[y[i]], names[base_pred[i]], names[tree_pred[i]]] for i in broken[:8]],
     }
+
+
+def _one_node_for_all(groups: list, n_classes: int) -> bool:
+    """Whether the confusion sets merged every class into one node (a base that confuses all
+    its classes with each other, e.g. one near chance): no tree, only the base trained on."""
+    return len(groups) == 1 and len(groups[0]) == n_classes
 
 
 def _control_html(res: dict) -> str:
@@ -285,6 +294,8 @@ def claims(res: dict) -> list[Claim]:
     the whole network the same extra epochs (the tree against the control), the question that
     decides whether the confusion sets earned the gain or the extra training did."""
     holds = None if res["mcnemar_p"] >= 0.05 else res["n_fixed"] > res["n_broken"]
+    if _one_node_for_all(res.get("groups", []), len(res.get("confusion_sets", {}))):
+        holds = None  # a tree of one node is the base fine-tuned: the control's question alone
     where = f"on {res['dataset']} ({res['model']}): " if on_other_data(res) else ""
     out = [Claim("Confusion sets guide a CNN tree whose nodes correct confused predictions",
                  f"{where}{100 * res['base_acc']:.2f}% -> {100 * res['tree_acc']:.2f}% on "
