@@ -91,6 +91,24 @@ def test_evaluate_and_predict(trained_run, tmp_path, capsys):
     assert json.loads((tmp_path / "p.json").read_text())[0]["predicted"] in [str(i) for i in range(10)]
 
 
+def test_evaluate_warns_when_its_figure_is_not_held_out(trained_run, capsys):
+    from cnnlab.data import load_dataset
+
+    assert main(["evaluate", str(trained_run)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # fold 2 tests on images of the plain split's training images, some of which the run saw
+    assert main(["evaluate", str(trained_run), "--dataset", "digits:fold=2"]) == 0
+    warning = capsys.readouterr().err.strip().splitlines()
+    seen = cnnlab.load_run(trained_run).data().train.x.numpy().reshape(500, -1)
+    fold2 = load_dataset("digits:fold=2").test.x.numpy().reshape(-1, 64)
+    expected = sum(any((row == s).all() for s in seen) for row in fold2)
+    assert expected > 0 and warning == [f"cnnlab: warning: {expected} of these {len(fold2)} images are "
+                                        "among the run's training images: this accuracy is not a "
+                                        "held-out figure"]
+    assert main(["evaluate", str(trained_run), "--which", "best"]) == 0
+    assert "its best epoch was chosen on these test images" in capsys.readouterr().err
+
+
 def test_report_rerenders(trained_run, capsys):
     (trained_run / "report.html").unlink()
     assert main(["report", str(trained_run)]) == 0

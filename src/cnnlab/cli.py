@@ -250,6 +250,8 @@ def cmd_evaluate(args) -> None:
           f"ECE {report['ece']:.3f}  loss {report['loss']:.4f}")
     for p in report["most_confused"][:5]:
         print(f"  confused: {p['a']} <-> {p['b']}: {p['total']}")
+    for words in report["warnings"]:
+        print(f"cnnlab: warning: {words}", file=sys.stderr)
     if args.out:
         from cnnlab.io import atomic_write_json
 

@@ -258,7 +258,27 @@ class Run:
         model = self.load_model(which)
         probs, loss = predict_probs(model, self._permuted(ds.x), tta=tta_level(self.config),
                                     y=ds.y, flip=ds.flip_ok, bf16=use_bf16(self.config, "cpu"))
-        return classification_report(probs, ds.y.numpy(), ds.classes, loss)
+        report = classification_report(probs, ds.y.numpy(), ds.classes, loss)
+        return report | {"warnings": self._not_held_out(ds, split, which, name)}
+
+    def _not_held_out(self, ds, split: str, which: str, name: str) -> list[str]:
+        """Why an evaluation is not a held-out figure: its images among the run's training
+        images (another fold of the digits, a folder that overlaps), or its best epoch
+        chosen on these very images (a run without a validation split)."""
+        from cnnlab.data.provenance import exact_copies
+
+        if split != "test":
+            return []
+        out = []
+        seen = len(exact_copies(self.data().train.x.numpy(), ds.x.numpy()))
+        if seen:
+            out.append(f"{seen} of these {len(ds)} images are among the run's training images: this "
+                       "accuracy is not a held-out figure")
+        if which == "best" and not self.config.val_split and name == self.config.dataset:
+            out.append("--which best: this run held out no validation split, so its best epoch was "
+                       "chosen on these test images and the accuracy is optimistic (use --which "
+                       "last, or train with --val-split)")
+        return out
 
     def train_outputs(self, batch_size: int = 500) -> dict[str, np.ndarray]:
         """Logits, per-image cross-entropy losses and embeddings of the final model on every

@@ -96,16 +96,22 @@ def perceptual_hashes(x) -> np.ndarray:
     return out
 
 
+def exact_copies(train_x, eval_x) -> list[tuple[int, int]]:
+    """(training index, evaluation index) of every evaluation image whose bytes are a
+    training image's."""
+    def digest(img):
+        return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+
+    seen = {digest(t): i for i, t in enumerate(np.asarray(train_x))}
+    return [(seen[d], j) for j, e in enumerate(np.asarray(eval_x)) if (d := digest(e)) in seen]
+
+
 def leakage(train_x, eval_x, max_distance: int = 4, chunk: int = 512) -> dict:
     """Evaluation images that are exact copies of a training image (same bytes) or, among the
     others, near ones (perceptual hashes within ``max_distance`` bits), with up to 8 example
     pairs of each."""
-    def digest(img):
-        return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
-
     tx, ex = np.asarray(train_x), np.asarray(eval_x)
-    seen = {digest(t): i for i, t in enumerate(tx)}
-    exact = [(seen[d], j) for j, e in enumerate(ex) if (d := digest(e)) in seen]
+    exact = exact_copies(tx, ex)
     copied = {j for _, j in exact}
     th, eh = perceptual_hashes(tx), perceptual_hashes(ex)
     near = []
