@@ -1,3 +1,5 @@
+import csv
+
 import pytest
 import torch
 
@@ -16,8 +18,6 @@ def tiny(tmp_path, **kw) -> TrainConfig:
 
 def test_training_on_digits_lowers_the_loss_and_beats_chance(tmp_path):
     run = cnnlab.train(tiny(tmp_path, epochs=4), log=lambda s: None, report=False)
-    import csv
-
     rows = list(csv.DictReader(open(run.path / "results.csv")))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert run.metrics["accuracy"] > 0.5  # chance is 0.1
@@ -55,6 +55,12 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, kw):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert full.metrics["accuracy"] == resumed.metrics["accuracy"]
+    # the energy goes on from where the first process left it, in results.csv and metrics.json
+    kwh = [float(r["energy_kwh"]) for r in csv.DictReader(open(resumed.path / "results.csv"))]
+    assert kwh == sorted(kwh) and kwh[0] > 0
+    energy = resumed.metrics["energy"]
+    assert energy["resumed_kwh"] == pytest.approx(kwh[1]) and energy["kwh"] > kwh[1]
+    assert energy["j_per_train_image"] > 3.6e6 * kwh[1] / (3 * len(resumed.data().train))
 
 
 def test_a_fused_optimizer_resumes_exactly_on_a_channels_last_model(tmp_path):

@@ -541,20 +541,22 @@ def finish_classifier(run_dir: Path, cfg: TrainConfig, data: RunData, model: Ima
 
 
 def run_energy(cfg: TrainConfig, state, n_val: int, before: dict) -> dict:
-    """This process's energy for the run (training, evaluation), per image, and its carbon."""
+    """The run's energy (training, evaluation), per image, and its carbon: this process's
+    phases, plus the training that earlier processes of a resumed run did (``resumed_kwh``)."""
     m = meter()
     phases = m.since(before)
     if not m.available:
         return {"method": m.method(), "phases": {}}
     evaluations = sum(r.get("val_acc") is not None for r in state.history) + 1
-    train_j = 3.6e6 * phases.get("training", {}).get("kwh", 0.0)
+    train_j = 3.6e6 * (phases.get("training", {}).get("kwh", 0.0) + state.resumed_kwh)
     eval_j = 3.6e6 * phases.get("evaluation", {}).get("kwh", 0.0)
-    kwh = sum(p["kwh"] for p in phases.values())
-    return {"method": m.method(), "phases": phases, "kwh": kwh,
+    kwh = sum(p["kwh"] for p in phases.values()) + state.resumed_kwh
+    return {"method": m.method(), "phases": phases, "kwh": kwh, "resumed_kwh": state.resumed_kwh,
             "j_per_train_image": train_j / max(state.images_seen, 1),
             "j_per_prediction": eval_j / (evaluations * n_val),
             "carbon": carbon(kwh, cfg.country),
-            "scope": "this process: a resumed run counts the epochs trained after resuming"}
+            "scope": "the whole training, a resumed run's earlier processes included (phases: "
+                     "this process's)"}
 
 
 def _normalization(model) -> dict:

@@ -19,7 +19,7 @@ THRESHOLDS = (0.85, 0.90, 0.93, 0.94)
 """Validation accuracies whose first crossing a run records (time to accuracy)."""
 
 
-TRANSIENT = ("final_eval", "snapshot", "epoch_parts")
+TRANSIENT = ("final_eval", "snapshot", "epoch_parts", "resumed_kwh")
 """TrainState fields of the epoch at hand, not saved in checkpoints."""
 
 
@@ -33,6 +33,11 @@ class TrainState:
     train_elapsed: float = 0.0
     """Seconds spent training (evaluation excluded)."""
     images_seen: int = 0
+    energy_kwh: float | None = 0.0
+    """kWh of the training so far, the earlier processes of a resumed run included (None
+    where nothing measures or estimates it)."""
+    resumed_kwh: float = 0.0
+    """Of ``energy_kwh``, what the earlier processes used (0 in a run that never resumed)."""
     history: list[dict] = field(default_factory=list)
     dp_history: list | None = None
     """DP-SGD's accountant history (noise multiplier, sample rate, steps), kept for resuming."""

@@ -393,6 +393,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema,
                                     lookahead)
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
+    state.resumed_kwh = state.energy_kwh or 0.0  # the energy results.csv counts on from
     data = data_on(data, device)
     group_loss = make_group_loss(cfg, data.train, state.group_q)
     private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
@@ -438,11 +439,13 @@ def _step_model(model, private: PrivateTraining | None, device: torch.device, co
 
 
 def close_epoch(state: TrainState, row: dict, t0: float, energy_before) -> None:
-    """Time and energy into the epoch's row; the row into the history; the epoch count on."""
+    """Time and energy so far into the epoch's row; the row into the history; the epoch count on."""
     epoch_time = time.perf_counter() - t0
     state.elapsed += epoch_time
+    kwh = meter().kwh_since(energy_before)  # this process's
+    state.energy_kwh = None if kwh is None else state.resumed_kwh + kwh
     row.update(epoch_time=epoch_time, elapsed=state.elapsed, train_elapsed=state.train_elapsed,
-               energy_kwh=meter().kwh_since(energy_before), energy=meter().method()["kind"])
+               energy_kwh=state.energy_kwh, energy=meter().method()["kind"])
     state.history.append(row)
     state.epoch += 1
 
