@@ -98,18 +98,43 @@ def test_the_energy_claim_reads_a_run_that_cnnlab_run_did_not_make():
 
     def row(label, model, j, dataset="digits", accuracy=0.9):
         return {"label": label, "model": model, "j_per_train_image": j, "dataset": dataset, "kwh": 1e-4,
-                "accuracy": accuracy, "clean": True}
+                "accuracy": accuracy, "clean": True,
+                "epoch_j_per_image": [j * f for f in (0.9, 1.0, 1.1, 1.0)]}
 
     rows = [row("this run", "lenet5", 0.002), row("gan", "resnet20", 0.009, accuracy=None),
             row("mlp", "mlp", 0.001), row("tree-base", "resnet20", 0.008, dataset="shapes"),
             row("resnet20", "resnet20", 0.004)]
     (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
     assert claim.holds and "LeNet-5 2.00 mJ" in claim.verdict and "ResNet-20 4.00 mJ" in claim.verdict
-    assert "whole job" not in claim.verdict
+    assert "whole job" not in claim.verdict and "ResNet-20 / MLP 4.0x (95% CI" in claim.verdict
     # a run of ResNet-20 itself: "this run" is the ResNet-20 (a generator's judge or other data is not)
     rows = [row("this run", "resnet20", 0.004), row("mlp", "mlp", 0.001), row("lenet5", "lenet5", 0.002)]
     (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
     assert "MLP 1.00 mJ, LeNet-5 2.00 mJ, ResNet-20 4.00 mJ" in claim.verdict
+
+
+def test_the_energy_claim_holds_only_when_its_interval_clears_equal_cost():
+    """The interval is over each run's epochs: noisy epochs make a 1.1x ratio no difference."""
+    from cnnlab.analysis.energy import _ratio
+
+    def row(per_epoch):
+        return {"epoch_j_per_image": per_epoch}
+
+    words, holds = _ratio(("MLP", row([1.0, 1.01, 0.99])), ("ResNet-20", row([4.0, 4.1, 3.9])))
+    assert holds is True and words.startswith("ResNet-20 / MLP 4.0x (95% CI")
+    words, holds = _ratio(("MLP", row([1.0, 0.6, 1.4])), ("ResNet-20", row([1.1, 0.7, 1.5])))
+    assert holds is None and "no significant difference" in words
+    assert _ratio(("MLP", row([2.0, 2.1, 1.9])), ("ResNet-20", row([1.0, 1.1, 0.9])))[1] is False
+    assert _ratio(("MLP", row([1.0, 1.0])), ("ResNet-20", row([4.0, 4.0, 4.0])))[1] is None
+
+
+def test_epoch_joules_skip_epochs_that_held_an_evaluation(tmp_path):
+    from cnnlab.analysis.energy import _epoch_joules
+
+    csv = tmp_path / "results.csv"
+    csv.write_text("epoch,val_acc,energy_kwh\n1,,1e-6\n2,,3e-6\n3,0.9,7e-6\n")
+    assert _epoch_joules(csv, 10) == pytest.approx([3.6e6 * 1e-6 / 10, 3.6e6 * 2e-6 / 10])
+    assert _epoch_joules(csv, None) == [] and _epoch_joules(tmp_path / "none.csv", 10) == []
 
 
 def test_a_cpu_named_without_numbers_gets_its_family_and_model():

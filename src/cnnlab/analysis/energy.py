@@ -94,7 +94,28 @@ def _row(path: Path, label: str) -> dict | None:
             "kwh": e.get("kwh"), "j_per_train_image": e.get("j_per_train_image"),
             "j_per_prediction": e.get("j_per_prediction"), "g_co2eq": carbon.get("g_co2eq"),
             "seconds": sum(p["seconds"] for p in (e.get("phases") or {}).values()) or None,
-            "clean": not (cfg or {}).get("label_noise") and not (cfg or {}).get("drop_train")}
+            "clean": not (cfg or {}).get("label_noise") and not (cfg or {}).get("drop_train"),
+            "epoch_j_per_image": _epoch_joules(path.parent / "results.csv", m.get("n_train"))}
+
+
+def _epoch_joules(results: Path, n_train: int | None) -> list[float]:
+    """J per training image of each epoch that held no evaluation (results.csv's energy so
+    far, differenced): repeated measurements of one run, what the energy claim's interval is
+    over."""
+    import csv
+
+    if not n_train or not results.is_file():
+        return []
+    rows = list(csv.DictReader(results.open()))
+    out, before = [], 0.0
+    for r in rows:
+        if not r.get("energy_kwh"):
+            return []
+        kwh = float(r["energy_kwh"])
+        if not r.get("val_acc") and not r.get("val_score"):
+            out.append(3.6e6 * (kwh - before) / n_train)
+        before = kwh
+    return out
 
 
 def write_job_phases(run: Run) -> None:
@@ -190,10 +211,27 @@ def claims(res: dict) -> list[Claim]:
         return []
     said = ", ".join(f"{name} {1000 * r['j_per_train_image']:.2f} mJ" for name, r in picks)
     job = (res.get("job") or {}).get("kwh")  # None: the run was not made by cnnlab run
+    ratio, holds = _ratio(picks[0], picks[-1])
     return [Claim("Training has an energy cost, and it grows with the model",
-                  f"per training image ({res['method']['kind']}): {said}" +
-                  (f"; the whole job {1000 * job:.2f} Wh" if job else ""),
-                  picks[-1][1]["j_per_train_image"] > picks[0][1]["j_per_train_image"])]
+                  f"per training image ({res['method']['kind']}): {said}; {ratio}" +
+                  (f"; the whole job {1000 * job:.2f} Wh" if job else ""), holds)]
+
+
+def _ratio(small: tuple[str, dict], large: tuple[str, dict]) -> tuple[str, bool | None]:
+    """The larger model's J per training image over the smaller's, with a 95% interval over
+    their epochs (Welch on the logarithms: a ratio of geometric means), and the verdict."""
+    import numpy as np
+
+    from cnnlab.evaluate.stats import mean_difference_ci
+
+    a, b = small[1].get("epoch_j_per_image") or [], large[1].get("epoch_j_per_image") or []
+    if min(len(a), len(b)) < 3 or min(a + b) <= 0:
+        return "no interval (fewer than 3 epochs without an evaluation to repeat the measure)", None
+    ci = mean_difference_ci(np.log(a).tolist(), np.log(b).tolist())
+    low, mid, high = np.exp([ci.low, ci.estimate, ci.high])
+    holds = True if low > 1 else False if high < 1 else None
+    return (f"{large[0]} / {small[0]} {mid:.1f}x (95% CI {low:.1f}-{high:.1f}x over {len(b)} and "
+            f"{len(a)} epochs" + ("" if holds is not None else ": no significant difference") + ")"), holds
 
 
 ANALYSIS = register(Analysis(
