@@ -74,11 +74,18 @@ def test_a_frozen_body_learns_nothing_until_thawed_and_discriminative_rates_reac
     assert torch.equal(first["conv1.weight"], start["conv1.weight"])
     assert not torch.equal(second["conv1.weight"], first["conv1.weight"])  # thawed in epoch 2
     model = cnnlab.create_model("resnet20", num_classes=10, in_channels=1, image_size=8)
-    groups = make_optimizer(cnnlab.TrainConfig(model="resnet20", body_lr_scale=0.1), model).param_groups
+    optimizer = make_optimizer(cnnlab.TrainConfig(model="resnet20", body_lr_scale=0.1), model)
+    groups = optimizer.param_groups
     head = {id(p) for p in model.get_classifier().parameters()}
     for g in groups:
         in_head = {id(p) in head for p in g["params"]}
         assert len(in_head) == 1 and g["lr_scale"] == pytest.approx(1.0 if in_head == {True} else 0.1)
+    # the log's lr is the schedule's (the head's), not the slower body's that comes first
+    from cnnlab.training.trainer import schedule_lr
+
+    for g in groups:
+        g["lr"] = 0.05 * g["lr_scale"]
+    assert groups[0]["lr_scale"] == pytest.approx(0.1) and schedule_lr(optimizer) == pytest.approx(0.05)
 
 
 def test_the_transfer_section_compares_a_started_run_with_its_twin_from_scratch(tmp_path):

@@ -412,7 +412,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         state.train_elapsed += time.perf_counter() - t0  # training alone, evaluation excluded
         if task is None:  # a classifier: a finite loss can still say the steps overshoot
             check_divergence(train_loss, data.train.num_classes, cfg, state.epoch)
-        row = {"epoch": state.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": state.epoch + 1, "lr": schedule_lr(optimizer),
                "train_loss": train_loss, "train_acc": train_acc}
         row |= keep_loss_state(state, group_loss, private) | state.epoch_parts
         row |= end_of_epoch_eval(eval_model(model, ema), data, cfg, state, device, task)
@@ -436,6 +436,13 @@ def _step_model(model, private: PrivateTraining | None, device: torch.device, co
     else:
         step_model = dist_.wrap(model, device)
     return torch.compile(step_model) if compile_ else step_model
+
+
+def schedule_lr(optimizer) -> float:
+    """The schedule's learning rate (the run's --lr as scheduled now), which each parameter
+    group scales by its own ``lr_scale`` (a slower body, faster norm layers, Muon's filters)."""
+    group = next((g for g in optimizer.param_groups if g.get("lr_scale", 1.0)), optimizer.param_groups[0])
+    return group["lr"] / (group.get("lr_scale", 1.0) or 1.0)
 
 
 def close_epoch(state: TrainState, row: dict, t0: float, energy_before) -> None:
