@@ -1,9 +1,11 @@
 """The spurious-correlation experiment at its full budget: ERM, group-balanced reweighting and
-Group DRO on shapes whose colour gives away the class in 95% of training images.
+Group DRO on shapes whose colour gives away the class in 90% of training images.
 
     python benchmarks/spurious.py [--budget full|quick]
 
-full: 5,000 32x32 shapes, fastnet 32/64/128, 15 epochs, 3 seeds per method (9 trainings).
+full (``cnnlab experiment spurious``'s defaults): 2,000 24x24 shapes, fastnet 16/32/64, 12
+epochs, 5 seeds per method (15 trainings); quick (``cnnlab run``'s): 1,000 shapes at a colour
+bias of 0.8, 10 epochs, 4 seeds.
 Prints the analysis's lines and appends one row per method to RESULTS.md.
 """
 
