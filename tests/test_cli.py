@@ -89,6 +89,10 @@ def test_evaluate_and_predict(trained_run, tmp_path, capsys):
     assert main(["predict", str(trained_run), str(folder / "0.png"), "--out",
                  str(tmp_path / "p.json")]) == 0
     assert json.loads((tmp_path / "p.json").read_text())[0]["predicted"] in [str(i) for i in range(10)]
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(folder / "0.png"), "--top", "2"]) == 0
+    path, first, confidence, second = capsys.readouterr().out.strip().split("\t")  # --top on screen too
+    assert second.split()[0] in [str(i) for i in range(10)] and second.split()[0] != first
 
 
 def test_evaluate_warns_when_its_figure_is_not_held_out(trained_run, capsys):

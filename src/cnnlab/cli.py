@@ -97,7 +97,9 @@ def add_signature_args(p: argparse.ArgumentParser, fn: Callable,
         if name in skip or param.default is inspect.Parameter.empty:
             continue
         flag, kind = "--" + name.replace("_", "-"), str(param.annotation)
-        help_ = f"{helps.get(name, '')} (default: {shown(param.default)})"
+        help_ = helps.get(name, "").rstrip(".")
+        if "default" not in help_:  # a docstring that words its default keeps its own words
+            help_ += f" (default: {shown(param.default)})"
         if kind == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -270,7 +272,8 @@ def cmd_predict(args) -> None:
         print(f"wrote {len(rows)} predictions to {args.out}")
     else:
         for r in rows:
-            print(f"{r['path']}\t{r['predicted']}\t{r['confidence']:.3f}")
+            others = "; ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"][1:])
+            print(f"{r['path']}\t{r['predicted']}\t{r['confidence']:.3f}" + (f"\t{others}" if others else ""))
     for path, reason in skipped:
         print(f"cnnlab: skipped {path}: {reason}", file=sys.stderr)
 
@@ -408,22 +411,32 @@ def _main_job():
     return main_job
 
 
+def brief(sentence: str) -> str:
+    """A summary as the verb lists word theirs: a fragment ("grow the tree ...", no full
+    stop); an acronym keeps its capitals."""
+    if len(sentence) > 1 and sentence[1].islower():
+        sentence = sentence[0].lower() + sentence[1:]
+    return sentence.rstrip(".")
+
+
 def add_analysis_verbs(sub) -> None:
     """One verb per analysis; analyses that share a first word become its sub-verbs."""
     groups: dict[str, argparse._SubParsersAction] = {}
     for a in load_all():
         about = a.summary() + (f" With its defaults: {a.takes}." if a.takes else "")
         if len(a.verb) == 1:
-            p = sub.add_parser(a.verb[0], help=a.summary(), description=about)
+            p = sub.add_parser(a.verb[0], help=brief(a.summary()), description=about)
         else:
             if a.verb[0] not in groups:
                 words = ", ".join(b.verb[1] for b in load_all() if b.verb[0] == a.verb[0])
                 more = (" Several audits in one call, with their default options: cnnlab audit "
                         "RUN --bias --energy --privacy --provenance." if a.verb[0] == "audit" else "")
-                group = sub.add_parser(a.verb[0], help=f"{a.verb[0]}: {words}",
+                usage = (f"cnnlab audit {{{words.replace(', ', ',')}}} ... | cnnlab audit RUN "
+                         "[--bias] [--energy] [--privacy] [--provenance]" if a.verb[0] == "audit" else None)
+                group = sub.add_parser(a.verb[0], help=f"{a.verb[0]}: {words}", usage=usage,
                                        description=f"{a.verb[0].capitalize()}: {words}.{more}")
                 groups[a.verb[0]] = group.add_subparsers(dest="which", required=True, metavar="WHAT")
-            p = groups[a.verb[0]].add_parser(a.verb[1], help=a.summary(), description=about)
+            p = groups[a.verb[0]].add_parser(a.verb[1], help=brief(a.summary()), description=about)
         p.add_argument("run", nargs="?", help="the run folder to analyse")
         p.add_argument("--train-on", metavar="DATASET",
                        help="without RUN: train the main CNN on DATASET first, as cnnlab run does")
@@ -456,7 +469,8 @@ def add_run_verbs(sub) -> None:
     p.add_argument("--which", choices=["last", "best"], default="last",
                    help="the weights after the last epoch or those of the best validation epoch "
                         "(default: last)")
-    p.add_argument("--top", type=int, default=3, help="how many classes to list per image")
+    p.add_argument("--top", type=int, default=3, help="how many classes to list per image (on screen: "
+                   "the most likely, its probability, then the others with theirs)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first file that is not a readable image (default: skip it "
                         "and say so; exit 2 only if no file could be read)")

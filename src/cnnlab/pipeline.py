@@ -95,8 +95,7 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             EPYC), and a second thread beside one busy process is 1.6-25x slower per step
             (benchmarks/threads.py). Where the machine has a core to spare for each, the
             analyses run in two processes at once (scenes, video, the tree in the second),
-            each with this many threads; their processes print their own lines (``log`` gets
-            the rest).
+            each with this many threads.
         precision: auto (bf16 autocast on CUDA and where the CPU has AMX-BF16 or AVX512-BF16),
             fp32 or bf16; every sub-run inherits it. bf16 measured 137 s on a 2-core Xeon with
             AMX, fp32 169 s there; see benchmarks/RESULTS.md for the AMD EPYC (AVX512-BF16).

@@ -40,7 +40,7 @@ def tree(run: Run, *, top_k: int = 2, threshold: float = 0.1, max_node_size: int
          epochs: int = 0, lr_scale: float = 0.1, control: bool = True, dataset: str = "",
          image_size: int = 0, model: str = "", model_kwargs: dict | None = None,
          base_epochs: int = 0, recipe: dict | None = None, log: Log = print) -> dict:
-    """Grow the tree from a trained run, train its nodes, and measure base versus tree.
+    """Grow a CNN tree from a run's confusion sets, train its nodes, and measure base versus tree.
 
     Args:
         top_k: confusion sets from the top-k predictions of each class's images.
