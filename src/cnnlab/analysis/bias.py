@@ -52,8 +52,8 @@ def bias(run: Run, *, show: int = 8, log: Log = print) -> dict:
     result["worst"] = {"by": worst_by} | worst
     for name, s in result["slices"].items():
         log(f"by {name}: worst {s['worst']['name']} {100 * s['worst']['accuracy']:.1f}% "
-            f"(n = {s['worst']['n']}), largest gap {100 * s['difference']:.1f} points, "
-            f"ratio {s['ratio']:.2f}")
+            f"(n = {s['worst']['n']}), largest gap {100 * s['difference']:.1f} points"
+            f"{_gap_ci(s['rows'])}, ratio {s['ratio']:.2f}")
     wrong = np.flatnonzero((slices[worst_by] == worst["name"]) & (y != y_pred))[:show]
     result["worst_wrong"] = [{"index": int(i), "label": classes[y[i]], "predicted": classes[y_pred[i]]}
                              for i in wrong]

@@ -82,7 +82,7 @@ def _robust(model, x, y, attacks: list[str], eps: float, norm: str, log: Log) ->
         f"{_radius(eps, norm)} on {len(x)} images")
     for name, r in result["per_attack"].items():
         log(f"  {name:>9}: accuracy {100 * r['accuracy']:.2f}%  mean {r['norm']} perturbation "
-            f"{r['mean_perturbation']:.4f}  {r['seconds']:.1f}s  {r['note']}".rstrip())
+            f"{_size(r['mean_perturbation'], r['norm'])}  {r['seconds']:.1f}s  {r['note']}".rstrip())
     result["gallery_attack"] = result["attacks"][min(1, len(result["attacks"]) - 1)]
     return result
 
@@ -104,7 +104,12 @@ def _check_attack(attacks, eps: float, n: int, curve, curve_n: int) -> str:
 
 
 def _radius(eps: float, norm: str) -> str:
-    return f"L-inf radius {eps * 255:.1f}/255" if norm == "linf" else f"L2 radius {eps:.3g}"
+    return f"{'L-inf' if norm == 'linf' else 'L2'} radius {_size(eps, norm)}"
+
+
+def _size(value: float, norm: str) -> str:
+    """A perturbation's size as the radius is given: L-inf in grey levels of 255, L2 as is."""
+    return f"{value * 255:.1f}/255" if norm == "linf" else f"{value:.3g}"
 
 
 def _gallery_arrays(model, x, y, attack: str, eps: float) -> dict:
@@ -157,7 +162,7 @@ def section(ctx: SectionContext) -> str:
         body += (f'<p class="note">These images take {levels} grey levels, so one level is '
                  f"{255 / (levels - 1):.1f}/255: a radius below that changes no pixel by a whole "
                  "level.</p>")
-    rows = [[name, r["paper"], r["norm"], pct(r["accuracy"]), f"{r['mean_perturbation']:.4f}",
+    rows = [[name, r["paper"], r["norm"], pct(r["accuracy"]), _size(r["mean_perturbation"], r["norm"]),
              f"{r['seconds']:.1f}", r.get("note", "")] for name, r in res["per_attack"].items()]
     body += table(["attack", "paper", "ball", "accuracy under attack", "mean perturbation norm",
                    "seconds", "note"], rows)
