@@ -198,7 +198,8 @@ def metrics_section(ctx: ReportContext) -> Section:
     rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
              r["support"]] for r in m["per_class"]]
     best = (f'<p class="note">Reported: the weights after the last epoch ({m["epochs"]}). '
-            f"The best validation accuracy during training was {pct(m['best_val_acc'])} at epoch "
+            f"The best accuracy on these {esc(m['split'])} images during training was "
+            f"{pct(m['best_val_acc'])} at epoch "
             f"{m['best_epoch']}; picking that epoch would use the evaluation set for selection, "
             "so it is not the headline.</p>")
     ci = (f"<p>Accuracy {esc(pct_ci(accuracy_interval(m)))} on {m['n']:,} {esc(m['split'])} "

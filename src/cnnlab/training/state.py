@@ -52,12 +52,14 @@ class TrainState:
     """The last epoch's mean loss parts of a task that has them (a GAN's d_loss, g_loss)."""
 
 
-def format_row(row: dict, epochs: int, score_name: str = "") -> str:
-    """One log line per epoch; a dense task's score under its own name (mAP, mIoU, PCK)."""
-    val = (f"  val_loss {row['val_loss']:.4f}  val_acc {100 * row['val_acc']:.2f}%"
+def format_row(row: dict, epochs: int, score_name: str = "", split: str = "val") -> str:
+    """One log line per epoch; a dense task's score under its own name (mAP, mIoU, PCK); the
+    evaluation named by its split (val: a hold-out of the training data; test: the test split,
+    where a run holds out no validation split). results.csv keeps the val_* columns either way."""
+    val = (f"  {split}_loss {row['val_loss']:.4f}  {split}_acc {100 * row['val_acc']:.2f}%"
            if row["val_acc"] is not None else "")
     if row.get("val_score") is not None:
-        val += f"  val {score_name or 'score'} {row['val_score']:.4f}"
+        val += f"  {split} {score_name or 'score'} {row['val_score']:.4f}"
     if row.get("val_robust_acc") is not None:
         val += f"  robust_acc {100 * row['val_robust_acc']:.2f}%"
     if row.get("g_loss") is not None:

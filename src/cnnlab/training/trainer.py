@@ -421,7 +421,7 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
             save_epoch(run_dir, model, optimizer, ema, state, lookahead, row)
             if state.epoch in checkpoint_epochs(cfg):
                 save_checkpoint(run_dir, model, state.epoch, schedule, steps_per_epoch, cfg)
-            log(format_row(row, cfg.epochs, task.score_name if task is not None else ""))
+            log(format_row(row, cfg.epochs, task.score_name if task is not None else "", data.eval_split))
         dist_.barrier()
     return eval_model(model, ema), state
 
