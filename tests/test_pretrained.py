@@ -91,6 +91,12 @@ def test_a_file_of_another_architecture_or_format_gets_one_line(tmp_path):
     save_file({"encoder.weight": torch.zeros(3)}, tmp_path / "other.safetensors")
     with pytest.raises(CnnlabError, match="none of its 1 tensors fit this model"):
         pretrained(model, tmp_path / "other.safetensors", print)
+    # timm's resnet18 into a ResNet-20: its BatchNorm step counters fit anywhere, nothing else does
+    resnet18 = create_model("timm:resnet18", num_classes=2, in_channels=3, image_size=32)
+    save_file(resnet18.state_dict(), tmp_path / "r18.safetensors")
+    with pytest.raises(CnnlabError, match="none of its .* tensors fit this model"):
+        pretrained(create_model("resnet20", num_classes=2, in_channels=3, image_size=32),
+                   tmp_path / "r18.safetensors", print)
     (tmp_path / "w.bin").write_bytes(b"x")
     with pytest.raises(CnnlabError, match="not a weights format"):
         pretrained(model, tmp_path / "w.bin", print)

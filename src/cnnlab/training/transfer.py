@@ -71,7 +71,7 @@ def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
     target = model.state_dict()
     dense = any(k.startswith("backbone.") for k in target)
     kept, reshaped, _ = _match(source, target, "backbone." if dense else "")
-    if not kept:
+    if not learnt(kept):
         raise CnnlabError(f"--init-from {path}: none of its tensors fit this model (another "
                           "architecture?); give a run of the same model, or leave --init-from out")
     model.load_state_dict(target | kept)
@@ -80,6 +80,12 @@ def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
         f"({', '.join(sorted({k.split('.')[0] for k in left})) or 'none'}), "
         f"{len(reshaped)} skipped for their shape")
     return {"kept": len(kept), "fresh": len(left), "reshaped": reshaped}
+
+
+def learnt(kept: dict[str, torch.Tensor]) -> bool:
+    """Whether anything learnt fits: BatchNorm's step counters (``num_batches_tracked``,
+    scalars) fit any model, so weights of another architecture once "kept" 13 of them alone."""
+    return any(not k.endswith("num_batches_tracked") for k in kept)
 
 
 def _match(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], prefix: str,
@@ -203,7 +209,7 @@ def pretrained(model: nn.Module, path: str | Path, log: Log = print) -> dict:
     prefixes = ("", "net.", "backbone.", "backbone.net.")
     prefix = max(prefixes, key=lambda pre: sum(f"{pre}{k}" in target for k in source))
     kept, reshaped, unused = _match(source, target, prefix, skip=_classifier_prefix(model))
-    if not kept:
+    if not learnt(kept):
         raise CnnlabError(f"--pretrained {path}: none of its {len(source)} tensors fit this model "
                           f"(e.g. {next(iter(source))}); give weights of the same architecture "
                           "(timm:resnet18 for torchvision's resnet18-*.pth)")
