@@ -202,6 +202,15 @@ CASES = [
     ("generate with a judge of other data", lambda t, r: ["generate", "train", "--dataset", "shapes", "--image-size",
                                                           "16", "--judge", str(r), "--out-dir", str(t)],
      "give a judge trained on the same data"),
+    # a third review's probes (2026-12-07): each of these failed only after the training
+    ("generate with a negative width", lambda t, r: ["generate", "train", "--model-kwargs", "{width: -8}",
+                                                     "--out-dir", str(t)], "width must be a positive whole"),
+    ("generate with a misspelt model argument", lambda t, r: ["generate", "train", "--model-kwargs",
+                                                              "{widht: 64}", "--out-dir", str(t)],
+     "model_kwargs widht: a generator takes only width"),
+    ("generate with 10 evaluation images", lambda t, r: ["generate", "train", "--val-split", "10",
+                                                         "--out-dir", str(t)],
+     "10 evaluation images; generation needs at least 20"),
 ]
 
 

@@ -37,6 +37,9 @@ SCORED_MAX = 10_000
 """The most samples the final measures score (the GAN's whole label histogram)."""
 MIN_SIDE = 4
 """The smallest image side generated (the generator's first map is 4x4)."""
+MIN_EVAL = 20
+"""Evaluation images a generator run needs: two halves of 10, each more than prdc's 5 nearest
+neighbours and KID's subsets."""
 
 
 class GenerateTask(Task):
@@ -47,6 +50,10 @@ class GenerateTask(Task):
         if min(data.train.image_shape[-2:]) < MIN_SIDE:
             raise CnnlabError(f"{data.source}: images of {data.train.image_shape[-1]} pixels are too "
                               f"small to generate; give at least {MIN_SIDE}x{MIN_SIDE}")
+        if len(data.eval) < MIN_EVAL:  # found at the start, not by prdc after the training
+            raise CnnlabError(f"{data.source}: {len(data.eval)} evaluation images; generation needs at "
+                              f"least {MIN_EVAL} (samples are scored against one half, the floor is the "
+                              "other half against the first): give more images or a larger --val-split")
         return data
 
     def build(self, cfg: TrainConfig, data) -> nn.Module:
