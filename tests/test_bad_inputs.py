@@ -211,6 +211,14 @@ CASES = [
     ("generate with 10 evaluation images", lambda t, r: ["generate", "train", "--val-split", "10",
                                                          "--out-dir", str(t)],
      "10 evaluation images; generation needs at least 20"),
+    ("detect eval of a generator run", lambda t, r: ["detect", "eval", str(task_copy(r, t, "generate"))],
+     "is a generate run; use cnnlab generate, or give a run that cnnlab detect train wrote"),
+    ("detect eval --detector of a detection run", lambda t, r: [
+        "detect", "eval", str(task_copy(r, t, "detect")), "--detector", str(t / "copy-detect")],
+     "--detector applies to pose runs"),
+    ("detect predict --detector a segmenter", lambda t, r: [
+        "detect", "predict", str(task_copy(r, t, "pose")), str(an_image(t)), "--detector",
+        str(task_copy(r, t, "segment"))], "is a segment run; --detector takes a detect run"),
 ]
 
 

@@ -20,13 +20,30 @@ from cnnlab.predict_files import list_images
 from cnnlab.run import Run, load_run
 from cnnlab.tasks.runs import coco_results
 
+DENSE = ("detect", "segment", "pose")
 
-def dense_run(path: str) -> Run:
+
+def dense_run(path: str, task: str = "") -> Run:
+    """The run folder at ``path``, which cnnlab detect train wrote (of ``task``, when given)."""
     run = load_run(path)
-    if run.config.task == "classify":
-        raise CnnlabError(f"{path} is a classification run; use cnnlab predict, or give a run that "
-                          f"cnnlab detect train wrote")
+    if run.config.task not in DENSE:
+        use = {"classify": "use cnnlab predict, or ", "generate": "use cnnlab generate, or "}
+        raise CnnlabError(f"{path} is a {run.config.task} run; {use.get(run.config.task, '')}give a "
+                          f"run that cnnlab detect train wrote")
+    if task and run.config.task != task:
+        raise CnnlabError(f"{path} is a {run.config.task} run; --detector takes a detect run (cnnlab "
+                          "detect train)")
     return run
+
+
+def detector_for(run: Run, detector: str) -> Run | None:
+    """The --detector run of a pose run, checked before any work: a detect run, for pose only."""
+    if not detector:
+        return None
+    if run.config.task != "pose":
+        raise CnnlabError(f"--detector applies to pose runs (keypoints on detected boxes); "
+                          f"{run.path.name} is a {run.config.task} run")
+    return dense_run(detector, "detect")
 
 
 def check_threshold(value: float) -> None:
@@ -40,7 +57,7 @@ def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
     """Annotated copies of the images in ``out_dir`` and predictions.json; returns a summary."""
     check_threshold(threshold)
     run = dense_run(run_path)
-    detector_run = dense_run(detector) if detector else None
+    detector_run = detector_for(run, detector)
     size = input_side(run, detector_run)
     files = list_images(path)
     out = Path(out_dir)
@@ -150,6 +167,7 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     if resamples < 0:
         raise CnnlabError(f"--resamples {resamples}: give 0 (no interval) or more, e.g. 200")
     run = dense_run(run_path)
+    detector_run = detector_for(run, detector)  # a wrong one stops here, before the evaluation
     cfg, task = run.config, get_task(run.config.task)
     if dataset:
         splits = load_dataset(dataset, cfg.data_dir, cfg.image_size)
@@ -164,12 +182,9 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     result = {k: v for k, v in full.items() if k != "predictions"}
     if resamples and cfg.task in ("detect", "segment", "pose") and full["score"] is not None:
         result["score_ci"] = score_interval(cfg.task, full["predictions"], data.eval, resamples, cfg.seed)
-    if detector:
-        if cfg.task != "pose":
-            raise CnnlabError("--detector applies to pose runs (keypoints on detected boxes)")
+    if detector_run is not None:
         from cnnlab.tasks.pose import topdown_on_detections
 
-        found = topdown_on_detections(model, dense_run(detector).load_model(), raw.eval,
-                                      run.meta["crop_size"])
+        found = topdown_on_detections(model, detector_run.load_model(), raw.eval, run.meta["crop_size"])
         result |= {f"detected_{k}": v for k, v in found.items()}
     return result
