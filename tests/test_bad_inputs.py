@@ -219,6 +219,10 @@ CASES = [
     ("detect predict --detector a segmenter", lambda t, r: [
         "detect", "predict", str(task_copy(r, t, "pose")), str(an_image(t)), "--detector",
         str(task_copy(r, t, "segment"))], "is a segment run; --detector takes a detect run"),
+    ("scenes with a bad recipe for its last task", lambda t, r: [
+        "scenes", str(r), "--recipes", "{pose-heatmap: {foo: 1}}"], "scenes --recipes pose-heatmap: no setting foo"),
+    ("scenes with a bad value for its last task", lambda t, r: [
+        "scenes", str(r), "--recipes", "{pose-heatmap: {batch_size: 0}}"], "batch_size"),
 ]
 
 
