@@ -241,7 +241,7 @@ def test_bad_generate_commands_get_one_line(tmp_path, capsys, argv, message):
     assert message in err and err.count("\n") == 1
 
 
-def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
+def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge, monkeypatch):
     assert main(["generate", "sample", str(judge.path)]) == 2
     assert "is a classify run" in capsys.readouterr().err
     out = tmp_path / "runs"
@@ -253,6 +253,13 @@ def test_sample_and_eval_refuse_what_they_cannot_do(tmp_path, capsys, judge):
     assert main(["generate", "eval", str(out / "g"), "--fid-weights", str(tmp_path / "none.pth")]) == 2
     err = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in err and err.count("\n") == 1
+    damaged = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    damaged.write_bytes(b"not the weights")
+    import cnnlab.evaluate.generation as G
+
+    monkeypatch.setattr(G, "score", lambda *a, **k: pytest.fail("scored before the file was read"))
+    assert main(["generate", "eval", str(out / "g"), "--fid-weights", str(damaged)]) == 2
+    assert "SHA-256" in capsys.readouterr().err  # found before any sampling, not after
 
 
 def test_the_generation_analysis_measures_a_gan_and_a_detector_of_its_images(tmp_path, judge,

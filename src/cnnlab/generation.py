@@ -133,7 +133,6 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
 
     from cnnlab.evaluate.generation import (
         fid_kid,
-        fid_weights_path,
         halves,
         inception_features,
         inception_net,
@@ -141,11 +140,12 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     )
     from cnnlab.tasks.generate import load_judge
 
-    if fid_weights:
-        fid_weights_path(fid_weights)  # a missing file stops here, before any sampling
     if n and n < 10:
         raise CnnlabError(f"-n {n}: give at least 10 samples (or 0: as many as the evaluation images)")
     run, gan = load_generator(path)
+    # a missing, misnamed or damaged weights file stops here, before any sampling; the network
+    # is built once for the three sets
+    net = inception_net(fid_weights) if fid_weights else None
     data = run.data()
     n = n or len(data.eval)
     samples = gan.sample(n, seed=1)
@@ -154,7 +154,6 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     if fid_weights:  # the same halves as the domain measures (Inception saw none of them)
         first, second = halves(len(data.eval), n)
         k = len(first)
-        net = inception_net(fid_weights)  # built once for the three sets
         real, other, fake = (inception_features(x, net) for x in
                              (data.eval.x[first], data.eval.x[second], samples[:k]))
         result["inception"] = {"features": "Inception-v3 pool3 (the published FID protocol)", "n": k,

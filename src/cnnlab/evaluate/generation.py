@@ -88,12 +88,11 @@ def inception_net(weights: str | Path) -> nn.Module:
     cnnlab reads it (the hash in its name checked, plain tensors only) and hands the tensors over."""
     from unittest import mock
 
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
     from cnnlab.training.transfer import read_weights_file
 
     path = fid_weights_path(weights)
     tensors = read_weights_file(path, log=lambda line: None, flag="--fid-weights")
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     with mock.patch("torch_fidelity.feature_extractor_inceptionv3.torch.load", lambda *a, **k: tensors):
         return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                            feature_extractor_weights_path=str(path)).eval()
