@@ -219,6 +219,14 @@ CASES = [
     ("detect predict --detector a segmenter", lambda t, r: [
         "detect", "predict", str(task_copy(r, t, "pose")), str(an_image(t)), "--detector",
         str(task_copy(r, t, "segment"))], "is a segment run; --detector takes a detect run"),
+    ("evaluate --out a folder", lambda t, r: ["evaluate", str(r), "--out", str(a_folder(t, "m.json"))],
+     "is a folder; give a file name"),
+    ("detect eval --out a text file", lambda t, r: ["detect", "eval", str(r), "--out", str(t / "m.txt")],
+     "the results are written as JSON"),
+    ("generate eval --out into a missing folder", lambda t, r: ["generate", "eval", str(r), "--out",
+                                                                str(t / "no" / "m.json")], "does not exist"),
+    ("export --out a text file", lambda t, r: ["export", str(r), "--out", str(t / "model.txt")],
+     "give a file name ending in .onnx"),
     ("scenes with a bad recipe for its last task", lambda t, r: [
         "scenes", str(r), "--recipes", "{pose-heatmap: {foo: 1}}"], "scenes --recipes pose-heatmap: no setting foo"),
     ("scenes with a bad value for its last task", lambda t, r: [

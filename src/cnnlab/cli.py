@@ -242,9 +242,23 @@ def cmd_lr_find(args) -> None:
           f"or --lr auto); plot: {out}")
 
 
+def check_json_out(out: str | None) -> None:
+    """An --out .json file that can be written, checked before the work it records."""
+    if not out:
+        return
+    path = Path(out)
+    if path.suffix.lower() != ".json":
+        raise CnnlabError(f"--out {out}: the results are written as JSON; give a .json file name")
+    if path.is_dir():
+        raise CnnlabError(f"--out {out} is a folder; give a file name such as {path / 'results.json'}")
+    if not path.parent.is_dir():
+        raise CnnlabError(f"--out {out}: the folder {path.parent} does not exist; create it first")
+
+
 def cmd_evaluate(args) -> None:
     from cnnlab.run import load_run
 
+    check_json_out(args.out)
     run = load_run(args.run)
     report = run.evaluate(args.dataset, args.split, args.which, args.data_dir)
     print(f"{args.dataset or run.config.dataset} ({args.split}, {report['n']} images): "
@@ -507,6 +521,7 @@ def cmd_detect_train(args) -> None:
 def cmd_detect_eval(args) -> None:
     from cnnlab.dense_files import evaluate_run
 
+    check_json_out(args.out)
     result = evaluate_run(args.run, args.dataset, args.detector, args.resamples)
     print("  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
     if "score_ci" in result:
@@ -573,6 +588,7 @@ def cmd_generate_sample(args) -> None:
 def cmd_generate_eval(args) -> None:
     from cnnlab.generation import evaluate_generator
 
+    check_json_out(args.out)
     result = evaluate_generator(args.run, args.n, args.fid_weights)
     for space in ("domain", "inception"):
         r = result if space == "domain" else result.get("inception")

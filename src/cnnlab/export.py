@@ -49,6 +49,8 @@ def export_onnx(run: Run, out: str = "", quantize: str = "", log=print) -> dict:
         raise CnnlabError(f"--quantize must be int8 (or left out), not {quantize!r}")
     run.require_classifier("export")
     path = Path(out) if out else run.path / "export" / "model.onnx"
+    if path.suffix.lower() != ".onnx" or path.is_dir():  # predict and serve know a model by it
+        raise CnnlabError(f"--out {out}: give a file name ending in .onnx, e.g. model.onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     net = _deployable(run)
     c, h, w = run.meta["input_shape"]
