@@ -227,6 +227,10 @@ CASES = [
                                                                 str(t / "no" / "m.json")], "does not exist"),
     ("export --out a text file", lambda t, r: ["export", str(r), "--out", str(t / "model.txt")],
      "give a file name ending in .onnx"),
+    ("an analysis with --train-on and negative threads", lambda t, r: [
+        "calibrate", "--train-on", "digits", "--out-dir", str(t), "--threads", "-1"], "--threads must be >= 0"),
+    ("an analysis with a run and --train-on", lambda t, r: ["calibrate", str(r), "--train-on", "digits"],
+     "not both"),
     ("scenes with a bad recipe for its last task", lambda t, r: [
         "scenes", str(r), "--recipes", "{pose-heatmap: {foo: 1}}"], "scenes --recipes pose-heatmap: no setting foo"),
     ("scenes with a bad value for its last task", lambda t, r: [

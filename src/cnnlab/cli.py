@@ -180,6 +180,11 @@ def cmd_analysis(args) -> None:
 
     analysis: Analysis = args.analysis
     analysis.resolve(given(args, args.names))  # bad options stop before anything is trained
+    if args.threads < 0:
+        raise CnnlabError(f"--threads must be >= 0 (0: one per core), not {args.threads}")
+    if args.run and args.train_on:
+        raise CnnlabError(f"give a run folder or --train-on {args.train_on}, not both (--train-on "
+                          "trains the run to analyse)")
     if args.run:
         run = load_run(args.run)
     elif args.train_on:
@@ -188,8 +193,6 @@ def cmd_analysis(args) -> None:
     else:
         raise CnnlabError(f"give a run folder (cnnlab {' '.join(analysis.verb)} RUN) or "
                           f"--train-on DATASET to train one first")
-    if args.threads < 0:
-        raise CnnlabError(f"--threads must be >= 0 (0: one per core), not {args.threads}")
     result = run_analysis(run, analysis.name, threads=args.threads, **given(args, args.names))
     print(f"wrote {run.path / 'analysis' / result['stem']}.json ({result['seconds']:.1f} s)")
     print(f"report: {render_report(run)}")
