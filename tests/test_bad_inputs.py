@@ -231,6 +231,8 @@ CASES = [
         "calibrate", "--train-on", "digits", "--out-dir", str(t), "--threads", "-1"], "--threads must be >= 0"),
     ("an analysis with a run and --train-on", lambda t, r: ["calibrate", str(r), "--train-on", "digits"],
      "not both"),
+    ("permutation with a bad CNN argument", lambda t, r: ["experiment", "permutation", str(r), "--cnn-kwargs",
+                                                          "{foo: 1}"], "model lenet5: bad arguments"),
     ("scenes with a bad recipe for its last task", lambda t, r: [
         "scenes", str(r), "--recipes", "{pose-heatmap: {foo: 1}}"], "scenes --recipes pose-heatmap: no setting foo"),
     ("scenes with a bad value for its last task", lambda t, r: [

@@ -59,9 +59,10 @@ def permutation(run: Run, *, cnn: str = "lenet5", cnn_kwargs: dict | None = None
 
     if seeds < 2 or epochs < 0 or limit_train < 0 or image_size < 0:
         raise CnnlabError("permutation needs seeds >= 2 and epochs, limit_train, image_size >= 0")
-    from cnnlab.models import check_model_name
+    from cnnlab.models import check_model_name, create_model
 
-    check_model_name(cnn)  # before the MLP's arms train
+    check_model_name(cnn)  # the CNN's name and arguments, before the MLP's arms train
+    create_model(cnn, **(cnn_kwargs or {}))
     base = _base_config(run, dataset, image_size, limit_train, epochs, recipe or {})
     arms, correct = {}, {}
     for model, kwargs in (("mlp", {}), (cnn, cnn_kwargs or {})):
