@@ -233,6 +233,8 @@ CASES = [
      "not both"),
     ("permutation with a bad CNN argument", lambda t, r: ["experiment", "permutation", str(r), "--cnn-kwargs",
                                                           "{foo: 1}"], "model lenet5: bad arguments"),
+    ("track frames of two sizes", lambda t, r: ["track", str(task_copy(r, t, "detect")), str(two_sizes(t))],
+     "the frames of a clip must share one size"),
     ("scenes with a bad recipe for its last task", lambda t, r: [
         "scenes", str(r), "--recipes", "{pose-heatmap: {foo: 1}}"], "scenes --recipes pose-heatmap: no setting foo"),
     ("scenes with a bad value for its last task", lambda t, r: [
@@ -291,6 +293,14 @@ def split_folders(tmp: Path) -> Path:
             for i in range(3):
                 Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp / "split" / split / c / f"{i}.png")
     return tmp / "split"
+
+
+def two_sizes(tmp: Path) -> Path:
+    """A folder of frames: one 8x8, one 32x32."""
+    (tmp / "frames").mkdir()
+    for i, side in enumerate((8, 32)):
+        Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(tmp / "frames" / f"{i}.png")
+    return tmp / "frames"
 
 
 def a_folder(tmp: Path, name: str) -> Path:

@@ -29,7 +29,13 @@ def read_video(path: str | Path) -> np.ndarray:
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise CnnlabError(f"{p} holds no image frames (PNG, JPEG, ...)")
-        return np.stack([read_image(f, None, "RGB") for f in files[:MAX_FRAMES]])
+        frames = [read_image(f, None, "RGB") for f in files[:MAX_FRAMES]]
+        (h, w, _), first = frames[0].shape, files[0].name
+        for f, x in zip(files, frames, strict=False):
+            if x.shape[:2] != (h, w):
+                raise CnnlabError(f"{f}: {x.shape[1]}x{x.shape[0]} pixels, where {first} has {w}x{h}; "
+                                  "the frames of a clip must share one size")
+        return np.stack(frames)
     if not p.is_file():
         raise CnnlabError(f"{p} not found; give a video file (MP4, GIF, ...) or a folder of frames")
     import imageio.v3 as iio
