@@ -235,6 +235,9 @@ CASES = [
                                                           "{foo: 1}"], "model lenet5: bad arguments"),
     ("track frames of two sizes", lambda t, r: ["track", str(task_copy(r, t, "detect")), str(two_sizes(t))],
      "the frames of a clip must share one size"),
+    ("serve one run's folder", lambda t, r: ["serve", "--runs", str(r)], "is one run's folder; give the folder"),
+    ("freezing a body that starts random", lambda t, r: ["train", "--freeze-epochs", "2", "--out-dir", str(t)],
+     "--freeze-epochs and --body-lr-scale treat the body as learnt already"),
     ("scenes with a bad recipe for its last task", lambda t, r: [
         "scenes", str(r), "--recipes", "{pose-heatmap: {foo: 1}}"], "scenes --recipes pose-heatmap: no setting foo"),
     ("scenes with a bad value for its last task", lambda t, r: [

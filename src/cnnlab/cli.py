@@ -217,7 +217,12 @@ def train_or_resume(args, train_fn: Callable, defaults: dict | None = None) -> N
         return
     base = (TrainConfig.load(args.config) if args.config else
             TrainConfig(**defaults) if defaults else None)
-    train_fn(config_from_args(args, base))
+    cfg = config_from_args(args, base)
+    if (cfg.freeze_epochs or cfg.body_lr_scale != 1.0) and not (cfg.init_from or cfg.pretrained):
+        raise CnnlabError("--freeze-epochs and --body-lr-scale treat the body as learnt already: add "
+                          "--init-from RUN or --pretrained FILE, or leave them out (a random body "
+                          "would stay random)")
+    train_fn(cfg)
 
 
 def cmd_lr_find(args) -> None:
@@ -310,6 +315,9 @@ def cmd_serve(args) -> None:
     if not Path(args.runs).is_dir():
         raise CnnlabError(f"--runs {args.runs} is not a folder; train a run first (cnnlab run) or "
                           f"point --runs at the folder that holds your runs")
+    if (Path(args.runs) / "config.yaml").is_file():
+        raise CnnlabError(f"--runs {args.runs} is one run's folder; give the folder that holds runs "
+                          f"(--runs {Path(args.runs).resolve().parent})")
     if not 0 < args.port < 65536:
         raise CnnlabError(f"--port must be between 1 and 65535, not {args.port}")
     if not 0 < args.max_upload_mb <= 1024:
