@@ -88,3 +88,18 @@ def test_a_section_drawn_in_advance_is_the_one_the_report_would_draw(tmp_path):
     fresh = analysis_section(ANALYSES.get("calibration"), run, run.path / "plots").html
     taken = analysis_section(ANALYSES.get("calibration"), run, run.path / "plots", {stem: "DRAWN"}).html
     assert body in fresh and "DRAWN" in taken and body not in taken
+
+
+def test_a_temperature_that_does_not_measurably_help_is_not_saved(tmp_path, monkeypatch):
+    import cnnlab.analysis.calibration as A
+
+    quiet = lambda s: None  # noqa: E731
+    run = cnnlab.train(cnnlab.TrainConfig(model="mlp", epochs=2, limit_train=300,
+                                          out_dir=str(tmp_path), name="r"), log=quiet, report=False)
+    level = {"ci": {"estimate": -0.001, "low": -0.01, "high": 0.008}, "verdict": "no significant difference"}
+    monkeypatch.setattr(A, "_ece_change", lambda *a: level)
+    lines = []
+    res = run_analysis(run, "calibration", resamples=200, log=lines.append)
+    assert not res["saved"] and run.temperature() is None
+    assert any("the temperature is not saved" in line for line in lines)
+    assert "The temperature is not saved" in cnnlab.render_report(run).read_text()

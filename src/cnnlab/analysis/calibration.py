@@ -41,7 +41,8 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
         fit_fraction: fraction of the evaluation images (a seeded sample) that fits the
             temperature; the others score it.
         resamples: bootstrap resamples of the confidence intervals.
-        save: save the temperature as weights/calibration.json, for predict to apply.
+        save: save the temperature as weights/calibration.json, for predict to apply, when it
+            measurably improves the held-out images' ECE (its interval below 0); else not.
         dataset: calibrate a network trained with the run's recipe on this data instead of the
             run's own (e.g. shapes:kinds=8); its temperature is saved in that sub-run.
         image_size: that network's image side (0: the dataset's default).
@@ -70,9 +71,13 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
                                        for k, r in table_rows.items()))
     change = _ece_change(before, after, ys, resamples)
     log(change["verdict"])
-    if save:
+    helps = change["ci"]["high"] < 0  # saved only where it measurably helps: predict applies it
+    if save and helps:
         _save(run, temperature, n_fit)
-    return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": save,
+    elif save:
+        log("the temperature is not saved: it did not measurably improve the held-out images' ECE, "
+            "so cnnlab predict keeps the softmax as it was")
+    return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": save and helps,
             "dataset": run.config.dataset, "model": run.config.model, "run_dataset": run_dataset,
             "subrun": bool(dataset),
             "accuracy": float((probs.argmax(1) == y).mean()),
@@ -176,6 +181,9 @@ def section(ctx: SectionContext) -> str:
     elif res["saved"]:
         body += para("The temperature is saved as weights/calibration.json; `cnnlab predict` "
                      "and the Python API apply it.", note=True)
+    else:
+        body += para("The temperature is not saved: it did not measurably improve the held-out "
+                     "images' ECE, so `cnnlab predict` keeps the softmax as it was.", note=True)
     return body
 
 
