@@ -101,6 +101,26 @@ def test_resume_refuses_a_changed_config(tmp_path):
         cnnlab.train(tiny(tmp_path, epochs=1, lr=0.1), resume=True, log=lambda s: None)
 
 
+def test_resume_refuses_a_run_that_a_live_process_still_trains(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
+    status = run.path / "status.json"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        status.write_text(json.dumps(json.loads(status.read_text()) | {"state": "running", "pid": other.pid}))
+        with pytest.raises(CnnlabError, match=f"being trained by process {other.pid}"):
+            cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None, report=False)
+    finally:
+        other.kill()
+        other.wait()
+    # the process is gone (killed without a word): resuming is what the run needs
+    assert cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None,
+                        report=False).metrics["epochs"] == 1
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path):
     cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
     with pytest.raises(CnnlabError, match="already exists"):

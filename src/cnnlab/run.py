@@ -463,6 +463,7 @@ def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
         if not has_checkpoint:
             raise CnnlabError(f"nothing to resume: {run_dir} has no checkpoint yet; start it "
                               f"again without --resume (the same --name is fine)")
+        check_not_running(run_dir)
         changed = TrainConfig.load(saved).differences(cfg, ignore=RESUME_IGNORES)
         if changed:
             raise CnnlabError(f"--resume refuses a changed config ({'; '.join(changed)}); "
@@ -478,9 +479,40 @@ def start_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def write_status(run_dir: Path, state: str, message: str) -> None:
-    """status.json: what became of the run, so a failed one says why in its own folder."""
+    """status.json: what became of the run, so a failed one says why in its own folder; a
+    running one names its process (``check_not_running``)."""
+    import os
+    import socket
+
     atomic_write_json(run_dir / "status.json", {"state": state, "message": message,
-                                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                                 "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                 "pid": os.getpid(), "host": socket.gethostname()})
+
+
+def check_not_running(run_dir: Path) -> None:
+    """Refuse to resume a run that a live process on this machine is still training (two
+    processes writing one folder would interleave their checkpoints)."""
+    import json
+    import os
+    import socket
+
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return
+    pid = status.get("pid")
+    if (status.get("state") != "running" or not isinstance(pid, int) or pid == os.getpid()
+            or status.get("host") != socket.gethostname()):
+        return
+    try:
+        os.kill(pid, 0)  # signal 0: is the process there?
+    except ProcessLookupError:
+        return  # it died without a word (killed): resuming is what it needs
+    except PermissionError:
+        pass  # there, under another user
+    raise CnnlabError(f"{run_dir} is being trained by process {pid} (status.json: running); let it "
+                      f"finish or stop it (Ctrl-C) before --resume (if that process is no training, "
+                      f"delete {run_dir / 'status.json'})")
 
 
 def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClassifier,
