@@ -38,7 +38,7 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
         n_train: training scenes (the test split has a quarter as many, at least 100).
         epochs: epochs of every task (of the detectors, with head_epochs).
         width: the ResNet-20 backbone's first-stage width (16 is the standard ResNet-20).
-        image_size: scene side in pixels (64 or 128; smaller is quicker).
+        image_size: scene side in pixels, 32 to 512 (smaller is quicker).
         batch_size: images (pose: crops) per step.
         objects: the most objects in one scene (1 to 8).
         lr: AdamW's peak learning rate for every task.

@@ -152,6 +152,9 @@ def read_weights_file(path: str | Path, log: Log = print, flag: str = "--pretrai
     """The tensors of a safetensors file, or of a torchvision .pth (hash checked, tensors only);
     ``flag`` names the option in the one-line errors."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise CnnlabError(f"{flag} {path} is a folder; give the weights file in it (.safetensors, or "
+                          "torchvision's .pth), or --init-from for a cnnlab run folder")
     if not p.is_file():
         raise CnnlabError(f"{flag} {path}: no such file; give a .safetensors file or "
                           "torchvision's .pth (e.g. resnet18-f37072fd.pth)")
