@@ -156,6 +156,10 @@ def section(ctx: SectionContext) -> str:
             [[r["label"], r["model"], f"{100 * r['accuracy']:.1f}%", f"{1000 * r['kwh']:.3f}",
               f"{1000 * r['j_per_train_image']:.2f}", f"{1000 * r['j_per_prediction']:.3f}",
               "-" if r["g_co2eq"] is None else f"{r['g_co2eq']:.4f}"] for r in same])
+    said = claims(res)
+    if said:  # the claim's comparison, with its interval over the epochs
+        body += para(f"Per training image, {said[0].verdict.split('; ')[1]}: each epoch of a run is one "
+                     "repeated measure of its energy per image.")
     if len(same) >= 2:
         body += img(P.save(_figure(same, res["dataset"]), ctx.plots_dir, "energy"),
                     "accuracy against training energy", "640px")
