@@ -71,13 +71,8 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
                                        for k, r in table_rows.items()))
     change = _ece_change(before, after, ys, resamples)
     log(change["verdict"])
-    helps = change["ci"]["high"] < 0  # saved only where it measurably helps: predict applies it
-    if save and helps:
-        _save(run, temperature, n_fit)
-    elif save:
-        log("the temperature is not saved: it did not measurably improve the held-out images' ECE, "
-            "so cnnlab predict keeps the softmax as it was")
-    return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": save and helps,
+    saved = save and _save(run, temperature, n_fit, change, log)
+    return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": saved,
             "dataset": run.config.dataset, "model": run.config.model, "run_dataset": run_dataset,
             "subrun": bool(dataset),
             "accuracy": float((probs.argmax(1) == y).mean()),
@@ -87,13 +82,19 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
             "arrays": {"coverage_accuracy": np.stack(C.risk_coverage(after, ys))}}
 
 
-def _save(run: Run, temperature: float, n_fit: int) -> None:
-    """weights/calibration.json, which ``Run.predict`` and ``cnnlab predict`` apply."""
+def _save(run: Run, temperature: float, n_fit: int, change: dict, log: Log) -> bool:
+    """weights/calibration.json, which ``Run.predict`` and ``cnnlab predict`` apply, written only
+    where the temperature measurably improves the held-out ECE; whether it was."""
     from cnnlab.io import atomic_write_json
 
+    if change["ci"]["high"] >= 0:
+        log("the temperature is not saved: it did not measurably improve the held-out images' ECE, "
+            "so cnnlab predict keeps the softmax as it was")
+        return False
     atomic_write_json(run.path / "weights" / "calibration.json", {
         "temperature": temperature, "fitted_on": n_fit, "method": "temperature scaling",
         "written_by": "cnnlab calibration"})
+    return True
 
 
 def _split(run: Run, fit_fraction: float):

@@ -32,8 +32,7 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
             nonmembers: int = 2000, shadows: int = 4, epochs: int = 30, model: str = "fastnet",
             model_kwargs: dict | None = None, recipe: dict | None = None,
             random_labels: bool = True, log: Log = print) -> dict:
-    """Membership inference: can an attacker tell the images a model trained on (part of a
-    pool) from the pool's others?
+    """Membership inference: can an attacker tell a model's training images from the pool's others?
 
     Args:
         dataset: the pool's dataset (its training split); shapes gives thousands of images.

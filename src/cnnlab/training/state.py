@@ -107,7 +107,9 @@ def load_training_state(path: Path, model, optimizer, ema,
     if lookahead is not None:
         for k, v in ckpt.strip_prefix("lookahead.", tensors).items():
             lookahead.slow[k].copy_(v)
-    return TrainState(**meta["train_state"])
+    state = TrainState(**meta["train_state"])
+    state.resumed_kwh = state.energy_kwh or 0.0  # the energy results.csv counts on from
+    return state
 
 
 def time_to_accuracy(history: list[dict], thresholds=THRESHOLDS) -> dict[str, float | None]:

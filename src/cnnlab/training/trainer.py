@@ -393,7 +393,6 @@ def fit(cfg: TrainConfig, data: RunData, run_dir: Path, resume: bool = False,
         state = load_training_state(run_dir / "weights" / "last.safetensors", model, optimizer, ema,
                                     lookahead)
         log(f"resuming from epoch {state.epoch} of {cfg.epochs}")
-    state.resumed_kwh = state.energy_kwh or 0.0  # the energy results.csv counts on from
     data = data_on(data, device)
     group_loss = make_group_loss(cfg, data.train, state.group_q)
     private = make_private(cfg, model, optimizer, len(data.train), state.dp_history)
