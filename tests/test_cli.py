@@ -245,3 +245,12 @@ def test_a_bad_dataset_stops_cnnlab_run_in_its_first_lane_with_one_line_and_no_f
     assert code == 2
     assert "missing.npz not found; give npz:PATH" in one_error_line(capsys)
     assert not (tmp_path / "runs").exists()  # the second lane waited for a folder never made
+
+
+def test_the_report_says_when_the_network_has_barely_learnt():
+    from cnnlab.report.core import barely_learnt
+
+    note = barely_learnt(0.361, 4, "lenet5")  # LeNet-5 on the shapes: chance 25%
+    assert "This lenet5 is at 36.10% where guessing gets 25.00%" in note
+    assert barely_learnt(0.63, 4, "lenet5") == "" and barely_learnt(0.975, 10, "lenet5") == ""
+    assert barely_learnt(0.54, 10, "lenet5") != ""  # CIFAR-10 halfway: 55%

@@ -203,9 +203,23 @@ def metrics_section(ctx: ReportContext) -> Section:
             f"{m['best_epoch']}; picking that epoch would use the evaluation set for selection, "
             "so it is not the headline.</p>")
     ci = (f"<p>Accuracy {esc(pct_ci(accuracy_interval(m)))} on {m['n']:,} {esc(m['split'])} "
-          "images (Wilson interval).</p>")
+          "images (Wilson interval).</p>") + barely_learnt(m["accuracy"], len(m["per_class"]),
+                                                           ctx.run.config.model)
     return Section("Accuracy and per-class metrics", head + ci + best +
                    table(["class", "precision", "recall", "F1", "support"], rows))
+
+
+def barely_learnt(accuracy: float, n_classes: int, model: str) -> str:
+    """A note when the network is less than halfway from chance to every image right (LeNet-5
+    on the shapes: 36% with 4 classes): every analysis of the run then describes a network
+    that has barely learnt, and the report should say so before its readers draw lessons."""
+    chance = 1 / max(n_classes, 1)
+    if accuracy >= chance + (1 - chance) / 2:
+        return ""
+    return para(f"This {esc(model)} is at {pct(accuracy)} where guessing gets {pct(chance)}: less than "
+                "halfway from chance to every image right. The analyses below describe a network "
+                "that has barely learnt; train longer or a stronger model (e.g. --model resnet20) "
+                "before drawing lessons from them.", note=True)
 
 
 @section(50, "confusion")
