@@ -111,6 +111,11 @@ def test_the_energy_claim_reads_a_run_that_cnnlab_run_did_not_make():
     rows = [row("this run", "resnet20", 0.004), row("mlp", "mlp", 0.001), row("lenet5", "lenet5", 0.002)]
     (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
     assert "MLP 1.00 mJ, LeNet-5 2.00 mJ, ResNet-20 4.00 mJ" in claim.verdict
+    # this run validated every epoch (no repeated measures): a sub-run of its model gives the interval
+    rows[0]["epoch_j_per_image"] = []
+    rows.append(row("resnet20-fold1", "resnet20", 0.004))
+    (claim,) = claims({"rows": rows, "method": {"kind": "estimated"}, "job": None, "dataset": "digits"})
+    assert claim.holds and "ResNet-20 / MLP 4.0x (95% CI" in claim.verdict
 
 
 def test_the_energy_claim_holds_only_when_its_interval_clears_equal_cost():

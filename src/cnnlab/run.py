@@ -259,21 +259,18 @@ class Run:
         probs, loss = predict_probs(model, self._permuted(ds.x), tta=tta_level(self.config),
                                     y=ds.y, flip=ds.flip_ok, bf16=use_bf16(self.config, "cpu"))
         report = classification_report(probs, ds.y.numpy(), ds.classes, loss)
-        return report | {"warnings": self._not_held_out(ds, split, which, name)}
+        return report | {"warnings": self._not_held_out(ds, split, which, name, data_dir)}
 
-    def _not_held_out(self, ds, split: str, which: str, name: str) -> list[str]:
-        """Why an evaluation is not a held-out figure: its images among the run's training
-        images (another fold of the digits, a folder that overlaps), or its best epoch
-        chosen on these very images (a run without a validation split)."""
-        from cnnlab.data.provenance import exact_copies
-
+    def _not_held_out(self, ds, split: str, which: str, name: str, data_dir: str | None) -> list[str]:
+        """Why an evaluation is not a held-out figure: on other data, its images among the
+        run's training images (another fold of the digits, a folder that overlaps; the run's
+        own split is the provenance audit's); or its best epoch chosen on these very images
+        (a run without a validation split)."""
         if split != "test":
             return []
         out = []
-        seen = len(exact_copies(self.data().train.x.numpy(), ds.x.numpy()))
-        if seen:
-            out.append(f"{seen} of these {len(ds)} images are among the run's training images: this "
-                       "accuracy is not a held-out figure")
+        if name != self.config.dataset:
+            out += self._overlap(ds, data_dir)
         if which == "best" and not self.config.val_split and name == self.config.dataset:
             out.append("--which best: this run held out no validation split, so its best epoch was "
                        "chosen on these test images and the accuracy is optimistic (use --which "
@@ -322,6 +319,18 @@ class Run:
         sub = train_run(cfg, resume=resume, log=last_epoch_only(log, label), progress=True)
         compact(sub.path)
         return sub
+
+    def _overlap(self, ds, data_dir: str | None) -> list[str]:
+        """How many of ``ds``'s images the run trained on, in words (none: no words)."""
+        from cnnlab.data.provenance import exact_copies
+
+        try:  # the training images as trained (a permuted run's permuted)
+            train = data_for(replace(self.config, data_dir=data_dir or self.config.data_dir)).train
+        except CnnlabError as e:
+            return [f"could not check whether the run trained on these images ({e})"]
+        seen = len(exact_copies(train.x.numpy(), self._permuted(ds.x).numpy()))
+        return [f"{seen} of these {len(ds)} images are among the run's training images: this "
+                "accuracy is not a held-out figure"] if seen else []
 
     def _permuted(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the run's fixed pixel permutation, if it was trained on permuted images."""

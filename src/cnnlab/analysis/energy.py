@@ -112,8 +112,8 @@ def _epoch_joules(results: Path, n_train: int | None) -> list[float]:
         if not r.get("energy_kwh"):
             return []
         kwh = float(r["energy_kwh"])
-        if not r.get("val_acc") and not r.get("val_score"):
-            out.append(3.6e6 * (kwh - before) / n_train)
+        if not r.get("val_acc") and not r.get("val_score") and kwh > before:  # (a run resumed
+            out.append(3.6e6 * (kwh - before) / n_train)  # before 2026-12-07 restarted at 0)
         before = kwh
     return out
 
@@ -209,16 +209,24 @@ def claims(res: dict) -> list[Claim]:
     same = [r for r in res["rows"] if r["dataset"] == res["dataset"] and r.get("clean", True)
             and r["kwh"] is not None and r["accuracy"] is not None]  # classifiers, as the section
     by_model = {r["model"]: r for r in reversed(same)}  # the first row of a model wins (this run)
-    picks = [(name, by_model[model]) for name, model in
-             (("MLP", "mlp"), ("LeNet-5", "lenet5"), ("ResNet-20", "resnet20")) if model in by_model]
+    names = (("MLP", "mlp"), ("LeNet-5", "lenet5"), ("ResNet-20", "resnet20"))
+    picks = [(name, by_model[model]) for name, model in names if model in by_model]
     if len(picks) < 2:
         return []
     said = ", ".join(f"{name} {1000 * r['j_per_train_image']:.2f} mJ" for name, r in picks)
     job = (res.get("job") or {}).get("kwh")  # None: the run was not made by cnnlab run
-    ratio, holds = _ratio(picks[0], picks[-1])
+    ratio, holds = _ratio(*((name, _repeated(same, row)) for name, row in (picks[0], picks[-1])))
     return [Claim("Training has an energy cost, and it grows with the model",
                   f"per training image ({res['method']['kind']}): {said}; {ratio}" +
                   (f"; the whole job {1000 * job:.2f} Wh" if job else ""), holds)]
+
+
+def _repeated(rows: list[dict], row: dict) -> dict:
+    """A run of ``row``'s model whose epochs repeat the energy measure (3 or more that held no
+    evaluation: a sub-run, validated once at its end), where ``row`` (this run, validated every
+    epoch) has none; else ``row``."""
+    return next((r for r in rows if r["model"] == row["model"]
+                 and len(r.get("epoch_j_per_image") or []) >= 3), row)
 
 
 def _ratio(small: tuple[str, dict], large: tuple[str, dict]) -> tuple[str, bool | None]:
