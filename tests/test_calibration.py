@@ -98,8 +98,11 @@ def test_a_temperature_that_does_not_measurably_help_is_not_saved(tmp_path, monk
                                           out_dir=str(tmp_path), name="r"), log=quiet, report=False)
     level = {"ci": {"estimate": -0.001, "low": -0.01, "high": 0.008}, "verdict": "no significant difference"}
     monkeypatch.setattr(A, "_ece_change", lambda *a: level)
+    (run.path / "weights" / "calibration.json").write_text('{"temperature": 2.0}')  # an earlier fit's
     lines = []
     res = run_analysis(run, "calibration", resamples=200, log=lines.append)
-    assert not res["saved"] and run.temperature() is None
+    assert not res["saved"] and res["not_saved"] == "no gain" and run.temperature() is None
     assert any("the temperature is not saved" in line for line in lines)
     assert "The temperature is not saved" in cnnlab.render_report(run).read_text()
+    res = run_analysis(run, "calibration", resamples=200, save=False, log=lines.append)
+    assert res["not_saved"] == "asked"

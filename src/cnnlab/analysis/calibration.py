@@ -73,6 +73,7 @@ def calibration(run: Run, *, fit_fraction: float = 0.5, resamples: int = 2000, s
     log(change["verdict"])
     saved = save and _save(run, temperature, n_fit, change, log)
     return {"temperature": temperature, "n_fit": n_fit, "n_score": len(score), "saved": saved,
+            "not_saved": "" if saved else "no gain" if save else "asked",
             "dataset": run.config.dataset, "model": run.config.model, "run_dataset": run_dataset,
             "subrun": bool(dataset),
             "accuracy": float((probs.argmax(1) == y).mean()),
@@ -87,9 +88,12 @@ def _save(run: Run, temperature: float, n_fit: int, change: dict, log: Log) -> b
     where the temperature measurably improves the held-out ECE; whether it was."""
     from cnnlab.io import atomic_write_json
 
+    path = run.path / "weights" / "calibration.json"
     if change["ci"]["high"] >= 0:
-        log("the temperature is not saved: it did not measurably improve the held-out images' ECE, "
-            "so cnnlab predict keeps the softmax as it was")
+        if path.is_file():  # an earlier fit's temperature: this measurement supersedes it
+            path.unlink()
+        log("the temperature is not saved (an earlier one is removed): it did not measurably improve "
+            "the held-out images' ECE, so cnnlab predict gives the softmax as it comes")
         return False
     atomic_write_json(run.path / "weights" / "calibration.json", {
         "temperature": temperature, "fitted_on": n_fit, "method": "temperature scaling",
@@ -182,9 +186,10 @@ def section(ctx: SectionContext) -> str:
     elif res["saved"]:
         body += para("The temperature is saved as weights/calibration.json; `cnnlab predict` "
                      "and the Python API apply it.", note=True)
-    else:
-        body += para("The temperature is not saved: it did not measurably improve the held-out "
-                     "images' ECE, so `cnnlab predict` keeps the softmax as it was.", note=True)
+    elif res.get("not_saved") == "no gain":
+        body += para("The temperature is not saved (an earlier one is removed): it did not measurably "
+                     "improve the held-out images' ECE, so `cnnlab predict` gives the softmax as it "
+                     "comes.", note=True)
     return body
 
 
