@@ -342,13 +342,7 @@ class TrainConfig:
                     or self.latent_dim != _default("latent_dim"))
         gan = gan_only or self.judge
         width = self.model_kwargs.get("width", 32)
-        width_ok = isinstance(width, int) and not isinstance(width, bool) and width > 0
         return [
-            (self.task != "generate" or set(self.model_kwargs) <= {"width"},
-             f"model_kwargs {', '.join(sorted(set(self.model_kwargs) - {'width'}))}: a generator takes "
-             "only width (its narrowest layer's channels), e.g. {width: 64}"),
-            (self.task != "generate" or width_ok,
-             f"model_kwargs width must be a positive whole number of channels, not {width!r}"),
             (self.gan_loss in GAN_LOSSES, f"gan_loss must be one of {', '.join(GAN_LOSSES)}"),
             (self.task == "generate" or not gan,
              "gan_loss, spectral_norm, r1_gamma, r1_every, aux_weight, d_lr_scale and judge apply "
@@ -361,7 +355,7 @@ class TrainConfig:
              "and latent_dim"),
             (self.sampling_steps == _default("sampling_steps") or is_diffusion(self.head),
              "sampling_steps applies to the diffusion heads (ddpm, ddpm-conditional) only"),
-            (not is_diffusion(self.head) or not width_ok or width % 8 == 0,
+            (not is_diffusion(self.head) or not isinstance(width, int) or width % 8 == 0,
              "the diffusion UNet's width must be a multiple of 8 (its GroupNorm has 8 groups): "
              "set model_kwargs width to 8, 16, 32, ..."),
             (self.task != "generate" or not (self.init_from or self.pretrained or self.freeze_epochs
@@ -369,6 +363,19 @@ class TrainConfig:
              "task generate trains from scratch: drop init_from, pretrained, freeze_epochs, "
              "lookahead and lr auto"),
         ]
+
+    def check_generator_kwargs(self) -> None:
+        """A generator's model_kwargs: its width alone, a positive whole number. Checked when a
+        generator starts training (cnnlab generate train, the task's build), not when a
+        config loads: a run written before the check still loads."""
+        width = self.model_kwargs.get("width", 32)
+        unknown = sorted(set(self.model_kwargs) - {"width"})
+        if unknown:
+            raise CnnlabError(f"bad config: model_kwargs {', '.join(unknown)}: a generator takes only "
+                              "width (its narrowest layer's channels), e.g. {width: 64}")
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise CnnlabError(f"bad config: model_kwargs width must be a positive whole number of "
+                              f"channels, not {width!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -46,10 +46,11 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
     if cfg.task != "generate":
         cfg = dataclasses.replace(cfg, task="generate")
     cfg = dataclasses.replace(cfg, name=cfg.name or default_name(cfg))
-    if not resume:  # data the generator cannot train on stops here, before the judge trains
+    if not resume:  # widths and data the generator cannot train on stop here, before the judge trains
         from cnnlab.data import data_for
         from cnnlab.tasks.runs import prepare_task_data
 
+        cfg.check_generator_kwargs()
         prepare_task_data("generate", data_for(cfg))
     if not cfg.judge and not resume:
         judge_dir = Path(cfg.out_dir) / f"{cfg.name}-judge"

@@ -63,6 +63,7 @@ class GenerateTask(Task):
         if not cfg.judge:
             raise CnnlabError("task generate needs a judge (a classifier run on the same data): "
                               "use `cnnlab generate train`, which trains one, or give --judge RUN")
+        cfg.check_generator_kwargs()
         c, h, _ = data.train.image_shape
         kwargs = dict(in_channels=c, image_size=h, num_classes=data.train.num_classes,
                       conditional=cfg.head.endswith("conditional"),
