@@ -110,9 +110,18 @@ def test_resume_refuses_a_run_that_a_live_process_still_trains(tmp_path):
     status = run.path / "status.json"
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        status.write_text(json.dumps(json.loads(status.read_text()) | {"state": "running", "pid": other.pid}))
+        from cnnlab.run import _process
+
+        status.write_text(json.dumps(json.loads(status.read_text()) | {"state": "running",
+                                                                       "process": _process(other.pid)}))
         with pytest.raises(CnnlabError, match=f"being trained by process {other.pid}"):
             cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None, report=False)
+        # the same number, another process (a number reused after the trainer ended): no refusal
+        status.write_text(json.dumps(json.loads(status.read_text()) | {
+            "process": _process(other.pid) | {"started": "1"}}))
+        cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None, report=False)
+        status.write_text(json.dumps(json.loads(status.read_text()) | {"state": "running",
+                                                                       "process": _process(other.pid)}))
     finally:
         other.kill()
         other.wait()

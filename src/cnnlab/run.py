@@ -491,11 +491,27 @@ def write_status(run_dir: Path, state: str, message: str) -> None:
     """status.json: what became of the run, so a failed one says why in its own folder; a
     running one names its process (``check_not_running``)."""
     import os
-    import socket
 
     atomic_write_json(run_dir / "status.json", {"state": state, "message": message,
                                                  "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                 "pid": os.getpid(), "host": socket.gethostname()})
+                                                 "process": _process(os.getpid())})
+
+
+def _process(pid: int) -> dict:
+    """Who a process is, beyond its number (reused after it ends, and after a reboot): the
+    machine, its boot and the process's start (Linux's /proc; elsewhere the number alone)."""
+    import socket
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    stat = read(f"/proc/{pid}/stat")  # field 22, after the parenthesised name: start time
+    started = stat.rsplit(")", 1)[-1].split()[19] if stat else ""
+    return {"pid": pid, "host": socket.gethostname(), "started": started,
+            "boot": read("/proc/sys/kernel/random/boot_id").strip()}
 
 
 def check_not_running(run_dir: Path) -> None:
@@ -503,25 +519,18 @@ def check_not_running(run_dir: Path) -> None:
     processes writing one folder would interleave their checkpoints)."""
     import json
     import os
-    import socket
 
     try:
         status = json.loads((run_dir / "status.json").read_text())
     except (OSError, ValueError):
         return
-    pid = status.get("pid")
-    if (status.get("state") != "running" or not isinstance(pid, int) or pid == os.getpid()
-            or status.get("host") != socket.gethostname()):
+    then = status.get("process")
+    if status.get("state") != "running" or not isinstance(then, dict) or then.get("pid") == os.getpid():
         return
-    try:
-        os.kill(pid, 0)  # signal 0: is the process there?
-    except ProcessLookupError:
-        return  # it died without a word (killed): resuming is what it needs
-    except PermissionError:
-        pass  # there, under another user
-    raise CnnlabError(f"{run_dir} is being trained by process {pid} (status.json: running); let it "
-                      f"finish or stop it (Ctrl-C) before --resume (if that process is no training, "
-                      f"delete {run_dir / 'status.json'})")
+    if not isinstance(then.get("pid"), int) or _process(then["pid"]) != then:
+        return  # that process is gone (killed, or the machine restarted): resuming is what it needs
+    raise CnnlabError(f"{run_dir} is being trained by process {then['pid']} (status.json: running); "
+                      f"let it finish or stop it (Ctrl-C) before resuming it")
 
 
 def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClassifier,
