@@ -235,6 +235,9 @@ CASES = [
                                                           "{foo: 1}"], "model lenet5: bad arguments"),
     ("track frames of two sizes", lambda t, r: ["track", str(task_copy(r, t, "detect")), str(two_sizes(t))],
      "the frames of a clip must share one size"),
+    ("a damaged --pretrained file", lambda t, r: ["train", "--pretrained", str(text_file(t, "w.safetensors")),
+                                                  "--out-dir", str(t)],
+     "w.safetensors: not a readable safetensors file"),
     ("serve one run's folder", lambda t, r: ["serve", "--runs", str(r)], "is one run's folder; give the folder"),
     ("freezing a body that starts random", lambda t, r: ["train", "--freeze-epochs", "2", "--out-dir", str(t)],
      "--freeze-epochs and --body-lr-scale treat the body as learnt already"),
@@ -296,6 +299,11 @@ def split_folders(tmp: Path) -> Path:
             for i in range(3):
                 Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp / "split" / split / c / f"{i}.png")
     return tmp / "split"
+
+
+def text_file(tmp: Path, name: str) -> Path:
+    (tmp / name).write_text("not what the name says")
+    return tmp / name
 
 
 def two_sizes(tmp: Path) -> Path:

@@ -159,7 +159,14 @@ def read_weights_file(path: str | Path, log: Log = print, flag: str = "--pretrai
         raise CnnlabError(f"{flag} {path}: no such file; give a .safetensors file or "
                           "torchvision's .pth (e.g. resnet18-f37072fd.pth)")
     if p.suffix == ".safetensors":
-        return ckpt.load_tensors(p)[0]
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(p)
+        except (SafetensorError, OSError, ValueError) as e:  # a damaged file: named by its flag
+            raise CnnlabError(f"{flag} {path}: not a readable safetensors file ({e}); download or "
+                              "export it again") from None
     if p.suffix not in (".pth", ".pt"):
         raise CnnlabError(f"{flag} {path}: {p.suffix or 'no extension'} is not a weights format "
                           "cnnlab reads; give .safetensors (timm, Hugging Face) or torchvision's .pth")
