@@ -134,7 +134,9 @@ class TrainConfig:
         "", "generate: a classifier run on the same data whose features score the samples "
         "(domain FID, class coverage); `cnnlab generate train` trains one when empty")
     data_dir: str = _f("~/.cache/cnnlab", "where downloaded datasets are cached and looked for")
-    image_size: int = _f(0, "resize folder images to this square size (0: dataset default)", bounds=(0, 4096))
+    image_size: int = _f(0, "resize folder and annotated images to this square side, or draw procedural "
+                            "data (shapes, scenes, videos) at it; digits, MNIST, CIFAR and npz keep their "
+                            "own (0: the dataset's default)", bounds=(0, 4096))
     val_split: float = _f(
         0.0,
         "hold out this many training images (>=1) or this fraction (<1) for validation; "
