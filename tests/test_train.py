@@ -120,6 +120,11 @@ def test_resume_refuses_a_run_that_a_live_process_still_trains(tmp_path):
         status.write_text(json.dumps(json.loads(status.read_text()) | {
             "process": _process(other.pid) | {"started": "1"}}))
         cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None, report=False)
+        # where there is no /proc, the number on this machine alone
+        status.write_text(json.dumps(json.loads(status.read_text()) | {
+            "state": "running", "process": _process(other.pid) | {"started": "", "boot": ""}}))
+        with pytest.raises(CnnlabError, match="being trained by process"):
+            cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None, report=False)
         status.write_text(json.dumps(json.loads(status.read_text()) | {"state": "running",
                                                                        "process": _process(other.pid)}))
     finally:

@@ -514,6 +514,25 @@ def _process(pid: int) -> dict:
             "boot": read("/proc/sys/kernel/random/boot_id").strip()}
 
 
+def _alive(then: dict) -> bool:
+    """Whether the process ``_process`` described is still running: on Linux the same number,
+    machine, boot and start time; elsewhere (no /proc) the number on the same machine."""
+    import os
+    import socket
+
+    if then.get("started"):
+        return _process(then["pid"]) == then
+    if then.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(then["pid"], 0)  # signal 0: is the process there?
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # there, under another user
+    return True
+
+
 def check_not_running(run_dir: Path) -> None:
     """Refuse to resume a run that a live process on this machine is still training (two
     processes writing one folder would interleave their checkpoints)."""
@@ -527,7 +546,7 @@ def check_not_running(run_dir: Path) -> None:
     then = status.get("process")
     if status.get("state") != "running" or not isinstance(then, dict) or then.get("pid") == os.getpid():
         return
-    if not isinstance(then.get("pid"), int) or _process(then["pid"]) != then:
+    if not isinstance(then.get("pid"), int) or not _alive(then):
         return  # that process is gone (killed, or the machine restarted): resuming is what it needs
     raise CnnlabError(f"{run_dir} is being trained by process {then['pid']} (status.json: running); "
                       f"let it finish or stop it (Ctrl-C) before resuming it")
