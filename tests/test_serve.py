@@ -115,6 +115,21 @@ def test_a_run_with_broken_json_is_left_out_not_a_500(runs_dir, tmp_path):
     body, _ = digit(runs_dir)
     r = client.post("/api/predict?run=good&top=0", content=body, headers={"Content-Type": "image/png"})
     assert r.status_code == 422 and "top must be at least 1" in r.json()["error"]
+    # a third review (2026-12-07): a results.csv cut off or edited was a 500, a missing or
+    # mistyped parameter answered in FastAPI's own form
+    (root / "good" / "results.csv").write_bytes(b"epoch,val_acc\n1,0.5\n2,0.6,extra\n")
+    r = client.get("/api/runs/good")
+    assert r.status_code == 422 and "results.csv is not a readable table" in r.json()["error"]
+    (root / "good" / "results.csv").write_bytes(b"\xff\xfe\x00epoch")
+    assert client.get("/api/runs/good").status_code == 422
+    r = client.post("/api/predict?top=x", content=body, headers={"Content-Type": "image/png"})
+    assert r.status_code == 422 and set(r.json()) == {"error"} and "run" in r.json()["error"]
+
+
+def test_docs_are_one_page_with_nothing_fetched(runs_dir):
+    r = TestClient(create_app(runs_dir)).get("/docs")
+    assert r.status_code == 200 and "/api/predict" in r.text and "/api/runs/{name}" in r.text
+    assert "http" not in r.text.replace("/openapi.json", "")  # no CDN: it works offline
 
 
 def test_a_prediction_matches_the_run_and_bad_uploads_get_clear_4xx(runs_dir):
@@ -180,6 +195,14 @@ def test_run_names_are_looked_up_never_joined(runs_dir, tmp_path):
         assert r.status_code == 404
     finally:
         link.unlink()
+    # a listed run whose report.html is a link out of its folder (a shared run unpacked here)
+    shared = tmp_path / "runs" / "shared"
+    shutil.copytree(runs_dir / "digits-b", shared)
+    (tmp_path / "secret.txt").write_text("not for the web")
+    (shared / "report.html").unlink(missing_ok=True)
+    (shared / "report.html").symlink_to(tmp_path / "secret.txt")
+    r = TestClient(create_app(tmp_path / "runs")).get("/runs/shared/report.html")
+    assert r.status_code == 404 and "not for the web" not in r.text
 
 
 def test_predictions_are_answered_while_a_slow_request_runs(runs_dir):

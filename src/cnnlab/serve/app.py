@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from cnnlab.errors import CnnlabError
@@ -100,7 +101,10 @@ class Served:
 
 def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES,
                batching: bool = True) -> FastAPI:
-    app = FastAPI(title="cnnlab", description="Runs, reports and predictions of a cnnlab runs folder.")
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: blank offline. /docs here is
+    # one page drawn from the same OpenAPI description, with nothing fetched.
+    app = FastAPI(title="cnnlab", description="Runs, reports and predictions of a cnnlab runs folder.",
+                  docs_url=None, redoc_url=None)
     served = Served(runs_dir, max_upload, batching)
 
     @app.exception_handler(ApiError)
@@ -111,10 +115,49 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
     async def cnnlab_error(request: Request, exc: CnnlabError):
         return JSONResponse({"error": str(exc)}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        """A missing or mistyped query parameter, in the API's one-line form."""
+        said = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
+                         for e in exc.errors())
+        return JSONResponse({"error": said}, status_code=422)
+
     add_run_routes(app, served)
     add_model_routes(app, served)
     add_game_routes(app, served)
     return app
+
+
+def docs_page(spec: dict) -> str:
+    """The JSON API as one self-contained page: each route, its parameters, what it answers
+    (the machine-readable form: /openapi.json)."""
+    from cnnlab.viz.html import esc
+
+    rows = []
+    for route, methods in spec.get("paths", {}).items():
+        for method, op in methods.items():
+            params = ", ".join(f"{esc(p['name'])} ({p['in']}{', required' if p.get('required') else ''})"
+                               for p in op.get("parameters", [])) or "none"
+            about = esc(op.get("description") or op.get("summary") or "")
+            rows.append(f"<tr><td><b>{method.upper()}</b></td><td><code>{esc(route)}</code></td>"
+                        f"<td>{params}</td><td>{about}</td></tr>")
+    return ("<!doctype html><meta charset='utf-8'><title>cnnlab API</title><style>body{font:15px "
+            "system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid "
+            "#ddd;padding:6px 10px;text-align:left;vertical-align:top}</style>"
+            f"<h1>{esc(spec['info']['title'])} JSON API</h1><p>{esc(spec['info'].get('description', ''))} "
+            "Errors answer <code>{\"error\": \"...\"}</code> with a 4xx status. Images are posted "
+            "as the request body or as a multipart form field <code>file</code>. The machine-readable "
+            "description: <a href='/openapi.json'>/openapi.json</a>.</p><table><tr><th>method</th>"
+            "<th>route</th><th>parameters</th><th>what it does</th></tr>" + "".join(rows) + "</table>")
+
+
+def inside(run: Path, name: str) -> Path:
+    """A file of a run folder, refused (404) when it is a link that leads out of the folder: a
+    shared run unpacked into the runs folder could point its report.html at any file."""
+    path = run / name
+    if path.exists() and not path.resolve().is_relative_to(run.resolve()):
+        raise ApiError(404, f"{name} of run {run.name!r} leads outside its folder; it is not served")
+    return path
 
 
 def add_run_routes(app: FastAPI, served: Served) -> None:
@@ -123,6 +166,10 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()))
 
     @app.get("/api/runs")
     def runs() -> list[dict]:
@@ -136,9 +183,13 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
         if (about := readable_summary(name, path)) is None:
             raise ApiError(422, f"run {name}: its metrics.json or weights/meta.json is not valid "
                            "JSON; restore it or train the run again")
-        return {"summary": about,
-                "metrics": json.loads((path / "metrics.json").read_text()),
-                "history": read_history(path / "results.csv")}
+        try:
+            history = read_history(inside(path, "results.csv"))
+        except (OSError, ValueError, TypeError):  # cut off while written, edited, not UTF-8
+            raise ApiError(422, f"run {name}: its results.csv is not a readable table of epochs; "
+                           "restore it or train the run again") from None
+        return {"summary": about, "metrics": json.loads((path / "metrics.json").read_text()),
+                "history": history}
 
     @app.get("/api/runs/{name}/samples")
     def samples(name: str, n: int = 12) -> list[dict]:
@@ -152,7 +203,7 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
 
     @app.get("/runs/{name}/report.html")
     def report(name: str) -> FileResponse:
-        path = served.find(name) / "report.html"
+        path = inside(served.find(name), "report.html")
         if not path.is_file():
             raise ApiError(404, f"run {name!r} has no report yet; run cnnlab report on it")
         return FileResponse(path, media_type="text/html")
