@@ -138,7 +138,7 @@ def docs_page(spec: dict) -> str:
         for method, op in methods.items():
             params = ", ".join(f"{esc(p['name'])} ({p['in']}{', required' if p.get('required') else ''})"
                                for p in op.get("parameters", [])) or "none"
-            about = esc(op.get("description") or op.get("summary") or "")
+            about = esc((op.get("description") or op.get("summary") or "").replace("`", ""))
             rows.append(f"<tr><td><b>{method.upper()}</b></td><td><code>{esc(route)}</code></td>"
                         f"<td>{params}</td><td>{about}</td></tr>")
     return ("<!doctype html><meta charset='utf-8'><title>cnnlab API</title><style>body{font:15px "
