@@ -252,15 +252,11 @@ def cmd_lr_find(args) -> None:
 
 def check_json_out(out: str | None) -> None:
     """An --out .json file that can be written, checked before the work it records."""
-    if not out:
-        return
-    path = Path(out)
-    if path.suffix.lower() != ".json":
-        raise CnnlabError(f"--out {out}: the results are written as JSON; give a .json file name")
-    if path.is_dir():
-        raise CnnlabError(f"--out {out} is a folder; give a file name such as {path / 'results.json'}")
-    if not path.parent.is_dir():
-        raise CnnlabError(f"--out {out}: the folder {path.parent} does not exist; create it first")
+    from cnnlab.predict_files import check_output
+
+    if out:
+        check_output(out, (".json",), "the results are written as JSON; give a .json file name",
+                     "results.json")
 
 
 def cmd_evaluate(args) -> None:

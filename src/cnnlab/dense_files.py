@@ -180,7 +180,7 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     bf16 = use_bf16(cfg, "cpu")  # as the run evaluated itself
     full = task.evaluate(model, data.eval, torch.device("cpu"), bf16)
     result = {k: v for k, v in full.items() if k != "predictions"}
-    if resamples and cfg.task in ("detect", "segment", "pose") and full["score"] is not None:
+    if resamples and cfg.task in DENSE and full["score"] is not None:
         result["score_ci"] = score_interval(cfg.task, full["predictions"], data.eval, resamples, cfg.seed)
     if detector_run is not None:
         from cnnlab.tasks.pose import topdown_on_detections

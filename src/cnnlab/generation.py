@@ -51,7 +51,7 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
         from cnnlab.tasks.runs import prepare_task_data
 
         cfg.check_generator_kwargs()
-        prepare_task_data("generate", data_for(cfg))
+        train_images = prepare_task_data("generate", data_for(cfg)).train
     if not cfg.judge and not resume:
         judge_dir = Path(cfg.out_dir) / f"{cfg.name}-judge"
         if not (judge_dir / "weights" / "meta.json").is_file():
@@ -60,21 +60,20 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
             train_run(judge_config(cfg), log=log, progress=progress)
         cfg = dataclasses.replace(cfg, judge=str(judge_dir))
     elif cfg.judge and not resume:
-        _check_judge_fits(cfg)
+        _check_judge_fits(cfg, train_images)
     return train(cfg, resume=resume, log=log, progress=progress, report=report)
 
 
-def _check_judge_fits(cfg: TrainConfig) -> None:
-    """A judge given with --judge reads the generator's images: same shape, same classes (one
+def _check_judge_fits(cfg: TrainConfig, data) -> None:
+    """A judge given with --judge reads the generator's images (``data``, its training split):
+    same shape, same classes (one
     trained on other data gave a domain FID of 5,374 on the digits, without a word); a
     classifier, read now rather than at the first evaluation, after minutes of training."""
-    from cnnlab.data import load_dataset
     from cnnlab.run import load_run
     from cnnlab.tasks.generate import load_judge
 
     load_judge(cfg.judge)  # a generator, detector or DP-SGD run stops here (cached for later)
     judge = load_run(cfg.judge)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size).train
     if tuple(judge.meta["input_shape"]) != data.image_shape or list(judge.classes) != list(data.classes):
         raise CnnlabError(f"judge {cfg.judge} reads {tuple(judge.meta['input_shape'])} images of "
                           f"{len(judge.classes)} classes, {cfg.dataset} has {data.image_shape} images "

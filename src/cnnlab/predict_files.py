@@ -65,15 +65,17 @@ def predict_paths(run_path: str, path: str, which: str = "last", top: int = 3,
     return rows, skipped
 
 
-def check_output(out: str | Path) -> None:
-    """Refuse, before any prediction, an output file cnnlab cannot write as asked."""
+def check_output(out: str | Path, suffixes: tuple[str, ...] = (".csv", ".json"),
+                 wrong: str = "write predictions to a .csv or a .json file",
+                 example: str = "predictions.csv") -> None:
+    """Refuse, before the work it would record, an output file cnnlab cannot write as asked."""
     out = Path(out)
-    if out.suffix not in (".csv", ".json"):
-        raise CnnlabError(f"--out {out}: write predictions to a .csv or a .json file")
+    if out.suffix.lower() not in suffixes:
+        raise CnnlabError(f"--out {out}: {wrong}")
     if not out.parent.is_dir():
         raise CnnlabError(f"--out {out}: the folder {out.parent} does not exist; create it first")
     if out.is_dir():
-        raise CnnlabError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
+        raise CnnlabError(f"--out {out} is a folder; give a file name such as {out / example}")
 
 
 def write_predictions(rows: list[dict], out: str | Path) -> None:

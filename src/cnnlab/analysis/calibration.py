@@ -95,7 +95,7 @@ def _save(run: Run, temperature: float, n_fit: int, change: dict, log: Log) -> b
         log("the temperature is not saved (an earlier one is removed): it did not measurably improve "
             "the held-out images' ECE, so cnnlab predict gives the softmax as it comes")
         return False
-    atomic_write_json(run.path / "weights" / "calibration.json", {
+    atomic_write_json(path, {
         "temperature": temperature, "fitted_on": n_fit, "method": "temperature scaling",
         "written_by": "cnnlab calibration"})
     return True

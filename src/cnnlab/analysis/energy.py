@@ -156,10 +156,10 @@ def section(ctx: SectionContext) -> str:
             [[r["label"], r["model"], f"{100 * r['accuracy']:.1f}%", f"{1000 * r['kwh']:.3f}",
               f"{1000 * r['j_per_train_image']:.2f}", f"{1000 * r['j_per_prediction']:.3f}",
               "-" if r["g_co2eq"] is None else f"{r['g_co2eq']:.4f}"] for r in same])
-    said = claims(res)
-    if said:  # the claim's comparison, with its interval over the epochs
-        body += para(f"Per training image, {said[0].verdict.split('; ')[1]}: each epoch of a run is one "
-                     "repeated measure of its energy per image.")
+    compared = _comparison(res)
+    if compared:  # the claim's comparison, with its interval over the epochs
+        body += para(f"Per training image, {compared[1]}: each epoch of a run is one repeated measure "
+                     "of its energy per image.")
     if len(same) >= 2:
         body += img(P.save(_figure(same, res["dataset"]), ctx.plots_dir, "energy"),
                     "accuracy against training energy", "640px")
@@ -206,19 +206,28 @@ def _figure(rows: list[dict], dataset: str):
 
 def claims(res: dict) -> list[Claim]:
     """Energy: the course's three models, per training image, measured or estimated."""
+    compared = _comparison(res)
+    if compared is None:
+        return []
+    said, ratio, holds = compared
+    job = (res.get("job") or {}).get("kwh")  # None: the run was not made by cnnlab run
+    return [Claim("Training has an energy cost, and it grows with the model",
+                  f"per training image ({res['method']['kind']}): {said}; {ratio}" +
+                  (f"; the whole job {1000 * job:.2f} Wh" if job else ""), holds)]
+
+
+def _comparison(res: dict) -> tuple[str, str, bool | None] | None:
+    """(each of the course's models' J per training image in words, the largest over the
+    smallest with its interval, whether it is larger), or None with fewer than two models."""
     same = [r for r in res["rows"] if r["dataset"] == res["dataset"] and r.get("clean", True)
             and r["kwh"] is not None and r["accuracy"] is not None]  # classifiers, as the section
     by_model = {r["model"]: r for r in reversed(same)}  # the first row of a model wins (this run)
     names = (("MLP", "mlp"), ("LeNet-5", "lenet5"), ("ResNet-20", "resnet20"))
     picks = [(name, by_model[model]) for name, model in names if model in by_model]
     if len(picks) < 2:
-        return []
+        return None
     said = ", ".join(f"{name} {1000 * r['j_per_train_image']:.2f} mJ" for name, r in picks)
-    job = (res.get("job") or {}).get("kwh")  # None: the run was not made by cnnlab run
-    ratio, holds = _ratio(*((name, _repeated(same, row)) for name, row in (picks[0], picks[-1])))
-    return [Claim("Training has an energy cost, and it grows with the model",
-                  f"per training image ({res['method']['kind']}): {said}; {ratio}" +
-                  (f"; the whole job {1000 * job:.2f} Wh" if job else ""), holds)]
+    return (said, *_ratio(*((name, _repeated(same, row)) for name, row in (picks[0], picks[-1]))))
 
 
 def _repeated(rows: list[dict], row: dict) -> dict:

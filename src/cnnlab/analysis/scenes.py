@@ -55,10 +55,6 @@ def scenes(run: Run, *, n_train: int = 2000, epochs: int = 12, width: int = 16, 
     base = scenes_config(run, n_train, epochs, width, image_size, batch_size, objects, lr)
     tasks = TASKS + ((("detect-fcos", "detect", "fcos"),) if reference else ())
     recipes = recipes or {}
-    unknown = set(recipes) - {label for label, _, _ in tasks}
-    if unknown:
-        raise CnnlabError(f"scenes --recipes: no task {', '.join(sorted(unknown))}; the tasks are "
-                          f"{', '.join(label for label, _, _ in tasks)}")
     _check_recipes(base, tasks, recipes)
     subs: dict[str, Run] = {}
     for label, task, head in tasks:
@@ -84,6 +80,10 @@ def _check_recipes(base, tasks, recipes: dict) -> None:
     used to stop the analysis after the others had trained)."""
     import dataclasses
 
+    unknown = set(recipes) - {label for label, _, _ in tasks}
+    if unknown:
+        raise CnnlabError(f"scenes --recipes: no task {', '.join(sorted(unknown))}; the tasks are "
+                          f"{', '.join(label for label, _, _ in tasks)}")
     fields = {f.name for f in dataclasses.fields(base)}
     for label, task, head in tasks:
         unknown = set(recipes.get(label, {})) - fields
@@ -91,6 +91,8 @@ def _check_recipes(base, tasks, recipes: dict) -> None:
             raise CnnlabError(f"scenes --recipes {label}: no setting {', '.join(sorted(unknown))}; give "
                               "cnnlab train's settings, e.g. {segment: {batch_size: 8}}")
         base.derive(task=task, head=head, **recipes.get(label, {}))  # bad values: one line, now
+
+
 def scenes_config(run: Run, n_train: int, epochs: int, width: int, image_size: int = 64,
                   batch_size: int = 32, objects: int = 4, lr: float = 0.003) -> TrainConfig:
     """The recipe of every sub-run on scenes (a detector trained with it is shared by the video
