@@ -254,3 +254,29 @@ def test_the_report_says_when_the_network_has_barely_learnt():
     assert "This lenet5 is at 36.10% where guessing gets 25.00%" in note
     assert barely_learnt(0.63, 4, "lenet5") == "" and barely_learnt(0.975, 10, "lenet5") == ""
     assert barely_learnt(0.54, 10, "lenet5") != ""  # CIFAR-10 halfway: 55%
+
+
+def test_a_verbs_config_file_goes_on_top_of_its_recipe_and_keeps_the_rest(tmp_path, monkeypatch):
+    """generate train and detect train start from their own recipes: a --config file overrides
+    what it sets and keeps the rest (it had replaced the recipe by TrainConfig's defaults, so a
+    GAN recipe file trained with SGD at the classifier's rate, and failed without task: generate)."""
+    from cnnlab.config import DIFFUSION_DEFAULTS, GENERATE_DEFAULTS
+
+    seen = []
+    monkeypatch.setattr("cnnlab.generation.train_generator", lambda cfg, **kw: seen.append(cfg))
+    monkeypatch.setattr("cnnlab.pipeline.train", lambda cfg, **kw: seen.append(cfg))
+    files = {"gan": "dataset: shapes\nhead: conditional\nlr: 0.0005\n", "ddpm": "head: ddpm\n",
+             "det": "epochs: 3\n"}
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    assert main(["generate", "train", "--config", str(tmp_path / "gan.yaml"), "--epochs", "7"]) == 0
+    assert main(["generate", "train", "--config", str(tmp_path / "ddpm.yaml")]) == 0
+    assert main(["detect", "train", "--config", str(tmp_path / "det.yaml")]) == 0
+    gan, ddpm, det = seen
+    assert (gan.task, gan.head, gan.dataset, gan.lr, gan.epochs) == ("generate", "conditional", "shapes",
+                                                                      0.0005, 7)
+    kept = ("optimizer", "ema", "r1_every")
+    assert [getattr(gan, k) for k in kept] == [GENERATE_DEFAULTS[k] for k in kept]
+    assert (ddpm.head, ddpm.batch_size, ddpm.lr) == ("ddpm", DIFFUSION_DEFAULTS["batch_size"],
+                                                     DIFFUSION_DEFAULTS["lr"])
+    assert (det.task, det.optimizer, det.lr, det.epochs) == ("detect", "adamw", 0.003, 3)

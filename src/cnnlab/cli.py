@@ -204,9 +204,10 @@ def cmd_train(args) -> None:
     train_or_resume(args, train)
 
 
-def train_or_resume(args, train_fn: Callable, defaults: dict | None = None) -> None:
-    """``--resume RUN``: the run's saved config with the flags given on top; else ``--config``
-    (or the verb's ``defaults``) with the flags on top. Then ``train_fn(cfg[, resume=True])``."""
+def train_or_resume(args, train_fn: Callable, recipe: Callable[[dict], dict] | None = None) -> None:
+    """``--resume RUN``: the run's saved config with the flags given on top; else the verb's
+    starting ``recipe`` (a function of ``--config``'s settings, {} without one), the file's
+    settings on top of it, and the flags on top of both. Then ``train_fn(cfg[, resume=True])``."""
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
@@ -215,8 +216,8 @@ def train_or_resume(args, train_fn: Callable, defaults: dict | None = None) -> N
         cfg.name, cfg.out_dir = run_dir.name, str(run_dir.parent)
         train_fn(cfg, resume=True)
         return
-    base = (TrainConfig.load(args.config) if args.config else
-            TrainConfig(**defaults) if defaults else None)
+    base = (TrainConfig.load(args.config, recipe) if args.config else
+            TrainConfig(**recipe({})) if recipe else None)
     cfg = config_from_args(args, base)
     if (cfg.freeze_epochs or cfg.body_lr_scale != 1.0) and not (cfg.init_from or cfg.pretrained):
         raise CnnlabError("--freeze-epochs and --body-lr-scale treat the body as learnt already: add "
@@ -522,7 +523,7 @@ trains a ResNet-20 detector on scenes (see benchmarks/RESULTS.md)."""
 def cmd_detect_train(args) -> None:
     from cnnlab.pipeline import train
 
-    train_or_resume(args, train, DETECT_DEFAULTS)
+    train_or_resume(args, train, lambda settings: DETECT_DEFAULTS)
 
 
 def cmd_detect_eval(args) -> None:
@@ -582,7 +583,9 @@ def cmd_generate_train(args) -> None:
     from cnnlab.config import generate_defaults
     from cnnlab.generation import train_generator
 
-    train_or_resume(args, train_generator, generate_defaults(args.head))
+    # the recipe of the head asked for: by the flag, else by the --config file, else the default
+    train_or_resume(args, train_generator,
+                    lambda settings: generate_defaults(args.head or settings.get("head")))
 
 
 def cmd_generate_sample(args) -> None:

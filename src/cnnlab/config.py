@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -417,7 +418,10 @@ class TrainConfig:
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
+    def load(cls, path: str | Path, recipe: Callable[[dict], dict] | None = None) -> TrainConfig:
+        """The config a YAML file holds. ``recipe``: a verb's starting recipe for the file's
+        settings (``cnnlab generate train``'s depends on the head), which the file overrides;
+        without it, fields the file leaves out take TrainConfig's defaults."""
         path = Path(path)
         if not path.is_file():
             raise CnnlabError(f"config file {path} not found; pass an existing YAML file")
@@ -431,7 +435,7 @@ class TrainConfig:
             raise CnnlabError(f"config file {path} is empty; write field: value lines (see configs/)")
         if not isinstance(d, dict):
             raise CnnlabError(f"config file {path} must hold a mapping of field: value")
-        return cls.from_dict(d)
+        return cls.from_dict((recipe(d) if recipe else {}) | d)
 
     def digest(self, ignore: tuple[str, ...] = ("name", "out_dir")) -> str:
         """A short hash of every setting but ``ignore``: equal digests mean equal runs."""
