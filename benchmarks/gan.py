@@ -1,6 +1,7 @@
 """GANs, measured: the targets of the generation issue on the digits and on shapes.
 
     python benchmarks/gan.py targets          # domain FID against the floor after <= 2 minutes
+    python benchmarks/gan.py targets --shapes-recipe dcgan   # shapes with DCGAN's own recipe
     python benchmarks/gan.py stabilisers      # each stabiliser against the baseline, 3 seeds
     python benchmarks/gan.py copies           # memorisation: few images against all of them
     python benchmarks/gan.py speed            # a GAN step against a classifier step, equal params
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from common import append_result, machine
 
 from cnnlab.analysis.generation import training_seconds
@@ -36,6 +38,11 @@ from cnnlab.log import silent
 OUT = Path(tempfile.mkdtemp(prefix="gan-bench-"))
 DATA = {"digits": {}, "shapes": {"image_size": 16}}
 """The two small datasets of the targets (shapes at 16 px: 5,000 coloured shapes)."""
+_SHAPES_FILE = yaml.safe_load((Path(__file__).parents[1] / "configs" / "gan_shapes.yaml").read_text())
+SHAPES_RECIPE = {k: v for k, v in _SHAPES_FILE.items()
+                 if k not in ("dataset", "image_size", "head", "epochs", "eval_every")}
+"""configs/gan_shapes.yaml's changes to DCGAN's recipe: a deeper discriminator at 4x the rate,
+and AC-GAN's auxiliary classifier."""
 
 
 def gan(dataset: str, name: str, defaults: dict = GENERATE_DEFAULTS, **changes):
@@ -48,10 +55,17 @@ def gan(dataset: str, name: str, defaults: dict = GENERATE_DEFAULTS, **changes):
 
 
 def targets(a) -> None:
-    for dataset, epochs in (("digits", a.digits_epochs), ("shapes", a.shapes_epochs)):
-        run, r = gan(dataset, f"target-{dataset}", head="conditional", epochs=epochs, eval_every=epochs)
+    """Digits with generate train's conditional head (seed 0); shapes with configs/gan_shapes.yaml
+    (or DCGAN's recipe) at ``--shapes-seeds`` seeds, each with its own judge."""
+    recipe = SHAPES_RECIPE if a.shapes_recipe == "config" else {}
+    runs = [("digits", a.digits_epochs, 0, {})]
+    runs += [("shapes", a.shapes_epochs, seed, recipe) for seed in range(a.shapes_seeds)]
+    for dataset, epochs, seed, changes in runs:
+        run, r = gan(dataset, f"target-{dataset}-{seed}", head="conditional", epochs=epochs,
+                     eval_every=epochs, seed=seed, **changes)
         g, f, m = r["generated"], r["floor"], run.metrics
-        words = (f"{dataset}: domain FID {g['fid']:.3f} against a floor of {f['fid']:.3f} "
+        words = (f"{dataset} (seed {seed}{', configs/gan_shapes.yaml' if changes else ''}): "
+                 f"domain FID {g['fid']:.3f} against a floor of {f['fid']:.3f} "
                  f"({g['fid'] / f['fid']:.1f}x) after {m['train_time_s']:.0f} s of training "
                  f"({epochs} epochs); classes produced {100 * r['labels']['classes_covered']:.0f}%, "
                  f"the judge reads the class asked for in {100 * r['label_agreement']:.1f}%; "
@@ -251,7 +265,10 @@ def main() -> None:
     p.add_argument("part", choices=["targets", "stabilisers", "copies", "speed", "families"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--digits-epochs", type=int, default=150)
-    p.add_argument("--shapes-epochs", type=int, default=40)
+    p.add_argument("--shapes-epochs", type=int, default=_SHAPES_FILE["epochs"])
+    p.add_argument("--shapes-seeds", type=int, default=3)
+    p.add_argument("--shapes-recipe", choices=["config", "dcgan"], default="config",
+                   help="targets: configs/gan_shapes.yaml, or generate train's defaults")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--few", type=int, default=100)

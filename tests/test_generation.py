@@ -74,6 +74,35 @@ def test_every_loss_and_stabiliser_trains_one_finite_step(loss):
     assert torch.isfinite(total) and opt.param_groups[1]["lr_scale"] == 2.0
 
 
+def _convolutions(module: torch.nn.Module, kernel: int) -> int:
+    return sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (kernel, kernel) for m in module.modules())
+
+
+@pytest.mark.parametrize("size, sides", [(8, 1), (32, 3)])
+def test_a_deeper_discriminator_adds_3x3_convolutions_at_each_side_it_halves(size, sides):
+    torch.manual_seed(0)
+    for depth in (1, 3):
+        gan = GAN(in_channels=1, image_size=size, num_classes=3, conditional=True, d_depth=depth)
+        d = gan.discriminator
+        assert _convolutions(d, 4) == sides and _convolutions(d, 3) == 1 + (depth - 1) * sides
+        opt = torch.optim.Adam(gan.optimizer_groups(), lr=1e-3)
+        total, _ = gan.train_step(torch.rand(8, 1, size, size), torch.zeros(8).long(), opt,
+                                  contextlib.nullcontext())
+        assert torch.isfinite(total)
+
+
+def test_a_run_with_a_deeper_discriminator_samples_from_its_folder(tmp_path, judge):
+    from cnnlab.run import Run
+
+    out = tmp_path / "runs"
+    assert main(["generate", "train", "--name", "deep", "--dataset", "digits", "--out-dir", str(out),
+                 "--judge", str(judge.path), "--model-kwargs", "{d_depth: 2}",
+                 *TINY[:1], "1", *TINY[2:]]) == 0
+    model = Run(out / "deep").load_model()
+    assert _convolutions(model.discriminator, 3) == 2  # 8 px: one side halved, one more 3x3
+    assert main(["generate", "sample", str(out / "deep"), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
+
+
 def test_lazy_r1_pays_every_kth_step_k_times_as_strong():
     """R1 every 2 steps at gamma 1 is R1 at gamma 2 on steps 0 and 2 and no penalty on step 1
     (learning rate 0: the three GANs keep the same weights, so only the penalty differs)."""

@@ -368,17 +368,24 @@ class TrainConfig:
         ]
 
     def check_generator_kwargs(self) -> None:
-        """A generator's model_kwargs: its width alone, a positive whole number. Checked when a
+        """A generator's model_kwargs: its width (both kinds) and, for a GAN, its discriminator's
+        d_depth (3x3 convolutions at each side), each a positive whole number. Checked when a
         generator starts training (cnnlab generate train, the task's build), not when a
         config loads: a run written before the check still loads."""
-        width = self.model_kwargs.get("width", 32)
-        unknown = sorted(set(self.model_kwargs) - {"width"})
+        allowed = {"width"} if is_diffusion(self.head) else {"width", "d_depth"}
+        unknown = sorted(set(self.model_kwargs) - allowed)
         if unknown:
-            raise CnnlabError(f"bad config: model_kwargs {', '.join(unknown)}: a generator takes only "
-                              "width (its narrowest layer's channels), e.g. {width: 64}")
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise CnnlabError(f"bad config: model_kwargs width must be a positive whole number of "
-                              f"channels, not {width!r}")
+            takes = ("width (its narrowest layer's channels), e.g. {width: 64}" if allowed == {"width"}
+                     else "width (its narrowest layer's channels) and d_depth (the discriminator's "
+                     "3x3 convolutions at each side), e.g. {width: 64, d_depth: 2}")
+            raise CnnlabError(f"bad config: model_kwargs {', '.join(unknown)}: this generator takes "
+                              f"only {takes}")
+        for key in sorted(allowed & set(self.model_kwargs)):
+            value = self.model_kwargs[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                what = "channels" if key == "width" else "convolutions"
+                raise CnnlabError(f"bad config: model_kwargs {key} must be a positive whole number "
+                                  f"of {what}, not {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

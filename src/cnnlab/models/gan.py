@@ -13,7 +13,10 @@ read as the class it was asked for. The stabilisers the literature settled on ar
 the original), spectral normalisation of the discriminator (Miyato et al. 2018), the R1
 gradient penalty on real images (Mescheder et al. 2018), two learning rates (TTUR, Heusel et
 al. 2017: the trainer's ``d_lr_scale``) and an exponential average of the weights (the
-trainer's ``ema``), which the samples are drawn from.
+trainer's ``ema``), which the samples are drawn from. ``d_depth`` deepens the discriminator
+(``Discriminator``); with it and the discriminator at 4x the rate, shapes at 16 px come out
+with their outlines and textured backgrounds where DCGAN's pair draws blobs
+(configs/gan_shapes.yaml).
 
 Under torchrun each rank steps on its slice of the global batch, with its slice of the global
 batch's noise, and averages its gradients over the ranks itself (``average_gradients``).
@@ -68,14 +71,22 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """DCGAN's discriminator: a 3x3 convolution, then strided 4x4 convolutions that halve the
+    side down to 4x4, each doubling the channels. ``depth`` > 1 puts ``depth - 1`` more 3x3
+    convolutions at each side before it is halved: a deeper critic, which sees edges that the
+    DCGAN's reads as blobs (shapes at 16 px, benchmarks/RESULTS.md 2026-12-07)."""
+
     def __init__(self, in_channels: int, image_size: int, width: int, num_classes: int = 0,
-                 spectral_norm: bool = False, classify: bool = False):
+                 spectral_norm: bool = False, classify: bool = False, depth: int = 1):
         super().__init__()
         sn = _sn if spectral_norm else (lambda m: m)
         norm = nn.Identity if spectral_norm else nn.BatchNorm2d  # DCGAN's BatchNorm, or SN alone
         downs = int(math.log2(generated_side(image_size) // 4))
         layers, c = [sn(nn.Conv2d(in_channels, width, 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True)], width
         for _ in range(downs):
+            for _ in range(depth - 1):
+                layers += [sn(nn.Conv2d(c, c, 3, 1, 1, bias=spectral_norm)), norm(c),
+                           nn.LeakyReLU(0.2, inplace=True)]
             layers += [sn(nn.Conv2d(c, c * 2, 4, 2, 1, bias=spectral_norm)), norm(c * 2),
                        nn.LeakyReLU(0.2, inplace=True)]
             c *= 2
@@ -124,14 +135,14 @@ class GAN(ImageGenerator):
     def __init__(self, in_channels: int = 1, image_size: int = 8, num_classes: int = 10,
                  conditional: bool = False, latent_dim: int = 64, width: int = 32,
                  spectral_norm: bool = False, loss: str = "nonsaturating", r1_gamma: float = 0.0,
-                 r1_every: int = 1, aux_weight: float = 0.0, mean=None, std=None):
+                 r1_every: int = 1, aux_weight: float = 0.0, d_depth: int = 1, mean=None, std=None):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"GAN loss must be one of {', '.join(LOSSES)}")
         k = num_classes if conditional else 0
         self.generator = Generator(latent_dim, in_channels, image_size, width, k)
         self.discriminator = Discriminator(in_channels, image_size, width, k, spectral_norm,
-                                           classify=bool(aux_weight and conditional))
+                                           classify=bool(aux_weight and conditional), depth=d_depth)
         self.num_classes, self.conditional = num_classes, conditional
         self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
         self.loss_name, self.r1_gamma, self.r1_every = loss, r1_gamma, max(1, r1_every)

@@ -73,7 +73,7 @@ class GenerateTask(Task):
         else:
             kwargs |= dict(latent_dim=cfg.latent_dim, spectral_norm=cfg.spectral_norm,
                            loss=cfg.gan_loss, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every,
-                           aux_weight=cfg.aux_weight)
+                           aux_weight=cfg.aux_weight, d_depth=cfg.model_kwargs.get("d_depth", 1))
         torch.manual_seed(cfg.seed)
         model = build_task_model("generate", cfg.head, "", kwargs, data.train.num_classes)
         model.build_kwargs = kwargs
