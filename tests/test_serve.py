@@ -287,6 +287,10 @@ def test_in_a_real_browser(runs_dir, tmp_path):
                 assert "The detector picked the" in page.locator("#game-result").inner_text()
                 if shots:
                     page.locator("#game-section").screenshot(path=os.path.join(shots, "which_is_real.png"))
+                page.reload()  # the score is the tab's, per run: a reload keeps it
+                page.wait_for_selector("#game-pair .pick img")
+                assert page.locator("#game-you").inner_text().endswith("/ 1")
+                page.select_option("#run-select", "digits-a")
             page.set_input_files("#file", str(tmp_path / "notes.png"))
             page.wait_for_selector("#result .error")
             assert "not a readable image" in page.locator("#result .error").inner_text()
