@@ -58,8 +58,9 @@ def targets(a) -> None:
     """Digits with generate train's conditional head (seed 0); shapes with configs/gan_shapes.yaml
     (or DCGAN's recipe) at ``--shapes-seeds`` seeds, each with its own judge."""
     recipe = SHAPES_RECIPE if a.shapes_recipe == "config" else {}
+    epochs = a.shapes_epochs or (_SHAPES_FILE["epochs"] if recipe else 40)
     runs = [("digits", a.digits_epochs, 0, {})]
-    runs += [("shapes", a.shapes_epochs, seed, recipe) for seed in range(a.shapes_seeds)]
+    runs += [("shapes", epochs, seed, recipe) for seed in range(a.shapes_seeds)]
     for dataset, epochs, seed, changes in runs:
         run, r = gan(dataset, f"target-{dataset}-{seed}", head="conditional", epochs=epochs,
                      eval_every=epochs, seed=seed, **changes)
@@ -265,7 +266,8 @@ def main() -> None:
     p.add_argument("part", choices=["targets", "stabilisers", "copies", "speed", "families"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--digits-epochs", type=int, default=150)
-    p.add_argument("--shapes-epochs", type=int, default=_SHAPES_FILE["epochs"])
+    p.add_argument("--shapes-epochs", type=int, default=0,
+                   help="0: the recipe's (configs/gan_shapes.yaml: 48; DCGAN's: 40)")
     p.add_argument("--shapes-seeds", type=int, default=3)
     p.add_argument("--shapes-recipe", choices=["config", "dcgan"], default="config",
                    help="targets: configs/gan_shapes.yaml, or generate train's defaults")

@@ -214,6 +214,12 @@ CASES = [
     ("a diffusion model with a discriminator depth", lambda t, r: [
         "generate", "train", "--head", "ddpm", "--model-kwargs", "{d_depth: 2}", "--out-dir", str(t)],
      "model_kwargs d_depth: this generator takes only width (its narrowest layer's channels), e.g."),
+    ("detect train with a classifier's recipe", lambda t, r: ["detect", "train", "--config",
+                                                               yaml_file(t, "task: classify\n")],
+     "the config file sets task: classify, but cnnlab detect train trains detect, segment, pose"),
+    ("generate train with a head that is a number", lambda t, r: ["generate", "train", "--config",
+                                                                  yaml_file(t, "head: 5\n"), "--out-dir", str(t)],
+     "head must be a string, got 5"),
     ("generate with 10 evaluation images", lambda t, r: ["generate", "train", "--val-split", "10",
                                                          "--out-dir", str(t)],
      "10 evaluation images; generation needs at least 20"),

@@ -272,7 +272,11 @@ def test_a_verbs_config_file_goes_on_top_of_its_recipe_and_keeps_the_rest(tmp_pa
     assert main(["generate", "train", "--config", str(tmp_path / "gan.yaml"), "--epochs", "7"]) == 0
     assert main(["generate", "train", "--config", str(tmp_path / "ddpm.yaml")]) == 0
     assert main(["detect", "train", "--config", str(tmp_path / "det.yaml")]) == 0
-    gan, ddpm, det = seen
+    # the flag's head chooses the recipe over the file's: the diffusion recipe, the file on top
+    assert main(["generate", "train", "--config", str(tmp_path / "gan.yaml"), "--head", "ddpm"]) == 0
+    gan, ddpm, det, flag = seen
+    assert (flag.head, flag.batch_size, flag.momentum, flag.dataset) == (
+        "ddpm", DIFFUSION_DEFAULTS["batch_size"], DIFFUSION_DEFAULTS["momentum"], "shapes")
     assert (gan.task, gan.head, gan.dataset, gan.lr, gan.epochs) == ("generate", "conditional", "shapes",
                                                                       0.0005, 7)
     kept = ("optimizer", "ema", "r1_every")

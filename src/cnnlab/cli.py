@@ -520,10 +520,23 @@ DETECT_DEFAULTS = {"task": "detect", "dataset": "scenes", "model": "resnet20", "
 trains a ResNet-20 detector on scenes (see benchmarks/RESULTS.md)."""
 
 
+def detect_recipe(settings: dict) -> dict:
+    """``cnnlab detect train``'s starting recipe, under a --config file's ``settings``: a file
+    for another task is refused (it would train that task under this verb's name)."""
+    from cnnlab.dense_files import DENSE
+
+    task = settings.get("task", "detect")
+    if task not in DENSE:
+        raise CnnlabError(f"the config file sets task: {task}, but cnnlab detect train trains "
+                          f"{', '.join(DENSE)}; use cnnlab train (classify) or cnnlab generate train, "
+                          "or change the file's task")
+    return DETECT_DEFAULTS
+
+
 def cmd_detect_train(args) -> None:
     from cnnlab.pipeline import train
 
-    train_or_resume(args, train, lambda settings: DETECT_DEFAULTS)
+    train_or_resume(args, train, detect_recipe)
 
 
 def cmd_detect_eval(args) -> None:

@@ -75,7 +75,7 @@ GAN's 0.5 is for a game; a denoiser fits one regression), larger batches, a slow
 
 def generate_defaults(head: str | None) -> dict:
     """The starting recipe of ``cnnlab generate train`` for this head (None: the default)."""
-    if head and is_diffusion(head):
+    if isinstance(head, str) and is_diffusion(head):  # (a file's head of another type: its check)
         return DIFFUSION_DEFAULTS | {"head": head}
     return GENERATE_DEFAULTS
 
@@ -375,7 +375,8 @@ class TrainConfig:
         allowed = {"width"} if is_diffusion(self.head) else {"width", "d_depth"}
         unknown = sorted(set(self.model_kwargs) - allowed)
         if unknown:
-            takes = ("width (its narrowest layer's channels), e.g. {width: 64}" if allowed == {"width"}
+            takes = ("width (its narrowest layer's channels), e.g. {width: 64}; a diffusion model "
+                     "has no discriminator, so no d_depth" if allowed == {"width"}
                      else "width (its narrowest layer's channels) and d_depth (the discriminator's "
                      "3x3 convolutions at each side), e.g. {width: 64, d_depth: 2}")
             raise CnnlabError(f"bad config: model_kwargs {', '.join(unknown)}: this generator takes "
