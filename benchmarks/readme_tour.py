@@ -114,6 +114,9 @@ def tour(out: Path) -> list[tuple[str, list[str]]]:
         ("generate sample --label 7", cnn + ["generate", "sample", str(out / "runs" / "gan"), "-n", "16",
                                              "--out", str(out / "grid.png"), "--label", "7"]),
         ("generate eval", cnn + ["generate", "eval", str(out / "runs" / "gan"), "-n", "100"]),
+        ("generate train --config configs/gan_shapes.yaml", cnn + [
+            "generate", "train", "--config", "configs/gan_shapes.yaml", "--epochs", "1", "--limit-train",
+            "400", "--eval-every", "1"] + runs),
         ("experiment generation", cnn + ["experiment", "generation", run]),
     ]
 
