@@ -15,8 +15,9 @@ gradient penalty on real images (Mescheder et al. 2018), two learning rates (TTU
 al. 2017: the trainer's ``d_lr_scale``) and an exponential average of the weights (the
 trainer's ``ema``), which the samples are drawn from. ``d_depth`` deepens the discriminator
 (``Discriminator``); with it and the discriminator at 4x the rate, the domain FID on 16 px
-shapes falls about 14x below DCGAN's pair's (configs/gan_shapes.yaml), though the samples are
-still spots of the shapes' colours on textured backgrounds, not squares and triangles.
+shapes falls about 14x below DCGAN's pair's in twice its training time (configs/gan_shapes.yaml),
+though the samples are still spots of the shapes' colours on textured backgrounds, not squares
+and triangles.
 
 Under torchrun each rank steps on its slice of the global batch, with its slice of the global
 batch's noise, and averages its gradients over the ranks itself (``average_gradients``).
@@ -74,7 +75,8 @@ class Discriminator(nn.Module):
     """DCGAN's discriminator: a 3x3 convolution, then strided 4x4 convolutions that halve the
     side down to 4x4, each doubling the channels. ``depth`` > 1 puts ``depth - 1`` more 3x3
     convolutions at each side before it is halved: a deeper critic (on 16 px shapes, with 4x
-    the rate, a 14x lower domain FID: benchmarks/RESULTS.md, 2026-12-07)."""
+    the rate, a 14x lower domain FID than DCGAN's in twice the time: benchmarks/RESULTS.md,
+    2026-12-07)."""
 
     def __init__(self, in_channels: int, image_size: int, width: int, num_classes: int = 0,
                  spectral_norm: bool = False, classify: bool = False, depth: int = 1):
