@@ -299,6 +299,23 @@ def test_images_read_from_files_are_writable_so_torch_does_not_warn(tmp_path):
         assert torch.from_numpy(read_image(tmp_path / "x.png", 8, "RGB")).shape == (8, 8, 3)
 
 
+def test_an_enlarged_image_shrinks_back_to_its_own_pixels_and_others_resize_bilinearly(tmp_path):
+    """A digit saved at 16x (each pixel a 16x16 block) was read back blurred by the bilinear
+    filter; whole-number multiples now shrink by block means, so it reads as the digit it was."""
+    from cnnlab.data.files import read_image
+
+    digit = load_dataset("digits").test.x[0, 0].numpy()  # (8, 8) uint8
+    for factor in (2, 3, 16):
+        big = Image.fromarray(digit).resize((8 * factor, 8 * factor), Image.Resampling.NEAREST)
+        big.save(tmp_path / f"x{factor}.png")
+        assert np.array_equal(read_image(tmp_path / f"x{factor}.png", 8, "L")[..., 0], digit)
+    odd = Image.fromarray(digit).resize((20, 20), Image.Resampling.NEAREST)  # 2.5x: not whole
+    odd.save(tmp_path / "odd.png")
+    expected = np.asarray(odd.resize((8, 8), Image.Resampling.BILINEAR))
+    assert np.array_equal(read_image(tmp_path / "odd.png", 8, "L")[..., 0], expected)
+    assert not np.array_equal(expected, digit)  # the bilinear path does blur: the check can fail
+
+
 def test_a_folder_that_mixes_grey_and_colour_is_colour_and_says_so(tmp_path):
     """Issue: the first image's mode decided for all, so one greyscale file first turned every
     colour image grey without a word."""

@@ -39,7 +39,13 @@ def read_image(path, size: int | None, mode: str, name: str = "",
                upsampled: list | None = None) -> np.ndarray:
     """One image file (a path, or a binary file object named ``name`` in messages) as uint8
     (H, W, C) in ``mode`` (L or RGB), resized to size x size; an image smaller than that on a
-    side adds its (width, height) to ``upsampled``."""
+    side adds its (width, height) to ``upsampled``.
+
+    An image whose sides are whole multiples of ``size`` shrinks by the mean of each block (a
+    box filter), which undoes an enlargement by repeated pixels exactly: a digit saved at 16x
+    reads as the 8x8 digit it was (bilinear's wider filter blurred it, and LeNet-5 fell from
+    97.5% to 95.8% on such digits: benchmarks/RESULTS.md, 2026-12-07). Other sizes resize
+    bilinearly (with PIL's antialiasing when shrinking)."""
     limit = max_pixels()
     shown = name or path
     try:
@@ -52,7 +58,9 @@ def read_image(path, size: int | None, mode: str, name: str = "",
                 if upsampled is not None and size and min(im.size) < size:
                     upsampled.append(im.size)
                 if size and im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.BILINEAR)
+                    blocks = im.width % size == 0 and im.height % size == 0
+                    resample = Image.Resampling.BOX if blocks else Image.Resampling.BILINEAR
+                    im = im.resize((size, size), resample)
                 a = np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
     except Image.DecompressionBombError as e:  # over PIL's own ceiling: refused while opening
         found = re.search(r"\((\d+) pixels\)", str(e))
