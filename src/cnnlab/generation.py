@@ -66,9 +66,9 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
 
 def _check_judge_fits(cfg: TrainConfig, data) -> None:
     """A judge given with --judge reads the generator's images (``data``, its training split):
-    same shape, same classes (one
-    trained on other data gave a domain FID of 5,374 on the digits, without a word); a
-    classifier, read now rather than at the first evaluation, after minutes of training."""
+    same shape, same classes (one trained on other data gave a domain FID of 5,374 on the
+    digits, without a word); a classifier, read now rather than at the first evaluation, after
+    minutes of training."""
     from cnnlab.run import load_run
     from cnnlab.tasks.generate import load_judge
 

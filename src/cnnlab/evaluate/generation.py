@@ -92,7 +92,8 @@ def inception_net(weights: str | Path) -> nn.Module:
 
     path = fid_weights_path(weights)
     tensors = read_weights_file(path, log=lambda line: None, flag="--fid-weights")
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # (heavy)
+
     with mock.patch("torch_fidelity.feature_extractor_inceptionv3.torch.load", lambda *a, **k: tensors):
         return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                            feature_extractor_weights_path=str(path)).eval()
