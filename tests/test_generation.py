@@ -451,3 +451,25 @@ def test_the_game_ignores_a_detector_file_that_points_outside_its_run(tmp_path):
     inside = {"subrun": "subruns/real-or-generated-1"}
     (run / "detector.json").write_text(json.dumps(inside))
     assert game_result(run) == {"subruns": {"gan": "."}, "detector": inside}
+
+
+def test_the_main_jobs_quick_budget_leaves_the_gans_to_full_runs_off_the_digits(judge, tmp_path):
+    """On the digits the quick budget trains its GANs; on other data (the 32x32 shapes: 11
+    minutes, a domain FID of 235) the main job skips them in a line that names the commands."""
+    import shutil
+
+    import yaml
+
+    from cnnlab.analysis.generation import ANALYSIS
+    from cnnlab.pipeline import _step
+    from cnnlab.run import Run
+
+    assert ANALYSIS.quick_skip(judge) == ""
+    run = Run(shutil.copytree(judge.path, tmp_path / "shapes-run"))
+    cfg = yaml.safe_load((run.path / "config.yaml").read_text()) | {"dataset": "shapes"}
+    (run.path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = Run(run.path)
+    said, stems = [], {}
+    assert _step(run, ANALYSIS, 15, False, "", stems, said.append, record=False) == 0.0
+    assert stems == {} and "skipped: the quick budget's GANs are sized for the digits" in said[-1]
+    assert f"cnnlab experiment generation {run.path}" in said[-1] and "cnnlab run --full" in said[-1]

@@ -194,6 +194,25 @@ def test_filters_refuse_an_index_out_of_range(base_run):
         run_analysis(base_run, "filters", index=99999, **quiet)
 
 
+def test_filters_of_a_fastnet_run_show_its_whitening_filters(tmp_path):
+    """fastnet's image-reading layer is its whitening convolution, frozen; the first trained one
+    reads 24 channels, which no picture shows: the section drew it and the report failed."""
+    from cnnlab.explain.filters import first_layer_filters
+
+    cfg = cnnlab.TrainConfig(dataset="shapes", model="fastnet", model_kwargs={"widths": [8, 8, 8]},
+                             epochs=1, limit_train=200, out_dir=str(tmp_path), name="f")
+    run = cnnlab.train(cfg, report=False, **quiet)
+    info = run_analysis(run, "filters", **quiet)
+    assert info["filters_trained"] is False
+    filters = first_layer_filters(run.load_model())
+    assert filters.shape == (24, 2, 2, 3)  # 12 eigenvectors of RGB 2x2 patches and their negatives
+    html = cnnlab.render_report(run).read_text().split('id="filters"')[1].split("</section>")[0]
+    assert "These filters are not trained" in html
+    deep = torch.nn.Sequential(torch.nn.Conv2d(24, 4, 3))  # no picture of 24 channels: their norm
+    deep.in_channels, deep.image_size = 24, 8
+    assert first_layer_filters(deep).shape == (4, 3, 3, 1)
+
+
 def test_receptive_field_grows_with_depth():
     torch.manual_seed(0)
     model = create_model("resnet20", num_classes=10)

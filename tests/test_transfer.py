@@ -168,6 +168,51 @@ def test_the_quick_permutation_test_moves_to_shapes_when_the_runs_data_is_small(
     assert quick(small)["dataset"] == SHAPES_TEST["dataset"]  # 200 images: seed noise would decide
 
 
+def test_on_its_own_data_the_permutation_test_shuffles_for_the_runs_own_cnn(tmp_path):
+    """LeNet-5 barely learns the 32x32 shapes (34%), so its drop could not show: a run's own
+    CNN takes the test on its own data; an MLP run leaves the default LeNet-5."""
+    from cnnlab.analysis.permutation import full, quick
+
+    kwargs = {"widths": [8, 8, 8]}
+    run = cnnlab.train(cnnlab.TrainConfig(dataset="shapes", model="fastnet", model_kwargs=kwargs,
+                                          limit_train=1000, epochs=1, out_dir=str(tmp_path), name="own"),
+                       log=quiet, report=False)
+    assert quick(run) == {"seeds": 2, "limit_train": 2000, "cnn": "fastnet", "cnn_kwargs": kwargs}
+    assert full(run) == {"seeds": 3, "cnn": "fastnet", "cnn_kwargs": kwargs}
+    mlp = cnnlab.train(cnnlab.TrainConfig(dataset="shapes", model="mlp", limit_train=1000, epochs=1,
+                                          out_dir=str(tmp_path), name="mlp"), log=quiet, report=False)
+    assert "cnn" not in quick(mlp)
+
+
+def test_mlp_vs_cnn_compares_against_the_runs_own_model_when_it_is_not_named(tmp_path):
+    """A fastnet run (the main CNN off the digit images) gave no claim: every comparison is
+    against the run's model, which was not among the models compared."""
+    from cnnlab.analysis import run_analysis
+    from cnnlab.analysis.mlp_vs_cnn import claims
+
+    run = cnnlab.train(cnnlab.TrainConfig(dataset="shapes", image_size=16, model="fastnet",
+                                          model_kwargs={"widths": [8, 8, 8]}, limit_train=200,
+                                          epochs=1, out_dir=str(tmp_path), name="f"),
+                       log=quiet, report=False)
+    res = run_analysis(run, "mlp_vs_cnn", models=("mlp",), log=quiet)
+    assert [m["model"] for m in res["models"]] == ["mlp", "fastnet"] and res["reference"] == "fastnet"
+    assert next(m for m in res["models"] if m["model"] == "fastnet")["run"] == str(run.path)  # reused
+    assert claims(res)[0].claim.startswith("A convolution needs far fewer weights")
+
+
+def test_the_main_cnn_is_lenet5_on_digit_images_and_a_small_fastnet_elsewhere():
+    from cnnlab.pipeline import main_config
+
+    def model(dataset, start=None):
+        c = main_config(dataset, 0, 0, "n", "runs", "~/.cache/cnnlab", 0, start=start)
+        return c.model, c.model_kwargs
+
+    assert model("digits") == model("mnist") == model("fashion-mnist") == ("lenet5", {})
+    assert model("shapes") == model("cifar10") == ("fastnet", {"widths": [16, 32, 64]})
+    assert model("shapes", {"model": "lenet5"}) == ("lenet5", {})  # a named model stays
+    assert model("shapes", {"model_kwargs": {"widths": [8, 8, 8]}}) == ("fastnet", {"widths": [8, 8, 8]})
+
+
 def test_review_findings_on_started_balanced_and_wide_runs(tmp_path):
     """mlp-vs-cnn on a run with --model-kwargs builds the other models with their own
     arguments; spurious works on a run trained with --balance."""

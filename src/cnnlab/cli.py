@@ -97,7 +97,7 @@ def add_signature_args(p: argparse.ArgumentParser, fn: Callable,
         if name in skip or param.default is inspect.Parameter.empty:
             continue
         flag, kind = "--" + name.replace("_", "-"), str(param.annotation)
-        help_ = helps.get(name, "").rstrip(".")
+        help_ = helps.get(name, "").rstrip(".").replace("%", "%%")  # argparse formats help with %
         if "default" not in help_:  # a docstring that words its default keeps its own words
             help_ += f" (default: {shown(param.default)})"
         if kind == "bool":

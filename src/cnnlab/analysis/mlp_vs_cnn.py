@@ -35,7 +35,8 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     """Train each model with the run's data and recipe; compare size, cost and accuracy.
 
     Args:
-        models: the models to compare (comma-separated); the run's own model is reused.
+        models: the models to compare (comma-separated); the run's own model is reused, and
+            joins them where it is not named: every comparison is against it.
         seeds: trainings of each model of the depth pair (the first is the one above; more
             give the depth claim an interval over seeds too, on all the digits with ``folds``).
         folds: on the digits (their plain split, every image), train the depth pair on the
@@ -48,6 +49,8 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     if unknown or not models:
         raise CnnlabError(f"unknown model {', '.join(unknown) or '(none given)'}; choose from "
                           f"{', '.join(list_models())}")
+    if run.config.model not in models:  # a fastnet run: its claims compare against it
+        models = (*models, run.config.model)
     rows, correct = [], {}
     from cnnlab.config import FROM_SCRATCH
 

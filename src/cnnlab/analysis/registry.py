@@ -81,6 +81,9 @@ class Analysis:
     full: Budget = field(default_factory=dict)
     """Options for ``cnnlab run --full`` and benchmarks."""
     in_main_job: bool = True
+    quick_skip: Callable[[Run], str] | None = None
+    """``quick_skip(run)``: why ``cnnlab run``'s quick budget leaves it out on this run ('' to run
+    it), for an analysis whose quick budget fits only some data; ``--full`` runs it."""
     applies: Callable[[Any], bool] | None = None
     """``applies(run.config)``: whether ``cnnlab run`` runs it on this run (None: on every run)."""
     needs: tuple[str, str] | None = None
