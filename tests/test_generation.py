@@ -453,7 +453,8 @@ def test_the_game_ignores_a_detector_file_that_points_outside_its_run(tmp_path):
     assert game_result(run) == {"subruns": {"gan": "."}, "detector": inside}
 
 
-def test_the_main_jobs_quick_budget_leaves_the_gans_to_full_runs_off_the_digits(judge, tmp_path):
+def test_the_main_jobs_quick_budget_leaves_the_gans_to_full_runs_off_the_digits(judge, tmp_path,
+                                                                                  monkeypatch):
     """On the digits the quick budget trains its GANs; on other data (the 32x32 shapes: 11
     minutes, a domain FID of 235) the main job skips them in a line that names the commands."""
     import shutil
@@ -473,3 +474,8 @@ def test_the_main_jobs_quick_budget_leaves_the_gans_to_full_runs_off_the_digits(
     assert _step(run, ANALYSIS, 15, False, "", stems, said.append, record=False) == 0.0
     assert stems == {} and "skipped: the quick budget's GANs are sized for the digits" in said[-1]
     assert f"cnnlab experiment generation {run.path}" in said[-1] and "cnnlab run --full" in said[-1]
+    ran = []  # --full trains them whatever the data
+    monkeypatch.setattr("cnnlab.pipeline.run_analysis",
+                        lambda r, name, **k: ran.append(name) or {"stem": name})
+    _step(run, ANALYSIS, 15, True, "", stems, said.append, record=False)
+    assert ran == ["generation"] and stems == {"generation": "generation"}

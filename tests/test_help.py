@@ -30,6 +30,7 @@ def test_every_help_page_has_a_description_and_help_on_every_option(path, parser
         text = (action.help or "").strip()
         assert text and not text.startswith("(default"), f"{path} {action.option_strings or action.dest}"
         assert "``" not in text, f"{path} {action.option_strings}: reStructuredText"
+    assert parser.format_help()  # argparse formats help with %: a bare one in a docstring crashed it
 
 
 def test_detect_train_shows_its_own_defaults_and_only_the_flags_that_apply(capsys):

@@ -208,9 +208,14 @@ def test_filters_of_a_fastnet_run_show_its_whitening_filters(tmp_path):
     assert filters.shape == (24, 2, 2, 3)  # 12 eigenvectors of RGB 2x2 patches and their negatives
     html = cnnlab.render_report(run).read_text().split('id="filters"')[1].split("</section>")[0]
     assert "These filters are not trained" in html
+    assert "these filters are not trained" in html.lower() and "the norm over" not in html
     deep = torch.nn.Sequential(torch.nn.Conv2d(24, 4, 3))  # no picture of 24 channels: their norm
-    deep.in_channels, deep.image_size = 24, 8
-    assert first_layer_filters(deep).shape == (4, 3, 3, 1)
+    deep.first_layer = lambda: deep[0]
+    shown = first_layer_filters(deep)
+    norm = deep[0].weight.detach().norm(dim=1)  # (4, 3, 3), each filter scaled to [0, 1]
+    low, high = norm.amin((1, 2), keepdim=True), norm.amax((1, 2), keepdim=True)
+    assert shown.shape == (4, 3, 3, 1)
+    assert np.allclose(shown[..., 0], ((norm - low) / (high - low)).numpy(), atol=1e-6)
 
 
 def test_receptive_field_grows_with_depth():
@@ -319,6 +324,13 @@ def test_the_depth_claim_reads_the_same_whichever_model_the_run_trained():
     shaky = result("resnet20", "lenet5", 2.2) | {"depth_seeds": {"resnet20": [0.997, 0.96, 0.99],
                                                                   "lenet5": [0.975, 0.985, 0.97]}}
     assert claims(shaky)[0].holds is None  # one lucky pair of trainings is not the claim
+    # LeNet-5 below the MLP has not learnt the data (the 32x32 shapes: 34% against 46%): no test
+    mlp = {"model": "mlp", "accuracy": 0.46, "first_layer_params": 9}
+    unlearnt = result("resnet20", "lenet5", 63.8) | {"models": [
+        mlp, {"model": "lenet5", "accuracy": 0.34, "first_layer_params": 3}]}
+    assert [c.claim.split()[1] for c in claims(unlearnt)] == ["convolution"]  # the weights alone
+    learnt = unlearnt | {"models": [mlp, {"model": "lenet5", "accuracy": 0.47, "first_layer_params": 3}]}
+    assert [c.claim.split()[1] for c in claims(learnt)] == ["convolution", "deeper"]
 
 
 def test_the_tree_claims_its_gain_and_tests_it_against_the_extra_epochs():

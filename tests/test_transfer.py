@@ -168,20 +168,20 @@ def test_the_quick_permutation_test_moves_to_shapes_when_the_runs_data_is_small(
     assert quick(small)["dataset"] == SHAPES_TEST["dataset"]  # 200 images: seed noise would decide
 
 
-def test_on_its_own_data_the_permutation_test_shuffles_for_the_runs_own_cnn(tmp_path):
-    """LeNet-5 barely learns the 32x32 shapes (34%), so its drop could not show: a run's own
-    CNN takes the test on its own data; an MLP run leaves the default LeNet-5."""
-    from cnnlab.analysis.permutation import full, quick
+def test_on_its_own_data_the_permutation_test_shuffles_for_the_runs_own_cnn():
+    """LeNet-5 barely learns the 32x32 shapes (34%), so its drop could not show: by default the
+    test takes the run's own CNN; an MLP run, or one started from weights, LeNet-5."""
+    from types import SimpleNamespace
+
+    from cnnlab.analysis.permutation import _own_cnn
+
+    def own(**changes):
+        return _own_cnn(SimpleNamespace(config=cnnlab.TrainConfig(dataset="shapes", **changes)))
 
     kwargs = {"widths": [8, 8, 8]}
-    run = cnnlab.train(cnnlab.TrainConfig(dataset="shapes", model="fastnet", model_kwargs=kwargs,
-                                          limit_train=1000, epochs=1, out_dir=str(tmp_path), name="own"),
-                       log=quiet, report=False)
-    assert quick(run) == {"seeds": 2, "limit_train": 2000, "cnn": "fastnet", "cnn_kwargs": kwargs}
-    assert full(run) == {"seeds": 3, "cnn": "fastnet", "cnn_kwargs": kwargs}
-    mlp = cnnlab.train(cnnlab.TrainConfig(dataset="shapes", model="mlp", limit_train=1000, epochs=1,
-                                          out_dir=str(tmp_path), name="mlp"), log=quiet, report=False)
-    assert "cnn" not in quick(mlp)
+    assert own(model="fastnet", model_kwargs=kwargs) == ("fastnet", kwargs)
+    assert own(model="resnet20") == ("resnet20", None)
+    assert own(model="mlp") == own(model="resnet20", init_from="runs/x") == ("lenet5", None)
 
 
 def test_mlp_vs_cnn_compares_against_the_runs_own_model_when_it_is_not_named(tmp_path):
@@ -200,17 +200,24 @@ def test_mlp_vs_cnn_compares_against_the_runs_own_model_when_it_is_not_named(tmp
     assert claims(res)[0].claim.startswith("A convolution needs far fewer weights")
 
 
-def test_the_main_cnn_is_lenet5_on_digit_images_and_a_small_fastnet_elsewhere():
+def test_the_main_cnn_is_lenet5_on_digit_images_and_a_small_fastnet_elsewhere(tmp_path):
     from cnnlab.pipeline import main_config
 
-    def model(dataset, start=None):
-        c = main_config(dataset, 0, 0, "n", "runs", "~/.cache/cnnlab", 0, start=start)
+    def model(dataset, start=None, name="n"):
+        c = main_config(dataset, 0, 0, name, str(tmp_path), "~/.cache/cnnlab", 0, start=start)
         return c.model, c.model_kwargs
 
     assert model("digits") == model("mnist") == model("fashion-mnist") == ("lenet5", {})
     assert model("shapes") == model("cifar10") == ("fastnet", {"widths": [16, 32, 64]})
     assert model("shapes", {"model": "lenet5"}) == ("lenet5", {})  # a named model stays
     assert model("shapes", {"model_kwargs": {"widths": [8, 8, 8]}}) == ("fastnet", {"widths": [8, 8, 8]})
+    assert model("shapes", {"model_kwargs": {"bn_scale": False}}) == (  # added to, not replacing
+        "fastnet", {"widths": [16, 32, 64], "bn_scale": False})
+    # a folder of that name (a finished or interrupted run) keeps its model; so does a start
+    (tmp_path / "old").mkdir()
+    cnnlab.TrainConfig(dataset="shapes", model="resnet20").save(tmp_path / "old" / "config.yaml")
+    assert model("shapes", name="old") == ("resnet20", {})
+    assert model("shapes", {"init_from": str(tmp_path / "old")}) == ("resnet20", {})
 
 
 def test_review_findings_on_started_balanced_and_wide_runs(tmp_path):

@@ -1,6 +1,7 @@
 """``cnnlab run``, the main job: the whole lecture on one dataset, one run folder, one report.
 
-1. Train the main CNN (LeNet-5) with a small-budget recipe: the run folder itself.
+1. Train the main CNN (LeNet-5 on grey digit images, a small fastnet elsewhere:
+   ``main_model``) with a small-budget recipe: the run folder itself.
 2. Every analysis registered for the main job, in report order, each with its ``quick``
    budget (about 20-30 s on 2 CPU cores), or its ``full`` one with ``--full``.
 3. Render report.html.
@@ -56,23 +57,39 @@ DIGIT_IMAGES = ("digits", "mnist", "fashion-mnist")
 
 def main_model(dataset: str) -> dict:
     """The main CNN when none is named: LeNet-5, the lecture's, on grey digit images; elsewhere a
-    small fastnet (widths 16/32/64). LeNet-5 (tanh, average pooling) barely learns coloured
-    images at the recipe's 10 epochs: on the 32x32 shapes 34%, where this fastnet reached 99.7%
-    (15 s at one thread; benchmarks/RESULTS.md, 2026-12-08)."""
+    small fastnet (widths 16/32/64). LeNet-5 (tanh, average pooling) barely learnt the 32x32
+    shapes at the recipe's 10 epochs: 34%, where this fastnet reached 99.7% (15 s at one thread;
+    benchmarks/RESULTS.md, 2026-12-08)."""
     if dataset.partition(":")[0] in DIGIT_IMAGES:
         return {"model": "lenet5"}
     return {"model": "fastnet", "model_kwargs": {"widths": [16, 32, 64]}}
+
+
+def _unnamed_model(dataset: str, folder: Path, init_from: str) -> dict:
+    """The model when none is named: a run folder of that name keeps its own (so it is reused
+    or resumed as it was), a start from a run takes that run's (its body is what transfers),
+    else ``main_model``'s."""
+    from cnnlab.run import load_run
+
+    saved = folder / "config.yaml"  # written as a run starts: an interrupted one has it too
+    c = TrainConfig.load(saved) if saved.is_file() else load_run(init_from).config if init_from else None
+    return main_model(dataset) if c is None else {"model": c.model, "model_kwargs": dict(c.model_kwargs)}
 
 
 def main_config(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
                 limit_train: int, threads: int = 0, country: str = "", precision: str = "auto",
                 start: dict | None = None) -> TrainConfig:
     """The main CNN's config: the recipe, its start (model, init_from, pretrained; with no
-    model, ``main_model``'s) and a folder name (default: run-DATASET-TIME)."""
+    model, ``_unnamed_model``'s, whose arguments --model-kwargs adds to) and a folder name
+    (default: run-DATASET-TIME)."""
     cfg = recipe(dataset, epochs, seed, data_dir, limit_train, threads=threads)
-    start = start or {}
-    cfg = dataclasses.replace(cfg, **(start if "model" in start else main_model(dataset) | start))
     cfg.name = name or f"run-{dataset.split(':', 1)[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    start = dict(start or {})
+    if "model" not in start:
+        unnamed = _unnamed_model(dataset, Path(out_dir) / cfg.name, start.get("init_from", ""))
+        start["model_kwargs"] = unnamed.get("model_kwargs", {}) | start.get("model_kwargs", {})
+        start["model"] = unnamed["model"]
+    cfg = dataclasses.replace(cfg, **start)
     cfg.out_dir = out_dir
     cfg.checkpoints = min(4, cfg.epochs)  # for TracIn (the influence analysis)
     cfg.country, cfg.precision = country, precision  # sub-runs inherit the precision
@@ -120,7 +137,8 @@ def main_job(dataset: str = "digits", *, epochs: int = 0, seed: int = 0, name: s
             carbon figures; empty: energy only, and the report says so.
         model: the main CNN (`cnnlab models`; default: the lecture's LeNet-5 on grey digit
             images (digits, mnist, fashion-mnist), a small fastnet (widths 16/32/64) on other
-            data, where LeNet-5 barely learns: 34% on the shapes against fastnet's 99.7%).
+            data: on the shapes LeNet-5 reached 34%, fastnet 99.7%; with --init-from, the
+            model of that run; a run folder of that name keeps its own).
         model_kwargs: its arguments, e.g. {widths: [64, 256, 256]} for a fastnet body to
             start from.
         init_from: start the main CNN from the body of this run folder (your own small data:

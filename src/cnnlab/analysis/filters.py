@@ -28,7 +28,7 @@ def filters(run: Run, *, index: int = 0, image: str = "", log: Log = print) -> d
     import torch
 
     from cnnlab.data.files import read_image
-    from cnnlab.explain.filters import feature_maps, first_layer, first_layer_filters, receptive_fields
+    from cnnlab.explain.filters import feature_maps, first_layer_filters, receptive_fields
 
     if image and index:
         raise CnnlabError(f"give --index {index} or --image {image}, not both: one image is shown")
@@ -47,7 +47,9 @@ def filters(run: Run, *, index: int = 0, image: str = "", log: Log = print) -> d
     arrays = {"filters": first_layer_filters(model), "image": picture.numpy()}
     arrays |= {f"map{i}": m for i, (_, m) in enumerate(maps)}
     arrays |= {f"rf{i}": f["heat"] for i, f in enumerate(fields)}
-    info = {"model": cfg.model, "filters_trained": bool(first_layer(model).weight.requires_grad),
+    first = model.first_layer()
+    info = {"model": cfg.model, "filters_trained": bool(first.weight.requires_grad),
+            "filters_channels": int(first.weight.shape[1]),
             "image": image or f"{data.eval_split} image #{index}",
             "label": run.classes[label] if label is not None else None,
             "maps": [{"layer": n, "shape": list(m.shape)} for n, m in maps],
@@ -66,13 +68,16 @@ def section(ctx: SectionContext) -> str | None:
     if not arrays:
         return None
     filters = arrays["filters"]
+    channels = info.get("filters_channels", filters.shape[-1])
+    norm = f", the norm over {channels} channels" if channels not in (1, 3) else ""
     body = (f"<h3>First-layer filters of {esc(info['model'])} ({filters.shape[1]}x"
-            f"{filters.shape[2]}, first {len(filters)})</h3>")
+            f"{filters.shape[2]}, first {len(filters)}{norm})</h3>")
     if not info.get("filters_trained", True):
-        body += para("These filters are not trained: they are set from the training images before "
-                     "training starts and stay fixed (fastnet's whitening layer: the eigenvectors of "
-                     "the covariance of 2x2 patches, each with its negative, scaled to whiten them). "
-                     "The trained convolutions come after them, in the feature maps below.", note=True)
+        body += para("These filters are not trained: they are fixed before training starts. "
+                     "fastnet's whitening layer holds the eigenvectors of the covariance of 2x2 "
+                     "patches of the training images (or of the run it started from), each with its "
+                     "negative, scaled to whiten them. The trained convolutions come after it, in the "
+                     "feature maps below.", note=True)
     body += img(P.save(_filters_figure(filters), ctx.plots_dir, "filters"), "first-layer filters",
                 "900px")
     maps = [(m["layer"], arrays[f"map{i}"]) for i, m in enumerate(info["maps"])]

@@ -40,13 +40,14 @@ over-image interval must lie within +-3 points of zero (an interval that merely 
 would pass a noisier run more easily)."""
 
 
-def permutation(run: Run, *, cnn: str = "lenet5", cnn_kwargs: dict | None = None,
+def permutation(run: Run, *, cnn: str = "", cnn_kwargs: dict | None = None,
                 seeds: int = 3, dataset: str = "", image_size: int = 0, limit_train: int = 0,
                 epochs: int = 0, recipe: dict | None = None, log: Log = print) -> dict:
     """Train an MLP and a CNN on original and pixel-permuted images over several seeds.
 
     Args:
-        cnn: the CNN to test against the MLP.
+        cnn: the CNN to test against the MLP (empty: the run's own, as it is built; LeNet-5
+            for an MLP run or one started from weights).
         cnn_kwargs: model arguments of the CNN, e.g. {widths: [16, 32, 64]} for fastnet.
         seeds: training seeds per arm (at least 2, for a spread).
         dataset: data for the test; empty: the run's own.
@@ -61,6 +62,8 @@ def permutation(run: Run, *, cnn: str = "lenet5", cnn_kwargs: dict | None = None
         raise CnnlabError("permutation needs seeds >= 2 and epochs, limit_train, image_size >= 0")
     from cnnlab.models import check_model_name, create_model
 
+    if not cnn:
+        cnn, cnn_kwargs = _own_cnn(run)
     check_model_name(cnn)  # the CNN's name and arguments, before the MLP's arms train
     create_model(cnn, **(cnn_kwargs or {}))
     base = _base_config(run, dataset, image_size, limit_train, epochs, recipe or {})
@@ -256,22 +259,29 @@ def quick(run: Run) -> dict:
     runs on 1,500 16x16 procedural shapes instead."""
     if _own_data_too_small(run):
         return SHAPES_TEST | {"image_size": 16, "limit_train": 1500, "seeds": 2}
-    return {"seeds": 2, "limit_train": 2000} | _own_cnn(run)
+    return {"seeds": 2, "limit_train": 2000}
 
 
-def _own_cnn(run: Run) -> dict:
-    """On the run's own data, the run's own CNN (an MLP run: the default LeNet-5): LeNet-5
-    barely learns the 32x32 shapes (34% where the run's fastnet reached 99.7%), and a CNN that
-    has not learnt cannot show that shuffling pixels breaks it."""
+def _own_cnn(run: Run) -> tuple[str, dict | None]:
+    """The CNN the test takes by default: the run's own, built as the run built it (LeNet-5
+    barely learnt the 32x32 shapes, 34% where the run's fastnet reached 99.7%, and a CNN that has
+    not learnt cannot show that shuffling pixels breaks it); LeNet-5 for an MLP run, and for a
+    run started from weights, whose network (a pre-trained ResNet, say) would train from
+    scratch four times."""
+    from cnnlab.config import FROM_SCRATCH
+
     c = run.config
-    return {} if c.model == "mlp" else {"cnn": c.model, "cnn_kwargs": dict(c.model_kwargs)}
+    started = any(getattr(c, k) != v for k, v in FROM_SCRATCH.items())
+    if c.model == "mlp" or started:
+        return "lenet5", None
+    return c.model, dict(c.model_kwargs) or None
 
 
 def full(run: Run) -> dict:
     """In ``cnnlab run --full``: 3 seeds, and all 5,000 32x32 shapes for small images."""
     if _own_data_too_small(run):
         return SHAPES_TEST | {"image_size": 32, "seeds": 3, "epochs": 10}
-    return {"seeds": 3} | _own_cnn(run)
+    return {"seeds": 3}
 
 
 def claims(res: dict) -> list[Claim]:

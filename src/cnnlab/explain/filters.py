@@ -28,18 +28,13 @@ def probe_layers(model: nn.Module, most: int = 4) -> list[tuple[str, nn.Module]]
     return [convs[i] for i in picks]
 
 
-def first_layer(model: nn.Module) -> nn.Module:
-    """The layer that reads the image: the first convolution, trained or not (fastnet's whitening
-    filters are set from the data and frozen), or an MLP's first linear layer."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return convs[0] if convs else next(m for m in model.modules() if isinstance(m, nn.Linear))
-
-
 def first_layer_filters(model: ImageClassifier, most: int = 32) -> np.ndarray:
     """First-layer weights as images (K, H, W, C) in [0, 1]: a conv's kernels, or for an MLP
-    each hidden unit's weights laid out as a whole image. Kernels over other than 1 or 3 input
-    channels (no picture) show each position's weight norm over the channels (C = 1)."""
-    layer = first_layer(model)
+    each hidden unit's weights laid out as a whole image. The layer is the one that reads the
+    image (``first_layer``: fastnet's whitening, frozen, before its first trained convolution,
+    whose 24 input channels no picture shows). Kernels over other than 1 or 3 channels show
+    each position's weight norm over the channels (C = 1)."""
+    layer = model.first_layer()
     w = layer.weight.detach().float().cpu()
     if isinstance(layer, nn.Linear):
         c, s = model.in_channels, model.image_size
