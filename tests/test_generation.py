@@ -474,6 +474,12 @@ def test_the_main_jobs_quick_budget_leaves_the_gans_to_full_runs_off_the_digits(
     assert _step(run, ANALYSIS, 15, False, "", stems, said.append, record=False) == 0.0
     assert stems == {} and "skipped: the quick budget's GANs are sized for the digits" in said[-1]
     assert f"cnnlab experiment generation {run.path}" in said[-1] and "cnnlab run --full" in said[-1]
+    from cnnlab.analysis.registry import record_main_job
+    from cnnlab.report.claims import left_to_full
+
+    assert left_to_full(run) == []  # not a main job's run: nothing was left out
+    record_main_job(run.path, {"bias": "bias"})  # the claims table names what the job left out
+    assert [(name, why) for name, _, why in left_to_full(run)] == [("generation", ANALYSIS.quick_skip(run))]
     ran = []  # --full trains them whatever the data
     monkeypatch.setattr("cnnlab.pipeline.run_analysis",
                         lambda r, name, **k: ran.append(name) or {"stem": name})

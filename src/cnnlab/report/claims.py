@@ -7,8 +7,8 @@ and a claim that did not hold on this run says so in red.
 
 from __future__ import annotations
 
-from cnnlab.analysis import load_all, load_results
-from cnnlab.analysis.registry import Claim
+from cnnlab.analysis import load_all, load_results, main_job_analyses
+from cnnlab.analysis.registry import Claim, main_job_stems
 from cnnlab.run import Run
 from cnnlab.viz.html import Section, esc
 
@@ -39,6 +39,17 @@ def collect_claims(run: Run) -> list[tuple[str, str, Claim]]:
     return out
 
 
+def left_to_full(run: Run) -> list[tuple[str, str, str]]:
+    """(analysis name, title, why) of each analysis that ``cnnlab run``'s quick budget left out
+    on this run (``Analysis.quick_skip``) and that has no result: its claims are not in the
+    table, and the table says so rather than shrink without a word."""
+    if not main_job_stems(run.path):  # not a main job's run
+        return []
+    return [(a.name, a.title, why) for a in main_job_analyses(run.config)
+            if a.quick_skip is not None and (why := a.quick_skip(run))
+            and not load_results(run.path, a.name)[0]]
+
+
 def claims_section(run: Run) -> Section | None:
     rows = collect_claims(run)
     if not rows:
@@ -56,4 +67,7 @@ def claims_section(run: Run) -> Section | None:
             '"not shown here": the measurement goes against it.</p>')
     table = ('<table class="claims"><thead><tr><th>claim</th><th>verdict</th><th>measured</th>'
              "<th>section</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+    left = "".join(f"<li>{esc(title)}: {esc(why)}</li>" for _, title, why in left_to_full(run))
+    if left:
+        table += f"<p>Not measured at this budget, so not in the table:</p><ul>{left}</ul>"
     return Section("The lecture's claims, measured", head + table, anchor="claims")
