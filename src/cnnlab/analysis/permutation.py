@@ -62,8 +62,9 @@ def permutation(run: Run, *, cnn: str = "", cnn_kwargs: dict | None = None,
         raise CnnlabError("permutation needs seeds >= 2 and epochs, limit_train, image_size >= 0")
     from cnnlab.models import check_model_name, create_model
 
-    if not cnn:
-        cnn, cnn_kwargs = _own_cnn(run)
+    if not cnn:  # the run's own, with the arguments given if any
+        cnn, own_kwargs = _own_cnn(run)
+        cnn_kwargs = own_kwargs if cnn_kwargs is None else cnn_kwargs
     check_model_name(cnn)  # the CNN's name and arguments, before the MLP's arms train
     create_model(cnn, **(cnn_kwargs or {}))
     base = _base_config(run, dataset, image_size, limit_train, epochs, recipe or {})
