@@ -403,6 +403,12 @@ class TrainConfig:
         changes["checkpoints"] = min(changes["checkpoints"], epochs)
         return dataclasses.replace(self, **changes)
 
+    @property
+    def started(self) -> bool:
+        """Whether the run starts other than from scratch (``FROM_SCRATCH``'s settings: weights,
+        freezing, the body's learning-rate scale, the range test)."""
+        return any(getattr(self, k) != v for k, v in FROM_SCRATCH.items())
+
     def fresh(self, **changes: Any) -> TrainConfig:
         """A sub-run's config that trains from scratch: ``derive``, with the run's start
         (``init_from``, ``pretrained``, freezing, the body's learning-rate scale, the range

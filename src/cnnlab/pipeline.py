@@ -72,8 +72,13 @@ def _unnamed_model(dataset: str, folder: Path, init_from: str) -> dict:
     from cnnlab.run import load_run
 
     saved = folder / "config.yaml"  # written as a run starts: an interrupted one has it too
-    c = TrainConfig.load(saved) if saved.is_file() else load_run(init_from).config if init_from else None
-    return main_model(dataset) if c is None else {"model": c.model, "model_kwargs": dict(c.model_kwargs)}
+    if saved.is_file():
+        c = TrainConfig.load(saved)
+    elif init_from:
+        c = load_run(init_from).config
+    else:
+        return main_model(dataset)
+    return {"model": c.model, "model_kwargs": dict(c.model_kwargs)}
 
 
 def main_config(dataset: str, epochs: int, seed: int, name: str, out_dir: str, data_dir: str,
@@ -245,7 +250,7 @@ def _step(run: Run, a, step: int, full: bool, country: str, stems: dict, log: Lo
     from cnnlab.energy import meter
 
     log(f"== {step}. {a.title} ==")
-    skip = a.missing() or (not full and a.quick_skip is not None and a.quick_skip(run))
+    skip = a.missing() or (not full and a.quick_skip_reason(run))
     if skip:
         log(f"   skipped: {skip}")
         return 0.0

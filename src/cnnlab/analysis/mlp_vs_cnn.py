@@ -53,11 +53,9 @@ def mlp_vs_cnn(run: Run, *, models: tuple[str, ...] = ("mlp", "lenet5", "resnet2
     if run.config.model not in models:  # a fastnet run: its claims compare against it
         models = (*models, run.config.model)
     rows, correct = [], {}
-    from cnnlab.config import FROM_SCRATCH
-
     # a start from weights, frozen epochs, a body lr scale or an lr range test: the others train
     # without them (TrainConfig.fresh), so the run's own model trains anew, as they do
-    started = any(getattr(run.config, k) != v for k, v in FROM_SCRATCH.items())
+    started = run.config.started
     for name in models:
         reuse = name == run.config.model and not started  # every model from scratch, alike
         sub = run if reuse else _train(run, name, 0, log)

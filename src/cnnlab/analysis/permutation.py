@@ -269,11 +269,8 @@ def _own_cnn(run: Run) -> tuple[str, dict | None]:
     not learnt cannot show that shuffling pixels breaks it); LeNet-5 for an MLP run, and for a
     run started from weights, whose network (a pre-trained ResNet, say) would train from
     scratch four times."""
-    from cnnlab.config import FROM_SCRATCH
-
     c = run.config
-    started = any(getattr(c, k) != v for k, v in FROM_SCRATCH.items())
-    if c.model == "mlp" or started:
+    if c.model == "mlp" or c.started:
         return "lenet5", None
     return c.model, dict(c.model_kwargs) or None
 

@@ -104,6 +104,10 @@ class Analysis:
             return ""
         return f"pip install 'cnnlab[{self.needs[1]}]' (it needs {self.needs[0]})"
 
+    def quick_skip_reason(self, run: Run) -> str:
+        """Why ``cnnlab run``'s quick budget leaves it out on this run ('' where it runs)."""
+        return self.quick_skip(run) if self.quick_skip is not None else ""
+
     def options(self) -> dict[str, inspect.Parameter]:
         """The keyword options of ``compute`` (everything after ``run`` except ``log``)."""
         params = inspect.signature(self.compute).parameters

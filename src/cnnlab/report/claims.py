@@ -46,8 +46,7 @@ def left_to_full(run: Run) -> list[tuple[str, str, str]]:
     if not main_job_stems(run.path):  # not a main job's run
         return []
     return [(a.name, a.title, why) for a in main_job_analyses(run.config)
-            if a.quick_skip is not None and (why := a.quick_skip(run))
-            and not load_results(run.path, a.name)[0]]
+            if (why := a.quick_skip_reason(run)) and not load_results(run.path, a.name)[0]]
 
 
 def claims_section(run: Run) -> Section | None:
