@@ -1,6 +1,7 @@
 """Users' detection data: YOLO, COCO and VOC read to the same boxes; bad files named."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,6 +72,7 @@ def test_the_three_formats_give_the_same_boxes(tmp_path):
 ])
 def test_a_bad_yolo_line_is_named_and_skip_bad_lists_it(tmp_path, line, words):
     root = _yolo(tmp_path / "y", line)
+    (root / "labels" / "b.txt").write_text("1 0.5 0.5 0.2 0.2\n")  # so what is kept has an object
     with pytest.raises(CnnlabError, match=words) as e:
         load_detection(f"yolo:{root}", size=20)
     assert "a.txt line 1" in str(e.value)
@@ -123,3 +125,85 @@ def test_coco_polygons_rle_and_keypoints_become_class_maps_and_keypoints(tmp_pat
     (folder / "instances.json").write_text(json.dumps(coco))
     with pytest.raises(CnnlabError, match="annotation id 1: the segmentation is neither"):
         load_detection(f"coco:{folder / 'instances.json'}", size=40)
+
+
+def _voc_xml(objects: str) -> str:
+    return f"<annotation><filename>a.png</filename>{objects}</annotation>"
+
+
+def _voc_object(name: str, box=(1, 1, 20, 20), difficult: int = 0) -> str:
+    x0, y0, x1, y1 = box
+    return (f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin>"
+            f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
+
+
+def test_users_data_as_labelling_tools_write_it(tmp_path):
+    """Found by probing users' data: VOC's difficult objects were counted as misses, a broken XML
+    stopped --skip-bad, a COCO image without file_name and a missing labels/ folder ended in
+    tracebacks, COCO's own layout (annotations/ beside train2017/) found no image, and a YOLO
+    class written as 0.0 was refused."""
+    voc = tmp_path / "v"
+    _images(voc / "JPEGImages", ["a.png"])
+    (voc / "Annotations").mkdir()
+    (voc / "Annotations" / "a.xml").write_text(_voc_xml(
+        _voc_object("cat") + _voc_object("dog", (27, 7, 34, 14), difficult=1)))
+    (voc / "Annotations" / "b.xml").write_text("<annotation><object>")
+    with pytest.raises(CnnlabError, match="b.xml is not valid XML"):
+        load_detection(f"voc:{voc}", size=20)
+    v, skipped = load_detection(f"voc:{voc}", size=20, skip_bad=True)
+    assert v.classes == ["cat"] and v.targets[0]["labels"].tolist() == [0]  # the difficult dog: left out
+    assert [Path(f).name for f, _ in skipped] == ["b.xml"]
+    (voc / "Annotations" / "b.xml").unlink()
+    (voc / "Annotations" / "a.xml").write_text(_voc_xml(_voc_object("")))
+    with pytest.raises(CnnlabError, match="object 1: the object has no <name>"):
+        load_detection(f"voc:{voc}", size=20)
+
+    coco_root = tmp_path / "coco"
+    _images(coco_root / "train2017", ["a.png"])
+    (coco_root / "annotations").mkdir()
+    spec = coco_root / "annotations" / "instances_train2017.json"
+    coco = {"images": [{"id": 4, "file_name": "a.png"}, {"id": 5}],
+            "annotations": [{"id": 1, "image_id": 4, "category_id": 2, "bbox": [0, 0, 20, 20]}],
+            "categories": [{"id": 2, "name": "cat"}]}
+    spec.write_text(json.dumps(coco))
+    with pytest.raises(CnnlabError, match="image id 5: no file_name"):
+        load_detection(f"coco:{spec}", size=20)
+    c, skipped = load_detection(f"coco:{spec}", size=20, skip_bad=True)
+    assert len(c) == 1 and c.targets[0]["labels"].tolist() == [0] and len(skipped) == 1
+    with pytest.raises(CnnlabError, match="is a folder; give its instances JSON file"):
+        load_detection(f"coco:{coco_root}", size=20)
+
+    root = _yolo(tmp_path / "y", "0.0 0.25 0.5 0.5 1.0\n")
+    y, _ = load_detection(f"yolo:{root}", size=20)
+    assert y.targets[0]["labels"].tolist() == [0]
+    for f in (root / "labels").iterdir():
+        f.write_text("")
+    with pytest.raises(CnnlabError, match="none of its 2 images has an annotated object"):
+        load_detection(f"yolo:{root}", size=20)
+    import shutil
+
+    shutil.rmtree(root / "labels")
+    with pytest.raises(CnnlabError, match="labels not found: YOLO keeps one .txt per image"):
+        load_detection(f"yolo:{root}", size=20)
+
+
+def test_another_set_is_scored_by_class_name_not_by_place(tmp_path):
+    """Found by probing: `detect eval --dataset` on a COCO file whose category ids ran the other
+    way scored 0.0004 instead of 0.594, and a VOC set with one of the two classes crashed."""
+    from cnnlab.data.dense import align_classes, to_image_dataset
+    from cnnlab.data.scenes import DetectionSet
+
+    targets = [{"boxes": torch.tensor([[0.0, 0, 4, 4], [5, 5, 9, 9]]), "labels": torch.tensor([0, 1])},
+               {"boxes": torch.tensor([[1.0, 1, 3, 3]]), "labels": torch.tensor([1])}]
+    class_map = torch.zeros(2, 10, 10, dtype=torch.uint8)
+    class_map[0, :4, :4], class_map[0, 5:9, 5:9], class_map[1, 1:3, 1:3] = 1, 2, 2
+    ds = to_image_dataset(DetectionSet(torch.zeros(2, 3, 10, 10, dtype=torch.uint8), targets,
+                                       ["dog", "cat"], "theirs", class_map))
+    aligned = align_classes(ds, ["cat", "dog", "bird"])
+    assert aligned.classes == ["cat", "dog", "bird"]
+    assert aligned.extras["labels"].tolist() == [[1, 0], [0, -1]]  # the padding stays -1
+    assert aligned.extras["class_map"][0, 0, 0] == 2 and aligned.extras["class_map"][0, 6, 6] == 1
+    assert aligned.extras["class_map"][1, 0, 0] == 0 and aligned.y.tolist() == [1, 0]
+    assert align_classes(ds, ["dog", "cat"]) is ds
+    with pytest.raises(CnnlabError, match="the class 'dog' is not among the run's"):
+        align_classes(ds, ["cat", "bird"])

@@ -161,6 +161,7 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     objects (``score_ci``; ``resamples`` 0: none): each of detection's resamples is a whole COCO
     evaluation, about 0.04 s per 250 small images."""
     from cnnlab.data import RunData, data_for, load_dataset
+    from cnnlab.data.dense import align_classes, is_dense
     from cnnlab.evaluate.predict import use_bf16
     from cnnlab.tasks import get_task
 
@@ -172,6 +173,8 @@ def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",
     if dataset:
         splits = load_dataset(dataset, cfg.data_dir, cfg.image_size)
         ds = splits.test if splits.test is not None else splits.train
+        if is_dense(ds):  # the classes matched by name, not by their place in the list
+            ds = align_classes(ds, run.classes)
         raw = RunData(ds, ds, "test" if splits.test is not None else "train", splits.source)
     else:
         raw = data_for(cfg)

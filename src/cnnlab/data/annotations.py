@@ -6,6 +6,9 @@
     coco:PATH   a COCO instances JSON file; images are looked up beside it (or in images/)
     voc:PATH    PATH/Annotations/*.xml and PATH/JPEGImages/
 
+COCO's crowd regions (``iscrowd``) and VOC's difficult objects (``<difficult>1``) are left out,
+neither training targets nor ground truth, as both benchmarks' own evaluations ignore them.
+
 Every image is resized to ``size`` x ``size`` and its boxes scaled with it; each target keeps
 the original ``(width, height)`` so predictions can be mapped back to the photo's pixels.
 A malformed annotation (a box outside the image, a negative size, an unknown class, a missing
@@ -47,6 +50,8 @@ def load_detection(spec: str, size: int = 64, skip_bad: bool = False
     xs, targets, files, skipped, maps = [], [], [], [], []
     for image_path, read_boxes in items:
         try:
+            if isinstance(read_boxes, BadAnnotation):  # its annotation could not be read at all
+                raise read_boxes
             image = read_image(image_path, None, "RGB") if image_path.is_file() else _missing(image_path)
             h, w = image.shape[:2]
             boxes, labels, *extra = read_boxes(w, h, len(classes))
@@ -64,6 +69,9 @@ def load_detection(spec: str, size: int = 64, skip_bad: bool = False
         files.append(str(image_path))
     if not xs:
         raise CnnlabError(f"{root}: no usable image" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    if not any(len(t["labels"]) for t in targets):
+        raise CnnlabError(f"{root}: none of its {len(xs)} images has an annotated object; there is "
+                          f"nothing to learn or score ({_where_labels[kind]})")
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
     class_map = torch.from_numpy(np.stack(maps)) if all(m is not None for m in maps) else None
     return DetectionSet(x, targets, classes, spec, class_map, files), skipped
@@ -93,6 +101,11 @@ def _with_shapes(target: dict, extra: dict, labels: list[int], wh: tuple[int, in
     return np.asarray(Image.fromarray(class_map).resize((size, size), Image.Resampling.NEAREST))
 
 
+_where_labels = {"yolo": "YOLO reads PATH/labels/<image name>.txt, one 'class cx cy w h' line per box",
+                 "coco": "COCO reads the annotations list of the JSON file",
+                 "voc": "VOC reads the <object> entries of PATH/Annotations/*.xml"}
+
+
 def _missing(path: Path):
     raise BadAnnotation(f"{path}: the image file is missing; add it or remove its annotation")
 
@@ -106,7 +119,7 @@ def check_box(where: str, box, w: int, h: int, label: int, n_classes: int) -> No
     tol_w, tol_h = TOLERANCE * w, TOLERANCE * h
     if x0 < -tol_w or y0 < -tol_h or x1 > w + tol_w or y1 > h + tol_h:
         raise BadAnnotation(f"{where}: the box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the "
-                            f"{w}x{h} image")
+                            f"{w}x{h} image; fix the box, or pass --skip-bad to leave the image out")
 
 
 def _yolo(root: Path):
@@ -123,6 +136,9 @@ def _yolo(root: Path):
     images = sorted(p for p in (root / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise CnnlabError(f"{root}/images holds no images")
+    if not (root / "labels").is_dir():
+        raise CnnlabError(f"{root}/labels not found: YOLO keeps one .txt per image there, named as the "
+                          f"image (images/a.jpg -> labels/a.txt), one 'class cx cy w h' line per box")
 
     def reader(image: Path):
         label_file = root / "labels" / image.relative_to(root / "images").with_suffix(".txt")
@@ -136,9 +152,10 @@ def _yolo(root: Path):
                 where = f"{label_file} line {k}"
                 parts = line.split()
                 try:
-                    c, cx, cy, bw, bh = int(parts[0]), *map(float, parts[1:5])
-                    if len(parts) != 5:
+                    c, cx, cy, bw, bh = map(float, parts)  # some tools write the class as 0.0
+                    if c != int(c):
                         raise ValueError
+                    c = int(c)
                 except (ValueError, IndexError):
                     raise BadAnnotation(f"{where}: expected 'class cx cy w h', "
                                         f"got {line.strip()!r}") from None
@@ -159,6 +176,9 @@ def _coco(path: Path):
         cats = sorted(data["categories"], key=lambda c: c["id"])
         images = data["images"]
         anns = data.get("annotations", [])
+    except IsADirectoryError:
+        raise CnnlabError(f"coco:{path} is a folder; give its instances JSON file, e.g. "
+                          f"coco:{path}/annotations/instances_train2017.json") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise CnnlabError(f"{path} is not a COCO instances file ({type(e).__name__}: {e}); it needs "
                           f"images, annotations and categories") from None
@@ -166,7 +186,7 @@ def _coco(path: Path):
     by_image: dict = {}
     for a in anns:
         by_image.setdefault(a.get("image_id"), []).append(a)
-    folder = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+    folder = _coco_images(path, images)
 
     k = max([len(c.get("keypoints", [])) for c in cats] +
             [len(a.get("keypoints", [])) // 3 for a in anns if isinstance(a, dict)] + [0])
@@ -194,7 +214,27 @@ def _coco(path: Path):
 
         return read
 
-    return [c["name"] for c in cats], [(folder / img["file_name"], reader(img)) for img in images]
+    def item(img: dict):
+        if not isinstance(img, dict) or not isinstance(img.get("file_name"), str):
+            where = f"{path} image id {img.get('id') if isinstance(img, dict) else img!r}"
+            return Path(where), BadAnnotation(f"{where}: no file_name; name the image file")
+        return folder / img["file_name"], reader(img)
+
+    return [c["name"] for c in cats], [item(img) for img in images]
+
+
+def _coco_images(path: Path, images: list) -> Path:
+    """The folder of a COCO file's images: beside it, in images/ beside it, or, in COCO's own
+    layout (annotations/instances_train2017.json), train2017/ or images/ beside annotations/."""
+    split = path.stem.removeprefix("instances_")
+    candidates = [path.parent / "images", path.parent, path.parent.parent / split,
+                  path.parent.parent / "images" / split, path.parent.parent / "images"]
+    first = next((img["file_name"] for img in images
+                  if isinstance(img, dict) and isinstance(img.get("file_name"), str)), None)
+    for folder in candidates:
+        if first is not None and (folder / first).is_file():
+            return folder
+    return candidates[0] if candidates[0].is_dir() else path.parent
 
 
 def _coco_mask(segmentation, w: int, h: int, where: str) -> np.ndarray | None:
@@ -228,13 +268,14 @@ def _voc(root: Path):
     files = sorted((root / "Annotations").glob("*.xml"))
     if not files:
         raise CnnlabError(f"{root}/Annotations holds no .xml files")
-    parsed, names = [], set()
+    parsed, names, broken = [], set(), []
     for f in files:
         try:
             tree = ET.parse(f).getroot()
-        except ET.ParseError as e:
-            raise CnnlabError(f"{f} is not valid XML ({e}); fix or remove it") from None
-        objs = tree.findall("object")
+        except ET.ParseError as e:  # stops the load, or with --skip-bad leaves this image out
+            broken.append((f, BadAnnotation(f"{f} is not valid XML ({e}); fix or remove it")))
+            continue
+        objs = [o for o in tree.findall("object") if (o.findtext("difficult") or "0").strip() != "1"]
         names |= {(o.findtext("name") or "").strip() for o in objs}
         parsed.append((f, tree.findtext("filename") or f.with_suffix(".jpg").name, objs))
     classes = sorted(n for n in names if n)
@@ -251,7 +292,10 @@ def _voc(root: Path):
                     raise BadAnnotation(f"{where}: no readable bndbox (xmin, ymin, xmax, ymax)") from None
                 box[0] -= 1  # VOC counts pixels from 1, inclusive
                 box[1] -= 1
-                label = classes.index((o.findtext("name") or "").strip()) if o.findtext("name") else -1
+                name = (o.findtext("name") or "").strip()
+                if not name:
+                    raise BadAnnotation(f"{where}: the object has no <name>; name its class")
+                label = classes.index(name)
                 check_box(where, box, w, h, label, n)
                 boxes.append(box)
                 labels.append(label)
@@ -259,4 +303,4 @@ def _voc(root: Path):
 
         return read
 
-    return classes, [(root / "JPEGImages" / name, reader(f, objs)) for f, name, objs in parsed]
+    return classes, [(root / "JPEGImages" / name, reader(f, objs)) for f, name, objs in parsed] + broken

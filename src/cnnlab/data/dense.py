@@ -15,6 +15,7 @@ import torch
 
 from cnnlab.data.base import ImageDataset
 from cnnlab.data.scenes import DetectionSet
+from cnnlab.errors import CnnlabError
 
 DENSE_KEYS = ("boxes", "labels", "keypoints", "areas", "class_map")
 
@@ -57,3 +58,25 @@ def objects(ds: ImageDataset, index) -> list[dict]:
 def is_dense(ds: ImageDataset) -> bool:
     """Whether ``ds`` carries object annotations (boxes at least)."""
     return "boxes" in ds.extras and "labels" in ds.extras
+
+
+def align_classes(ds: ImageDataset, classes: list[str]) -> ImageDataset:
+    """``ds`` with its labels (and class map) renumbered to ``classes``, a run's classes, matched
+    by name: another annotated set may list the same classes in another order (COCO orders them
+    by category id, VOC by name) or only some of them. A class the run never learnt stops with
+    one line, as a score against it would mean nothing."""
+    if list(ds.classes) == list(classes):
+        return ds
+    unknown = [c for c in ds.classes if c not in classes]
+    if unknown:
+        raise CnnlabError(f"{ds.name}: the class{'es' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))} {'are' if len(unknown) > 1 else 'is'} not "
+                          f"among the run's ({', '.join(classes)}); evaluate on images of the classes "
+                          f"it was trained on")
+    new = torch.tensor([classes.index(c) for c in ds.classes])
+    labels = ds.extras["labels"]
+    extras = dict(ds.extras, labels=torch.where(labels >= 0, new[labels.clamp(min=0)], labels))
+    if "class_map" in extras:  # 0 background, 1 + class
+        extras["class_map"] = torch.cat([torch.zeros(1, dtype=new.dtype), new + 1])[
+            extras["class_map"].long()].to(extras["class_map"].dtype)
+    return ImageDataset(ds.x, new[ds.y], list(classes), ds.name, ds.flip_ok, extras)
