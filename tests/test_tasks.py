@@ -111,6 +111,32 @@ def test_detect_predict_writes_annotated_images_and_coco_boxes_in_original_pixel
         assert -1 <= x and x + w <= width + 1 and -1 <= y and y + h <= height + 1
     assert "annotated images" in capsys.readouterr().out
 
+    # Found by probing users' data: one unreadable file stopped the folder, a.jpg, a.png and
+    # sub/a.png overwrote each other's pictures, and the ids could not be scored against the
+    # user's COCO file (0-based, where the file's start elsewhere)
+    (folder / "p0.jpg").write_bytes((folder / "p1.png").read_bytes())
+    (folder / "sub").mkdir()
+    Image.new("RGB", (20, 20)).save(folder / "sub" / "p0.png")
+    (folder / "broken.png").write_text("not an image")
+    coco = tmp_path / "instances.json"
+    images = ["broken.png", "p0.jpg", "p0.png", "p1.png", "sub/p0.png"]
+    coco.write_text(json.dumps({"images": [{"id": 10 + i, "file_name": f} for i, f in enumerate(images)],
+                                "categories": [{"id": 7 + k, "name": c} for k, c in enumerate(run.classes)],
+                                "annotations": []}))
+    assert main(["detect", "predict", str(run.path), str(folder), "--out", str(tmp_path / "more"),
+                 "--threshold", "0.0", "--coco", str(coco)]) == 0
+    result = json.loads((tmp_path / "more" / "predictions.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "more").glob("*.png")) == [
+        "p0.jpg.png", "p0.png.png", "p1.png", "sub__p0.png"]
+    assert [i["id"] for i in result["images"]] == [11, 12, 13, 14]  # broken.png (10): skipped
+    assert [c["id"] for c in result["categories"]] == [7 + k for k in range(len(run.classes))]
+    assert result["annotations"] and {a["category_id"] for a in result["annotations"]} <= {
+        7 + k for k in range(len(run.classes))}
+    assert "skipped" in capsys.readouterr().err
+    coco.write_text(json.dumps({"images": [], "categories": [], "annotations": []}))
+    assert main(["detect", "predict", str(run.path), str(folder), "--coco", str(coco)]) == 2
+    assert "no category named" in capsys.readouterr().err
+
 
 def Path_name(p: str) -> str:
     from pathlib import Path

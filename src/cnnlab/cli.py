@@ -564,9 +564,12 @@ def cmd_detect_predict(args) -> None:
     from cnnlab.dense_files import predict_files
 
     out = args.out or str(Path(args.run) / "predicted")
-    summary = predict_files(args.run, args.path, out, args.detector, args.threshold)
+    summary = predict_files(args.run, args.path, out, args.detector, args.threshold, args.coco)
+    for f, reason in summary["skipped"]:
+        print(f"cnnlab: skipped {f}: {reason}", file=sys.stderr)
     print(f"wrote {summary['images']} annotated images and predictions.json "
-          f"({summary['boxes']} boxes) to {summary['out']}")
+          f"({summary['boxes']} boxes) to {summary['out']}"
+          + (f"; skipped {len(summary['skipped'])} unreadable file(s)" if summary["skipped"] else ""))
 
 
 def cmd_track(args) -> None:
@@ -732,6 +735,8 @@ def add_detect_verbs(sub) -> None:
     p.add_argument("--out", default="", help="output folder (default: RUN/predicted)")
     p.add_argument("--detector", default="", help="pose: the detection run that finds the boxes")
     p.add_argument("--threshold", type=float, default=0.3, help="lowest score drawn and written")
+    p.add_argument("--coco", default="", help="the COCO file the images come from: predictions.json "
+                   "takes its image and category ids, so COCO's evaluation can score it against the file")
     p.set_defaults(fn=cmd_detect_predict)
 
 

@@ -53,30 +53,82 @@ def check_threshold(value: float) -> None:
 
 
 def predict_files(run_path: str, path: str, out_dir: str, detector: str = "",
-                  threshold: float = 0.3) -> dict:
-    """Annotated copies of the images in ``out_dir`` and predictions.json; returns a summary."""
+                  threshold: float = 0.3, coco: str = "") -> dict:
+    """Annotated copies of the images in ``out_dir`` and predictions.json; returns a summary,
+    with ``skipped``: (file, reason) for each file that is not a readable image. The JSON's
+    image and category ids count from 0, or, with ``coco`` (the COCO file the images come
+    from), are that file's, so COCO's evaluation can score the predictions against it."""
     check_threshold(threshold)
     run = dense_run(run_path)
     detector_run = detector_for(run, detector)
     size = input_side(run, detector_run)
     files = list_images(path)
-    out = Path(out_dir)
-    results, annotated = [], 0
-    for image_id, f in enumerate(files):
-        original = read_image(f, None, "RGB")  # (H, W, 3) uint8: the photo's own pixels
+    ids, categories = coco_ids(coco, files, path, run.classes)
+    out, names = Path(out_dir), output_names(files, path)
+    results, images, skipped = [], [], []
+    for f, image_id, name in zip(files, ids, names, strict=True):
+        try:
+            original = read_image(f, None, "RGB")  # (H, W, 3) uint8: the photo's own pixels
+        except CnnlabError as e:  # one unreadable file does not stop the others
+            skipped.append((str(f), str(e)))
+            continue
         h, w = original.shape[:2]
         x = torch.from_numpy(np.array(read_image(f, size, "RGB"))).permute(2, 0, 1)[None]
         found = predict_one(run, x, detector_run, threshold)
         scale = (w / size, h / size)
-        results += coco_results([found], [image_id], [scale]) if "boxes" in found else []
+        if "boxes" in found:
+            results += coco_results([found], [image_id], [scale], [c["id"] for c in categories],
+                                    found.get("keypoints"))
         picture = draw(original, found, scale, run.classes)
-        atomic_write(out / f"{f.stem}.png", lambda tmp, p=picture: p.save(tmp, format="PNG"))
-        annotated += 1
-    atomic_write_json(out / "predictions.json", {
-        "images": [{"id": i, "file_name": str(f)} for i, f in enumerate(files)],
-        "categories": [{"id": i, "name": c} for i, c in enumerate(run.classes)],
-        "annotations": results})
-    return {"images": annotated, "boxes": len(results), "out": str(out)}
+        atomic_write(out / name, lambda tmp, p=picture: p.save(tmp, format="PNG"))
+        images.append({"id": image_id, "file_name": str(f), "annotated": name})
+    if not images:
+        raise CnnlabError(f"none of the {len(files)} file(s) in {path} is a readable image; the "
+                          f"first: {skipped[0][1]}")
+    atomic_write_json(out / "predictions.json", {"images": images, "categories": categories,
+                                                 "annotations": results})
+    return {"images": len(images), "boxes": len(results), "out": str(out), "skipped": skipped}
+
+
+def output_names(files: list[Path], root: str | Path) -> list[str]:
+    """One PNG name per input, unique: the path under ``root`` with folders joined by "__"
+    (sub/a.jpg -> sub__a.png), and the input's suffix kept where two would meet (a.jpg and
+    a.png -> a.jpg.png, a.png.png)."""
+    root = Path(root)
+    stems = ["__".join(f.relative_to(root).with_suffix("").parts) if root.is_dir() else f.stem
+             for f in files]
+    return [f"{s}{f.suffix.lower() if stems.count(s) > 1 else ''}.png"
+            for s, f in zip(stems, files, strict=True)]
+
+
+def coco_ids(coco: str, files: list[Path], root: str | Path, classes: list[str]
+             ) -> tuple[list[int], list[dict]]:
+    """Image ids and categories for predictions.json: counted from 0, or the ids of the COCO
+    file ``coco`` (images matched by file name, classes by name)."""
+    if not coco:
+        return list(range(len(files))), [{"id": i, "name": c} for i, c in enumerate(classes)]
+    import json
+
+    try:
+        data = json.loads(Path(coco).expanduser().read_text())
+        by_name = {c["name"]: c["id"] for c in data["categories"]}
+        by_file = {str(img["file_name"]): img["id"] for img in data["images"]}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise CnnlabError(f"--coco {coco}: not a readable COCO file ({type(e).__name__}: {e}); give the "
+                          f"instances JSON the images come from") from None
+    missing = [c for c in classes if c not in by_name]
+    if missing:
+        raise CnnlabError(f"--coco {coco}: no category named {', '.join(map(repr, missing))}; the run's "
+                          f"classes must be among the file's categories")
+    root, ids = Path(root), []
+    for f in files:
+        rel = f.relative_to(root).as_posix() if root.is_dir() else f.name
+        image_id = by_file.get(rel, by_file.get(f.name))
+        if image_id is None:
+            raise CnnlabError(f"--coco {coco}: {rel} is not among its images; predict on the images "
+                              f"the file lists")
+        ids.append(image_id)
+    return ids, [{"id": by_name[c], "name": c} for c in classes]
 
 
 def input_side(run: Run, detector: Run | None = None) -> int:

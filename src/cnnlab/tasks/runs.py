@@ -21,18 +21,26 @@ KEPT_MAPS = 64
 
 
 def coco_results(predictions: list[dict], image_ids: list[int] | None = None,
-                 scale: list[tuple[float, float]] | None = None) -> list[dict]:
+                 scale: list[tuple[float, float]] | None = None, category_ids: list[int] | None = None,
+                 keypoints: torch.Tensor | None = None) -> list[dict]:
     """Detections as COCO's result format: one {image_id, category_id, bbox [x, y, w, h],
-    score} per box; ``scale`` maps each image's boxes back to its original pixels."""
+    score} per box; ``scale`` maps each image's boxes back to its original pixels,
+    ``category_ids`` maps class k to its COCO id (default k). ``keypoints`` (one image's
+    (M, K, 3) x, y, visibility, in model pixels) adds COCO's flat keypoint list to each box."""
     out = []
     for i, p in enumerate(predictions):
         sx, sy = scale[i] if scale else (1.0, 1.0)
-        for box, score, label in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist(),
-                                     strict=True):
+        for m, (box, score, label) in enumerate(zip(p["boxes"].tolist(), p["scores"].tolist(),
+                                                    p["labels"].tolist(), strict=True)):
             x0, y0, x1, y1 = box
-            out.append({"image_id": image_ids[i] if image_ids else i, "category_id": int(label),
-                        "bbox": [round(x0 * sx, 2), round(y0 * sy, 2), round((x1 - x0) * sx, 2),
-                                 round((y1 - y0) * sy, 2)], "score": round(float(score), 4)})
+            row = {"image_id": image_ids[i] if image_ids else i,
+                   "category_id": category_ids[int(label)] if category_ids else int(label),
+                   "bbox": [round(x0 * sx, 2), round(y0 * sy, 2), round((x1 - x0) * sx, 2),
+                            round((y1 - y0) * sy, 2)], "score": round(float(score), 4)}
+            if keypoints is not None:
+                row["keypoints"] = [round(v, 2) for x, y, c in keypoints[m].tolist()
+                                    for v in (x * sx, y * sy, c)]
+            out.append(row)
     return out
 
 
