@@ -45,6 +45,7 @@ def test_detection_run_trains_saves_and_reloads(tmp_path):
     assert "score_ci" not in evaluate_run(str(run.path), resamples=0)
     html = (run.path / "report.html").read_text()
     assert "Object detection" in html and "Precision against recall" in html
+    assert "Scenes are procedural" in html  # on the procedural scenes: said in the limitations
 
 
 def test_an_interrupted_detection_run_resumes_to_the_same_weights(tmp_path):
@@ -168,6 +169,7 @@ def test_detect_train_on_a_yolo_folder_names_bad_files_and_skip_bad_lists_them(t
     assert [Path_name(s["file"]) for s in skipped] == ["s5.png"]
     html = (tmp_path / "runs" / "y" / "report.html").read_text()
     assert "Images left out" in html and "s5.png" in html
+    assert "Scenes are procedural" not in html  # the user's own images are not drawn (probing found it)
 
 
 class HalfRight(torch.nn.Module):

@@ -190,3 +190,16 @@ def test_bad_arguments_are_refused():
         make_clip(rng, action="jump")
     with pytest.raises(CnnlabError, match="frames"):
         make_clip(rng, frames=1)
+
+
+def test_a_folder_of_frames_is_read_in_frame_order(tmp_path):
+    """Found by probing: frame0, frame1, frame10, ..., frame2 (ffmpeg's unpadded frame%d names)
+    were read as text sorts them, and tracking counted 6 objects where there were 2."""
+    from PIL import Image
+
+    from cnnlab.video_files import read_video
+
+    for t in range(12):
+        Image.new("RGB", (8, 8), (t * 20, 0, 0)).save(tmp_path / f"frame{t}.png")
+    frames = read_video(tmp_path)
+    assert frames[:, 0, 0, 0].tolist() == [t * 20 for t in range(12)]

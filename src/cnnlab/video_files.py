@@ -9,6 +9,7 @@ frames as the action model was trained (evenly spaced, resized) and names the ac
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,17 @@ MAX_FRAMES = 3000
 """Longest video read (frames); a longer one is refused before it fills memory."""
 
 
+def frame_order(f: Path) -> list:
+    """A frame's place by its name, numbers read as numbers: frame2 before frame10, as ffmpeg's
+    unpadded ``frame%d.png`` names them (sorted as text, frame10 came before frame2)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", f.name)]
+
+
 def read_video(path: str | Path) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames of a video file or of a folder of images (sorted by name)."""
+    """(T, H, W, 3) uint8 frames of a video file or of a folder of images (in ``frame_order``)."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted((f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES), key=frame_order)
         if not files:
             raise CnnlabError(f"{p} holds no image frames (PNG, JPEG, ...)")
         frames = [read_image(f, None, "RGB") for f in files[:MAX_FRAMES]]

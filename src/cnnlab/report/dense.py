@@ -87,8 +87,10 @@ def dense_limitations(ctx: ReportContext) -> Section:
              "source as the training images; one seed.",
              "No augmentation is applied to dense tasks: flips would also have to move boxes, masks and "
              "the order of keypoints.",
-             "Scenes are procedural: flat shapes on textures. Numbers on them show the method works, "
-             "not how it does on photographs."]
+             ]
+    if ctx.run.config.dataset.partition(":")[0] == "scenes":  # users' own data is not drawn
+        items.append("Scenes are procedural: flat shapes on textures. Numbers on them show the method "
+                     "works, not how it does on photographs.")
     return Section("Limitations", "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
 
 
