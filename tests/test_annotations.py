@@ -207,3 +207,23 @@ def test_another_set_is_scored_by_class_name_not_by_place(tmp_path):
     assert align_classes(ds, ["dog", "cat"]) is ds
     with pytest.raises(CnnlabError, match="the class 'dog' is not among the run's"):
         align_classes(ds, ["cat", "bird"])
+
+
+def test_a_yolo_data_yaml_with_train_and_val_folders_keeps_that_split(tmp_path):
+    """Found by probing: images/train and images/val named in data.yaml were pooled, and a
+    random 10% held out instead of the user's validation images."""
+    from cnnlab.data import load_dataset
+
+    root = tmp_path / "y"
+    for split, names in (("train", ["a.png", "b.png", "c.png"]), ("val", ["d.png"])):
+        _images(root / "images" / split, names)
+        (root / "labels" / split).mkdir(parents=True)
+        for n in names:
+            (root / "labels" / split / n.replace(".png", ".txt")).write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [cat]\n")
+    splits = load_dataset(f"yolo:{root}", image_size=16)
+    assert len(splits.train) == 3 and len(splits.test) == 1
+    assert "data.yaml: train train, val val" in splits.source
+    (root / "data.yaml").write_text("names: [cat]\n")  # no split named: one set, as before
+    whole = load_dataset(f"yolo:{root}", image_size=16)
+    assert len(whole.train) == 4 and whole.test is None

@@ -171,11 +171,18 @@ def _cached_clips(n: int, size: int, seed: int, objects: int = 3) -> ImageDatase
 
 def _annotated(kind: str):
     def load(arg: str, data_dir: Path, image_size: int, skip_bad: bool = False) -> DatasetSplits:
-        from cnnlab.data.annotations import load_detection
+        from cnnlab.data.annotations import load_detection, yolo_splits
         from cnnlab.data.dense import to_image_dataset
 
-        ds, skipped = load_detection(f"{kind}:{arg}", image_size or 64, skip_bad)
-        return DatasetSplits(to_image_dataset(ds), None, f"{kind}:{arg}", skipped)
+        spec, size = f"{kind}:{arg}", image_size or 64
+        split = yolo_splits(arg) if kind == "yolo" else None
+        if split:  # data.yaml's train and val folders: the split the user made is the one scored
+            (train, skipped), (val, skipped_val) = (load_detection(spec, size, skip_bad, f) for f in split)
+            source = f"{spec} (data.yaml: train {split[0]}, val {split[1]})"
+            return DatasetSplits(to_image_dataset(train), to_image_dataset(val), source,
+                                 skipped + skipped_val)
+        ds, skipped = load_detection(spec, size, skip_bad)
+        return DatasetSplits(to_image_dataset(ds), None, spec, skipped)
 
     return load
 

@@ -2,7 +2,8 @@
 
     yolo:PATH   PATH/images/*.png|jpg and PATH/labels/<same stem>.txt, one "class cx cy w h"
                 line per box (normalized to [0, 1]); class names in PATH/classes.txt (one per
-                line) or PATH/data.yaml (``names``)
+                line) or PATH/data.yaml (``names``); where data.yaml names ``train`` and ``val``
+                folders under PATH/images, they are the training and test splits
     coco:PATH   a COCO instances JSON file; images are looked up beside it (or in images/)
     voc:PATH    PATH/Annotations/*.xml and PATH/JPEGImages/
 
@@ -36,9 +37,10 @@ class BadAnnotation(CnnlabError):
     pass
 
 
-def load_detection(spec: str, size: int = 64, skip_bad: bool = False
+def load_detection(spec: str, size: int = 64, skip_bad: bool = False, subset: str = ""
                    ) -> tuple[DetectionSet, list[tuple[str, str]]]:
-    """``yolo:PATH``, ``coco:PATH`` or ``voc:PATH`` -> (the images and boxes, skipped files)."""
+    """``yolo:PATH``, ``coco:PATH`` or ``voc:PATH`` -> (the images and boxes, skipped files).
+    ``subset``: YOLO only, the images under that folder of PATH (``yolo_splits``)."""
     kind, _, path = spec.partition(":")
     readers = {"yolo": _yolo, "coco": _coco, "voc": _voc}
     if kind not in readers or not path:
@@ -46,7 +48,7 @@ def load_detection(spec: str, size: int = 64, skip_bad: bool = False
     root = Path(path).expanduser()
     if not root.exists():
         raise CnnlabError(f"{root} not found; give the folder (yolo, voc) or JSON file (coco)")
-    classes, items = readers[kind](root)
+    classes, items = _yolo(root, subset) if kind == "yolo" else readers[kind](root)
     xs, targets, files, skipped, maps = [], [], [], [], []
     for image_path, read_boxes in items:
         try:
@@ -122,7 +124,27 @@ def check_box(where: str, box, w: int, h: int, label: int, n_classes: int) -> No
                             f"{w}x{h} image; fix the box, or pass --skip-bad to leave the image out")
 
 
-def _yolo(root: Path):
+def yolo_splits(path: str) -> tuple[str, str] | None:
+    """The training and validation image folders a YOLO data.yaml names (``train: images/train``,
+    ``val: images/val``, relative to PATH, as Ultralytics writes them), or None where it names
+    no two such folders: then every image under PATH/images is one set."""
+    data = Path(path).expanduser() / "data.yaml"
+    if not data.is_file():
+        return None
+    import yaml
+
+    spec = yaml.safe_load(data.read_text()) or {}
+    train, val = spec.get("train"), spec.get("val")
+    images = (Path(path).expanduser() / "images").resolve()
+    if not (isinstance(train, str) and isinstance(val, str)):
+        return None
+    folders = [(Path(path).expanduser() / f).resolve() for f in (train, val)]
+    if not all(f.is_dir() and f.is_relative_to(images) and f != images for f in folders):
+        return None
+    return tuple(str(f.relative_to(images)) for f in folders)
+
+
+def _yolo(root: Path, subset: str = ""):
     names = root / "classes.txt"
     if names.is_file():
         classes = [c.strip() for c in names.read_text().splitlines() if c.strip()]
@@ -133,9 +155,10 @@ def _yolo(root: Path):
         classes = [raw[k] for k in sorted(raw)] if isinstance(raw, dict) else list(raw)
     else:
         raise CnnlabError(f"{root}: no classes.txt or data.yaml with names; list the class names")
-    images = sorted(p for p in (root / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    folder = root / "images" / subset
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise CnnlabError(f"{root}/images holds no images")
+        raise CnnlabError(f"{folder} holds no images")
     if not (root / "labels").is_dir():
         raise CnnlabError(f"{root}/labels not found: YOLO keeps one .txt per image there, named as the "
                           f"image (images/a.jpg -> labels/a.txt), one 'class cx cy w h' line per box")
