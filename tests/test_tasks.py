@@ -46,6 +46,9 @@ def test_detection_run_trains_saves_and_reloads(tmp_path):
     html = (run.path / "report.html").read_text()
     assert "Object detection" in html and "Precision against recall" in html
     assert "Scenes are procedural" in html  # on the procedural scenes: said in the limitations
+    kept = run.metrics["score_ci"]  # the run keeps its score's interval, and the report shows it
+    assert kept["estimate"] == pytest.approx(m["map"], abs=1e-9) and kept["low"] <= kept["high"]
+    assert "95% CI over images" in html and f"{kept['low']:.3f}-{kept['high']:.3f}" in html
 
 
 def test_an_interrupted_detection_run_resumes_to_the_same_weights(tmp_path):

@@ -18,7 +18,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.io import atomic_write, atomic_write_json
 from cnnlab.predict_files import list_images
 from cnnlab.run import Run, load_run
-from cnnlab.tasks.runs import coco_results
+from cnnlab.tasks.runs import coco_results, score_interval
 
 DENSE = ("detect", "segment", "pose")
 
@@ -183,25 +183,6 @@ def draw(image: np.ndarray, found: dict, scale: tuple[float, float], classes: li
         kw["masks"] = np.stack([(cm == k + 1).numpy() for k in range(len(classes))])
         kw["labels"], kw["classes"] = np.arange(len(classes)), classes
     return draw_annotations(image, **kw)
-
-
-def score_interval(task: str, predictions, ds, resamples: int, seed: int) -> dict:
-    """mAP's (``task`` detect) or mIoU's (segment) bootstrap interval over the images of ``ds``;
-    PCK's (pose) over its objects (``ds`` holds one crop per object)."""
-    if task == "pose":
-        from cnnlab.evaluate.pose import pck_ci
-        from cnnlab.tasks.pose import crop_hits
-
-        correct, labelled = crop_hits(predictions, ds)
-        return pck_ci(correct.numpy(), labelled.numpy(), resamples, seed)
-    if task == "detect":
-        from cnnlab.data.dense import objects
-        from cnnlab.evaluate.detection import detection_map_ci
-
-        return detection_map_ci(predictions, objects(ds, torch.arange(len(ds))), resamples, seed)
-    from cnnlab.evaluate.segmentation import miou_ci
-
-    return miou_ci(predictions, ds.extras["class_map"], len(ds.classes) + 1, resamples, seed)
 
 
 def evaluate_run(run_path: str, dataset: str | None = None, detector: str = "",

@@ -565,7 +565,7 @@ def finish_run(run_dir: Path, cfg: TrainConfig, data: RunData, model: ImageClass
     else:
         result = state.final_eval or get_task(cfg.task).evaluate(model, data.eval, device,
                                                                    use_bf16(cfg, device))
-        metrics = finish_task(run_dir, cfg.task, data, result)
+        metrics = finish_task(run_dir, cfg.task, data, result, cfg.seed)
     stats = model_stats(model, data.train.image_shape)
     metrics.update(
         split=data.eval_split, model=cfg.model, dataset=cfg.dataset, epochs=state.epoch,

@@ -113,7 +113,12 @@ def _row(label: str, sub: Run, resamples: int) -> dict:
            "train_time_s": m["train_time_s"], "train_images_per_s": m["train_images_per_s"],
            "n": m["n"]} | {k: m[k] for k in ("map_50", "pixel_accuracy", "ap", "ap50") if k in m}
     if label in ("segment", "detect"):  # mIoU's resamples are one matrix product: always 2,000
-        row["score_ci"] = _score_ci(sub, 2000 if label == "segment" else resamples)
+        from cnnlab.tasks.runs import SCORE_RESAMPLES
+
+        n = 2000 if label == "segment" else resamples
+        # the sub-run's own interval where it drew as many (the same predictions, the same seed)
+        same = n == SCORE_RESAMPLES[label] and "score_ci" in m
+        row["score_ci"] = m["score_ci"] if same else _score_ci(sub, n)
     return row
 
 
@@ -121,9 +126,9 @@ def _score_ci(sub: Run, resamples: int) -> dict:
     """The detector's mAP or the segmenter's mIoU with its bootstrap interval over the
     evaluation scenes, predicted on the device and in the precision the score was computed
     with, so that the interval's estimate is that score."""
-    from cnnlab.dense_files import score_interval
     from cnnlab.evaluate.predict import use_bf16
     from cnnlab.tasks.detect import detect_images
+    from cnnlab.tasks.runs import score_interval
     from cnnlab.tasks.segment import segment_images
     from cnnlab.training.trainer import resolve_device
 

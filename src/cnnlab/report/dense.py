@@ -17,9 +17,16 @@ def _f3(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _interval(m: dict, over: str) -> list[tuple[str, str]]:
+    """The score's 95% bootstrap interval as a figure of its own, where the run has one (runs
+    trained before it was kept have none)."""
+    ci = m.get("score_ci")
+    return [] if not ci else [(f"95% CI over {over}", f"{ci['low']:.3f}-{ci['high']:.3f}")]
+
+
 def detection_section(ctx: ReportContext) -> Section | None:
     m, classes = ctx.metrics, ctx.run.meta["classes"]
-    head = kpis([("mAP@0.5:0.95", _f3(m["map"])), ("mAP@0.5", _f3(m["map_50"])),
+    head = kpis([("mAP@0.5:0.95", _f3(m["map"])), *_interval(m, "images"), ("mAP@0.5", _f3(m["map_50"])),
                  ("mAP@0.75", _f3(m["map_75"])), ("evaluation images", f"{m.get('n', 0):,}")])
     rows = [[c, _f3(ap)] for c, ap in m["per_class"].items()]
     body = head + table(["class", "AP@0.5:0.95"], rows)
@@ -41,7 +48,8 @@ def detection_section(ctx: ReportContext) -> Section | None:
 
 def segmentation_section(ctx: ReportContext) -> Section | None:
     m, classes = ctx.metrics, ctx.run.meta["classes"]
-    head = kpis([("mIoU", _f3(m["miou"])), ("pixel accuracy", _f3(m["pixel_accuracy"]))])
+    head = kpis([("mIoU", _f3(m["miou"])), *_interval(m, "images"),
+                 ("pixel accuracy", _f3(m["pixel_accuracy"]))])
     rows = [[c, _f3(v)] for c, v in m["per_class"].items()]
     body = head + table(["class", "IoU"], rows)
     body += ('<p class="note">IoU per class from pixel counts pooled over every evaluation image '
@@ -56,7 +64,8 @@ def segmentation_section(ctx: ReportContext) -> Section | None:
 
 def pose_section(ctx: ReportContext) -> Section | None:
     m, classes = ctx.metrics, ctx.run.meta["classes"]
-    head = kpis([("PCK@0.1", _f3(m["pck"])), ("keypoint AP (OKS)", _f3(m.get("ap"))),
+    head = kpis([("PCK@0.1", _f3(m["pck"])), *_interval(m, "objects"),
+                 ("keypoint AP (OKS)", _f3(m.get("ap"))),
                  ("AP@OKS 0.5", _f3(m.get("ap50"))), ("objects", f"{m.get('n_objects', 0):,}")])
     body = head + (f'<p class="note">Top-down: keypoints predicted on crops of ground-truth boxes '
                    f"({esc(m.get('method', ''))}). PCK@0.1 counts a keypoint correct within 0.1 x the "

@@ -44,10 +44,19 @@ def coco_results(predictions: list[dict], image_ids: list[int] | None = None,
     return out
 
 
-def finish_task(run_dir: Path, task_name: str, data, result: dict) -> dict:
-    """Write the task's prediction file (and skipped.json) and return its metrics."""
+SCORE_RESAMPLES = {"detect": 200, "segment": 2000, "pose": 2000}
+"""Bootstrap resamples of a dense run's score interval: each of detection's is a whole COCO
+evaluation (about 0.04 s at 250 small images), mIoU's and PCK's are sums."""
+
+
+def finish_task(run_dir: Path, task_name: str, data, result: dict, seed: int = 0) -> dict:
+    """Write the task's prediction file (and skipped.json) and return its metrics, the score
+    with its bootstrap interval (``score_ci``, seeded by the run's ``seed``)."""
     metrics = {k: v for k, v in result.items() if k != "predictions"}
     metrics |= {"score_name": get_task(task_name).score_name, "n": len(data.eval)}
+    if result.get("score") is not None and len(data.eval):
+        metrics["score_ci"] = score_interval(task_name, result["predictions"], data.eval,
+                                             SCORE_RESAMPLES[task_name], seed)
     if task_name == "detect":
         atomic_write_json(run_dir / "detections.json", coco_results(result["predictions"]))
         save_npz(run_dir / "detect_examples.npz", **detection_examples(data.eval, result["predictions"]))
@@ -127,3 +136,21 @@ def task_meta(cfg, data, model) -> dict:
         extra["crop_size"] = int(data.train.image_shape[-1])
     return extra
 
+
+def score_interval(task: str, predictions, ds, resamples: int, seed: int) -> dict:
+    """mAP's (``task`` detect) or mIoU's (segment) bootstrap interval over the images of ``ds``;
+    PCK's (pose) over its objects (``ds`` holds one crop per object)."""
+    if task == "pose":
+        from cnnlab.evaluate.pose import pck_ci
+        from cnnlab.tasks.pose import crop_hits
+
+        correct, labelled = crop_hits(predictions, ds)
+        return pck_ci(correct.numpy(), labelled.numpy(), resamples, seed)
+    if task == "detect":
+        from cnnlab.data.dense import objects
+        from cnnlab.evaluate.detection import detection_map_ci
+
+        return detection_map_ci(predictions, objects(ds, torch.arange(len(ds))), resamples, seed)
+    from cnnlab.evaluate.segmentation import miou_ci
+
+    return miou_ci(predictions, ds.extras["class_map"], len(ds.classes) + 1, resamples, seed)
