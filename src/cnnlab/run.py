@@ -68,7 +68,8 @@ class Run:
         self.path = Path(path)
         if not (self.path / "config.yaml").is_file():
             raise CnnlabError(f"{self.path} is not a run folder (no config.yaml); "
-                              f"pass a folder written by cnnlab train")
+                              f"pass a folder that a training wrote (cnnlab train, run, detect train "
+                              f"or generate train)")
         self.config = TrainConfig.load(self.path / "config.yaml")
         self._data: RunData | None = None
         if self.format > RUN_FORMAT:
