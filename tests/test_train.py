@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import torch
@@ -264,6 +265,28 @@ def test_an_interrupted_run_names_its_folder(tmp_path):
     with pytest.raises(Interrupted) as caught:
         cnnlab.train(tiny(tmp_path, epochs=2), log=stop)
     assert str(caught.value.run_dir) == str(tmp_path / "runs" / "r")
+
+
+def test_ctrl_c_while_the_run_is_evaluated_says_how_to_continue(tmp_path, monkeypatch):
+    """Found by probing: stopped in its final evaluation, a run printed no way on and its status
+    stayed "running"; --resume evaluates it again."""
+    import cnnlab.run as run_module
+    from cnnlab.errors import Interrupted
+
+    finish = run_module.finish_run
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "finish_run", stopped)
+    with pytest.raises(Interrupted) as caught:
+        cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None, report=False)
+    folder = tmp_path / "runs" / "r"
+    assert caught.value.resume_with == f"cnnlab train --resume {folder}"
+    assert json.loads((folder / "status.json").read_text())["state"] == "interrupted"
+    monkeypatch.setattr(run_module, "finish_run", finish)
+    run = cnnlab.train(tiny(tmp_path, epochs=1), resume=True, log=lambda s: None, report=False)
+    assert run.metrics["epochs"] == 1
 
 
 def test_time_to_accuracy_is_the_first_crossing_in_training_seconds(tmp_path):

@@ -813,8 +813,7 @@ def main(argv: list[str] | None = None) -> int:
               f"read and write", file=sys.stderr)
         return EXIT_USAGE
     except Interrupted as e:
-        print(f"\ncnnlab: interrupted; continue with: cnnlab train --resume {e.run_dir}",
-              file=sys.stderr)
+        print(f"\ncnnlab: interrupted; continue with: {e.resume_with}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("\ncnnlab: interrupted", file=sys.stderr)

@@ -11,8 +11,10 @@ class CnnlabError(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training; carries the run folder so the message can name it."""
+    """Ctrl-C during training; carries the run folder so the message can name it, and how to
+    continue where that is not ``cnnlab train --resume RUN``."""
 
-    def __init__(self, run_dir: object):
+    def __init__(self, run_dir: object, resume_with: str = ""):
         super().__init__(str(run_dir))
         self.run_dir = run_dir
+        self.resume_with = resume_with or f"cnnlab train --resume {run_dir}"

@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from cnnlab.config import TrainConfig
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.log import Log
 
 JUDGE_EPOCHS = 10
@@ -55,9 +55,15 @@ def train_generator(cfg: TrainConfig, resume: bool = False, log: Log = print, pr
     if not cfg.judge and not resume:
         judge_dir = Path(cfg.out_dir) / f"{cfg.name}-judge"
         if not (judge_dir / "weights" / "meta.json").is_file():
+            # a judge stopped by Ctrl-C is resumed: the same command continues where it was
+            again = (judge_dir / "weights" / "last.safetensors").is_file()
             log(f"the judge: {cfg.model} on {cfg.dataset} ({JUDGE_EPOCHS} epochs), whose features "
-                "score the samples (domain FID)")
-            train_run(judge_config(cfg), log=log, progress=progress)
+                "score the samples (domain FID)" + (": resuming its interrupted training" if again else ""))
+            try:
+                train_run(judge_config(cfg), resume=again, log=log, progress=progress)
+            except Interrupted as e:
+                raise Interrupted(e.run_dir, "the same cnnlab generate train command (it resumes "
+                                  "the judge, then trains the generator)") from None
         cfg = dataclasses.replace(cfg, judge=str(judge_dir))
     elif cfg.judge and not resume:
         _check_judge_fits(cfg, train_images)
@@ -94,8 +100,9 @@ def load_generator(path: str | Path):
 
 def sample_run(path: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
                label: str = "") -> Path:
-    """``n`` images of a generator run as one PNG grid (or, for ``.npz``, uint8 arrays ``x``);
-    ``label`` asks a conditional generator for one class."""
+    """``n`` images of a generator run as one PNG grid (or, for ``.npz``, uint8 arrays ``x``, and
+    for a conditional generator the class each was asked for, ``y``, and ``classes``); ``label``
+    asks a conditional generator for one class (by default they cycle through the classes)."""
     import numpy as np
     import torch
 
@@ -113,12 +120,15 @@ def sample_run(path: str | Path, n: int = 64, out: str | Path = "samples.png", s
         if label not in run.classes:
             raise CnnlabError(f"--label {label}: not a class of {path} ({', '.join(run.classes)})")
         labels = torch.full((n,), run.classes.index(label))
+    elif gan.conditional:
+        labels = torch.arange(n) % gan.num_classes  # as sample's default, but kept for the npz
     x = gan.sample(n, seed=seed, labels=labels)
     out = Path(out)
     if out.suffix.lower() == ".npz":
         from cnnlab.io import save_npz
 
-        save_npz(out, x=x.numpy())
+        kept = {} if labels is None else {"y": labels.numpy(), "classes": np.array(run.classes)}
+        save_npz(out, x=x.numpy(), **kept)
     elif out.suffix.lower() == ".png":
         save_image(out, grid(x, columns=min(16, max(1, int(np.ceil(np.sqrt(n)))))))
     else:

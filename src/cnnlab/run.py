@@ -454,8 +454,12 @@ def _train_run(cfg: TrainConfig, resume: bool, log: Log, progress: bool) -> Run 
         raise Interrupted(run_dir) from None
     if not main:
         return None
-    with meter().phase("evaluation"):
-        finish_run(run_dir, cfg, data, model, state, before)
+    try:
+        with meter().phase("evaluation"):
+            finish_run(run_dir, cfg, data, model, state, before)
+    except KeyboardInterrupt:  # the training is checkpointed: --resume evaluates it again
+        write_status(run_dir, "interrupted", "stopped by the user (Ctrl-C) while it was evaluated")
+        raise Interrupted(run_dir) from None
     return Run(run_dir)
 
 

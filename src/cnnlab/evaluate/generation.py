@@ -95,8 +95,13 @@ def inception_net(weights: str | Path) -> nn.Module:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # (heavy)
 
     with mock.patch("torch_fidelity.feature_extractor_inceptionv3.torch.load", lambda *a, **k: tensors):
-        return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                           feature_extractor_weights_path=str(path)).eval()
+        try:
+            return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                               feature_extractor_weights_path=str(path)).eval()
+        except RuntimeError as e:  # load_state_dict: missing or misshapen tensors
+            raise CnnlabError(f"--fid-weights {path}: its tensors are not those of torch-fidelity's "
+                              f"Inception-v3 ({str(e).splitlines()[0]}); give its "
+                              "pt_inception-2015-12-05-6726825d.pth") from None
 
 
 def inception_features(x: torch.Tensor, weights: str | Path | nn.Module, batch_size: int = 100
@@ -133,7 +138,9 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 50) -> di
                                       sync_on_compute=False)
     kid.update(real, real=True)
     kid.update(fake, real=False)
-    kid_mean, kid_std = kid.compute()
+    with torch.random.fork_rng():  # its subsets are drawn from torch's global generator: seeded
+        torch.manual_seed(0)       # here, the same sets give the same KID (and training's own
+        kid_mean, kid_std = kid.compute()  # random stream is left as it was)
     return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
 
 

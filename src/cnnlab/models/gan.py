@@ -67,8 +67,10 @@ class Generator(nn.Module):
             z = torch.cat([z, self.embed(y)], 1)
         h = self.project(z).view(len(z), self.top, 4, 4)
         x = torch.tanh(self.to_image(self.blocks(h)))
-        crop = (x.shape[-1] - self.image_size) // 2
-        return x[..., crop: crop + self.image_size, crop: crop + self.image_size] if crop else x
+        if x.shape[-1] == self.image_size:
+            return x
+        crop = (x.shape[-1] - self.image_size) // 2  # 0 where the sizes differ by one (7 of 8)
+        return x[..., crop: crop + self.image_size, crop: crop + self.image_size]
 
 
 class Discriminator(nn.Module):
