@@ -210,40 +210,40 @@ def _coco(path: Path):
     for a in anns:
         by_image.setdefault(a.get("image_id"), []).append(a)
     folder = _coco_images(path, images)
-
     k = max([len(c.get("keypoints", [])) for c in cats] +
             [len(a.get("keypoints", [])) // 3 for a in anns if isinstance(a, dict)] + [0])
-
-    def reader(img: dict):
-        def read(w: int, h: int, n: int):
-            boxes, labels, masks, kps = [], [], [], []
-            for a in by_image.get(img["id"], []):
-                if a.get("iscrowd"):  # a crowd region, not one object: COCO's evaluation ignores
-                    continue          # it, so it is neither a target nor a ground truth here
-                where = f"{path} annotation id {a.get('id')}"
-                if a.get("category_id") not in index:
-                    raise BadAnnotation(f"{where}: category id {a.get('category_id')} is not in categories")
-                try:
-                    x, y, bw, bh = (float(v) for v in a["bbox"])
-                except (KeyError, TypeError, ValueError):
-                    raise BadAnnotation(f"{where}: no readable bbox [x, y, width, height]") from None
-                box = [x, y, x + bw, y + bh]
-                check_box(where, box, w, h, index[a["category_id"]], n)
-                boxes.append(box)
-                labels.append(index[a["category_id"]])
-                masks.append(_coco_mask(a.get("segmentation"), w, h, where))
-                kps.append(_coco_keypoints(a.get("keypoints"), k, where))
-            return boxes, labels, {"masks": masks, "keypoints": kps if k else None}
-
-        return read
 
     def item(img: dict):
         if not isinstance(img, dict) or not isinstance(img.get("file_name"), str):
             where = f"{path} image id {img.get('id') if isinstance(img, dict) else img!r}"
             return Path(where), BadAnnotation(f"{where}: no file_name; name the image file")
-        return folder / img["file_name"], reader(img)
+        objects = by_image.get(img["id"], [])
+        return folder / img["file_name"], lambda w, h, n: _coco_objects(objects, index, k, path, w, h, n)
 
     return [c["name"] for c in cats], [item(img) for img in images]
+
+
+def _coco_objects(anns: list[dict], index: dict, k: int, path: Path, w: int, h: int, n: int):
+    """One image's annotations as (boxes, labels, {masks, keypoints}); ``index`` maps a
+    category id to its class, ``k`` is the number of keypoints (0: none)."""
+    boxes, labels, masks, kps = [], [], [], []
+    for a in anns:
+        if a.get("iscrowd"):  # a crowd region, not one object: COCO's evaluation ignores
+            continue          # it, so it is neither a target nor a ground truth here
+        where = f"{path} annotation id {a.get('id')}"
+        if a.get("category_id") not in index:
+            raise BadAnnotation(f"{where}: category id {a.get('category_id')} is not in categories")
+        try:
+            x, y, bw, bh = (float(v) for v in a["bbox"])
+        except (KeyError, TypeError, ValueError):
+            raise BadAnnotation(f"{where}: no readable bbox [x, y, width, height]") from None
+        box = [x, y, x + bw, y + bh]
+        check_box(where, box, w, h, index[a["category_id"]], n)
+        boxes.append(box)
+        labels.append(index[a["category_id"]])
+        masks.append(_coco_mask(a.get("segmentation"), w, h, where))
+        kps.append(_coco_keypoints(a.get("keypoints"), k, where))
+    return boxes, labels, {"masks": masks, "keypoints": kps if k else None}
 
 
 def _coco_images(path: Path, images: list) -> Path:
