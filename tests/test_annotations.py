@@ -227,3 +227,26 @@ def test_a_yolo_data_yaml_with_train_and_val_folders_keeps_that_split(tmp_path):
     (root / "data.yaml").write_text("names: [cat]\n")  # no split named: one set, as before
     whole = load_dataset(f"yolo:{root}", image_size=16)
     assert len(whole.train) == 4 and whole.test is None
+
+
+def test_a_segmenter_refused_for_missing_masks_says_how_many_images_lack_one(tmp_path):
+    """Found by probing: one annotation of many without a segmentation gave "has boxes only"."""
+    from types import SimpleNamespace
+
+    from cnnlab.data.dense import to_image_dataset
+    from cnnlab.tasks.segment import SegmentTask
+
+    folder = tmp_path / "c"
+    _images(folder / "images", ["a.png", "b.png"])
+    square = [[2, 2, 12, 2, 12, 12, 2, 12]]
+    coco = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10],
+                             "segmentation": square},
+                            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [2, 2, 10, 10]}],
+            "categories": [{"id": 1, "name": "box"}]}
+    (folder / "instances.json").write_text(json.dumps(coco))
+    ds, _ = load_detection(f"coco:{folder / 'instances.json'}", size=20)
+    assert ds.class_map is None and ds.mapped.tolist() == [True, False]
+    data = SimpleNamespace(train=to_image_dataset(ds))
+    with pytest.raises(CnnlabError, match="1 of 2 training images .* have an object without one"):
+        SegmentTask().prepare(data)

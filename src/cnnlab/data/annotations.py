@@ -75,8 +75,10 @@ def load_detection(spec: str, size: int = 64, skip_bad: bool = False, subset: st
         raise CnnlabError(f"{root}: none of its {len(xs)} images has an annotated object; there is "
                           f"nothing to learn or score ({_where_labels[kind]})")
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
-    class_map = torch.from_numpy(np.stack(maps)) if all(m is not None for m in maps) else None
-    return DetectionSet(x, targets, classes, spec, class_map, files), skipped
+    mapped = torch.tensor([m is not None for m in maps])
+    class_map = torch.from_numpy(np.stack(maps)) if mapped.all() else None
+    return DetectionSet(x, targets, classes, spec, class_map, files,
+                        mapped if mapped.any() and not mapped.all() else None), skipped
 
 
 def _with_shapes(target: dict, extra: dict, labels: list[int], wh: tuple[int, int], size: int):

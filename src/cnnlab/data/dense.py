@@ -39,6 +39,8 @@ def to_image_dataset(ds: DetectionSet, flip_ok: bool = False) -> ImageDataset:
     extras = {"boxes": boxes, "labels": labels, "keypoints": keypoints, "areas": areas}
     if ds.class_map is not None:
         extras["class_map"] = ds.class_map
+    elif ds.mapped is not None:  # some images have every mask, others not
+        extras["mapped"] = ds.mapped
     return ImageDataset(ds.x, y, ds.classes, ds.name, flip_ok, extras)
 
 

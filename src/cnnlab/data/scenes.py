@@ -38,6 +38,9 @@ class DetectionSet:
     class_map: torch.Tensor | None = None
     """(N, H, W) uint8: 0 background, 1 + class (segmentation), where known."""
     files: list[str] = field(default_factory=list)
+    mapped: torch.Tensor | None = None
+    """(N,) bool where some images have a mask for every object and others do not (no class
+    map then): which do, so a segmenter's refusal can say how many do not."""
 
     def __len__(self) -> int:
         return len(self.x)

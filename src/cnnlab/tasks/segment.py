@@ -17,7 +17,14 @@ class SegmentTask(Task):
 
     def prepare(self, data):
         data = super().prepare(data)
-        if "class_map" not in data.train.extras:
+        extras = data.train.extras
+        if "class_map" not in extras and "mapped" in extras:
+            without = int((~extras["mapped"]).sum())
+            raise CnnlabError(f"task segment needs a mask for every object: {without} of "
+                              f"{len(data.train)} training images of {data.train.name} have an object "
+                              f"without one; add its segmentation (polygons or RLE), or leave those "
+                              f"images out")
+        if "class_map" not in extras:
             raise CnnlabError(f"task segment needs a class per pixel: {data.train.name} has boxes only "
                               f"(use scenes, or coco:PATH with polygon or RLE masks)")
         return data
