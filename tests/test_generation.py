@@ -260,6 +260,8 @@ def test_generate_train_writes_a_run_that_resumes_exactly_samples_and_evaluates(
     assert main(["generate", "eval", str(run), "--out", str(tmp_path / "e.json")]) == 0
     said = capsys.readouterr().out
     assert "domain FID" in said and "real-data floor" in said and "near-copies" in said
+    assert "the judge reads the class asked for in" in said  # conditional: as training said (probing)
+    assert 0 <= json.loads((tmp_path / "e.json").read_text())["label_agreement"] <= 1
 
 
 def test_generate_train_trains_its_own_judge_when_none_is_given(tmp_path):

@@ -629,6 +629,9 @@ def cmd_generate_eval(args) -> None:
     print(f"classes produced {100 * labels['classes_covered']:.0f}%  label entropy "
           f"{labels['entropy']:.2f} bits (real {labels['real_entropy']:.2f})"
           + ("  COLLAPSED" if labels["collapsed"] else ""))
+    if "label_agreement" in result:
+        print(f"the judge reads the class asked for in {100 * result['label_agreement']:.1f}% of "
+              f"{result['label_agreement_n']} samples (chance {100 / len(labels['real']):.0f}%)")
     print(f"near-copies of training images {100 * copies['copy_share']:.1f}% (95% CI "
           f"{100 * copies['ci'][0]:.1f}-{100 * copies['ci'][1]:.1f}; about "
           f"{100 * copies['expected']:.0f}% when nothing is copied)")
