@@ -47,9 +47,10 @@ class GenerateTask(Task):
     score_name = "domain FID"
 
     def prepare(self, data):
-        if min(data.train.image_shape[-2:]) < MIN_SIDE:
-            raise CnnlabError(f"{data.source}: images of {data.train.image_shape[-1]} pixels are too "
-                              f"small to generate; give at least {MIN_SIDE}x{MIN_SIDE}")
+        side = min(data.train.image_shape[-2:])
+        if side < MIN_SIDE:
+            raise CnnlabError(f"{data.source}: images of {side}x{side} pixels are too small to generate; "
+                              f"give at least {MIN_SIDE}x{MIN_SIDE} (--image-size)")
         if len(data.eval) < MIN_EVAL:  # found at the start, not by prdc after the training
             raise CnnlabError(f"{data.source}: {len(data.eval)} evaluation images; generation needs at "
                               f"least {MIN_EVAL} (samples are scored against one half, the floor is the "
