@@ -75,7 +75,11 @@ def test_track_and_action_on_a_video_file_and_bad_files_get_one_line(tmp_path, c
     act = cnnlab.train(cfg, log=lambda s: None, report=False)
     capsys.readouterr()
     assert main(["action", str(act.path), str(tmp_path / "clip.gif")]) == 0
-    assert capsys.readouterr().out.split("\t")[0] in act.classes
+    said = capsys.readouterr()
+    assert said.out.split("\t")[0] in act.classes and "frames were repeated" not in said.err
+    _gif(tmp_path / "short.gif", frames=2)  # fewer frames than the model reads (probing)
+    assert main(["action", str(act.path), str(tmp_path / "short.gif")]) == 0
+    assert "the clip has 2 frames" in capsys.readouterr().err
     (tmp_path / "bad.mp4").write_text("not a video")
     assert main(["track", str(det.path), str(tmp_path / "bad.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -589,6 +589,10 @@ def cmd_action(args) -> None:
     from cnnlab.video_files import action_file
 
     found = action_file(args.run, args.video)
+    if found["frames"] < found["frames_read"]:  # each frame repeated: motion is what the model reads
+        print(f"cnnlab: note: the clip has {found['frames']} frames and the model reads "
+              f"{found['frames_read']}, so frames were repeated; give a longer clip for a surer "
+              f"answer", file=sys.stderr)
     print(f"{found['action']}\t{found['probability']:.3f}")
     others = ", ".join(f"{name} {p:.3f}" for name, p in found["top"][1:])
     if others:

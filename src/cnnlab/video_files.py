@@ -135,4 +135,5 @@ def action_file(run_path: str, video: str) -> dict:
     probs = run.predict(clip)[0]
     order = np.argsort(-probs)[:3]
     return {"action": run.classes[order[0]], "probability": float(probs[order[0]]),
-            "top": [(run.classes[k], float(probs[k])) for k in order]}
+            "top": [(run.classes[k], float(probs[k])) for k in order],
+            "frames": len(frames), "frames_read": c // 3}
