@@ -3,6 +3,7 @@ real browser."""
 
 import importlib.util
 import io
+import json
 import os
 import shutil
 import threading
@@ -201,8 +202,25 @@ def test_run_names_are_looked_up_never_joined(runs_dir, tmp_path):
     (tmp_path / "secret.txt").write_text("not for the web")
     (shared / "report.html").unlink(missing_ok=True)
     (shared / "report.html").symlink_to(tmp_path / "secret.txt")
-    r = TestClient(create_app(tmp_path / "runs")).get("/runs/shared/report.html")
+    client = TestClient(create_app(tmp_path / "runs"))
+    r = client.get("/runs/shared/report.html")
     assert r.status_code == 404 and "not for the web" not in r.text
+    assert not client.get("/api/runs").json()[0]["has_report"]  # not offered either
+    # found by probing: a metrics.json, meta.json or weights/ linked out of the folder was read
+    # (the linked file served whole in /api/runs/NAME)
+    (tmp_path / "secret.json").write_text(json.dumps({"secret": "not for the web"}))
+    metrics = (shared / "metrics.json").read_text()
+    (shared / "metrics.json").unlink()
+    (shared / "metrics.json").symlink_to(tmp_path / "secret.json")
+    r = client.get("/api/runs/shared")
+    assert r.status_code == 422 and "not for the web" not in r.text
+    assert "shared" not in {x["name"] for x in client.get("/api/runs").json()}
+    (shared / "metrics.json").unlink()
+    (shared / "metrics.json").write_text(metrics)
+    shutil.move(shared / "weights", tmp_path / "weights")
+    (shared / "weights").symlink_to(tmp_path / "weights", target_is_directory=True)
+    r = client.get("/api/runs/shared/samples")
+    assert r.status_code == 422 and "weights leads outside its folder" in r.json()["error"]
 
 
 def test_predictions_are_answered_while_a_slow_request_runs(runs_dir):
@@ -358,6 +376,22 @@ def test_an_inspection_job_explains_attacks_and_reports_progress(runs_dir):
     res = state["result"]
     assert res["maps"]["gradcam"].startswith("data:image/png;base64,")
     assert res["linf"] <= 0.1 + 1e-6 and len(res["adversarial"]["top"]) == 5
+    # Found by probing: once calibrated, the page showed 26.8% from /api/predict and 10.9% from
+    # this job for one image: the job now reads it as predict does (temperature, TTA)
+    calibration = runs_dir / "digits-a" / "weights" / "calibration.json"
+    calibration.write_text(json.dumps({"temperature": 2.0}))
+    try:
+        said = client.post("/api/predict?run=digits-a", content=body,
+                           headers={"Content-Type": "image/png"}).json()["top"][0]
+        job = client.post("/api/inspect?run=digits-a&eps=0.1&attack=fgsm", content=body,
+                          headers={"Content-Type": "image/png"}).json()["job"]
+        for _ in range(200):
+            if (state := client.get(f"/api/jobs/{job}").json())["state"] != "running":
+                break
+            time.sleep(0.05)
+        assert state["result"]["top"][0] == pytest.approx(said)
+    finally:
+        calibration.unlink()
     bad = client.post("/api/inspect?run=digits-a&eps=2&attack=pgd", content=body,
                       headers={"Content-Type": "image/png"})
     assert bad.status_code == 422 and "eps in (0, 0.5]" in bad.json()["error"]
@@ -380,3 +414,22 @@ def test_batched_predictions_equal_one_by_one(runs_dir):
     single = np.stack([run.predict(images[i][None])[0] for i in range(12)])
     assert np.abs(np.stack([results[i] for i in range(12)]) - single).max() < 2e-2  # bf16 on AMX
     assert sum(batcher.sizes) == 12 and max(batcher.sizes) > 1  # some requests shared a call
+
+
+def test_samples_of_a_folder_run_whose_classes_changed_are_a_422(tmp_path):
+    """Found by probing: a class folder added since training made /samples a 500 (IndexError)."""
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
+    cnnlab.train(cnnlab.TrainConfig(dataset=f"folder:{folder}", model="mlp", epochs=1, image_size=8,
+                                    out_dir=str(tmp_path / "runs"), name="f"), log=quiet, report=False)
+    client = TestClient(create_app(tmp_path / "runs"))
+    assert client.get("/api/runs/f/samples?n=4").status_code == 200
+    (folder / "c").mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "c" / "0.png")
+    client = TestClient(create_app(tmp_path / "runs"))  # a fresh app: the run is read again
+    r = client.get("/api/runs/f/samples?n=48")
+    assert r.status_code == 422 and "the model knows a, b" in r.json()["error"]

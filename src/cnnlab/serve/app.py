@@ -63,14 +63,27 @@ def readable_summary(name: str, path: Path) -> dict | None:
         return None
 
 
+def read_inside(run: Path, name: str) -> str:
+    """A file of a run folder as text; ValueError when it is a link that leads out of the folder
+    (a shared run could point its metrics.json at any file: it would be served whole)."""
+    if not within(run, name):
+        raise ValueError(f"{name} of run {run.name!r} leads outside its folder")
+    return (run / name).read_text()
+
+
+def within(run: Path, name: str) -> bool:
+    """Whether ``name`` in ``run``, once every link is followed, still lies in ``run``."""
+    return (run / name).resolve().is_relative_to(run.resolve())
+
+
 def summary(name: str, path: Path) -> dict:
-    m = json.loads((path / "metrics.json").read_text())
+    m = json.loads(read_inside(path, "metrics.json"))
     robust = None
     for f in sorted((path / "analysis").glob("robustness*.json")):
-        r = json.loads(f.read_text()).get("result", {})
+        r = json.loads(read_inside(path, str(f.relative_to(path)))).get("result", {})
         robust = r.get("robust_accuracy", robust)
     energy = (m.get("energy") or {})
-    task = json.loads((path / "weights" / "meta.json").read_text()).get("task", "classify") \
+    task = json.loads(read_inside(path, "weights/meta.json")).get("task", "classify") \
         if (path / "weights" / "meta.json").is_file() else "classify"
     return {"name": name, "dataset": m.get("dataset"), "model": m.get("model"), "task": task,
             "accuracy": m.get("accuracy"), "score": m.get("score"), "score_name": m.get("score_name"),
@@ -78,7 +91,7 @@ def summary(name: str, path: Path) -> dict:
             "energy_wh": None if energy.get("kwh") is None else 1000 * energy["kwh"],
             "energy_kind": (energy.get("method") or {}).get("kind"),
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "metrics.json").stat().st_mtime)),
-            "has_report": (path / "report.html").is_file(),
+            "has_report": (path / "report.html").is_file() and within(path, "report.html"),
             "which_is_real": game_result(path) is not None}
 
 
@@ -182,13 +195,13 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
         path = served.find(name)
         if (about := readable_summary(name, path)) is None:
             raise ApiError(422, f"run {name}: its metrics.json or weights/meta.json is not valid "
-                           "JSON; restore it or train the run again")
+                           "JSON, or is a link out of its folder; restore it or train the run again")
         try:
             history = read_history(inside(path, "results.csv"))
         except (OSError, ValueError, TypeError):  # cut off while written, edited, not UTF-8
             raise ApiError(422, f"run {name}: its results.csv is not a readable table of epochs; "
                            "restore it or train the run again") from None
-        return {"summary": about, "metrics": json.loads((path / "metrics.json").read_text()),
+        return {"summary": about, "metrics": json.loads(read_inside(path, "metrics.json")),
                 "history": history}
 
     @app.get("/api/runs/{name}/samples")
@@ -198,6 +211,10 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
 
         loaded = cached_run(served.find(name), served.models)
         val = loaded.data().eval.sample(max(1, min(n, 48)), 0)
+        if list(val.classes) != list(loaded.classes):  # e.g. a class folder added since
+            raise ApiError(422, f"run {name}: its data now has the classes {', '.join(val.classes)}, "
+                           f"the model knows {', '.join(loaded.classes)}; restore the data or train "
+                           f"the run again")
         return [{"label": loaded.classes[int(y)], "image": png_uri(_hwc(x.numpy()), scale=False)}
                 for x, y in zip(val.x, val.y, strict=True)]
 

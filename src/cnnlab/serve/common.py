@@ -14,7 +14,12 @@ class ApiError(Exception):
 
 
 def cached_run(path: Path, cache: dict):
-    """The Run of a folder, loaded once per app (its model is cached inside it)."""
+    """The Run of a folder, loaded once per app (its model is cached inside it); refused where its
+    config or weights are links out of the folder (the app reads nothing outside a run)."""
+    from cnnlab.errors import CnnlabError
     from cnnlab.run import Run
 
+    for name in ("config.yaml", "weights"):
+        if (path / name).exists() and not (path / name).resolve().is_relative_to(path.resolve()):
+            raise CnnlabError(f"run {path.name}: its {name} leads outside its folder; it is not loaded")
     return cache.get(str(path)) or cache.setdefault(str(path), Run(path))

@@ -103,8 +103,9 @@ def inspect_image(run, image: np.ndarray, eps: float, attack: str, progress) -> 
     progress(0.05, "predicting")
     model = run.load_model()
     x = torch.from_numpy(image)[None].float() / 255
-    with torch.no_grad():
-        probs = model(x).softmax(1)[0].numpy()
+    # the probabilities as POST /api/predict gives them (temperature-scaled once the run is
+    # calibrated, with its test-time augmentation): one page, one number for one image
+    probs = run.predict(image[None])[0]
     target = torch.tensor([int(probs.argmax())])
     maps = {}
     for k, method in enumerate(("gradcam", "saliency")):
@@ -112,11 +113,10 @@ def inspect_image(run, image: np.ndarray, eps: float, attack: str, progress) -> 
         maps[method] = png_uri(_overlay(_grey(image), attribute(model, x, target, method)[0]))
     progress(0.75, f"attacking ({attack}, eps {eps:.4f})")
     adv = fgsm(model, x, target, eps) if attack == "fgsm" else pgd(model, x, target, eps, steps=20)
-    with torch.no_grad():
-        adv_probs = model(adv).softmax(1)[0].numpy()
     noise = (adv - x)[0].numpy()
     amplified = (127.5 + 127.5 * noise / max(eps, 1e-12)).clip(0, 255).astype(np.uint8)
     adv_u8 = (255 * adv[0].numpy()).round().astype(np.uint8)
+    adv_probs = run.predict(adv_u8[None])[0]  # the image shown, read as an upload of it would be
     return {"top": _top(probs, run.classes), "maps": maps, "eps": eps, "attack": attack,
             "linf": float(np.abs(noise).max()),
             "adversarial": {"top": _top(adv_probs, run.classes), "image": png_uri(_hwc(adv_u8)),
