@@ -147,6 +147,19 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
         cnnlab.train(tiny(tmp_path, model="mlp", lr=1e6, epochs=2), log=lambda s: None)
 
 
+def test_weights_broken_by_the_last_steps_stop_the_run(tmp_path, monkeypatch):
+    """Found by probing: resnet20 at lr 1e6 for one epoch kept finite step losses, and the run
+    ended "finished" with a model whose every output was NaN (predict and export said nan)."""
+    import cnnlab.training.trainer as trainer
+
+    def broken(model, data, cfg, device):
+        return None, float("nan"), 0.1
+
+    monkeypatch.setattr(trainer, "evaluate", broken)
+    with pytest.raises(CnnlabError, match="validation loss became nan after epoch 1.*lower --lr"):
+        cnnlab.train(tiny(tmp_path, epochs=1), log=lambda s: None)
+
+
 def test_deferred_finite_check_names_the_first_bad_step_at_the_end_of_the_epoch():
     """The GPU path: no step waits to read its loss; the epoch's end reports the first bad one."""
     from cnnlab.training.trainer import FiniteGuard

@@ -578,6 +578,9 @@ def end_of_epoch_eval(model, data: RunData, cfg: TrainConfig, state: TrainState,
     elif due:
         with meter().phase("evaluation"):
             probs, row["val_loss"], row["val_acc"] = evaluate(model, data, cfg, device)
+        if not math.isfinite(row["val_loss"]):  # the last steps broke the weights: no model to save
+            raise CnnlabError(f"the validation loss became {row['val_loss']} after epoch {state.epoch + 1}: "
+                              f"the model's outputs are no longer numbers; lower --lr (now {cfg.lr:g})")
         state.final_eval = (probs, row["val_loss"]) if last else None
         if cfg.adv:
             row["val_robust_acc"] = robust_val_accuracy(model, data, cfg, device)
