@@ -355,3 +355,20 @@ def test_a_folder_of_images_smaller_than_the_chosen_size_says_so(tmp_path):
     splits = load_dataset(f"folder:{tmp_path}", image_size=32)
     assert "3 of 6 training images smaller than 32x32, enlarged (the smallest 12x16)" in splits.source
     assert "smaller than" not in load_dataset(f"folder:{tmp_path}", image_size=12).source
+
+
+def test_sixteen_bit_grey_and_rotated_photos_are_read_as_they_look(tmp_path):
+    """Found by probing: a 16-bit grey PNG (0-65535) read as almost pure white (PIL's convert
+    clips at 255), and a photo with EXIF orientation 6 was read on its side."""
+    from cnnlab.data.files import read_image
+
+    ramp = (np.arange(64, dtype=np.uint32).reshape(8, 8) * 1040).astype(np.uint16)  # up to 65,520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    grey = read_image(tmp_path / "deep.png", None, "L").squeeze()
+    assert grey.min() == 0 and grey.max() == 65520 // 257 and len(np.unique(grey)) == 64
+
+    photo = Image.new("RGB", (40, 10), (200, 30, 30))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    photo.save(tmp_path / "phone.jpg", exif=exif)
+    assert read_image(tmp_path / "phone.jpg", None, "RGB").shape == (40, 10, 3)  # as shown: 10 wide

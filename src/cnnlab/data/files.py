@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.data.base import DatasetSplits, ImageDataset, from_numpy
 from cnnlab.errors import CnnlabError
@@ -54,6 +54,10 @@ def read_image(path, size: int | None, mode: str, name: str = "",
             with Image.open(path) as im:
                 if im.width * im.height > limit:
                     raise _too_big(shown, f"{im.width}x{im.height}", limit)
+                im = ImageOps.exif_transpose(im)  # a phone photo stands as it was taken
+                if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: PIL's convert clips
+                    im = Image.fromarray((np.asarray(im).astype(np.uint32) // 257).clip(0, 255)
+                                         .astype(np.uint8))  # at 255; scaled to 8 bits instead
                 im = im.convert(mode)
                 if upsampled is not None and size and min(im.size) < size:
                     upsampled.append(im.size)
