@@ -372,3 +372,16 @@ def test_sixteen_bit_grey_and_rotated_photos_are_read_as_they_look(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to show
     photo.save(tmp_path / "phone.jpg", exif=exif)
     assert read_image(tmp_path / "phone.jpg", None, "RGB").shape == (40, 10, 3)  # as shown: 10 wide
+
+
+def test_an_empty_class_folder_is_refused_not_learnt_as_a_class(tmp_path):
+    """Found by probing: an empty class folder became a fourth class with no image."""
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CnnlabError, match="class folder empty holds no images"):
+        load_dataset(f"folder:{tmp_path}", image_size=8)
+    (tmp_path / "empty").rmdir()
+    assert load_dataset(f"folder:{tmp_path}", image_size=8).train.classes == ["a", "b"]

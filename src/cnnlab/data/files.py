@@ -94,19 +94,25 @@ def _class_folders(root: Path) -> list[str]:
 
 def _read_class_folders(root: Path, classes: list[str] | None, size: int, mode: str,
                         upsampled: list | None = None):
-    if classes is None:
+    found = classes is None  # the classes are this folder's own (not a test split's, named by train)
+    if found:
         classes = _class_folders(root)
     if not classes:
         raise CnnlabError(f"{root} has no class sub-folders; put each class's images in "
                           f"{root}/<class name>/")
-    xs, ys, paths = [], [], []
+    xs, ys, paths, empty = [], [], [], []
     for label, c in enumerate(classes):
         files = _image_files(root / c) if (root / c).is_dir() else []
         xs += [read_image(f, size, mode, upsampled=upsampled) for f in files]
         ys += [label] * len(files)
         paths += files
+        empty += [c] if not files else []
     if not xs:
         raise CnnlabError(f"{root} holds no images (PNG/JPEG/...) in its class sub-folders")
+    if found and empty:  # a class with no image cannot be learnt, and would count as one
+        raise CnnlabError(f"{root}: the class folder{'s' if len(empty) > 1 else ''} "
+                          f"{', '.join(empty)} hold{'' if len(empty) > 1 else 's'} no images; add "
+                          f"some, or remove the folder")
     return np.stack(xs), np.array(ys), classes, paths
 
 
