@@ -385,3 +385,23 @@ def test_an_empty_class_folder_is_refused_not_learnt_as_a_class(tmp_path):
         load_dataset(f"folder:{tmp_path}", image_size=8)
     (tmp_path / "empty").rmdir()
     assert load_dataset(f"folder:{tmp_path}", image_size=8).train.classes == ["a", "b"]
+
+
+def test_a_folder_run_without_a_test_split_is_evaluated_on_its_hold_out(tmp_path):
+    """Found by probing: `cnnlab evaluate` on such a run said "no test split; use --split train",
+    and that scored the training images without saying so."""
+    import cnnlab
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(15):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+                tmp_path / "photos" / c / f"{i}.png")
+    run = cnnlab.train(cnnlab.TrainConfig(dataset=f"folder:{tmp_path / 'photos'}", model="mlp", epochs=1,
+                                          image_size=8, out_dir=str(tmp_path / "runs"), name="f"),
+                       log=lambda s: None, report=False)
+    held = run.evaluate()
+    assert held["n"] == run.metrics["n"] and held["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    assert held["warnings"] == []
+    assert "not a held-out figure" in run.evaluate(split="train")["warnings"][0]

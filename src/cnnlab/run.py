@@ -246,8 +246,12 @@ class Run:
         name = dataset or self.config.dataset
         splits = load_dataset(name, data_dir or self.config.data_dir, self.config.image_size)
         ds = splits.test if split == "test" else splits.train
+        own = ds is None and split == "test" and not dataset  # a folder without test/, an npz
+        if own:  # without a test split: the images the run held out, split as it was trained
+            ds = self.data().eval  # (already permuted where the run permutes pixels)
         if ds is None:
-            raise CnnlabError(f"{name} has no {split} split; use --split train")
+            raise CnnlabError(f"{name} has no {split} split; use --split train (its training "
+                              f"images: not a held-out figure)")
         expected = tuple(self.meta["input_shape"])
         if ds.image_shape != expected:
             raise CnnlabError(f"{name} images are {ds.image_shape} (C, H, W) but the model "
@@ -257,7 +261,7 @@ class Run:
                               f"{', '.join(self.classes)}; evaluate on data with the classes it "
                               f"was trained on, in that order")
         model = self.load_model(which)
-        probs, loss = predict_probs(model, self._permuted(ds.x), tta=tta_level(self.config),
+        probs, loss = predict_probs(model, ds.x if own else self._permuted(ds.x), tta=tta_level(self.config),
                                     y=ds.y, flip=ds.flip_ok, bf16=use_bf16(self.config, "cpu"))
         report = classification_report(probs, ds.y.numpy(), ds.classes, loss)
         return report | {"warnings": self._not_held_out(ds, split, which, name, data_dir)}
@@ -268,7 +272,8 @@ class Run:
         own split is the provenance audit's); or its best epoch chosen on these very images
         (a run without a validation split)."""
         if split != "test":
-            return []
+            return [f"--split {split}: these are {name}'s training images, which the run learnt from "
+                    f"(or held out from them): not a held-out figure"]
         out = []
         if name != self.config.dataset:
             out += self._overlap(ds, data_dir)
