@@ -74,6 +74,13 @@ def test_results_csv_says_energy_and_the_combined_audit_compares_a_folder(tmp_pa
     assert main(["audit", str(tmp_path / "a")]) == 2  # no audit chosen: one line, exit 2
     res = run_analysis(cnnlab.load_run(tmp_path / "a"), "energy", folder=str(tmp_path), log=quiet)
     assert [r["model"] for r in res["rows"]] == ["mlp", "lenet5"]
+    # found by probing: one damaged run of the folder ended the audit in a traceback
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.json").write_text("[1, 2]")
+    said = []
+    res = run_analysis(cnnlab.load_run(tmp_path / "a"), "energy", folder=str(tmp_path), log=said.append)
+    assert [r["model"] for r in res["rows"]] == ["mlp", "lenet5"]
+    assert any("left out" in s and "broken" in s for s in said)
 
 
 def test_a_country_given_after_training_applies_to_the_carbon_figures(tmp_path, capsys):

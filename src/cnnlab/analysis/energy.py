@@ -52,7 +52,7 @@ def energy(run: Run, *, folder: str = "", country: str = "", log: Log = print) -
             raise CnnlabError(f"--folder {folder} is not a folder; give the folder that holds runs")
         for path in sorted(Path(folder).glob("*/metrics.json")):
             if path.parent.resolve() != run.path.resolve():
-                rows.append(_row(path, f"{path.parent.name}-run"))
+                rows.append(_readable_row(path, f"{path.parent.name}-run", log))
     rows = [r for r in rows if r is not None]
     measured = [r for r in rows if r["kwh"] is not None]
     phases_path = run.path / PHASES_FILE
@@ -73,6 +73,17 @@ def energy(run: Run, *, folder: str = "", country: str = "", log: Log = print) -
             f"per training image, {score}")
     return {"rows": rows, "method": method, "dataset": run.config.dataset, "job": job,
             "country": country, "folder": folder}
+
+
+def _readable_row(path: Path, label: str, log: Log) -> dict | None:
+    """Another run's row, or None (said) where one of its files cannot be read: one damaged run
+    of a folder does not stop the comparison of the others."""
+    try:
+        return _row(path, label)
+    except (ValueError, TypeError, AttributeError, KeyError, OSError, yaml.YAMLError) as e:
+        log(f"  left out {path.parent}: a file of it is not readable ({type(e).__name__}); restore "
+            f"it or move the run out of the folder")
+        return None
 
 
 def _row(path: Path, label: str) -> dict | None:
