@@ -115,8 +115,10 @@ def _split(run: Run, fit_fraction: float):
     order = np.random.default_rng(run.config.val_seed + 7).permutation(len(y))
     n_fit = int(round(fit_fraction * len(y)))
     if min(n_fit, len(y) - n_fit) < 20:
+        enough = int(np.ceil(20 / min(fit_fraction, 1 - fit_fraction)))
         raise CnnlabError(f"calibration needs at least 20 images on each side of the split; "
-                          f"the evaluation set has {len(y)}")
+                          f"the evaluation set has {len(y)}: train the run with more held out "
+                          f"(--val-split {enough} or more) or on data with a larger test split")
     return probs, y, order[:n_fit], order[n_fit:]
 
 
