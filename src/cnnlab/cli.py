@@ -779,11 +779,16 @@ def combined_audit(argv: list[str]) -> argparse.Namespace:
     p.add_argument("run", help="the run folder to audit")
     for name in names:
         p.add_argument(f"--{name}", action="store_true", help=f"run cnnlab audit {name}")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch, as every verb takes "
+                   "(the privacy audit trains models)")
     args = p.parse_args(argv)
     chosen = [n for n in names if getattr(args, n)]
     if not chosen:
         p.error(f"choose at least one of {', '.join('--' + n for n in names)}")
-    return argparse.Namespace(fn=cmd_audits, run=args.run, chosen=chosen, verb="audit")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0 (0: one per core), not {args.threads}")
+    return argparse.Namespace(fn=cmd_audits, run=args.run, chosen=chosen, verb="audit",
+                              threads=args.threads)
 
 
 def cmd_audits(args) -> None:
@@ -793,7 +798,7 @@ def cmd_audits(args) -> None:
 
     run = load_run(args.run)
     for name in args.chosen:
-        result = run_analysis(run, name, threads=1)
+        result = run_analysis(run, name, threads=args.threads)
         print(f"wrote {run.path / 'analysis' / result['stem']}.json ({result['seconds']:.1f} s)")
     print(f"report: {render_report(run)}")
 
