@@ -433,3 +433,12 @@ def test_samples_of_a_folder_run_whose_classes_changed_are_a_422(tmp_path):
     client = TestClient(create_app(tmp_path / "runs"))  # a fresh app: the run is read again
     r = client.get("/api/runs/f/samples?n=48")
     assert r.status_code == 422 and "the model knows a, b" in r.json()["error"]
+
+
+def test_unknown_routes_and_methods_answer_in_the_apis_one_form(runs_dir):
+    """Found by probing: they answered {"detail": ...}, where the docs promise {"error": ...}."""
+    client = TestClient(create_app(runs_dir))
+    r = client.get("/api/nothing-here")
+    assert r.status_code == 404 and "Not Found: GET /api/nothing-here" in r.json()["error"]
+    r = client.delete("/api/runs")
+    assert r.status_code == 405 and "error" in r.json()

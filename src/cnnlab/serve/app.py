@@ -32,6 +32,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cnnlab.errors import CnnlabError
 from cnnlab.serve.common import ApiError, cached_run
@@ -127,6 +128,12 @@ def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES
     @app.exception_handler(CnnlabError)
     async def cnnlab_error(request: Request, exc: CnnlabError):
         return JSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """An unknown route or a wrong method, in the API's one form ({"error": ...})."""
+        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
