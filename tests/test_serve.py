@@ -442,3 +442,12 @@ def test_unknown_routes_and_methods_answer_in_the_apis_one_form(runs_dir):
     assert r.status_code == 404 and "Not Found: GET /api/nothing-here" in r.json()["error"]
     r = client.delete("/api/runs")
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_served_on_this_machine_only_requests_naming_it_are_answered(runs_dir):
+    """Found by probing: any Host header was answered, so a web page that rebinds its domain to
+    127.0.0.1 could read /api/runs (DNS rebinding)."""
+    client = TestClient(create_app(runs_dir, hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1")
+    assert client.get("/api/runs").status_code == 200
+    assert client.get("/api/runs", headers={"Host": "localhost:8000"}).status_code == 200
+    assert client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 400

@@ -323,7 +323,10 @@ def cmd_serve(args) -> None:
     where = ("this machine only" if args.host in ("127.0.0.1", "localhost") else
              f"EVERY machine that can reach {args.host} (no login, no encryption)")
     print(f"cnnlab serve: http://{args.host}:{args.port}/ for {where}; API docs at /docs")
-    app = create_app(args.runs, int(args.max_upload_mb * 1024 * 1024), batching=not args.no_batching)
+    # on this machine only, requests must name it (a web page's DNS rebinding names its own host)
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if args.host in ("127.0.0.1", "localhost") else None
+    app = create_app(args.runs, int(args.max_upload_mb * 1024 * 1024), batching=not args.no_batching,
+                     hosts=hosts)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -114,12 +114,19 @@ class Served:
 
 
 def create_app(runs_dir: str | Path = "runs", max_upload: int = MAX_UPLOAD_BYTES,
-               batching: bool = True) -> FastAPI:
+               batching: bool = True, hosts: list[str] | None = None) -> FastAPI:
+    """The app; ``hosts``: the only Host headers answered (``cnnlab serve`` on 127.0.0.1 gives
+    this machine's names, so a page that rebinds its own domain to 127.0.0.1 cannot read the
+    runs); None answers any."""
     # FastAPI's own /docs and /redoc load their scripts from a CDN: blank offline. /docs here is
     # one page drawn from the same OpenAPI description, with nothing fetched.
     app = FastAPI(title="cnnlab", description="Runs, reports and predictions of a cnnlab runs folder.",
                   docs_url=None, redoc_url=None)
     served = Served(runs_dir, max_upload, batching)
+    if hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
