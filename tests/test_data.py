@@ -405,3 +405,18 @@ def test_a_folder_run_without_a_test_split_is_evaluated_on_its_hold_out(tmp_path
     assert held["n"] == run.metrics["n"] and held["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert held["warnings"] == []
     assert "not a held-out figure" in run.evaluate(split="train")["warnings"][0]
+
+
+def test_npz_labels_a_model_cannot_learn_are_refused(tmp_path):
+    """Found by probing: y_test in 3..5 against y in 0..2 scored 0% without a word, and y in 5..7
+    without class names made 8 classes, 5 of them empty."""
+    x = np.zeros((6, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "a.npz", x=x, y=np.array([0, 1, 2, 0, 1, 2]), x_test=x, y_test=np.arange(6) % 3 + 3)
+    with pytest.raises(CnnlabError, match="y_test holds the labels 3, 4, 5 that no training image has"):
+        load_dataset(f"npz:{tmp_path / 'a.npz'}")
+    np.savez(tmp_path / "b.npz", x=x, y=np.arange(6) % 3 + 5)
+    with pytest.raises(CnnlabError, match="no training image has the labels 0, 1, 2, 3, 4"):
+        load_dataset(f"npz:{tmp_path / 'b.npz'}")
+    names = np.array([f"c{i}" for i in range(8)])
+    np.savez(tmp_path / "c.npz", x=x, y=np.arange(6) % 3 + 5, classes=names)  # named: as the user says
+    assert load_dataset(f"npz:{tmp_path / 'c.npz'}").train.classes == list(names)

@@ -241,6 +241,7 @@ def load_npz_splits(path: str) -> DatasetSplits:
     if len(arrays["x"]) == 0:
         raise CnnlabError(f"{p} holds no images (x is empty); save at least 2 labelled images")
     n = int(max(y.max(initial=0), -1 if y_test is None else y_test.max(initial=0))) + 1
+    _check_labels_learnt(y, y_test, "classes" in arrays, p)
     classes = _class_names(arrays, n, p)
     train = from_numpy(arrays["x"], y, classes, name)
     test: ImageDataset | None = None
@@ -293,6 +294,24 @@ def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
         raise CnnlabError(f"{path}: {key} holds labels {y.min():g}..{y.max():g}; labels must be "
                           f"class indices 0..K-1 with K at most {MAX_CLASSES:,}")
     return y.astype(np.int64)
+
+
+def _check_labels_learnt(y: np.ndarray, y_test: np.ndarray | None, named: bool, path: Path) -> None:
+    """Every test label must be one the training images carry (a model cannot learn the others:
+    it scored 0% without a word); without a ``classes`` array, the labels must count from 0
+    without gaps (labels 5-7 made 8 classes, 5 of them empty)."""
+    seen = set(np.unique(y).tolist())
+    if not seen:  # no labels: the length check names it
+        return
+    if y_test is not None and (unseen := sorted(set(np.unique(y_test).tolist()) - seen)):
+        raise CnnlabError(f"{path}: y_test holds the label{'s' if len(unseen) > 1 else ''} "
+                          f"{', '.join(map(str, unseen[:10]))} that no training image has; number the "
+                          f"classes of y and y_test the same way")
+    missing = sorted(set(range(max(seen) + 1)) - seen)
+    if missing and not named:
+        raise CnnlabError(f"{path}: no training image has the label{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(map(str, missing[:10]))}; number the classes from 0 without "
+                          f"gaps, or add a classes array that names every class")
 
 
 def _class_names(arrays: dict, n: int, path: Path) -> list[str]:
