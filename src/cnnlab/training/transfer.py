@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,10 +173,14 @@ def read_weights_file(path: str | Path, log: Log = print, flag: str = "--pretrai
                           "cnnlab reads; give .safetensors (timm, Hugging Face) or torchvision's .pth")
     _check_hash(p, log, flag)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own advice on the failure: the line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle raises many kinds; each means "not a weights file"
-        raise CnnlabError(f"{flag} {path}: not a plain file of tensors ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:120]}); cnnlab reads no other pickle") from None
+        raise CnnlabError(f"{flag} {path}: not a plain file of tensors ({type(e).__name__}); it holds "
+                          f"other objects (a whole model saved with torch.save(model)?), and cnnlab "
+                          f"unpickles nothing else: save model.state_dict(), or convert it to "
+                          f"safetensors") from None
     for key in ("state_dict", "model"):  # training checkpoints wrap the weights
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
