@@ -65,6 +65,10 @@ def test_mlp_first_layer_has_a_weight_per_pixel():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(CnnlabError, match="unknown model 'nope'; choose one of"):
         create_model("nope")
+    from cnnlab.models import check_model_name
+
+    with pytest.raises(CnnlabError, match="or timm:NAME .* or torchvision:NAME"):  # (probing)
+        check_model_name("resnet999")
 
 
 def test_fastnet_whitening_decorrelates_patches():

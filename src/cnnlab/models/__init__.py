@@ -134,7 +134,10 @@ def check_model_name(name: str) -> None:
                               f"{', '.join('torchvision:' + n for n in SUPPORTED)}")
         return
     if not name.startswith("timm:"):
-        MODELS.get(name)
+        if name not in MODELS:  # the registry's list, and the two families of outside models
+            raise CnnlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS.names())}; or "
+                              f"timm:NAME (e.g. timm:resnet18) or torchvision:NAME (cnnlab models lists "
+                              f"them)")
         return
     try:
         import timm
