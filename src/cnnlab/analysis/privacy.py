@@ -55,6 +55,10 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
     if members < 10 or nonmembers < 10 or not 0 <= shadows <= 64 or epochs < 1:
         raise CnnlabError("privacy needs members and nonmembers >= 10, 0 <= shadows <= 64, epochs >= 1")
     base = _config(run, dataset, image_size, epochs, model, model_kwargs, recipe)
+    if base.dataset != run.config.dataset:  # said: the run's own model is not the one attacked
+        log(f"membership inference on a {model} overfit for {epochs} epochs on {base.dataset}, not on "
+            f"the run's own model ({run.config.dataset}): a model that leaks, to show the attacks; "
+            f"--dataset chooses the pool")
     pool = data_for(base).train
     candidates, is_member = _candidates(len(pool), members, nonmembers, base.val_seed, dataset)
     x, y = pool.x[candidates], pool.y[candidates].numpy()
