@@ -54,11 +54,7 @@ def privacy(run: Run, *, dataset: str = "shapes", image_size: int = 16, members:
 
     if members < 10 or nonmembers < 10 or not 0 <= shadows <= 64 or epochs < 1:
         raise CnnlabError("privacy needs members and nonmembers >= 10, 0 <= shadows <= 64, epochs >= 1")
-    base = _config(run, dataset, image_size, epochs, model, model_kwargs, recipe)
-    if base.dataset != run.config.dataset:  # said: the run's own model is not the one attacked
-        log(f"membership inference on a {model} overfit for {epochs} epochs on {base.dataset}, not on "
-            f"the run's own model ({run.config.dataset}): a model that leaks, to show the attacks; "
-            f"--dataset chooses the pool")
+    base = _config(run, dataset, image_size, epochs, model, model_kwargs, recipe, log)
     pool = data_for(base).train
     candidates, is_member = _candidates(len(pool), members, nonmembers, base.val_seed, dataset)
     x, y = pool.x[candidates], pool.y[candidates].numpy()
@@ -106,11 +102,16 @@ def _random_labels(train_on, base, n_classes: int, candidates, is_member, x):
     return _loss_scores(target.predict(x, tta=0, calibrated=False), y)
 
 
-def _config(run: Run, dataset, image_size, epochs, model, model_kwargs, recipe):
-    """The target's and shadows' recipe: the run's, without augmentation or weight decay."""
+def _config(run: Run, dataset, image_size, epochs, model, model_kwargs, recipe, log: Log):
+    """The target's and shadows' recipe: the run's, without augmentation or weight decay; said
+    when the pool is not the run's own data (the run's model is then not the one attacked)."""
     cfg = other_config(run, dataset, image_size, 0, epochs,
                        {"crop_padding": 0, "flip": False, "weight_decay": 0.0, "cutout": 0,
                         "label_noise": 0.0, "checkpoints": 0, "groups": ""} | (recipe or {}))
+    if cfg.dataset != run.config.dataset:
+        log(f"membership inference on a {model} overfit for {epochs} epochs on {cfg.dataset}, not on "
+            f"the run's own model ({run.config.dataset}): a model that leaks, to show the attacks; "
+            f"--dataset chooses the pool")
     return cfg.derive(model=model, model_kwargs=model_kwargs or {}, drop_train="")
 
 

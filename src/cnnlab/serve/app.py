@@ -187,6 +187,17 @@ def inside(run: Path, name: str) -> Path:
     return path
 
 
+def evaluation_sample(run, name: str, n: int):
+    """``n`` of the run's evaluation images (seeded), refused (422) where its data no longer has
+    the classes the model knows (a class folder added since: the labels would index past them)."""
+    val = run.data().eval.sample(n, 0)
+    if list(val.classes) != list(run.classes):
+        raise ApiError(422, f"run {name}: its data now has the classes {', '.join(val.classes)}, "
+                       f"the model knows {', '.join(run.classes)}; restore the data or train the run "
+                       f"again")
+    return val
+
+
 def add_run_routes(app: FastAPI, served: Served) -> None:
     """The page, the runs, their details, sample images and reports."""
 
@@ -224,11 +235,7 @@ def add_run_routes(app: FastAPI, served: Served) -> None:
         from cnnlab.serve.jobs import _hwc, png_uri
 
         loaded = cached_run(served.find(name), served.models)
-        val = loaded.data().eval.sample(max(1, min(n, 48)), 0)
-        if list(val.classes) != list(loaded.classes):  # e.g. a class folder added since
-            raise ApiError(422, f"run {name}: its data now has the classes {', '.join(val.classes)}, "
-                           f"the model knows {', '.join(loaded.classes)}; restore the data or train "
-                           f"the run again")
+        val = evaluation_sample(loaded, name, max(1, min(n, 48)))
         return [{"label": loaded.classes[int(y)], "image": png_uri(_hwc(x.numpy()), scale=False)}
                 for x, y in zip(val.x, val.y, strict=True)]
 
