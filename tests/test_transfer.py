@@ -41,7 +41,7 @@ def test_a_classifier_body_starts_another_classifier_and_a_mismatch_is_one_line(
     assert moved["kept"] > 0 and torch.equal(model.state_dict()["conv1.weight"],
                                              base.load_model().state_dict()["conv1.weight"])
     assert model.fc.weight.shape[0] == 3  # the head: fresh, for its own classes
-    with pytest.raises(CnnlabError, match="none of its tensors fit this model"):
+    with pytest.raises(CnnlabError, match="fit this model; that run trained lenet5: give --model lenet5"):
         init_from(cnnlab.create_model("mlp", num_classes=3, in_channels=1, image_size=8), base.path, quiet)
     with pytest.raises(CnnlabError, match="no trained weights there"):
         init_from(model, tmp_path / "nowhere", quiet)

@@ -73,8 +73,13 @@ def init_from(model: nn.Module, path: str | Path, log: Log = print) -> dict:
     dense = any(k.startswith("backbone.") for k in target)
     kept, reshaped, _ = _match(source, target, "backbone." if dense else "")
     if not learnt(kept):
-        raise CnnlabError(f"--init-from {path}: none of its tensors fit this model (another "
-                          "architecture?); give a run of the same model, or leave --init-from out")
+        import json
+
+        meta = Path(path) / "weights" / "meta.json"
+        theirs = json.loads(meta.read_text()).get("model", "?")  # (run_weights read it already)
+        raise CnnlabError(f"--init-from {path}: none of its tensors fit this model; that run trained "
+                          f"{theirs}: give --model {theirs} (and its --model-kwargs), or leave "
+                          f"--init-from out")
     model.load_state_dict(target | kept)
     left = [k for k in target if k not in kept]
     log(f"init from {path}: kept {len(kept)} tensors of its body, {len(left)} start fresh "
