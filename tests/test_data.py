@@ -420,3 +420,23 @@ def test_npz_labels_a_model_cannot_learn_are_refused(tmp_path):
     names = np.array([f"c{i}" for i in range(8)])
     np.savez(tmp_path / "c.npz", x=x, y=np.arange(6) % 3 + 5, classes=names)  # named: as the user says
     assert load_dataset(f"npz:{tmp_path / 'c.npz'}").train.classes == list(names)
+
+
+def test_mnist_from_un_gzipped_idx_files_in_data_dir(tmp_path, rng, monkeypatch):
+    """Found by probing: the four files already un-gzipped (as many copies hold them) were refused
+    with "could not download ...idx3-ubyte.gz"; they are read, checked by their IDX header."""
+    import gzip
+
+    import cnnlab.data.idx as idx
+
+    xtr, _ = _write_mnist(tmp_path / "mnist", rng)
+    for f in list((tmp_path / "mnist").glob("*.gz")):
+        f.with_suffix("").write_bytes(gzip.open(f).read())
+        f.unlink()
+
+    def offline(*a, **k):
+        raise AssertionError("nothing is downloaded where the files are there")
+
+    monkeypatch.setattr(idx, "fetch", offline)
+    splits = load_dataset("mnist", tmp_path)
+    assert torch.equal(splits.train.x[:, 0], torch.from_numpy(xtr))

@@ -58,10 +58,20 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _local_or_fetched(url: str, folder: Path, f: str, md5: str, name: str) -> Path:
+    """The .gz file (checked against its MD5, downloaded if missing), or the file already
+    un-gzipped beside where it would be (as many copies hold them; checked by its IDX header
+    and size, since the published MD5 is the .gz's)."""
+    plain = folder / f.removesuffix(".gz")
+    if not (folder / f).is_file() and plain.is_file():
+        return plain
+    return fetch(url + f, folder, f, md5, name)
+
+
 def load_idx_splits(name: str, data_dir: Path) -> DatasetSplits:
     folder = data_dir / name
     url = MNIST_URL if name == "mnist" else FASHION_URL
-    arrays = [read_idx(fetch(url + f, folder, f, md5, name)) for f, md5 in FILES[name]]
+    arrays = [read_idx(_local_or_fetched(url, folder, f, md5, name)) for f, md5 in FILES[name]]
     xtr, ytr, xte, yte = arrays
     for x, y in ((xtr, ytr), (xte, yte)):
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
