@@ -94,11 +94,13 @@ def output_names(files: list[Path], root: str | Path) -> list[str]:
     """One PNG name per input, unique: the path under ``root`` with folders joined by "__"
     (sub/a.jpg -> sub__a.png), and the input's suffix kept where two would meet (a.jpg and
     a.png -> a.jpg.png, a.png.png)."""
+    from collections import Counter
+
     root = Path(root)
     stems = ["__".join(f.relative_to(root).with_suffix("").parts) if root.is_dir() else f.stem
              for f in files]
-    return [f"{s}{f.suffix.lower() if stems.count(s) > 1 else ''}.png"
-            for s, f in zip(stems, files, strict=True)]
+    seen = Counter(stems)
+    return [f"{s}{f.suffix.lower() if seen[s] > 1 else ''}.png" for s, f in zip(stems, files, strict=True)]
 
 
 def coco_ids(coco: str, files: list[Path], root: str | Path, classes: list[str]

@@ -141,14 +141,13 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     (0: as many as the evaluation images); with ``fid_weights``, also the published protocol's
     FID and KID on Inception features (and their floor); for a conditional generator, how often
     the judge reads the class each sample was asked for (``label_agreement``)."""
-    import torch
-
     from cnnlab.evaluate.generation import (
         fid_kid,
         halves,
         inception_features,
         inception_net,
         judge_outputs,
+        label_agreement,
         score,
     )
     from cnnlab.tasks.generate import load_judge
@@ -164,10 +163,9 @@ def evaluate_generator(path: str | Path, n: int = 0, fid_weights: str = "") -> d
     samples = gan.sample(n, seed=1)
     judge = load_judge(run.config.judge)
     result = score(judge, samples, data.train.x, data.eval.x, data.train.num_classes)
-    if gan.conditional:  # sample() cycles through the classes
-        _, read = judge_outputs(judge, samples)
-        asked = torch.arange(n) % gan.num_classes
-        result["label_agreement"], result["label_agreement_n"] = float((read == asked).float().mean()), n
+    if gan.conditional:
+        agree = label_agreement(judge_outputs(judge, samples)[1], gan.num_classes)
+        result["label_agreement"], result["label_agreement_n"] = agree, n
     if fid_weights:  # the same halves as the domain measures (Inception saw none of them)
         first, second = halves(len(data.eval), n)
         k = len(first)

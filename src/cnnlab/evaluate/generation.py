@@ -144,6 +144,12 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 50) -> di
     return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
 
 
+def label_agreement(read: torch.Tensor, num_classes: int) -> float:
+    """The share of a conditional generator's samples whose class the judge reads (``read``) as
+    the one asked for; ``sample()`` asks for the classes in turn (0, 1, .., k-1, 0, ..)."""
+    return float((read == torch.arange(len(read)) % num_classes).float().mean())
+
+
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict:
     """Precision and recall of the distribution, density and coverage (the ``prdc`` package)."""
     from prdc import compute_prdc

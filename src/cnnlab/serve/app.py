@@ -35,7 +35,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cnnlab.errors import CnnlabError
-from cnnlab.serve.common import ApiError, cached_run
+from cnnlab.serve.common import ApiError, cached_run, within
 from cnnlab.serve.game import WhichIsReal, game_result
 from cnnlab.serve.jobs import Jobs
 
@@ -70,11 +70,6 @@ def read_inside(run: Path, name: str) -> str:
     if not within(run, name):
         raise ValueError(f"{name} of run {run.name!r} leads outside its folder")
     return (run / name).read_text()
-
-
-def within(run: Path, name: str) -> bool:
-    """Whether ``name`` in ``run``, once every link is followed, still lies in ``run``."""
-    return (run / name).resolve().is_relative_to(run.resolve())
 
 
 def summary(name: str, path: Path) -> dict:
@@ -182,7 +177,7 @@ def inside(run: Path, name: str) -> Path:
     """A file of a run folder, refused (404) when it is a link that leads out of the folder: a
     shared run unpacked into the runs folder could point its report.html at any file."""
     path = run / name
-    if path.exists() and not path.resolve().is_relative_to(run.resolve()):
+    if path.exists() and not within(run, name):
         raise ApiError(404, f"{name} of run {run.name!r} leads outside its folder; it is not served")
     return path
 

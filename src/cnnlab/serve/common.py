@@ -13,6 +13,12 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
+def within(run: Path, name: str) -> bool:
+    """Whether ``name`` in ``run``, once every link is followed, still lies in ``run`` (a shared
+    run unpacked into the runs folder could point any of its files anywhere)."""
+    return (run / name).resolve().is_relative_to(run.resolve())
+
+
 def cached_run(path: Path, cache: dict):
     """The Run of a folder, loaded once per app (its model is cached inside it); refused where its
     config or weights are links out of the folder (the app reads nothing outside a run)."""
@@ -20,6 +26,6 @@ def cached_run(path: Path, cache: dict):
     from cnnlab.run import Run
 
     for name in ("config.yaml", "weights"):
-        if (path / name).exists() and not (path / name).resolve().is_relative_to(path.resolve()):
+        if (path / name).exists() and not within(path, name):
             raise CnnlabError(f"run {path.name}: its {name} leads outside its folder; it is not loaded")
     return cache.get(str(path)) or cache.setdefault(str(path), Run(path))

@@ -150,7 +150,7 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
     """The final generator measured in full (``generation.json``) and its pictures
     (``samples.npz``: the first 1,000 samples, latent interpolations, the samples nearest to
     a training image beside it, and for the conditional GAN a row per class)."""
-    from cnnlab.evaluate.generation import judge_outputs, label_histogram, score
+    from cnnlab.evaluate.generation import judge_outputs, label_agreement, label_histogram, score
     from cnnlab.io import atomic_write_json, save_npz
 
     device = next(model.parameters()).device
@@ -178,10 +178,8 @@ def generation_files(run_dir: Path, data, model: nn.Module) -> dict:
         k = data.train.num_classes
         labels = torch.arange(k).repeat_interleave(8)
         pictures["by_class"] = model.sample(len(labels), seed=2, labels=labels).numpy()
-        asked = c_many[:n]  # the judge's classes of the scored samples, already computed
-        want = torch.arange(n) % k  # sample() cycles through the classes
-        result["label_agreement"] = float((asked == want).float().mean())
-        result["label_agreement_n"] = n
+        # the judge's classes of the scored samples, already computed
+        result["label_agreement"], result["label_agreement_n"] = label_agreement(c_many[:n], k), n
     atomic_write_json(run_dir / "generation.json", result)
     save_npz(run_dir / "samples.npz", **pictures)
     gen, floor = result["generated"], result["floor"]
